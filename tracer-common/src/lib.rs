@@ -1,0 +1,89 @@
+//! Record layouts shared by the kernel programs (C, `tracer-ebpf/src/bpf/leakscope.h`)
+//! and userspace. The C header is the source of truth; these `#[repr(C)]` mirrors carry
+//! compile-time size/offset assertions, and the `layout` test compiles the header with
+//! the host C compiler and checks every offset against these types.
+
+#![no_std]
+
+use core::mem::{offset_of, size_of};
+
+/// `enum ls_record_kind`: what follows the header.
+pub const RECORD_THREAD_WAITER: u32 = 1;
+
+/// `LS_WAITER_IN_FUTEX_WAITV`: the thread waits in futex_waitv(2), `args[0]` points at
+/// its array of `struct futex_waitv`.
+pub const WAITER_IN_FUTEX_WAITV: u32 = 1 << 0;
+
+/// Length of a kernel `comm`.
+pub const COMM_LEN: usize = 16;
+
+/// x86-64 syscall numbers the waiter records carry in `syscall_nr`.
+pub const SYS_FUTEX: u64 = 202;
+pub const SYS_FUTEX_WAITV: u64 = 449;
+
+/// `struct ls_record_header`: first in every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub kind: u32,
+    /// Whole record, header included.
+    pub size: u32,
+}
+
+/// `struct ls_thread_waiter`: a user thread blocked in futex(2) or futex_waitv(2).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadWaiterRecord {
+    pub header: RecordHeader,
+    pub tgid: u32,
+    pub tid: u32,
+    pub process_start_mono_ns: u64,
+    pub thread_start_mono_ns: u64,
+    pub exec_id: u64,
+    pub nvcsw: u64,
+    pub nivcsw: u64,
+    pub last_arrival_ns: u64,
+    pub sched_now_ns: u64,
+    pub mono_now_ns: u64,
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    pub syscall_nr: u64,
+    pub args: [u64; 4],
+    pub state: u32,
+    pub flags: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain-old-data, `#[repr(C)]`, no padding (asserted below), every bit pattern valid.
+unsafe impl aya::Pod for ThreadWaiterRecord {}
+
+const _: () = {
+    assert!(size_of::<RecordHeader>() == 8);
+    assert!(size_of::<ThreadWaiterRecord>() == 168);
+    assert!(offset_of!(ThreadWaiterRecord, tgid) == 8);
+    assert!(offset_of!(ThreadWaiterRecord, ip) == 80);
+    assert!(offset_of!(ThreadWaiterRecord, args) == 112);
+    assert!(offset_of!(ThreadWaiterRecord, state) == 144);
+    assert!(offset_of!(ThreadWaiterRecord, comm) == 152);
+};
+
+impl ThreadWaiterRecord {
+    /// Decodes one record from the front of `bytes` (the iterator's output stream).
+    /// Returns `None` when fewer bytes than a record remain.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < size_of::<Self>() {
+            return None;
+        }
+        // SAFETY: the length is checked, the type is POD with no invalid bit patterns,
+        // and read_unaligned copes with any alignment of the input.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) })
+    }
+
+    /// The thread's name as the kernel keeps it (up to the first NUL).
+    pub fn comm_bytes(&self) -> &[u8] {
+        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+        &self.comm[..end]
+    }
+}

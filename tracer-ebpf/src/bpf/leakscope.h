@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: (MIT OR Apache-2.0) */
+/*
+ * Records the kernel programs hand to userspace. This header is the C half of the
+ * layout; tracer-common mirrors it in Rust with size/offset assertions, and the test
+ * `record_layout_matches_c_header` compiles this header with the host C compiler to
+ * check the two halves agree. Change both together.
+ *
+ * The header includes nothing: BPF programs get __u32/__u64 from vmlinux.h, the layout
+ * test from <linux/types.h>.
+ */
+#ifndef LEAKSCOPE_H
+#define LEAKSCOPE_H
+
+/* Every record starts with this header so a reader can skip kinds it does not know. */
+struct ls_record_header {
+	__u32 kind;
+	__u32 size; /* whole record, header included */
+};
+
+enum ls_record_kind {
+	LS_RECORD_THREAD_WAITER = 1,
+};
+
+/* ls_thread_waiter.flags */
+#define LS_WAITER_IN_FUTEX_WAITV (1u << 0)
+
+#define LS_COMM_LEN 16
+
+/*
+ * One user thread that sits blocked inside futex(2) or futex_waitv(2) at the moment the
+ * task iterator visits it. Times in *_mono_ns are CLOCK_MONOTONIC (the clock of
+ * task->start_time); last_arrival_ns and sched_now_ns are the scheduler clock.
+ */
+struct ls_thread_waiter {
+	struct ls_record_header header;
+	__u32 tgid;
+	__u32 tid;
+	__u64 process_start_mono_ns; /* group leader start: with tgid, names a process instance */
+	__u64 thread_start_mono_ns;  /* with tid, names a thread instance across tid reuse */
+	__u64 exec_id;               /* bumps on execve: same pid, new program */
+	__u64 nvcsw;                 /* voluntary switches: unchanged means it never woke */
+	__u64 nivcsw;
+	__u64 last_arrival_ns;       /* when the thread last got a CPU (scheduler clock) */
+	__u64 sched_now_ns;          /* scheduler clock near the record (leakscope last got a CPU) */
+	__u64 mono_now_ns;           /* CLOCK_MONOTONIC when the record was taken */
+	__u64 ip;                    /* saved user registers at syscall entry */
+	__u64 sp;
+	__u64 bp;
+	__u64 syscall_nr;            /* orig_ax: 202 futex, 449 futex_waitv */
+	__u64 args[4];               /* di, si, dx, r10: uaddr, op, val, timeout (futex) */
+	__u32 state;                 /* task->__state */
+	__u32 flags;                 /* LS_WAITER_* */
+	char comm[LS_COMM_LEN];
+};
+
+#endif /* LEAKSCOPE_H */

@@ -1,0 +1,19 @@
+//! leakscope's userspace: sources → census → history → verdict → sinks.
+//!
+//! - [`sources`]: where waiters come from (the kernel task iterator for threads,
+//!   `/proc` for process facts, process memory for stacks).
+//! - [`stacks`]: unwinding (DWARF CFI, frame-pointer fallback) and symbolization.
+//! - [`census`]: one scan's waiters keyed by process and site, with member ids.
+//! - [`history`]: the censuses of a watch window, per site.
+//! - [`verdict`]: pure judgement of a site's history.
+//! - [`report`]: the `diagnose` report (text and JSON).
+//! - [`diagnose`]: the one-shot diagnosis that wires the stages together.
+
+pub mod census;
+pub mod diagnose;
+pub mod error;
+pub mod history;
+pub mod report;
+pub mod sources;
+pub mod stacks;
+pub mod verdict;

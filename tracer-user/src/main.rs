@@ -1,0 +1,84 @@
+//! The `leakscope` command line.
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use tracer_user::{
+    diagnose::{DiagnoseOptions, diagnose, stderr_is_terminal},
+};
+
+/// Finds goroutine and thread leaks on this host: processes whose population of blocked
+/// waiters grows without bound, and the stacks where they block.
+#[derive(Parser)]
+#[command(name = "leakscope", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Watch the host for a while and report leaking processes.
+    /// Exit status: 0 no leak, 1 leak found, 2 error.
+    Diagnose {
+        /// How long to watch, in seconds.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=86400))]
+        duration: u64,
+        /// Watch only this process (repeatable). Default: every process on the host.
+        #[arg(long = "pid", value_name = "PID")]
+        pids: Vec<u32>,
+        /// Print the report as JSON (version 1, see README) on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Seconds between scans.
+        #[arg(long, default_value_t = 1.0, hide = true)]
+        interval: f64,
+        /// Write each site's observed series as JSON to this file (verdict test data).
+        #[arg(long, hide = true)]
+        record_observations: Option<std::path::PathBuf>,
+    },
+}
+
+/// Exit statuses of `diagnose`.
+const EXIT_LEAK: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_ERROR } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("leakscope: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Diagnose { duration, pids, json, interval, record_observations } => {
+            let opts = DiagnoseOptions {
+                duration: Duration::from_secs(duration),
+                interval: Duration::from_secs_f64(interval.clamp(0.05, 60.0)),
+                pids,
+                progress: stderr_is_terminal(),
+                record_observations,
+            };
+            let report = diagnose(&opts)?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(if report.has_leak() { EXIT_LEAK } else { 0 })
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Sources of waiters and of the facts needed to read their stacks.
+
+pub mod memory;
+pub mod procfs;
+pub mod thread_waiters;

@@ -1,0 +1,183 @@
+//! Facts about processes from /proc: memory maps, executable, thread details.
+
+use std::io;
+
+/// What the kernel appends to the path of a mapping whose file was unlinked.
+const DELETED_SUFFIX: &str = " (deleted)";
+
+/// One line of /proc/PID/maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryMap {
+    pub start: u64,
+    pub end: u64,
+    /// "r-xp" etc.
+    pub perms: String,
+    /// File offset of `start`.
+    pub offset: u64,
+    /// Device as (major, minor).
+    pub dev: (u32, u32),
+    pub inode: u64,
+    /// Path, pseudo name ("[stack]", "[vdso]"), or None for anonymous mappings.
+    /// Kept exactly as the kernel prints it, including a " (deleted)" suffix, so that
+    /// reports show that the binary on disk is no longer the one running.
+    pub path: Option<String>,
+}
+
+impl MemoryMap {
+    pub fn is_executable(&self) -> bool {
+        self.perms.as_bytes().get(2) == Some(&b'x')
+    }
+    pub fn contains(&self, addr: u64) -> bool {
+        (self.start..self.end).contains(&addr)
+    }
+
+    /// Whether the mapping is backed by a file (as opposed to anonymous memory or a
+    /// pseudo mapping such as "[vdso]" or "[heap]").
+    pub fn is_file(&self) -> bool {
+        self.inode != 0 && self.path.as_deref().is_some_and(|p| p.starts_with('/'))
+    }
+
+    /// Whether the backing file was unlinked (or replaced) since it was mapped.
+    pub fn is_deleted(&self) -> bool {
+        self.is_file() && self.path.as_deref().is_some_and(|p| p.ends_with(DELETED_SUFFIX))
+    }
+
+    /// The backing file's path without the " (deleted)" suffix, for file mappings only.
+    /// The path is relative to the process's root (its mount namespace), not ours.
+    pub fn file_path(&self) -> Option<&str> {
+        if !self.is_file() {
+            return None;
+        }
+        let path = self.path.as_deref()?;
+        Some(path.strip_suffix(DELETED_SUFFIX).unwrap_or(path))
+    }
+
+    /// The name of this mapping under /proc/PID/map_files/ ("start-end", lowercase hex).
+    /// Opening that link reaches the mapped file itself, even when it was deleted or lives
+    /// in another mount namespace.
+    pub fn map_files_name(&self) -> String {
+        format!("{:x}-{:x}", self.start, self.end)
+    }
+}
+
+/// Parses the text of /proc/PID/maps; malformed lines are skipped.
+pub fn parse_maps(text: &str) -> Vec<MemoryMap> {
+    text.split('\n').filter_map(parse_line).collect()
+}
+
+/// Reads and parses /proc/PID/maps.
+pub fn read_maps(pid: u32) -> io::Result<Vec<MemoryMap>> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps")).map(|t| parse_maps(&t))
+}
+
+/// Splits off the next space-separated field, skipping leading spaces.
+fn next_field(rest: &str) -> Option<(&str, &str)> {
+    let rest = rest.trim_start_matches(' ');
+    if rest.is_empty() {
+        return None;
+    }
+    Some(match rest.find(' ') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    })
+}
+
+/// Parses one maps line: `start-end perms offset maj:min inode   path`.
+fn parse_line(line: &str) -> Option<MemoryMap> {
+    let (range, rest) = next_field(line)?;
+    let (perms, rest) = next_field(rest)?;
+    let (offset, rest) = next_field(rest)?;
+    let (dev, rest) = next_field(rest)?;
+    let (inode, rest) = next_field(rest)?;
+
+    let (start, end) = range.split_once('-')?;
+    let start = u64::from_str_radix(start, 16).ok()?;
+    let end = u64::from_str_radix(end, 16).ok()?;
+    if start > end || perms.len() != 4 || !perms.is_ascii() {
+        return None;
+    }
+    let offset = u64::from_str_radix(offset, 16).ok()?;
+    let (major, minor) = dev.split_once(':')?;
+    let dev = (u32::from_str_radix(major, 16).ok()?, u32::from_str_radix(minor, 16).ok()?);
+    let inode = inode.parse::<u64>().ok()?;
+
+    // The kernel pads the inode column with spaces before the path; the path itself may
+    // contain spaces, so everything after the padding belongs to it.
+    let path = rest.trim_start_matches(' ');
+    let path = path.strip_suffix('\r').unwrap_or(path);
+    let path = (!path.is_empty()).then(|| path.to_string());
+
+    Some(MemoryMap { start, end, perms: perms.to_string(), offset, dev, inode, path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+55d1c7a4e000-55d1c7a50000 r--p 00000000 fd:01 1835023                    /usr/bin/cat
+55d1c7a50000-55d1c7a55000 r-xp 00002000 fd:01 1835023                    /usr/bin/cat
+55d1c8e1b000-55d1c8e3c000 rw-p 00000000 00:00 0                          [heap]
+7f3a1c000000-7f3a1c021000 rw-p 00000000 00:00 0 
+7f3a1d028000-7f3a1d1a0000 r-xp 00028000 103:02 2102                      /opt/my app/lib foo.so (deleted)
+this is not a maps line
+7f3a1d1a0000-7f3a1d1a1000 r-xp zz 00:00 0
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
+7ffd5e3f2000-7ffd5e3f6000 r--p 00000000 00:00 0                          [vvar]
+7ffd5e3f6000-7ffd5e3f8000 r-xp 00000000 00:00 0                          [vdso]
+";
+
+    #[test]
+    fn parses_sample() {
+        let maps = parse_maps(SAMPLE);
+        assert_eq!(maps.len(), 8, "{maps:#?}");
+
+        assert_eq!(
+            maps[1],
+            MemoryMap {
+                start: 0x55d1c7a50000,
+                end: 0x55d1c7a55000,
+                perms: "r-xp".into(),
+                offset: 0x2000,
+                dev: (0xfd, 1),
+                inode: 1835023,
+                path: Some("/usr/bin/cat".into()),
+            }
+        );
+        assert!(maps[1].is_executable() && !maps[0].is_executable());
+        assert!(maps[1].contains(0x55d1c7a50000) && !maps[1].contains(0x55d1c7a55000));
+        assert_eq!(maps[1].map_files_name(), "55d1c7a50000-55d1c7a55000");
+
+        assert_eq!(maps[2].path.as_deref(), Some("[heap]"));
+        assert!(!maps[2].is_file());
+        assert_eq!(maps[3].path, None);
+
+        let deleted = &maps[4];
+        assert_eq!(deleted.dev, (0x103, 2));
+        assert_eq!(deleted.offset, 0x28000);
+        assert_eq!(deleted.path.as_deref(), Some("/opt/my app/lib foo.so (deleted)"));
+        assert!(deleted.is_deleted());
+        assert_eq!(deleted.file_path(), Some("/opt/my app/lib foo.so"));
+
+        assert_eq!(maps[5].start, 0xffffffffff600000);
+        assert_eq!(maps[7].path.as_deref(), Some("[vdso]"));
+        assert_eq!(maps[7].file_path(), None);
+    }
+
+    #[test]
+    fn skips_garbage() {
+        let text = "\n\n-\n1-2\n1-2 r-xp\n2-1 r-xp 0 00:00 0\n1-2 r-xp 0 00:00 x /a\n\
+                    1-2 rwxpx 0 00:00 0 /a\n1-2 r-xp 0 0000 0 /a\n1-2 r-xp 0 00:00 0 /ok\n";
+        let maps = parse_maps(text);
+        assert_eq!(maps.len(), 1);
+        assert_eq!(maps[0].path.as_deref(), Some("/ok"));
+    }
+
+    #[test]
+    fn reads_own_maps() {
+        let maps = read_maps(std::process::id()).unwrap();
+        let here = reads_own_maps as usize as u64;
+        let text = maps.iter().find(|m| m.contains(here)).expect("own code is mapped");
+        assert!(text.is_executable() && text.is_file());
+    }
+}

@@ -1,0 +1,113 @@
+//! Source of thread waiters: the `thread_waiters` task iterator (tracer-ebpf).
+//!
+//! Each scan attaches the iterator anew and reads it to the end: the kernel walks every
+//! task and writes one [`ThreadWaiterRecord`] per user thread blocked in futex(2) or
+//! futex_waitv(2). Nothing runs in the watched programs' context, so they pay nothing.
+
+use std::{io::Read, path::Path};
+
+use aya::{Btf, Ebpf, EbpfLoader, programs::Iter};
+use tracer_common::{RECORD_THREAD_WAITER, RecordHeader, ThreadWaiterRecord};
+
+use crate::error::SourceError;
+
+/// Where the kernel publishes its own BTF; CO-RE and the task iterator need it.
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// The loaded iterator program; dropping it unloads everything.
+pub struct ThreadWaiterSource {
+    ebpf: Ebpf,
+    buf: Vec<u8>,
+}
+
+impl ThreadWaiterSource {
+    /// Loads and verifies the iterator program.
+    pub fn load() -> Result<Self, SourceError> {
+        if !Path::new(KERNEL_BTF).exists() {
+            return Err(SourceError::NoBtf);
+        }
+        let btf = Btf::from_sys_fs().map_err(|e| SourceError::Load(format!("kernel BTF: {e}")))?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .load(&tracer_ebpf::THREAD_WAITERS.0)
+            .map_err(|e| SourceError::Load(format!("thread_waiters object: {e}")))?;
+        let program: &mut Iter = ebpf
+            .program_mut(tracer_ebpf::THREAD_WAITERS_PROGRAM)
+            .ok_or_else(|| SourceError::Load("thread_waiters program missing".into()))?
+            .try_into()
+            .map_err(|e| SourceError::Load(format!("thread_waiters is not an iterator: {e}")))?;
+        program
+            .load("task", &btf)
+            .map_err(|e| SourceError::Load(format!("verifier rejected thread_waiters: {e:#}")))?;
+        Ok(Self { ebpf, buf: Vec::with_capacity(1 << 16) })
+    }
+
+    /// One pass over every thread on the host: the threads blocked in futex waits now.
+    pub fn scan(&mut self) -> Result<Vec<ThreadWaiterRecord>, SourceError> {
+        let program: &mut Iter = self
+            .ebpf
+            .program_mut(tracer_ebpf::THREAD_WAITERS_PROGRAM)
+            .expect("checked at load")
+            .try_into()
+            .expect("checked at load");
+        let link_id = program.attach().map_err(|e| SourceError::Scan(format!("attach: {e}")))?;
+        let link = program.take_link(link_id).map_err(|e| SourceError::Scan(format!("link: {e}")))?;
+        let mut file = link.into_file().map_err(|e| SourceError::Scan(format!("iter fd: {e}")))?;
+        self.buf.clear();
+        file.read_to_end(&mut self.buf).map_err(|e| SourceError::Scan(format!("read: {e}")))?;
+        Ok(parse_records(&self.buf))
+    }
+}
+
+/// Splits the iterator's byte stream into waiter records, skipping kinds this build does
+/// not know and stopping at a truncated tail.
+pub fn parse_records(mut bytes: &[u8]) -> Vec<ThreadWaiterRecord> {
+    let mut out = Vec::new();
+    let header_len = size_of::<RecordHeader>();
+    while bytes.len() >= header_len {
+        let kind = u32::from_ne_bytes(bytes[0..4].try_into().unwrap());
+        let size = u32::from_ne_bytes(bytes[4..8].try_into().unwrap()) as usize;
+        if size < header_len || size > bytes.len() {
+            break;
+        }
+        if kind == RECORD_THREAD_WAITER {
+            if let Some(rec) = ThreadWaiterRecord::from_bytes(&bytes[..size]) {
+                out.push(rec);
+            }
+        }
+        bytes = &bytes[size..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(tid: u32) -> ThreadWaiterRecord {
+        ThreadWaiterRecord {
+            header: RecordHeader { kind: RECORD_THREAD_WAITER, size: size_of::<ThreadWaiterRecord>() as u32 },
+            tid,
+            ..Default::default()
+        }
+    }
+
+    fn bytes_of(rec: &ThreadWaiterRecord) -> Vec<u8> {
+        // SAFETY: the record is POD without padding.
+        unsafe {
+            std::slice::from_raw_parts((rec as *const ThreadWaiterRecord).cast::<u8>(), size_of::<ThreadWaiterRecord>())
+        }
+        .to_vec()
+    }
+
+    /// Check that records of unknown kinds are skipped and a truncated tail is dropped.
+    #[test]
+    fn parse_skips_unknown_kinds_and_truncated_tail() {
+        let mut stream = bytes_of(&record(1));
+        stream.extend_from_slice(&[9, 0, 0, 0, 12, 0, 0, 0, 0xaa, 0xbb, 0xcc, 0xdd]);
+        stream.extend(bytes_of(&record(2)));
+        stream.extend(&bytes_of(&record(3))[..40]);
+        let tids: Vec<u32> = parse_records(&stream).iter().map(|r| r.tid).collect();
+        assert_eq!(tids, vec![1, 2]);
+    }
+}

@@ -1,0 +1,554 @@
+//! Shared machinery for the integration tests: building the test programs in
+//! `tests/programs`, running them, running `leakscope diagnose --json` and reading
+//! its report.
+
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long each diagnosis watches: long enough for a 4 threads/s leak to show a
+/// clear trend, short enough that the suite stays within a couple of minutes.
+pub const DIAGNOSE_SECONDS: u32 = 6;
+
+/// How long a test program runs before diagnose starts, so it has threads blocked
+/// (and, for the leakers, a few already leaked) when the first scan happens.
+pub const WARM_UP: Duration = Duration::from_secs(1);
+
+/// Slack on top of the watch duration before a hung leakscope is killed: loading
+/// the kernel programs and symbolizing stacks take time, but not this much.
+const LEAKSCOPE_TIMEOUT_SLACK: Duration = Duration::from_secs(60);
+
+/// The test programs, each built from one source file in `tests/programs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// Leaks a thread every 250 ms on a mutex, in `leak_on_mutex`.
+    MutexLeak,
+    /// Leaks a thread every 250 ms on a condvar, in `wait_for_signal_never_sent`.
+    CondvarLeak,
+    /// 16 workers on a condvar-guarded queue, in `pool_worker_wait`; never grows.
+    IdlePool,
+    /// Like `MutexLeak`, built -O2 without frame pointers; leaks in
+    /// `request_handler` -> `acquire_shared_state`.
+    NofpLeak,
+    /// Rust: leaks a thread every 250 ms in `wait_for_message` -> `Receiver::recv`.
+    MpscLeak,
+}
+
+impl Program {
+    const ALL: [Program; 5] = [
+        Program::MutexLeak,
+        Program::CondvarLeak,
+        Program::IdlePool,
+        Program::NofpLeak,
+        Program::MpscLeak,
+    ];
+
+    /// The binary's file name, which is also the process comm (under 16 bytes).
+    pub fn name(self) -> &'static str {
+        match self {
+            Program::MutexLeak => "mutex_leak",
+            Program::CondvarLeak => "condvar_leak",
+            Program::IdlePool => "idle_pool",
+            Program::NofpLeak => "nofp_leak",
+            Program::MpscLeak => "mpsc_leak",
+        }
+    }
+
+    /// The compiler command that builds this program from `sources` into `output`.
+    fn build_command(self, sources: &Path, output: &Path) -> Command {
+        match self {
+            Program::MpscLeak => {
+                let mut rustc = Command::new(rustc_program());
+                rustc
+                    .args(["-g", "-C", "opt-level=1", "--edition", "2021", "-o"])
+                    .arg(output)
+                    .arg(sources.join("mpsc_leak.rs"));
+                rustc
+            }
+            Program::NofpLeak => {
+                // The point of this program: optimized, no frame pointers, so only
+                // DWARF CFI can unwind it.
+                let mut cc = Command::new(cc_program());
+                cc.args(["-O2", "-g", "-fomit-frame-pointer", "-pthread", "-o"])
+                    .arg(output)
+                    .arg(sources.join("nofp_leak.c"));
+                cc
+            }
+            Program::MutexLeak | Program::CondvarLeak | Program::IdlePool => {
+                // Unoptimized with frame pointers: these tests are about detection
+                // and verdicts, so their stacks should be easy for any unwinder.
+                let mut cc = Command::new(cc_program());
+                cc.args(["-O0", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
+                    .arg(output)
+                    .arg(sources.join(format!("{}.c", self.name())));
+                cc
+            }
+        }
+    }
+}
+
+fn cc_program() -> String {
+    std::env::var("CC").unwrap_or_else(|_| "cc".to_string())
+}
+
+fn rustc_program() -> String {
+    std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string())
+}
+
+/// The directory holding every built program, or why building failed. Built once
+/// per test binary run; a failure is kept so every test reports it, not just the
+/// first one to try.
+static BUILT_PROGRAMS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// Path of a built test program, building all of them on first use.
+pub fn program_path(program: Program) -> PathBuf {
+    let dir = BUILT_PROGRAMS.get_or_init(build_all_programs);
+    match dir {
+        Ok(dir) => dir.join(program.name()),
+        Err(reason) => panic!("building the test programs failed: {reason}"),
+    }
+}
+
+fn build_all_programs() -> Result<PathBuf, String> {
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs");
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("leakscope-test-programs");
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    for program in Program::ALL {
+        let final_path = out_dir.join(program.name());
+        // Build beside the final path and rename over it: a program left running by
+        // an earlier, aborted test run keeps its old inode, and writing into a
+        // running executable would fail with ETXTBSY.
+        let temp_path = out_dir.join(format!(
+            "{}.building-{}",
+            program.name(),
+            std::process::id()
+        ));
+        let mut command = program.build_command(&sources, &temp_path);
+        let compiler = command.get_program().to_string_lossy().into_owned();
+        let output = command.output().map_err(|e| {
+            format!(
+                "cannot run `{compiler}` to build {} ({e}); the integration tests need a C \
+                 compiler (`cc`, e.g. apt-get install gcc) and `rustc` on PATH",
+                program.name()
+            )
+        })?;
+        if !output.status.success() {
+            return Err(format!(
+                "`{compiler}` failed to build {} ({}):\n{}",
+                program.name(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        std::fs::rename(&temp_path, &final_path).map_err(|e| {
+            format!(
+                "cannot move {} to {}: {e}",
+                temp_path.display(),
+                final_path.display()
+            )
+        })?;
+    }
+    Ok(out_dir)
+}
+
+/// Fails the calling test unless it runs as root: leakscope loads eBPF programs
+/// and reads other processes' memory. CI runs the suite as root, so a non-root run
+/// must fail loudly rather than pass by skipping.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "this test needs root (leakscope loads eBPF programs and reads other processes' \
+         memory); run the suite as root, e.g. `sudo -E cargo test -p tracer-user --test \
+         integration` or `cargo xtask test` as root (euid is {euid})"
+    );
+}
+
+/// A running test program, killed and reaped when dropped so a failing test does
+/// not leave thousands of blocked threads behind.
+pub struct Spawned {
+    program: Program,
+    child: Child,
+    reaped: bool,
+}
+
+impl Spawned {
+    /// Starts `program` and lets it run for [`WARM_UP`], checking it is still alive.
+    pub fn start(program: Program) -> Spawned {
+        let path = program_path(program);
+        let child = Command::new(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
+        let mut spawned = Spawned {
+            program,
+            child,
+            reaped: false,
+        };
+        thread::sleep(WARM_UP);
+        if let Some(status) = spawned.child.try_wait().expect("try_wait on test program") {
+            spawned.reaped = true;
+            panic!("{} exited during warm-up ({status})", program.name());
+        }
+        spawned
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills and reaps the program now (so its pid really disappears, rather than
+    /// lingering as a zombie); dropping afterwards does nothing more.
+    pub fn kill(&mut self) {
+        if self.reaped {
+            return;
+        }
+        // An error here means it already exited; wait() below reaps it either way.
+        let _ = self.child.kill();
+        if let Err(e) = self.child.wait() {
+            eprintln!(
+                "waiting for {} (pid {}): {e}",
+                self.program.name(),
+                self.pid()
+            );
+        }
+        self.reaped = true;
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What one leakscope invocation did.
+#[derive(Debug)]
+pub struct LeakscopeRun {
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the leakscope binary with `args`, capturing its output. Panics when it
+/// runs past `timeout` (it is killed first), dies from a signal, or panics: none
+/// of those is an acceptable outcome in any test.
+pub fn run_leakscope(args: &[String], timeout: Duration) -> LeakscopeRun {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leakscope"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start leakscope: {e}"));
+    // Drain both pipes while it runs: a report for a busy host can exceed the pipe
+    // buffer, and a blocked writer would look like a hang.
+    let stdout_reader = drain_in_background(child.stdout.take().expect("piped stdout"));
+    let stderr_reader = drain_in_background(child.stderr.take().expect("piped stderr"));
+
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait on leakscope") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr_reader.join().unwrap_or_default();
+            panic!(
+                "leakscope {args:?} still running after {timeout:?}; killed it. stderr:\n{stderr}"
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = stdout_reader.join().unwrap_or_default();
+    let stderr = stderr_reader.join().unwrap_or_default();
+
+    assert!(
+        !stderr.contains("panicked"),
+        "leakscope {args:?} panicked ({status}). stderr:\n{stderr}"
+    );
+    let exit_code = status.code().unwrap_or_else(|| {
+        panic!(
+            "leakscope {args:?} was killed by signal {:?}. stderr:\n{stderr}",
+            status.signal()
+        )
+    });
+    LeakscopeRun {
+        exit_code,
+        stdout,
+        stderr,
+    }
+}
+
+fn drain_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Runs `leakscope diagnose --duration <duration_s> --pid <pid>... --json` and
+/// returns its exit code and parsed report, after checking the report has the
+/// documented shape. Panics (showing stderr) when stdout is not a JSON report,
+/// which includes every exit-code-2 failure.
+pub fn diagnose(pids: &[u32], duration_s: u32) -> (i32, Value) {
+    let mut args = vec![
+        "diagnose".to_string(),
+        "--duration".to_string(),
+        duration_s.to_string(),
+    ];
+    for pid in pids {
+        args.push("--pid".to_string());
+        args.push(pid.to_string());
+    }
+    args.push("--json".to_string());
+
+    let timeout = Duration::from_secs(u64::from(duration_s)) + LEAKSCOPE_TIMEOUT_SLACK;
+    let run = run_leakscope(&args, timeout);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "leakscope {args:?} exited {} without a JSON report on stdout ({e}).\n\
+             stdout:\n{}\nstderr:\n{}",
+            run.exit_code, run.stdout, run.stderr
+        )
+    });
+    if let Err(problem) = check_report_shape(&report) {
+        panic!(
+            "leakscope report does not match the documented shape: {problem}\nreport:\n{report:#}"
+        );
+    }
+    (run.exit_code, report)
+}
+
+/// Checks the `--json` report against the documented contract (version 1): every
+/// field present with its type, verdicts limited to "leak" and "ok".
+pub fn check_report_shape(report: &Value) -> Result<(), String> {
+    expect_field(report, "version", "report")?;
+    if report["version"] != 1 {
+        return Err(format!("version is {}, expected 1", report["version"]));
+    }
+    expect_str(report, "host", "report")?;
+    let started_at = expect_str(report, "started_at", "report")?;
+    if !looks_like_rfc3339(started_at) {
+        return Err(format!("started_at {started_at:?} is not RFC 3339"));
+    }
+    expect_number(report, "duration_s", "report")?;
+    let processes = expect_array(report, "processes", "report")?;
+    for process in processes {
+        let at = format!("process {}", process["pid"]);
+        expect_u64(process, "pid", &at)?;
+        expect_str(process, "comm", &at)?;
+        expect_str(process, "exe", &at)?;
+        expect_str(process, "runtime", &at)?;
+        expect_verdict(process, &at)?;
+        expect_u64(process, "waiters", &at)?;
+        expect_number(process, "growth_per_min", &at)?;
+        for (i, site) in expect_array(process, "sites", &at)?.iter().enumerate() {
+            let at = format!("{at} site {i}");
+            expect_str(site, "kind", &at)?;
+            expect_str(site, "wait", &at)?;
+            expect_u64(site, "count", &at)?;
+            expect_verdict(site, &at)?;
+            expect_number(site, "growth_per_min", &at)?;
+            expect_number(site, "oldest_wait_s", &at)?;
+            for (j, frame) in expect_array(site, "stack", &at)?.iter().enumerate() {
+                let at = format!("{at} frame {j}");
+                expect_nullable(frame, "function", &at, Value::is_string)?;
+                expect_nullable(frame, "file", &at, Value::is_string)?;
+                expect_nullable(frame, "line", &at, Value::is_u64)?;
+                let address = expect_str(frame, "address", &at)?;
+                let hex_digits = address.strip_prefix("0x").unwrap_or("");
+                if hex_digits.is_empty() || !hex_digits.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(format!("{at}: address {address:?} is not 0x-prefixed hex"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn expect_field<'a>(object: &'a Value, key: &str, at: &str) -> Result<&'a Value, String> {
+    object
+        .get(key)
+        .ok_or_else(|| format!("{at}: missing field {key:?}"))
+}
+
+fn expect_str<'a>(object: &'a Value, key: &str, at: &str) -> Result<&'a str, String> {
+    expect_field(object, key, at)?
+        .as_str()
+        .ok_or_else(|| format!("{at}: {key:?} is not a string"))
+}
+
+fn expect_u64(object: &Value, key: &str, at: &str) -> Result<u64, String> {
+    expect_field(object, key, at)?
+        .as_u64()
+        .ok_or_else(|| format!("{at}: {key:?} is not a non-negative integer"))
+}
+
+fn expect_number(object: &Value, key: &str, at: &str) -> Result<f64, String> {
+    expect_field(object, key, at)?
+        .as_f64()
+        .ok_or_else(|| format!("{at}: {key:?} is not a number"))
+}
+
+fn expect_array<'a>(object: &'a Value, key: &str, at: &str) -> Result<&'a Vec<Value>, String> {
+    expect_field(object, key, at)?
+        .as_array()
+        .ok_or_else(|| format!("{at}: {key:?} is not an array"))
+}
+
+fn expect_verdict(object: &Value, at: &str) -> Result<(), String> {
+    match expect_str(object, "verdict", at)? {
+        "leak" | "ok" => Ok(()),
+        other => Err(format!(
+            "{at}: verdict {other:?} is neither \"leak\" nor \"ok\""
+        )),
+    }
+}
+
+fn expect_nullable(
+    object: &Value,
+    key: &str,
+    at: &str,
+    is_expected_type: fn(&Value) -> bool,
+) -> Result<(), String> {
+    let value = expect_field(object, key, at)?;
+    if value.is_null() || is_expected_type(value) {
+        Ok(())
+    } else {
+        Err(format!("{at}: {key:?} has the wrong type: {value}"))
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`: enough to catch a non-RFC 3339 format
+/// without a date-time dependency.
+fn looks_like_rfc3339(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let digits_at = |range: std::ops::Range<usize>| {
+        bytes
+            .get(range)
+            .is_some_and(|part| part.iter().all(u8::is_ascii_digit))
+    };
+    let has_zone = text.ends_with(['Z', 'z'])
+        || (bytes.len() > 6
+            && matches!(bytes[bytes.len() - 6], b'+' | b'-')
+            && bytes[bytes.len() - 3] == b':');
+    digits_at(0..4)
+        && bytes.get(4) == Some(&b'-')
+        && digits_at(5..7)
+        && bytes.get(7) == Some(&b'-')
+        && digits_at(8..10)
+        && matches!(bytes.get(10), Some(b'T' | b't'))
+        && digits_at(11..13)
+        && bytes.get(13) == Some(&b':')
+        && digits_at(14..16)
+        && bytes.get(16) == Some(&b':')
+        && digits_at(17..19)
+        && has_zone
+}
+
+/// The report's entry for `pid`, if any.
+pub fn find_process(report: &Value, pid: u32) -> Option<&Value> {
+    report["processes"]
+        .as_array()?
+        .iter()
+        .find(|process| process["pid"].as_u64() == Some(u64::from(pid)))
+}
+
+/// The process's verdict, or "absent" when the report does not list it.
+pub fn process_verdict(report: &Value, pid: u32) -> &str {
+    find_process(report, pid).map_or("absent", |process| {
+        process["verdict"].as_str().unwrap_or("missing")
+    })
+}
+
+/// The process's sites.
+pub fn sites(process: &Value) -> &[Value] {
+    process["sites"].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// The function names of a site's stack, innermost first (None for unnamed frames).
+pub fn stack_functions(site: &Value) -> Vec<Option<&str>> {
+    site["stack"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .map(|frame| frame["function"].as_str())
+        .collect()
+}
+
+/// Index (innermost = 0) of the first frame whose function name contains `name`.
+/// Containment, not equality: Rust names come demangled with their path
+/// (`mpsc_leak::wait_for_message`) and possibly a hash suffix.
+pub fn frame_index(site: &Value, name: &str) -> Option<usize> {
+    stack_functions(site)
+        .iter()
+        .position(|function| function.is_some_and(|f| f.contains(name)))
+}
+
+/// Whether the site's stack has a frame whose function contains `name`.
+pub fn stack_contains(site: &Value, name: &str) -> bool {
+    frame_index(site, name).is_some()
+}
+
+/// Whether any of the process's sites has a frame whose function contains `name`.
+pub fn any_site_stack_contains(process: &Value, name: &str) -> bool {
+    sites(process).iter().any(|site| stack_contains(site, name))
+}
+
+/// The process's sites judged "leak" whose stack contains `name`.
+pub fn leak_sites_containing<'a>(process: &'a Value, name: &str) -> Vec<&'a Value> {
+    sites(process)
+        .iter()
+        .filter(|site| site["verdict"] == "leak" && stack_contains(site, name))
+        .collect()
+}
+
+/// A short human summary of a process entry for assertion messages: verdict,
+/// counts and each site's stack as function names.
+pub fn summarize_process(process: &Value) -> String {
+    let mut summary = format!(
+        "pid {} ({}) verdict={} waiters={} growth/min={}",
+        process["pid"],
+        process["comm"],
+        process["verdict"],
+        process["waiters"],
+        process["growth_per_min"]
+    );
+    for site in sites(process) {
+        let functions: Vec<&str> = stack_functions(site)
+            .into_iter()
+            .map(|f| f.unwrap_or("?"))
+            .collect();
+        summary.push_str(&format!(
+            "\n  site {}/{} verdict={} count={} growth/min={}: {}",
+            site["kind"],
+            site["wait"],
+            site["verdict"],
+            site["count"],
+            site["growth_per_min"],
+            functions.join(" <- ")
+        ));
+    }
+    summary
+}
+
+/// [`summarize_process`] for `pid`, or a note that the report does not list it.
+pub fn summarize_pid(report: &Value, pid: u32) -> String {
+    find_process(report, pid).map_or_else(
+        || format!("pid {pid} is not in the report"),
+        summarize_process,
+    )
+}

@@ -1,0 +1,8 @@
+//! leakscope's integration tests: one test binary (so the test programs are built
+//! once per run) running the real `leakscope` binary against small programs that
+//! leak, or do not leak, blocked threads.
+//!
+//! Most tests need root and fail, rather than skip, without it.
+
+mod common;
+mod native;

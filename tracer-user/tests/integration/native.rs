@@ -1,0 +1,213 @@
+//! Native (C and Rust) thread leaks: what `leakscope diagnose` must find, what it
+//! must not call a leak, and how it fails.
+
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{
+    DIAGNOSE_SECONDS, Program, Spawned, any_site_stack_contains, diagnose, find_process,
+    frame_index, leak_sites_containing, process_verdict, require_root, run_leakscope,
+    summarize_pid,
+};
+
+/// Fewest blocked threads a leak site must report: the leakers add 4 threads per
+/// second, so after the warm-up plus a 6 s watch there are far more than this.
+const MIN_LEAK_SITE_COUNT: u64 = 5;
+
+/// Asserts that `pid` is judged a native thread leak with a futex "leak" site of
+/// at least [`MIN_LEAK_SITE_COUNT`] threads whose stack contains `leak_function`,
+/// and returns that site.
+fn assert_thread_leak_at<'a>(report: &'a Value, pid: u32, leak_function: &str) -> &'a Value {
+    let summary = summarize_pid(report, pid);
+    let process = find_process(report, pid)
+        .unwrap_or_else(|| panic!("the leaking pid {pid} is not in the report:\n{report:#}"));
+    assert_eq!(process["verdict"], "leak", "process verdict:\n{summary}");
+    assert_eq!(process["runtime"], "native", "runtime:\n{summary}");
+
+    let leak_sites = leak_sites_containing(process, leak_function);
+    let Some(site) = leak_sites.first() else {
+        // Say which half failed: the stack (unwinding, symbolization) or the verdict.
+        if any_site_stack_contains(process, leak_function) {
+            panic!(
+                "the site with `{leak_function}` in its stack is not judged \"leak\":\n{summary}"
+            );
+        }
+        panic!("no site has `{leak_function}` in its stack:\n{summary}");
+    };
+    assert_eq!(site["kind"], "thread", "site kind:\n{summary}");
+    assert_eq!(site["wait"], "futex", "site wait:\n{summary}");
+    let count = site["count"].as_u64().unwrap_or(0);
+    assert!(
+        count >= MIN_LEAK_SITE_COUNT,
+        "the `{leak_function}` site counts {count} threads, expected at least \
+         {MIN_LEAK_SITE_COUNT}:\n{summary}"
+    );
+    site
+}
+
+/// Starts `program`, diagnoses only it, and checks it is reported as a leak at
+/// `leak_function` with exit code 1.
+fn check_single_leaker(program: Program, leak_function: &str) {
+    require_root();
+    let leaker = Spawned::start(program);
+    let (exit_code, report) = diagnose(&[leaker.pid()], DIAGNOSE_SECONDS);
+    assert_thread_leak_at(&report, leaker.pid(), leak_function);
+    assert_eq!(
+        exit_code,
+        1,
+        "a leak was found, so diagnose must exit 1:\n{}",
+        summarize_pid(&report, leaker.pid())
+    );
+}
+
+/// Check that threads piling up on a mutex that is never unlocked are reported
+/// as a leak (exit code 1) at a site whose stack names `leak_on_mutex`.
+#[test]
+fn mutex_leak_is_reported_at_leak_on_mutex() {
+    check_single_leaker(Program::MutexLeak, "leak_on_mutex");
+}
+
+/// Check that threads piling up in pthread_cond_wait on a condvar nobody signals
+/// are reported as a leak at a site whose stack names `wait_for_signal_never_sent`.
+#[test]
+fn condvar_leak_is_reported_at_wait_for_signal_never_sent() {
+    check_single_leaker(Program::CondvarLeak, "wait_for_signal_never_sent");
+}
+
+/// Check that a steady pool of idle workers blocked on a condvar, many waiters
+/// but no growth, is not called a leak and diagnose exits 0.
+#[test]
+fn idle_pool_is_not_reported_as_a_leak() {
+    require_root();
+    let pool = Spawned::start(Program::IdlePool);
+    let (exit_code, report) = diagnose(&[pool.pid()], DIAGNOSE_SECONDS);
+    let verdict = process_verdict(&report, pool.pid());
+    assert!(
+        verdict == "ok" || verdict == "absent",
+        "the idle pool was judged {verdict:?}:\n{}",
+        summarize_pid(&report, pool.pid())
+    );
+    assert_eq!(
+        exit_code,
+        0,
+        "no leak among the diagnosed pids, so diagnose must exit 0:\n{}",
+        summarize_pid(&report, pool.pid())
+    );
+}
+
+/// Check that a leak in an -O2 binary without frame pointers is unwound with
+/// DWARF CFI through glibc and the binary: the leak site's stack holds both the
+/// innermost leaking function `acquire_shared_state` and, further out, its caller
+/// `request_handler`.
+#[test]
+fn leak_without_frame_pointers_is_unwound_through_dwarf() {
+    require_root();
+    let leaker = Spawned::start(Program::NofpLeak);
+    let (exit_code, report) = diagnose(&[leaker.pid()], DIAGNOSE_SECONDS);
+    let summary = summarize_pid(&report, leaker.pid());
+    let site = assert_thread_leak_at(&report, leaker.pid(), "acquire_shared_state");
+    let innermost = frame_index(site, "acquire_shared_state");
+    let caller = frame_index(site, "request_handler");
+    assert!(
+        caller.is_some(),
+        "the leak site's stack stops before `request_handler`, the caller of \
+         `acquire_shared_state`:\n{summary}"
+    );
+    assert!(
+        innermost < caller,
+        "`request_handler` must be outside (after) `acquire_shared_state` in an \
+         innermost-first stack:\n{summary}"
+    );
+    assert_eq!(
+        exit_code, 1,
+        "a leak was found, so diagnose must exit 1:\n{summary}"
+    );
+}
+
+/// Check that Rust threads blocked forever in `mpsc::Receiver::recv` (std parks
+/// them on a futex) are reported as a leak at a site whose stack names
+/// `wait_for_message`.
+#[test]
+fn rust_mpsc_leak_is_reported_at_wait_for_message() {
+    check_single_leaker(Program::MpscLeak, "wait_for_message");
+}
+
+/// Check that when a leaking process and a steady one are diagnosed together,
+/// only the leaker is called a leak and diagnose exits 1.
+#[test]
+fn only_the_leaker_is_reported_among_steady_processes() {
+    require_root();
+    let leaker = Spawned::start(Program::MutexLeak);
+    let pool = Spawned::start(Program::IdlePool);
+    let (exit_code, report) = diagnose(&[leaker.pid(), pool.pid()], DIAGNOSE_SECONDS);
+    assert_thread_leak_at(&report, leaker.pid(), "leak_on_mutex");
+    let pool_verdict = process_verdict(&report, pool.pid());
+    assert!(
+        pool_verdict == "ok" || pool_verdict == "absent",
+        "the idle pool beside the leaker was judged {pool_verdict:?}:\n{}",
+        summarize_pid(&report, pool.pid())
+    );
+    assert_eq!(exit_code, 1, "one process leaks, so diagnose must exit 1");
+}
+
+/// Check that asking for a pid that does not exist is an error: exit code 2 with
+/// a one-line reason on stderr.
+#[test]
+fn unknown_pid_is_an_error() {
+    // As root, so the error is about the pid and not about privileges (which
+    // would also exit 2 and make this test pass for the wrong reason).
+    require_root();
+    // --duration 1 bounds the run if the pid is wrongly accepted.
+    let args = ["diagnose", "--duration", "1", "--pid", "999999999"].map(String::from);
+    let run = run_leakscope(&args, Duration::from_secs(60));
+    assert_eq!(run.exit_code, 2, "stderr:\n{}", run.stderr);
+    let reason_lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        reason_lines.len(),
+        1,
+        "expected a one-line reason on stderr, got:\n{}",
+        run.stderr
+    );
+}
+
+/// Check that a malformed `--duration` is rejected with exit code 2 and a reason
+/// on stderr.
+#[test]
+fn malformed_duration_is_an_error() {
+    // No root needed: argument errors must be reported whoever runs the tool.
+    let args = ["diagnose", "--duration", "abc"].map(String::from);
+    let run = run_leakscope(&args, Duration::from_secs(60));
+    assert_eq!(run.exit_code, 2, "stderr:\n{}", run.stderr);
+    assert!(
+        !run.stderr.trim().is_empty(),
+        "a bad argument must come with a reason on stderr"
+    );
+}
+
+/// Check that a watched process exiting in the middle of a diagnosis is handled:
+/// leakscope still finishes with 0 or 1 and a report, never 2 or a panic.
+#[test]
+fn process_exiting_mid_scan_does_not_break_diagnose() {
+    require_root();
+    let mut leaker = Spawned::start(Program::MutexLeak);
+    let pid = leaker.pid();
+    let diagnosis = thread::spawn(move || diagnose(&[pid], DIAGNOSE_SECONDS));
+    thread::sleep(Duration::from_secs(2));
+    leaker.kill();
+    // diagnose() already fails on a panic, a signal, a timeout or a missing report.
+    let (exit_code, report) = match diagnosis.join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    assert!(
+        exit_code == 0 || exit_code == 1,
+        "exit code {exit_code} after the watched process exited:\n{}",
+        summarize_pid(&report, pid)
+    );
+}
