@@ -13,9 +13,24 @@ fn record_layout_matches_c_header() {
     let src = dir.join("layout.c");
     let bin = dir.join("layout");
     let fields = [
-        "tgid", "tid", "process_start_mono_ns", "thread_start_mono_ns", "exec_id", "nvcsw",
-        "nivcsw", "last_arrival_ns", "sched_now_ns", "mono_now_ns", "ip", "sp", "bp",
-        "syscall_nr", "args", "state", "flags", "comm",
+        "tgid",
+        "tid",
+        "process_start_mono_ns",
+        "thread_start_mono_ns",
+        "exec_id",
+        "nvcsw",
+        "nivcsw",
+        "last_arrival_ns",
+        "sched_now_ns",
+        "mono_now_ns",
+        "ip",
+        "sp",
+        "bp",
+        "syscall_nr",
+        "args",
+        "state",
+        "flags",
+        "comm",
     ];
     let mut c = format!(
         "#include <linux/types.h>\n#include <stdio.h>\n#include <stddef.h>\n#include \"{}\"\n\
@@ -30,7 +45,12 @@ fn record_layout_matches_c_header() {
     }
     c.push_str(" return 0;\n}\n");
     std::fs::write(&src, c).unwrap();
-    let status = Command::new("cc").arg(&src).arg("-o").arg(&bin).status().expect("run cc");
+    let status = Command::new("cc")
+        .arg(&src)
+        .arg("-o")
+        .arg(&bin)
+        .status()
+        .expect("run cc");
     assert!(status.success(), "cc failed to compile the layout probe");
     let out = Command::new(&bin).output().expect("run layout probe");
     let text = String::from_utf8(out.stdout).unwrap();
@@ -46,12 +66,21 @@ fn record_layout_matches_c_header() {
         ("header", size_of::<RecordHeader>()),
         ("tgid", offset_of!(ThreadWaiterRecord, tgid)),
         ("tid", offset_of!(ThreadWaiterRecord, tid)),
-        ("process_start_mono_ns", offset_of!(ThreadWaiterRecord, process_start_mono_ns)),
-        ("thread_start_mono_ns", offset_of!(ThreadWaiterRecord, thread_start_mono_ns)),
+        (
+            "process_start_mono_ns",
+            offset_of!(ThreadWaiterRecord, process_start_mono_ns),
+        ),
+        (
+            "thread_start_mono_ns",
+            offset_of!(ThreadWaiterRecord, thread_start_mono_ns),
+        ),
         ("exec_id", offset_of!(ThreadWaiterRecord, exec_id)),
         ("nvcsw", offset_of!(ThreadWaiterRecord, nvcsw)),
         ("nivcsw", offset_of!(ThreadWaiterRecord, nivcsw)),
-        ("last_arrival_ns", offset_of!(ThreadWaiterRecord, last_arrival_ns)),
+        (
+            "last_arrival_ns",
+            offset_of!(ThreadWaiterRecord, last_arrival_ns),
+        ),
         ("sched_now_ns", offset_of!(ThreadWaiterRecord, sched_now_ns)),
         ("mono_now_ns", offset_of!(ThreadWaiterRecord, mono_now_ns)),
         ("ip", offset_of!(ThreadWaiterRecord, ip)),
@@ -64,7 +93,11 @@ fn record_layout_matches_c_header() {
         ("comm", offset_of!(ThreadWaiterRecord, comm)),
     ];
     for (name, rust) in rust_layout {
-        assert_eq!(c_layout.get(name), Some(&rust), "layout of `{name}` differs between C and Rust");
+        assert_eq!(
+            c_layout.get(name),
+            Some(&rust),
+            "layout of `{name}` differs between C and Rust"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

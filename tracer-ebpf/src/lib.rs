@@ -10,8 +10,10 @@
 pub struct AlignedBytes<T: ?Sized>(pub T);
 
 /// The task iterator that reports threads blocked in futex waits (`thread_waiters.bpf.c`).
-pub static THREAD_WAITERS: &AlignedBytes<[u8]> =
-    &AlignedBytes(*include_bytes!(concat!(env!("OUT_DIR"), "/thread_waiters.bpf.o")));
+pub static THREAD_WAITERS: &AlignedBytes<[u8]> = &AlignedBytes(*include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/thread_waiters.bpf.o"
+)));
 
 /// Name of the iterator program inside [`THREAD_WAITERS`].
 pub const THREAD_WAITERS_PROGRAM: &str = "thread_waiters";

@@ -183,7 +183,10 @@ impl CensusTaker {
 
     /// Builds the census of one scan's records.
     pub fn take(&mut self, records: &[ThreadWaiterRecord]) -> Census {
-        let mut census = Census { at_mono_ns: records.iter().map(|r| r.mono_now_ns).max().unwrap_or(0), ..Census::default() };
+        let mut census = Census {
+            at_mono_ns: records.iter().map(|r| r.mono_now_ns).max().unwrap_or(0),
+            ..Census::default()
+        };
         let mut maps: HashMap<u32, Option<Vec<MemoryMap>>> = HashMap::new();
         let mut live_waits = HashSet::new();
         for rec in records {
@@ -193,14 +196,30 @@ impl CensusTaker {
             let Some(op) = FutexWait::classify(rec.syscall_nr, rec.args[1], rec.flags) else {
                 continue;
             };
-            let process = ProcessKey { pid: rec.tgid, start_mono_ns: rec.process_start_mono_ns, exec_id: rec.exec_id };
-            let wait = WaitId { thread: ThreadKey { tid: rec.tid, start_mono_ns: rec.thread_start_mono_ns }, nvcsw: rec.nvcsw };
+            let process = ProcessKey {
+                pid: rec.tgid,
+                start_mono_ns: rec.process_start_mono_ns,
+                exec_id: rec.exec_id,
+            };
+            let wait = WaitId {
+                thread: ThreadKey {
+                    tid: rec.tid,
+                    start_mono_ns: rec.thread_start_mono_ns,
+                },
+                nvcsw: rec.nvcsw,
+            };
             live_waits.insert(wait);
             let stack = match self.stacks.get(&wait) {
                 Some(stack) => stack.clone(),
                 None => {
-                    let process_maps = maps.entry(rec.tgid).or_insert_with(|| procfs::read_maps(rec.tgid).ok());
-                    let regs = UserRegs { ip: rec.ip, sp: rec.sp, bp: rec.bp };
+                    let process_maps = maps
+                        .entry(rec.tgid)
+                        .or_insert_with(|| procfs::read_maps(rec.tgid).ok());
+                    let regs = UserRegs {
+                        ip: rec.ip,
+                        sp: rec.sp,
+                        bp: rec.bp,
+                    };
                     let addrs = match process_maps {
                         Some(m) => self.unwinder.unwind(rec.tgid, m, regs),
                         None => vec![rec.ip],
@@ -211,14 +230,26 @@ impl CensusTaker {
                 }
             };
             if !self.sites.contains_key(&(process, stack.clone())) {
-                let process_maps = maps.entry(rec.tgid).or_insert_with(|| procfs::read_maps(rec.tgid).ok());
+                let process_maps = maps
+                    .entry(rec.tgid)
+                    .or_insert_with(|| procfs::read_maps(rec.tgid).ok());
                 let frames = match process_maps {
                     Some(m) => self.symbolizer.symbolize(rec.tgid, m, &stack),
-                    None => stack.iter().map(|&address| Frame { address, ..Frame::default() }).collect(),
+                    None => stack
+                        .iter()
+                        .map(|&address| Frame {
+                            address,
+                            ..Frame::default()
+                        })
+                        .collect(),
                 };
                 self.sites.insert((process, stack.clone()), frames.into());
             }
-            let facts = self.facts.entry(process).or_insert_with(|| Arc::new(read_facts(rec))).clone();
+            let facts = self
+                .facts
+                .entry(process)
+                .or_insert_with(|| Arc::new(read_facts(rec)))
+                .clone();
             let waiter = ThreadWaiter {
                 wait,
                 op,
@@ -226,7 +257,13 @@ impl CensusTaker {
                 blocked_for_ns: rec.sched_now_ns.saturating_sub(rec.last_arrival_ns),
                 thread_start_mono_ns: rec.thread_start_mono_ns,
             };
-            let entry = census.processes.entry(process).or_insert_with(|| ProcessCensus { facts, ..ProcessCensus::default() });
+            let entry = census
+                .processes
+                .entry(process)
+                .or_insert_with(|| ProcessCensus {
+                    facts,
+                    ..ProcessCensus::default()
+                });
             entry.sites.entry(stack).or_default().push(waiter);
         }
         // Waits that ended will never be seen again: forget their stacks.
@@ -256,11 +293,31 @@ mod tests {
     #[test]
     fn futex_ops_are_classified() {
         assert_eq!(FutexWait::classify(SYS_FUTEX, 0, 0), Some(FutexWait::Wait));
-        assert_eq!(FutexWait::classify(SYS_FUTEX, 9 | 128 | 256, 0), Some(FutexWait::WaitBitset));
-        assert_eq!(FutexWait::classify(SYS_FUTEX, 6 | 128, 0), Some(FutexWait::LockPi));
-        assert_eq!(FutexWait::classify(SYS_FUTEX, 11, 0), Some(FutexWait::WaitRequeuePi));
-        assert_eq!(FutexWait::classify(SYS_FUTEX, 1 | 128, 0), None, "FUTEX_WAKE is no wait");
-        assert_eq!(FutexWait::classify(SYS_FUTEX_WAITV, 0, 0), Some(FutexWait::Waitv));
-        assert_eq!(FutexWait::classify(0, 0, 0), None, "read(2) is no futex wait");
+        assert_eq!(
+            FutexWait::classify(SYS_FUTEX, 9 | 128 | 256, 0),
+            Some(FutexWait::WaitBitset)
+        );
+        assert_eq!(
+            FutexWait::classify(SYS_FUTEX, 6 | 128, 0),
+            Some(FutexWait::LockPi)
+        );
+        assert_eq!(
+            FutexWait::classify(SYS_FUTEX, 11, 0),
+            Some(FutexWait::WaitRequeuePi)
+        );
+        assert_eq!(
+            FutexWait::classify(SYS_FUTEX, 1 | 128, 0),
+            None,
+            "FUTEX_WAKE is no wait"
+        );
+        assert_eq!(
+            FutexWait::classify(SYS_FUTEX_WAITV, 0, 0),
+            Some(FutexWait::Waitv)
+        );
+        assert_eq!(
+            FutexWait::classify(0, 0, 0),
+            None,
+            "read(2) is no futex wait"
+        );
     }
 }

@@ -156,7 +156,13 @@ fn build_report(
             .map(|i| (history.scan_times_ns[i] - history.scan_times_ns[0]) as f64 / 1e9)
             .collect();
         let totals: Vec<f64> = (process.first_scan..=process.last_scan)
-            .map(|i| process.sites.values().map(|s| s.counts.get(&i).copied().unwrap_or(0) as f64).sum())
+            .map(|i| {
+                process
+                    .sites
+                    .values()
+                    .map(|s| s.counts.get(&i).copied().unwrap_or(0) as f64)
+                    .sum()
+            })
             .collect();
         let verdict = if sites.iter().any(|s| s.verdict == GrowthVerdict::Leak) {
             GrowthVerdict::Leak

@@ -5,7 +5,9 @@ use thiserror::Error;
 /// A source (kernel program, /proc) could not deliver.
 #[derive(Debug, Error)]
 pub enum SourceError {
-    #[error("no kernel BTF at /sys/kernel/btf/vmlinux: leakscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    #[error(
+        "no kernel BTF at /sys/kernel/btf/vmlinux: leakscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
     NoBtf,
     #[error("cannot load the kernel programs: {0}")]
     Load(String),

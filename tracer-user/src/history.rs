@@ -59,12 +59,15 @@ impl History {
         let scan = self.scan_times_ns.len();
         self.scan_times_ns.push(census.at_mono_ns);
         for (key, process) in &census.processes {
-            let entry = self.processes.entry(*key).or_insert_with(|| ProcessHistory {
-                facts: process.facts.clone(),
-                first_scan: scan,
-                last_scan: scan,
-                sites: HashMap::new(),
-            });
+            let entry = self
+                .processes
+                .entry(*key)
+                .or_insert_with(|| ProcessHistory {
+                    facts: process.facts.clone(),
+                    first_scan: scan,
+                    last_scan: scan,
+                    sites: HashMap::new(),
+                });
             entry.last_scan = scan;
             for (stack, waiters) in &process.sites {
                 let site = entry.sites.entry(stack.clone()).or_default();
@@ -95,7 +98,10 @@ impl History {
         let secs = |ns: u64| ns as f64 / 1e9 - t0 as f64 / 1e9;
         let range = process.first_scan..=process.last_scan;
         let times_s = range.clone().map(|i| secs(self.scan_times_ns[i])).collect();
-        let counts = range.clone().map(|i| site.counts.get(&i).copied().unwrap_or(0)).collect();
+        let counts = range
+            .clone()
+            .map(|i| site.counts.get(&i).copied().unwrap_or(0))
+            .collect();
         let members = site
             .members
             .values()
@@ -106,6 +112,11 @@ impl History {
                 started_s: secs(m.thread_start_mono_ns),
             })
             .collect();
-        SiteObservation { times_s, counts, members, window_started_before_process: process.first_scan > 0 }
+        SiteObservation {
+            times_s,
+            counts,
+            members,
+            window_started_before_process: process.first_scan > 0,
+        }
     }
 }

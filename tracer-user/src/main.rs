@@ -3,9 +3,7 @@
 use std::{process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use tracer_user::{
-    diagnose::{DiagnoseOptions, diagnose, stderr_is_terminal},
-};
+use tracer_user::diagnose::{DiagnoseOptions, diagnose, stderr_is_terminal};
 
 /// Finds goroutine and thread leaks on this host: processes whose population of blocked
 /// waiters grows without bound, and the stacks where they block.
@@ -64,7 +62,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Diagnose { duration, pids, json, interval, record_observations } => {
+        Command::Diagnose {
+            duration,
+            pids,
+            json,
+            interval,
+            record_observations,
+        } => {
             let opts = DiagnoseOptions {
                 duration: Duration::from_secs(duration),
                 interval: Duration::from_secs_f64(interval.clamp(0.05, 60.0)),

@@ -71,12 +71,23 @@ pub struct FrameReport {
 
 impl From<&Frame> for FrameReport {
     fn from(f: &Frame) -> Self {
-        Self { function: f.function.clone(), file: f.file.clone(), line: f.line, address: format!("{:#x}", f.address) }
+        Self {
+            function: f.function.clone(),
+            file: f.file.clone(),
+            line: f.line,
+            address: format!("{:#x}", f.address),
+        }
     }
 }
 
 impl SiteReport {
-    pub fn new(kind: &'static str, wait: String, count: u32, judgement: &SiteJudgement, stack: &[Frame]) -> Self {
+    pub fn new(
+        kind: &'static str,
+        wait: String,
+        count: u32,
+        judgement: &SiteJudgement,
+        stack: &[Frame],
+    ) -> Self {
         Self {
             kind,
             wait,
@@ -100,17 +111,26 @@ fn round2(x: f64) -> f64 {
 impl Report {
     /// Whether any process leaks: decides the exit code.
     pub fn has_leak(&self) -> bool {
-        self.processes.iter().any(|p| p.verdict == GrowthVerdict::Leak)
+        self.processes
+            .iter()
+            .any(|p| p.verdict == GrowthVerdict::Leak)
     }
 
     /// Puts leaks first, then larger populations; sites likewise.
     pub fn sort(&mut self) {
         let rank = |v: GrowthVerdict| if v == GrowthVerdict::Leak { 0 } else { 1 };
         for p in &mut self.processes {
-            p.sites.sort_by(|a, b| rank(a.verdict).cmp(&rank(b.verdict)).then(b.count.cmp(&a.count)));
+            p.sites.sort_by(|a, b| {
+                rank(a.verdict)
+                    .cmp(&rank(b.verdict))
+                    .then(b.count.cmp(&a.count))
+            });
         }
         self.processes.sort_by(|a, b| {
-            rank(a.verdict).cmp(&rank(b.verdict)).then(b.waiters.cmp(&a.waiters)).then(a.pid.cmp(&b.pid))
+            rank(a.verdict)
+                .cmp(&rank(b.verdict))
+                .then(b.waiters.cmp(&a.waiters))
+                .then(a.pid.cmp(&b.pid))
         });
     }
 
@@ -121,7 +141,11 @@ impl Report {
     /// The report for people: leaks in full, healthy processes in one line each.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let leaks: Vec<_> = self.processes.iter().filter(|p| p.verdict == GrowthVerdict::Leak).collect();
+        let leaks: Vec<_> = self
+            .processes
+            .iter()
+            .filter(|p| p.verdict == GrowthVerdict::Leak)
+            .collect();
         let _ = writeln!(
             out,
             "leakscope: watched {} for {:.0} s from {}",
@@ -140,7 +164,11 @@ impl Report {
                 p.pid, p.comm, p.exe, p.runtime, p.waiters, p.growth_per_min
             );
             for s in p.sites.iter().filter(|s| s.verdict == GrowthVerdict::Leak) {
-                let ops = if s.ops.is_empty() { String::new() } else { format!(" [{}]", s.ops.join(", ")) };
+                let ops = if s.ops.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", s.ops.join(", "))
+                };
                 let _ = writeln!(
                     out,
                     "  site: {} {} {} waiters{ops}, {:+.1}/min, oldest waiting {:.0} s",
@@ -152,7 +180,11 @@ impl Report {
                 }
             }
         }
-        let healthy: Vec<_> = self.processes.iter().filter(|p| p.verdict != GrowthVerdict::Leak).collect();
+        let healthy: Vec<_> = self
+            .processes
+            .iter()
+            .filter(|p| p.verdict != GrowthVerdict::Leak)
+            .collect();
         if !healthy.is_empty() {
             let _ = writeln!(out);
             let _ = writeln!(out, "processes with blocked waiters and no leak:");
@@ -195,8 +227,18 @@ mod tests {
             reason: "test".into(),
         };
         let frames = [
-            Frame { function: Some("__futex_abstimed_wait_common".into()), address: 0x7f00_0000_1000, ..Frame::default() },
-            Frame { function: Some("leak_on_mutex".into()), file: Some("/src/leak.c".into()), line: Some(12), address: 0x401234, module: None },
+            Frame {
+                function: Some("__futex_abstimed_wait_common".into()),
+                address: 0x7f00_0000_1000,
+                ..Frame::default()
+            },
+            Frame {
+                function: Some("leak_on_mutex".into()),
+                file: Some("/src/leak.c".into()),
+                line: Some(12),
+                address: 0x401234,
+                module: None,
+            },
         ];
         SiteReport::new("thread", "futex".into(), count, &judgement, &frames)
     }
@@ -219,7 +261,11 @@ mod tests {
             duration_s: 15.0,
             processes: vec![
                 process(7, GrowthVerdict::Ok, vec![site(GrowthVerdict::Ok, 50)]),
-                process(9, GrowthVerdict::Leak, vec![site(GrowthVerdict::Ok, 80), site(GrowthVerdict::Leak, 5)]),
+                process(
+                    9,
+                    GrowthVerdict::Leak,
+                    vec![site(GrowthVerdict::Ok, 80), site(GrowthVerdict::Leak, 5)],
+                ),
             ],
         };
         r.sort();

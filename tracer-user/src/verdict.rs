@@ -70,7 +70,11 @@ pub struct VerdictPolicy {
 
 impl Default for VerdictPolicy {
     fn default() -> Self {
-        Self { min_stayed: 3, max_departure_ratio: 0.25, min_scans: 3 }
+        Self {
+            min_stayed: 3,
+            max_departure_ratio: 0.25,
+            min_scans: 3,
+        }
     }
 }
 
@@ -114,7 +118,10 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
         reason,
     };
     if n < policy.min_scans {
-        return judgement(GrowthVerdict::Ok, format!("only {n} scans: too few to judge growth"));
+        return judgement(
+            GrowthVerdict::Ok,
+            format!("only {n} scans: too few to judge growth"),
+        );
     }
     let grew = counts[last] > counts[0] && growth_per_min > 0.0;
     let few_left = departures as f64 <= policy.max_departure_ratio * stayed as f64;
@@ -128,7 +135,10 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
         );
     }
     let reason = if !grew {
-        format!("no growth: {} waiters at the start, {} at the end", obs.counts[0], obs.counts[last])
+        format!(
+            "no growth: {} waiters at the start, {} at the end",
+            obs.counts[0], obs.counts[last]
+        )
     } else if !few_left {
         format!("waiters come and go: {arrivals} arrived, {departures} left")
     } else {
@@ -142,12 +152,29 @@ mod tests {
     use super::*;
 
     fn member(first: usize, last: usize) -> MemberObservation {
-        MemberObservation { first, last, blocked_for_s: (last - first) as f64, started_s: first as f64 }
+        MemberObservation {
+            first,
+            last,
+            blocked_for_s: (last - first) as f64,
+            started_s: first as f64,
+        }
     }
 
     fn observation(scans: usize, members: Vec<MemberObservation>) -> SiteObservation {
-        let counts = (0..scans).map(|i| members.iter().filter(|m| m.first <= i && i <= m.last).count() as u32).collect();
-        SiteObservation { times_s: (0..scans).map(|i| i as f64).collect(), counts, members, window_started_before_process: false }
+        let counts = (0..scans)
+            .map(|i| {
+                members
+                    .iter()
+                    .filter(|m| m.first <= i && i <= m.last)
+                    .count() as u32
+            })
+            .collect();
+        SiteObservation {
+            times_s: (0..scans).map(|i| i as f64).collect(),
+            counts,
+            members,
+            window_started_before_process: false,
+        }
     }
 
     /// Check that waiters arriving every scan and never leaving are a leak.
@@ -158,7 +185,11 @@ mod tests {
         assert_eq!(j.verdict, GrowthVerdict::Leak, "{j:?}");
         assert_eq!(j.departures, 0);
         assert_eq!(j.stayed, 18);
-        assert!((j.growth_per_min - 120.0).abs() < 1e-6, "{}", j.growth_per_min);
+        assert!(
+            (j.growth_per_min - 120.0).abs() < 1e-6,
+            "{}",
+            j.growth_per_min
+        );
     }
 
     /// Check that a fixed pool whose members all stay blocked, none arriving, is no leak.
@@ -174,7 +205,9 @@ mod tests {
     /// even when the count happens to end higher than it started.
     #[test]
     fn churning_pool_is_ok() {
-        let mut members: Vec<_> = (0..10).flat_map(|i| (0..4).map(move |_| member(i, i))).collect();
+        let mut members: Vec<_> = (0..10)
+            .flat_map(|i| (0..4).map(move |_| member(i, i)))
+            .collect();
         members.extend((0..3).map(|_| member(9, 9)));
         let j = judge(&observation(10, members), &VerdictPolicy::default());
         assert_eq!(j.verdict, GrowthVerdict::Ok, "{j:?}");
@@ -184,7 +217,9 @@ mod tests {
     /// Check that a ramp of in-flight waiters, each leaving after a scan, is no leak.
     #[test]
     fn load_ramp_with_short_waits_is_ok() {
-        let members = (0..10).flat_map(|i| (0..=i).map(move |_| member(i, (i + 1).min(9)))).collect();
+        let members = (0..10)
+            .flat_map(|i| (0..=i).map(move |_| member(i, (i + 1).min(9))))
+            .collect();
         let j = judge(&observation(10, members), &VerdictPolicy::default());
         assert_eq!(j.verdict, GrowthVerdict::Ok, "{j:?}");
     }
@@ -192,7 +227,10 @@ mod tests {
     /// Check that a window too short to judge never yields a leak.
     #[test]
     fn too_few_scans_is_ok() {
-        let j = judge(&observation(2, vec![member(1, 1); 50]), &VerdictPolicy::default());
+        let j = judge(
+            &observation(2, vec![member(1, 1); 50]),
+            &VerdictPolicy::default(),
+        );
         assert_eq!(j.verdict, GrowthVerdict::Ok);
     }
 

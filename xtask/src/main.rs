@@ -1,1 +1,126 @@
-fn main() {}
+//! `cargo xtask <task>`: setting up, building, testing, linting, benchmarking and
+//! running leakscope.
+//!
+//! Depends on no tracer-* crate on purpose: it must build before clang-19 (which
+//! tracer-ebpf's build script needs) is installed, since `setup` installs it.
+
+mod bench;
+mod setup;
+mod util;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::util::{cargo, exit_code_of, is_root, run, status, target_dir, workspace_root};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "leakscope's development tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand, Debug)]
+enum Task {
+    /// Install what building and running leakscope needs (clang-19, libbpf-dev).
+    Setup,
+    /// Set up, build the workspace and run every test (needs root).
+    Test,
+    /// Check formatting and run clippy with warnings as errors.
+    Lint,
+    /// Build leakscope (release) and run `leakscope diagnose` with these arguments.
+    // No help flag of its own, so `cargo xtask diagnose --help` shows leakscope's.
+    #[command(disable_help_flag = true)]
+    Diagnose {
+        /// Passed to `leakscope diagnose` unchanged, e.g. `--duration 30 --json`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Regenerate tracer-ebpf/src/bpf/vmlinux.h from this kernel's BTF.
+    Vmlinux,
+    /// Measure how much leakscope watching the host slows futex-heavy programs.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run_task(cli.task) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_task(task: Task) -> Result<ExitCode> {
+    match task {
+        Task::Setup => setup::setup()?,
+        Task::Test => test()?,
+        Task::Lint => lint()?,
+        Task::Diagnose { args } => return diagnose(&args),
+        Task::Vmlinux => vmlinux()?,
+        Task::Bench(args) => bench::bench(&args)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test() -> Result<()> {
+    // Check first: a non-root run would otherwise build everything and then fail
+    // test by test.
+    if !is_root() {
+        bail!(
+            "`cargo xtask test` needs root: the integration tests load eBPF programs and read \
+             other processes' memory"
+        );
+    }
+    setup::setup()?;
+    run(cargo().args(["build", "--workspace"]))?;
+    run(cargo().args(["test", "--workspace"]))
+}
+
+fn lint() -> Result<()> {
+    // Run both even if the first fails, so one pass shows every problem.
+    let format = status(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    let clippy = status(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let mut failed = Vec::new();
+    if !format.success() {
+        failed.push("formatting (run `cargo fmt --all`)");
+    }
+    if !clippy.success() {
+        failed.push("clippy");
+    }
+    if !failed.is_empty() {
+        bail!("lint failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Exits with leakscope's own exit code: 0 no leak, 1 leak, 2 error.
+fn diagnose(args: &[String]) -> Result<ExitCode> {
+    setup::setup()?;
+    run(cargo().args(["build", "--release", "-p", "tracer-user"]))?;
+    let leakscope = target_dir().join("release/leakscope");
+    let leakscope_status = status(Command::new(&leakscope).arg("diagnose").args(args))?;
+    let code = exit_code_of(leakscope_status);
+    // ExitCode only carries a u8; leakscope's codes are 0..=2, signals 128+n.
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn vmlinux() -> Result<()> {
+    let script = workspace_root().join("scripts/gen-vmlinux.sh");
+    run(Command::new("bash").arg(script))
+}

@@ -30,7 +30,10 @@ pub fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
             let at = chunk_start + planned as u64;
             let to_page_end = (PAGE - at % PAGE) as usize;
             let n = to_page_end.min(len - done - planned);
-            remote.push(libc::iovec { iov_base: at as usize as *mut libc::c_void, iov_len: n });
+            remote.push(libc::iovec {
+                iov_base: at as usize as *mut libc::c_void,
+                iov_len: n,
+            });
             planned += n;
         }
         let local = libc::iovec {
@@ -41,7 +44,14 @@ pub fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
         // the call; the remote iovecs are only interpreted by the kernel, in the other
         // process, and faults there are reported as errors rather than signals.
         let n = unsafe {
-            libc::process_vm_readv(pid, &local, 1, remote.as_ptr(), remote.len() as libc::c_ulong, 0)
+            libc::process_vm_readv(
+                pid,
+                &local,
+                1,
+                remote.as_ptr(),
+                remote.len() as libc::c_ulong,
+                0,
+            )
         };
         if n < 0 {
             let err = io::Error::last_os_error();
@@ -78,7 +88,10 @@ mod tests {
         assert_eq!(&small[..], &data[4093..4098]);
 
         let mut empty = [];
-        assert_eq!(read_memory(std::process::id(), data.as_ptr() as u64, &mut empty).unwrap(), 0);
+        assert_eq!(
+            read_memory(std::process::id(), data.as_ptr() as u64, &mut empty).unwrap(),
+            0
+        );
     }
 
     #[test]

@@ -39,7 +39,11 @@ impl MemoryMap {
 
     /// Whether the backing file was unlinked (or replaced) since it was mapped.
     pub fn is_deleted(&self) -> bool {
-        self.is_file() && self.path.as_deref().is_some_and(|p| p.ends_with(DELETED_SUFFIX))
+        self.is_file()
+            && self
+                .path
+                .as_deref()
+                .is_some_and(|p| p.ends_with(DELETED_SUFFIX))
     }
 
     /// The backing file's path without the " (deleted)" suffix, for file mappings only.
@@ -98,7 +102,10 @@ fn parse_line(line: &str) -> Option<MemoryMap> {
     }
     let offset = u64::from_str_radix(offset, 16).ok()?;
     let (major, minor) = dev.split_once(':')?;
-    let dev = (u32::from_str_radix(major, 16).ok()?, u32::from_str_radix(minor, 16).ok()?);
+    let dev = (
+        u32::from_str_radix(major, 16).ok()?,
+        u32::from_str_radix(minor, 16).ok()?,
+    );
     let inode = inode.parse::<u64>().ok()?;
 
     // The kernel pads the inode column with spaces before the path; the path itself may
@@ -107,7 +114,15 @@ fn parse_line(line: &str) -> Option<MemoryMap> {
     let path = path.strip_suffix('\r').unwrap_or(path);
     let path = (!path.is_empty()).then(|| path.to_string());
 
-    Some(MemoryMap { start, end, perms: perms.to_string(), offset, dev, inode, path })
+    Some(MemoryMap {
+        start,
+        end,
+        perms: perms.to_string(),
+        offset,
+        dev,
+        inode,
+        path,
+    })
 }
 
 #[cfg(test)]
@@ -155,7 +170,10 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         let deleted = &maps[4];
         assert_eq!(deleted.dev, (0x103, 2));
         assert_eq!(deleted.offset, 0x28000);
-        assert_eq!(deleted.path.as_deref(), Some("/opt/my app/lib foo.so (deleted)"));
+        assert_eq!(
+            deleted.path.as_deref(),
+            Some("/opt/my app/lib foo.so (deleted)")
+        );
         assert!(deleted.is_deleted());
         assert_eq!(deleted.file_path(), Some("/opt/my app/lib foo.so"));
 
@@ -176,8 +194,11 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
     #[test]
     fn reads_own_maps() {
         let maps = read_maps(std::process::id()).unwrap();
-        let here = reads_own_maps as usize as u64;
-        let text = maps.iter().find(|m| m.contains(here)).expect("own code is mapped");
+        let here = reads_own_maps as fn() as usize as u64;
+        let text = maps
+            .iter()
+            .find(|m| m.contains(here))
+            .expect("own code is mapped");
         assert!(text.is_executable() && text.is_file());
     }
 }

@@ -39,7 +39,10 @@ impl ThreadWaiterSource {
         program
             .load("task", &btf)
             .map_err(|e| SourceError::Load(format!("verifier rejected thread_waiters: {e:#}")))?;
-        Ok(Self { ebpf, buf: Vec::with_capacity(1 << 16) })
+        Ok(Self {
+            ebpf,
+            buf: Vec::with_capacity(1 << 16),
+        })
     }
 
     /// One pass over every thread on the host: the threads blocked in futex waits now.
@@ -50,11 +53,18 @@ impl ThreadWaiterSource {
             .expect("checked at load")
             .try_into()
             .expect("checked at load");
-        let link_id = program.attach().map_err(|e| SourceError::Scan(format!("attach: {e}")))?;
-        let link = program.take_link(link_id).map_err(|e| SourceError::Scan(format!("link: {e}")))?;
-        let mut file = link.into_file().map_err(|e| SourceError::Scan(format!("iter fd: {e}")))?;
+        let link_id = program
+            .attach()
+            .map_err(|e| SourceError::Scan(format!("attach: {e}")))?;
+        let link = program
+            .take_link(link_id)
+            .map_err(|e| SourceError::Scan(format!("link: {e}")))?;
+        let mut file = link
+            .into_file()
+            .map_err(|e| SourceError::Scan(format!("iter fd: {e}")))?;
         self.buf.clear();
-        file.read_to_end(&mut self.buf).map_err(|e| SourceError::Scan(format!("read: {e}")))?;
+        file.read_to_end(&mut self.buf)
+            .map_err(|e| SourceError::Scan(format!("read: {e}")))?;
         Ok(parse_records(&self.buf))
     }
 }
@@ -70,10 +80,10 @@ pub fn parse_records(mut bytes: &[u8]) -> Vec<ThreadWaiterRecord> {
         if size < header_len || size > bytes.len() {
             break;
         }
-        if kind == RECORD_THREAD_WAITER {
-            if let Some(rec) = ThreadWaiterRecord::from_bytes(&bytes[..size]) {
-                out.push(rec);
-            }
+        if kind == RECORD_THREAD_WAITER
+            && let Some(rec) = ThreadWaiterRecord::from_bytes(&bytes[..size])
+        {
+            out.push(rec);
         }
         bytes = &bytes[size..];
     }
@@ -86,7 +96,10 @@ mod tests {
 
     fn record(tid: u32) -> ThreadWaiterRecord {
         ThreadWaiterRecord {
-            header: RecordHeader { kind: RECORD_THREAD_WAITER, size: size_of::<ThreadWaiterRecord>() as u32 },
+            header: RecordHeader {
+                kind: RECORD_THREAD_WAITER,
+                size: size_of::<ThreadWaiterRecord>() as u32,
+            },
             tid,
             ..Default::default()
         }
@@ -95,7 +108,10 @@ mod tests {
     fn bytes_of(rec: &ThreadWaiterRecord) -> Vec<u8> {
         // SAFETY: the record is POD without padding.
         unsafe {
-            std::slice::from_raw_parts((rec as *const ThreadWaiterRecord).cast::<u8>(), size_of::<ThreadWaiterRecord>())
+            std::slice::from_raw_parts(
+                (rec as *const ThreadWaiterRecord).cast::<u8>(),
+                size_of::<ThreadWaiterRecord>(),
+            )
         }
         .to_vec()
     }

@@ -552,3 +552,60 @@ pub fn summarize_pid(report: &Value, pid: u32) -> String {
         summarize_process,
     )
 }
+
+/// The checker itself, so a contract failure in the tests above means leakscope
+/// and not the checker is wrong.
+mod self_check {
+    use super::*;
+
+    fn documented_example() -> Value {
+        serde_json::json!({
+            "version": 1, "host": "ci-runner", "started_at": "2025-11-23T01:25:00.123Z",
+            "duration_s": 6.0,
+            "processes": [{
+                "pid": 4242, "comm": "mutex_leak", "exe": "/tmp/mutex_leak",
+                "runtime": "native", "verdict": "leak", "waiters": 28, "growth_per_min": 240.0,
+                "sites": [{
+                    "kind": "thread", "wait": "futex", "count": 28, "verdict": "leak",
+                    "growth_per_min": 240.0, "oldest_wait_s": 7.0,
+                    "stack": [
+                        {"function": "__lll_lock_wait", "file": null, "line": null,
+                         "address": "0x7f0000001234"},
+                        {"function": "leak_on_mutex", "file": "mutex_leak.c", "line": 31,
+                         "address": "0x55550000abcd"}
+                    ]
+                }]
+            }]
+        })
+    }
+
+    /// Check that the report-shape checker accepts the documented example and
+    /// that the stack helpers read it as intended.
+    #[test]
+    fn report_shape_check_accepts_the_documented_example() {
+        let report = documented_example();
+        assert_eq!(check_report_shape(&report), Ok(()));
+        let process = find_process(&report, 4242).expect("pid 4242 is in the example");
+        assert!(any_site_stack_contains(process, "leak_on_mutex"));
+        assert_eq!(leak_sites_containing(process, "leak_on_mutex").len(), 1);
+        assert_eq!(frame_index(&sites(process)[0], "leak_on_mutex"), Some(1));
+        assert_eq!(process_verdict(&report, 1), "absent");
+    }
+
+    /// Check that the report-shape checker rejects reports that break the
+    /// contract (wrong verdict word, non-hex address, local-time timestamp).
+    #[test]
+    fn report_shape_check_rejects_contract_breaks() {
+        let mut bad_verdict = documented_example();
+        bad_verdict["processes"][0]["verdict"] = "leaking".into();
+        assert!(check_report_shape(&bad_verdict).is_err());
+
+        let mut bad_address = documented_example();
+        bad_address["processes"][0]["sites"][0]["stack"][0]["address"] = "1234".into();
+        assert!(check_report_shape(&bad_address).is_err());
+
+        let mut bad_time = documented_example();
+        bad_time["started_at"] = "2025-11-23 01:25:00".into();
+        assert!(check_report_shape(&bad_time).is_err());
+    }
+}

@@ -1,0 +1,3 @@
+module leakscope.test/leakycgo
+
+go 1.21

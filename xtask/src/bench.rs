@@ -1,0 +1,411 @@
+//! `cargo xtask bench`: how much slower futex-heavy programs run while
+//! `leakscope diagnose` watches the whole host.
+//!
+//! Each workload is a program that takes SECONDS as its only argument, runs that
+//! long and prints one line `<metric_key> <float>` (higher is better). The bench
+//! runs it alone and with leakscope watching, interleaved in pairs so that drift
+//! in the machine's speed hits both sides alike, and compares medians with the
+//! budget. New workloads (e.g. Go programs) are new entries in [`workloads`].
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::setup::setup;
+use crate::util::{cargo, describe, run, target_dir, workspace_root};
+
+/// The overhead budget: leakscope watching the host may slow a workload by at
+/// most this much.
+const BUDGET_SLOWDOWN_PERCENT: f64 = 5.0;
+
+/// Head start leakscope gets before the workload starts, so the measured run is
+/// traced from its beginning rather than while the kernel programs still load.
+const LEAKSCOPE_ATTACH_GRACE: Duration = Duration::from_secs(1);
+
+/// leakscope watches this much longer than the workload runs: the attach grace
+/// plus a second of margin at the end, so the whole run is watched.
+const LEAKSCOPE_EXTRA_SECONDS: u32 = 2;
+
+/// Length of the unmeasured run before each workload's measured ones.
+const WARM_UP_SECONDS: u32 = 1;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Seconds each workload run lasts.
+    #[arg(long, default_value_t = 5)]
+    seconds: u32,
+    /// Alone/with-leakscope pairs per workload; medians are taken over these.
+    #[arg(long, default_value_t = 3)]
+    pairs: u32,
+}
+
+/// A benchmark program and how to build it.
+struct Workload {
+    name: &'static str,
+    /// What the throughput number counts, for the table header.
+    unit: &'static str,
+    /// The first word of the output line carrying the throughput.
+    metric_key: &'static str,
+    /// The command building the workload's binary from the workspace root into
+    /// the given output path.
+    build: fn(root: &Path, output: &Path) -> Command,
+    /// Run all the workload's threads on one CPU. For a two-thread hand-off on a
+    /// small machine, unpinned throughput is bimodal (it varied 20k-100k round
+    /// trips/s on 2 cores, depending on whether both threads landed on one core),
+    /// which drowns a 5% budget; pinned it is steady within a few percent.
+    pin_to_one_cpu: bool,
+}
+
+fn workloads() -> Vec<Workload> {
+    vec![Workload {
+        name: "pingpong",
+        unit: "round trips/s",
+        metric_key: "round_trips_per_sec",
+        // -O2: a throughput measurement, no stacks are looked at.
+        build: |root, output| {
+            let mut cc = Command::new("cc");
+            cc.args(["-O2", "-pthread", "-o"])
+                .arg(output)
+                .arg(root.join("tracer-user/tests/programs/pingpong.c"));
+            cc
+        },
+        pin_to_one_cpu: true,
+    }]
+}
+
+/// Whether leakscope was watching during a run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Alone,
+    WithLeakscope,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Alone => "alone",
+            Mode::WithLeakscope => "with leakscope",
+        }
+    }
+}
+
+/// The medians of one workload's runs and their verdict against the budget.
+struct Summary {
+    workload: &'static str,
+    unit: &'static str,
+    median_alone: f64,
+    median_with: f64,
+}
+
+impl Summary {
+    /// Throughput with leakscope relative to alone: 1.0 means no cost.
+    fn ratio(&self) -> f64 {
+        self.median_with / self.median_alone
+    }
+
+    fn slowdown_percent(&self) -> f64 {
+        (1.0 - self.ratio()) * 100.0
+    }
+
+    fn within_budget(&self) -> bool {
+        self.slowdown_percent() <= BUDGET_SLOWDOWN_PERCENT
+    }
+}
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    if args.seconds == 0 || args.pairs == 0 {
+        bail!("bench: --seconds and --pairs must be at least 1");
+    }
+    setup()?;
+    run(cargo().args(["build", "--release", "-p", "tracer-user"]))?;
+    let leakscope = target_dir().join("release/leakscope");
+    let bench_dir = bench_dir();
+    std::fs::create_dir_all(&bench_dir)
+        .with_context(|| format!("cannot create {}", bench_dir.display()))?;
+
+    let mut summaries = Vec::new();
+    for workload in workloads() {
+        let binary = bench_dir.join(workload.name);
+        run(&mut (workload.build)(&workspace_root(), &binary))
+            .with_context(|| format!("building the {} workload", workload.name))?;
+
+        // Discarded: the first run after a build pays for page faults, cold caches
+        // and CPU frequency ramp-up (it came out a third slower than the rest).
+        run_workload(&workload, &binary, WARM_UP_SECONDS)
+            .with_context(|| format!("warm-up run of {}", workload.name))?;
+
+        println!(
+            "\n{}: {} s per run, {} pairs, leakscope watching the whole host",
+            workload.name, args.seconds, args.pairs
+        );
+        println!("{:<6} {:<16} {:>16}", "pair", "mode", workload.unit);
+        let mut alone = Vec::new();
+        let mut with = Vec::new();
+        for pair in 1..=args.pairs {
+            for mode in [Mode::Alone, Mode::WithLeakscope] {
+                let throughput = match mode {
+                    Mode::Alone => run_workload(&workload, &binary, args.seconds)?,
+                    Mode::WithLeakscope => {
+                        let log_stem = bench_dir.join(format!("{}-pair{pair}", workload.name));
+                        run_with_leakscope(&workload, &binary, args.seconds, &leakscope, &log_stem)?
+                    }
+                };
+                println!("{pair:<6} {:<16} {throughput:>16.1}", mode.label());
+                match mode {
+                    Mode::Alone => alone.push(throughput),
+                    Mode::WithLeakscope => with.push(throughput),
+                }
+            }
+        }
+        summaries.push(Summary {
+            workload: workload.name,
+            unit: workload.unit,
+            median_alone: median(&mut alone),
+            median_with: median(&mut with),
+        });
+    }
+
+    print_summary(&summaries);
+    Ok(())
+}
+
+fn print_summary(summaries: &[Summary]) {
+    println!("\nbudget: at most {BUDGET_SLOWDOWN_PERCENT}% slower with leakscope watching");
+    println!(
+        "{:<12} {:<16} {:>14} {:>14} {:>7} {:>9}  verdict",
+        "workload", "unit", "median alone", "median with", "ratio", "slowdown"
+    );
+    for summary in summaries {
+        println!(
+            "{:<12} {:<16} {:>14.1} {:>14.1} {:>7.3} {:>8.1}%  {}",
+            summary.workload,
+            summary.unit,
+            summary.median_alone,
+            summary.median_with,
+            summary.ratio(),
+            summary.slowdown_percent(),
+            if summary.within_budget() {
+                "PASS"
+            } else {
+                "OVER BUDGET"
+            }
+        );
+    }
+    let over: Vec<&str> = summaries
+        .iter()
+        .filter(|summary| !summary.within_budget())
+        .map(|summary| summary.workload)
+        .collect();
+    if over.is_empty() {
+        println!("\nPASS: every workload is within the {BUDGET_SLOWDOWN_PERCENT}% budget");
+    } else {
+        println!(
+            "\nOVER BUDGET: {} slowed by more than {BUDGET_SLOWDOWN_PERCENT}%",
+            over.join(", ")
+        );
+    }
+}
+
+/// Runs the workload for `seconds` and returns its reported throughput.
+fn run_workload(workload: &Workload, binary: &Path, seconds: u32) -> Result<f64> {
+    let mut command = Command::new(binary);
+    command.arg(seconds.to_string());
+    if workload.pin_to_one_cpu {
+        pin_to_last_allowed_cpu(&mut command)?;
+    }
+    let output = command
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run `{}`", describe(&command)))?;
+    if !output.status.success() {
+        bail!("`{}` failed ({})", describe(&command), output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    parse_metric(&stdout, workload.metric_key)
+        .with_context(|| format!("reading the output of `{}`:\n{stdout}", describe(&command)))
+}
+
+/// Makes `command` run on one CPU: the highest-numbered one this process may use
+/// (CPU 0 usually takes the most interrupts). Threads inherit the affinity.
+fn pin_to_last_allowed_cpu(command: &mut Command) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+
+    // SAFETY: cpu_set_t is plain bits; zeroed is the empty set.
+    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `allowed` is a valid cpu_set_t of the size passed.
+    let got = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed) };
+    if got != 0 {
+        return Err(std::io::Error::last_os_error()).context("sched_getaffinity");
+    }
+    let cpu = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: cpu is below CPU_SETSIZE, the set's capacity.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &allowed) })
+        .last()
+        .context("this process may run on no CPU")?;
+    // SAFETY: the hook runs between fork and exec and only calls
+    // sched_setaffinity, which is async-signal-safe (a plain syscall).
+    unsafe {
+        command.pre_exec(move || {
+            let mut only = std::mem::zeroed::<libc::cpu_set_t>();
+            libc::CPU_SET(cpu, &mut only);
+            if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &only) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// Finds the line `<metric_key> <float>` in a workload's output.
+fn parse_metric(stdout: &str, metric_key: &str) -> Result<f64> {
+    for line in stdout.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some(metric_key) {
+            let value = words.next().context("metric line has no value")?;
+            return value
+                .parse()
+                .with_context(|| format!("metric value {value:?} is not a number"));
+        }
+    }
+    bail!("no `{metric_key} <number>` line")
+}
+
+/// Runs the workload while `leakscope diagnose` watches the whole host, and
+/// returns the workload's throughput. leakscope's output goes to
+/// `<log_stem>.report` and `<log_stem>.stderr`: a host-wide report can be large
+/// and is only needed when something goes wrong.
+fn run_with_leakscope(
+    workload: &Workload,
+    binary: &Path,
+    seconds: u32,
+    leakscope: &Path,
+    log_stem: &Path,
+) -> Result<f64> {
+    let report_path = log_stem.with_extension("report");
+    let stderr_path = log_stem.with_extension("stderr");
+    let mut watcher = Watcher::start(
+        leakscope,
+        seconds + LEAKSCOPE_EXTRA_SECONDS,
+        &report_path,
+        &stderr_path,
+    )?;
+    thread::sleep(LEAKSCOPE_ATTACH_GRACE);
+    if let Some(status) = watcher.child.try_wait().context("polling leakscope")? {
+        bail!(
+            "leakscope exited ({status}) before the workload started; see {}",
+            stderr_path.display()
+        );
+    }
+    let throughput = run_workload(workload, binary, seconds)?;
+    let status = watcher.wait()?;
+    // 0 (no leak) and 1 (leak found somewhere on the host) are both normal
+    // diagnoses; anything else means leakscope did not really watch.
+    if !matches!(status.code(), Some(0 | 1)) {
+        bail!(
+            "leakscope diagnose failed ({status}) during the {} run; see {}",
+            workload.name,
+            stderr_path.display()
+        );
+    }
+    Ok(throughput)
+}
+
+/// A background `leakscope diagnose`, killed if the bench bails out early so it
+/// does not keep tracing the host.
+struct Watcher {
+    child: Child,
+    done: bool,
+}
+
+impl Watcher {
+    fn start(
+        leakscope: &Path,
+        duration_s: u32,
+        report_path: &Path,
+        stderr_path: &Path,
+    ) -> Result<Watcher> {
+        let report = create(report_path)?;
+        let stderr = create(stderr_path)?;
+        let mut command = Command::new(leakscope);
+        command
+            .args(["diagnose", "--duration", &duration_s.to_string()])
+            .stdin(Stdio::null())
+            .stdout(report)
+            .stderr(stderr);
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start `{}`", describe(&command)))?;
+        Ok(Watcher { child, done: false })
+    }
+
+    fn wait(&mut self) -> Result<std::process::ExitStatus> {
+        let status = self.child.wait().context("waiting for leakscope")?;
+        self.done = true;
+        Ok(status)
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn create(path: &Path) -> Result<File> {
+    File::create(path).with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// The median; sorts `values` in place. Callers pass at least one value.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    }
+}
+
+/// Where the bench keeps its binaries and leakscope logs.
+fn bench_dir() -> PathBuf {
+    target_dir().join("xtask-bench")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn parse_metric_finds_the_keyed_line() {
+        let out = "warming up\nround_trips_per_sec 23308.7\n";
+        assert_eq!(parse_metric(out, "round_trips_per_sec").unwrap(), 23308.7);
+        assert!(parse_metric("nothing here\n", "round_trips_per_sec").is_err());
+    }
+
+    #[test]
+    fn slowdown_is_relative_to_alone() {
+        let summary = Summary {
+            workload: "w",
+            unit: "ops/s",
+            median_alone: 100.0,
+            median_with: 96.0,
+        };
+        assert!((summary.slowdown_percent() - 4.0).abs() < 1e-9);
+        assert!(summary.within_budget());
+    }
+}

@@ -1,0 +1,74 @@
+//! `cargo xtask setup`: the system packages building and running leakscope needs.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::util::{find_program, is_root, run};
+
+/// The kernel programs are compiled by tracer-ebpf's build script with this clang.
+const CLANG: &str = "clang-19";
+/// libbpf-dev's header; the kernel programs include <bpf/bpf_helpers.h>.
+const BPF_HELPERS_HEADER: &str = "/usr/include/bpf/bpf_helpers.h";
+/// Installed together whenever either is missing: one apt transaction.
+const PACKAGES: [&str; 2] = ["clang-19", "libbpf-dev"];
+/// The kernel's own type information: leakscope's CO-RE programs need it to load.
+const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// What is missing for a build, by package name.
+fn missing_packages() -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    if find_program(CLANG).is_none() {
+        missing.push("clang-19");
+    }
+    if !Path::new(BPF_HELPERS_HEADER).exists() {
+        missing.push("libbpf-dev");
+    }
+    missing
+}
+
+/// Makes sure this machine can build leakscope, installing clang-19 and
+/// libbpf-dev with apt-get when either is missing. Does nothing (and runs no
+/// apt-get) when both are present, so every other task can call it cheaply.
+pub fn setup() -> Result<()> {
+    let missing = missing_packages();
+    if missing.is_empty() {
+        println!("setup: {CLANG} and libbpf-dev are installed");
+    } else {
+        if !is_root() {
+            bail!(
+                "setup: {} missing, and installing needs root: run `cargo xtask setup` as \
+                 root, or `apt-get install {}` yourself",
+                missing.join(" and "),
+                PACKAGES.join(" ")
+            );
+        }
+        println!(
+            "setup: {} missing; installing {}",
+            missing.join(" and "),
+            PACKAGES.join(" ")
+        );
+        run(Command::new("apt-get").arg("update"))?;
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y"])
+            .args(PACKAGES))?;
+        let still_missing = missing_packages();
+        if !still_missing.is_empty() {
+            bail!(
+                "setup: apt-get install succeeded but {} still missing",
+                still_missing.join(" and ")
+            );
+        }
+    }
+    // Building works without BTF, running does not; apt cannot fix a kernel, so
+    // say so instead of failing a build-only use of setup.
+    if !Path::new(KERNEL_BTF).exists() {
+        eprintln!(
+            "setup: warning: {KERNEL_BTF} is missing; leakscope builds here but cannot run \
+             (the kernel needs CONFIG_DEBUG_INFO_BTF=y)"
+        );
+    }
+    Ok(())
+}
