@@ -115,7 +115,8 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<Report, DiagnoseError> {
 pub struct RecordedSite {
     pub pid: u32,
     pub comm: String,
-    pub function: Option<String>,
+    /// Function names of the site's stack, innermost first.
+    pub stack: Vec<Option<String>>,
     pub observation: SiteObservation,
 }
 
@@ -145,7 +146,7 @@ fn build_report(
             recorded.push(RecordedSite {
                 pid: key.pid,
                 comm: process.facts.comm.clone(),
-                function: frames.iter().rev().find_map(|f| f.function.clone()),
+                stack: frames.iter().map(|f| f.function.clone()).collect(),
                 observation: obs,
             });
         }

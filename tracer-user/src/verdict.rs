@@ -31,6 +31,28 @@ pub struct SiteObservation {
     pub window_started_before_process: bool,
 }
 
+impl SiteObservation {
+    /// The same site as a window cut after its first `scans` scans: what a shorter
+    /// diagnosis would have seen.
+    pub fn prefix(&self, scans: usize) -> Self {
+        let n = scans.min(self.counts.len());
+        Self {
+            times_s: self.times_s.iter().take(n).copied().collect(),
+            counts: self.counts.iter().take(n).copied().collect(),
+            members: self
+                .members
+                .iter()
+                .filter(|m| m.first < n)
+                .map(|m| MemberObservation {
+                    last: m.last.min(n.saturating_sub(1)),
+                    ..m.clone()
+                })
+                .collect(),
+            window_started_before_process: self.window_started_before_process,
+        }
+    }
+}
+
 /// The verdict users act on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -232,6 +254,38 @@ mod tests {
             &VerdictPolicy::default(),
         );
         assert_eq!(j.verdict, GrowthVerdict::Ok);
+    }
+
+    #[derive(Deserialize)]
+    struct RecordedSite {
+        comm: String,
+        observation: SiteObservation,
+    }
+
+    /// Check that a recorded real run (mutex, condvar and Rust mpsc leakers beside a busy
+    /// 16-worker pool, 10 s) is judged right, and stays right on every shorter window of
+    /// at least 4 scans.
+    #[test]
+    fn recorded_native_run_is_judged_right() {
+        let sites: Vec<RecordedSite> =
+            serde_json::from_str(include_str!("../tests/data/native-leaks-and-pool-10s.json"))
+                .unwrap();
+        assert_eq!(sites.len(), 4);
+        for site in &sites {
+            let expected = if site.comm.ends_with("_leak") {
+                GrowthVerdict::Leak
+            } else {
+                GrowthVerdict::Ok
+            };
+            for scans in 4..=site.observation.counts.len() {
+                let j = judge(&site.observation.prefix(scans), &VerdictPolicy::default());
+                assert_eq!(
+                    j.verdict, expected,
+                    "{} over {scans} scans: {j:?}",
+                    site.comm
+                );
+            }
+        }
     }
 
     /// Check the slope on a known line.

@@ -1,0 +1,945 @@
+//! The Go runtime's own symbol table, `.gopclntab` (runtime.pclntab).
+//!
+//! Every Go binary carries it, stripped or not, because the runtime needs it
+//! for tracebacks and garbage collection: it maps PCs to functions, files,
+//! lines and inlining, which is all leakscope needs to name a parked
+//! goroutine's stack.
+//!
+//! Layout (Go 1.18+, `runtime/symtab.go` `pcHeader`; `ptrSize`-wide words):
+//!
+//! ```text
+//! magic u32 (0xfffffff0: 1.18-1.19, 0xfffffff1: 1.20+)  pad1 u8  pad2 u8  minLC u8  ptrSize u8
+//! nfunc, nfiles, textStart (0 since Go 1.26: use moduledata.text),
+//! funcnameOffset, cuOffset, filetabOffset, pctabOffset, pclnOffset
+//! ```
+//!
+//! The offsets are relative to the header. At `pclnOffset` the functab holds
+//! `nfunc` pairs `(entryoff u32, funcoff u32)` sorted by entry and a final
+//! `entryoff` (end of text); `entryoff` is relative to the text start and
+//! `funcoff` to the functab itself, where it finds a `_func`:
+//!
+//! ```text
+//! entryOff u32, nameOff i32, args i32, deferreturn u32, pcsp u32, pcfile u32,
+//! pcln u32, npcdata u32, cuOffset u32, startLine i32 (1.20+),
+//! funcID u8, flag u8, pad u8, nfuncdata u8,
+//! pcdata [npcdata]u32      // offsets into pctab, 0: none
+//! funcdata [nfuncdata]u32  // offsets from moduledata.gofunc (go:func.*), ^0: none
+//! ```
+//!
+//! PC-value tables (pcfile, pcln, pcdata) are sequences of
+//! (zig-zag value delta, pc delta / minLC) uvarint pairs, starting from value
+//! -1 at the function entry, terminated by a zero value delta.
+//!
+//! Inlining: `pcdata[PCDATA_InlTreeIndex]` gives, at each PC, the index of the
+//! innermost inlined call in the function's inline tree (or -1), and
+//! `funcdata[FUNCDATA_InlTree]` locates that tree in `go:func.*`. Each entry
+//! names the inlined function and gives `parentPc`, the offset from the entry
+//! of an instruction whose position is the call site: looking that PC up again
+//! walks out to the caller (runtime/symtabinl.go `inlineUnwinder`).
+//!
+//! All addresses in this API are the binary's own (link-time) virtual
+//! addresses: callers subtract a PIE load bias before asking.
+
+use std::fmt;
+
+use thiserror::Error;
+
+/// Go 1.18 and 1.19.
+pub const MAGIC_GO118: u32 = 0xffff_fff0;
+/// Go 1.20 and later (still current in Go 1.27).
+pub const MAGIC_GO120: u32 = 0xffff_fff1;
+const MAGIC_GO116: u32 = 0xffff_fffa;
+const MAGIC_GO12: u32 = 0xffff_fffb;
+
+/// `abi.PCDATA_InlTreeIndex`.
+pub const PCDATA_INL_TREE_INDEX: u32 = 2;
+/// `abi.FUNCDATA_InlTree`.
+pub const FUNCDATA_INL_TREE: u32 = 3;
+
+/// Longest name read from the name or file tables.
+const MAX_NAME: usize = 1 << 16;
+/// Deepest inlining followed (the compiler's budget keeps real trees shallow).
+const MAX_INLINE_DEPTH: usize = 256;
+
+/// Why a pclntab could not be parsed.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PclntabError {
+    #[error("pclntab is truncated")]
+    Truncated,
+    #[error("not a pclntab (magic {0:#x})")]
+    BadMagic(u32),
+    #[error("pclntab of Go 1.2-1.17 (magic {0:#x}) is not supported")]
+    Unsupported(u32),
+    #[error("pclntab is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("pclntab records no text start (Go 1.26+) and none was given")]
+    NoTextStart,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Go 1.18-1.19: no `startLine`, 20-byte inline tree entries.
+    Go118,
+    /// Go 1.20+: `startLine`, 16-byte inline tree entries.
+    Go120,
+}
+
+impl Format {
+    fn func_size(self) -> usize {
+        match self {
+            Format::Go118 => 40,
+            Format::Go120 => 44,
+        }
+    }
+
+    fn inl_entry_size(self) -> usize {
+        match self {
+            Format::Go118 => 20,
+            Format::Go120 => 16,
+        }
+    }
+}
+
+/// A function found in the pclntab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FuncInfo {
+    /// Entry address (the binary's own virtual address).
+    pub entry: u64,
+    /// End address (the next function's entry, or the end of text).
+    pub end: u64,
+    /// Go symbol name, e.g. `main.(*server).serve.func1`.
+    pub name: String,
+    /// Line of the `func` keyword (Go 1.20+; 0 before).
+    pub start_line: i32,
+    /// `abi.FuncID` (non-zero for special runtime functions).
+    pub func_id: u8,
+    /// Offset of the `_func` record in the table.
+    func_off: usize,
+}
+
+/// One logical frame at a PC: a function and the source position in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+}
+
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}:{})", self.function, self.file, self.line)
+    }
+}
+
+/// Where `go:func.*` (moduledata.gofunc) is, and its bytes up to the end of
+/// the region that holds it: the funcdata offsets are relative to it.
+#[derive(Clone)]
+struct GoFunc {
+    addr: u64,
+    data: Vec<u8>,
+}
+
+/// The result of checking a candidate `go:func.*` base against the inline
+/// trees it would imply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoFuncCheck {
+    /// Every sampled inline tree was plausible.
+    Plausible,
+    /// Some sampled inline tree was not.
+    Implausible,
+    /// No function has an inline tree: nothing to check against.
+    Unverifiable,
+}
+
+/// A parsed `.gopclntab`.
+#[derive(Clone)]
+pub struct Pclntab {
+    data: Vec<u8>,
+    format: Format,
+    quantum: u64,
+    ptr_size: usize,
+    nfunc: usize,
+    nfiles: usize,
+    text_start: u64,
+    funcnametab: usize,
+    cutab: usize,
+    filetab: usize,
+    pctab: usize,
+    functab: usize,
+    gofunc: Option<GoFunc>,
+}
+
+impl fmt::Debug for Pclntab {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pclntab")
+            .field("format", &self.format)
+            .field("nfunc", &self.nfunc)
+            .field("nfiles", &self.nfiles)
+            .field("text_start", &format_args!("{:#x}", self.text_start))
+            .field("gofunc", &self.gofunc.as_ref().map(|g| g.addr))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pclntab {
+    /// Parses a pclntab from `bytes` (starting at its header; trailing bytes
+    /// are ignored).
+    ///
+    /// `text_start_hint` is the module's text start (`moduledata.text`, the
+    /// `runtime.text` symbol): it wins over the header's `textStart`, which
+    /// Go 1.26+ no longer fills in and which is the only choice otherwise.
+    pub fn parse(bytes: &[u8], text_start_hint: Option<u64>) -> Result<Pclntab, PclntabError> {
+        let magic = read_u32(bytes, 0).ok_or(PclntabError::Truncated)?;
+        let format = match magic {
+            MAGIC_GO120 => Format::Go120,
+            MAGIC_GO118 => Format::Go118,
+            MAGIC_GO116 | MAGIC_GO12 => return Err(PclntabError::Unsupported(magic)),
+            other => return Err(PclntabError::BadMagic(other)),
+        };
+        let head = bytes.get(4..8).ok_or(PclntabError::Truncated)?;
+        if head[0] != 0 || head[1] != 0 {
+            return Err(PclntabError::Malformed("header padding is not zero"));
+        }
+        let quantum = head[2];
+        if !matches!(quantum, 1 | 2 | 4) {
+            return Err(PclntabError::Malformed("instruction size quantum is not 1, 2 or 4"));
+        }
+        let ptr_size = head[3] as usize;
+        if ptr_size != 4 && ptr_size != 8 {
+            return Err(PclntabError::Malformed("pointer size is neither 4 nor 8"));
+        }
+        let word = |i: usize| -> Result<u64, PclntabError> {
+            let off = 8 + i * ptr_size;
+            let v = if ptr_size == 8 {
+                read_u64(bytes, off)
+            } else {
+                read_u32(bytes, off).map(u64::from)
+            };
+            v.ok_or(PclntabError::Truncated)
+        };
+        let len = bytes.len() as u64;
+        let offset = |i: usize| -> Result<usize, PclntabError> {
+            let v = word(i)?;
+            if v >= len {
+                return Err(PclntabError::Truncated);
+            }
+            Ok(v as usize)
+        };
+        let nfunc = word(0)?;
+        let nfiles = word(1)?;
+        let header_text_start = word(2)?;
+        let funcnametab = offset(3)?;
+        let cutab = offset(4)?;
+        let filetab = offset(5)?;
+        let pctab = offset(6)?;
+        let functab = offset(7)?;
+        let header_end = 8 + 8 * ptr_size;
+        if [funcnametab, cutab, filetab, pctab, functab]
+            .iter()
+            .any(|&o| o < header_end)
+        {
+            return Err(PclntabError::Malformed("table offset inside the header"));
+        }
+        if nfunc == 0 {
+            return Err(PclntabError::Malformed("no functions"));
+        }
+        // The functab: nfunc (entryoff, funcoff) pairs and the end entryoff.
+        let functab_end = nfunc
+            .checked_mul(8)
+            .and_then(|n| n.checked_add(4 + functab as u64))
+            .ok_or(PclntabError::Truncated)?;
+        if functab_end > len {
+            return Err(PclntabError::Truncated);
+        }
+        let text_start = match (text_start_hint, header_text_start) {
+            (Some(hint), _) => hint,
+            (None, 0) => return Err(PclntabError::NoTextStart),
+            (None, header) => header,
+        };
+        let tab = Pclntab {
+            data: bytes.to_vec(),
+            format,
+            quantum: u64::from(quantum),
+            ptr_size,
+            nfunc: nfunc as usize,
+            nfiles: nfiles.min(len) as usize,
+            text_start,
+            funcnametab,
+            cutab,
+            filetab,
+            pctab,
+            functab,
+            gofunc: None,
+        };
+        // Cheap sanity checks: entries must be sorted at both ends and the
+        // first function record must agree with its functab entry.
+        let first = tab.ftab_entry(0).ok_or(PclntabError::Truncated)?;
+        let last = tab.ftab_entry(tab.nfunc - 1).ok_or(PclntabError::Truncated)?;
+        let end = tab.ftab_entryoff(tab.nfunc).ok_or(PclntabError::Truncated)?;
+        if first.0 > last.0 || last.0 > end {
+            return Err(PclntabError::Malformed("functab is not sorted"));
+        }
+        let first_func = tab.func_off(first.1).ok_or(PclntabError::Malformed("bad funcoff"))?;
+        if tab.field_u32(first_func, 0) != Some(first.0) {
+            return Err(PclntabError::Malformed("functab and _func disagree on an entry"));
+        }
+        Ok(tab)
+    }
+
+    /// Number of functions.
+    pub fn nfunc(&self) -> usize {
+        self.nfunc
+    }
+
+    /// Pointer size recorded in the header.
+    pub fn ptr_size(&self) -> usize {
+        self.ptr_size
+    }
+
+    /// The text start that function entries are relative to.
+    pub fn text_start(&self) -> u64 {
+        self.text_start
+    }
+
+    /// The end of the module's text (end of the last function).
+    pub fn text_end(&self) -> u64 {
+        self.text_start + u64::from(self.ftab_entryoff(self.nfunc).unwrap_or(0))
+    }
+
+    /// The header's own `textStart` word (0 in Go 1.26+).
+    pub fn header_text_start(&self) -> u64 {
+        let off = 8 + 2 * self.ptr_size;
+        if self.ptr_size == 8 {
+            read_u64(&self.data, off).unwrap_or(0)
+        } else {
+            read_u32(&self.data, off).map_or(0, u64::from)
+        }
+    }
+
+    /// Offset of `funcnametab` from the header (moduledata.funcnametab's
+    /// pointer is the pclntab's address plus this).
+    pub fn funcnametab_offset(&self) -> usize {
+        self.funcnametab
+    }
+
+    /// Offset of `cutab` from the header.
+    pub fn cutab_offset(&self) -> usize {
+        self.cutab
+    }
+
+    /// Offset of the functab (`moduledata.pclntable`/`ftab`) from the header.
+    pub fn functab_offset(&self) -> usize {
+        self.functab
+    }
+
+    /// Offset from the header just past the last `_func` record (with its
+    /// pcdata and funcdata): the end of `moduledata.pclntable`, before any
+    /// alignment padding.
+    pub fn func_records_end(&self) -> usize {
+        let mut end = self.functab + self.nfunc * 8 + 4;
+        for i in 0..self.nfunc {
+            let Some((_, funcoff)) = self.ftab_entry(i) else {
+                continue;
+            };
+            let Some(f) = self.func_off(funcoff) else {
+                continue;
+            };
+            let (np, nf) = (self.npcdata(f), self.nfuncdata(f));
+            end = end.max(f + self.format.func_size() + 4 * (np + nf));
+        }
+        end.min(self.data.len())
+    }
+
+    /// Tells the table where `go:func.*` (moduledata.gofunc) is: `data` is
+    /// the image's bytes from `addr` on. Needed only for [`Self::inline_frames`].
+    pub fn set_gofunc(&mut self, addr: u64, data: Vec<u8>) {
+        self.gofunc = Some(GoFunc { addr, data });
+    }
+
+    /// Where `go:func.*` is, if known.
+    pub fn gofunc(&self) -> Option<u64> {
+        self.gofunc.as_ref().map(|g| g.addr)
+    }
+
+    /// True when inlined calls can be expanded ([`Self::set_gofunc`] was called).
+    pub fn has_inline_tree(&self) -> bool {
+        self.gofunc.is_some()
+    }
+
+    /// Checks a candidate `go:func.*` base (`data` is the image from `addr`
+    /// on) against up to `samples` functions' inline trees: every entry must
+    /// name a function and point back inside its function.
+    pub fn check_gofunc(&self, data: &[u8], samples: usize) -> GoFuncCheck {
+        let mut checked = 0usize;
+        for f in self.funcs() {
+            if checked >= samples {
+                break;
+            }
+            let Some(tree_off) = self.funcdata(f.func_off, FUNCDATA_INL_TREE) else {
+                continue;
+            };
+            let Some(table) = self.pcdata(f.func_off, PCDATA_INL_TREE_INDEX) else {
+                continue;
+            };
+            let max_ix = self
+                .pcvalues(table, f.entry)
+                .map(|(v, _)| v)
+                .max()
+                .unwrap_or(-1);
+            if max_ix < 0 {
+                continue;
+            }
+            checked += 1;
+            let size = f.end - f.entry;
+            for ix in 0..=max_ix as usize {
+                let Some(call) = self.inlined_call(data, tree_off as usize, ix) else {
+                    return GoFuncCheck::Implausible;
+                };
+                let name_ok = self
+                    .cstr(self.funcnametab, call.name_off)
+                    .is_some_and(|n| !n.is_empty() && n.iter().all(|b| b.is_ascii_graphic() || *b >= 0x80));
+                let parent_ok = call.parent_pc >= 0 && (call.parent_pc as u64) < size;
+                if !name_ok || !parent_ok {
+                    return GoFuncCheck::Implausible;
+                }
+            }
+        }
+        if checked == 0 {
+            GoFuncCheck::Unverifiable
+        } else {
+            GoFuncCheck::Plausible
+        }
+    }
+
+    /// The function containing `pc`.
+    pub fn find_func(&self, pc: u64) -> Option<FuncInfo> {
+        let rel = pc.checked_sub(self.text_start)?;
+        let rel = u32::try_from(rel).ok()?;
+        if rel >= self.ftab_entryoff(self.nfunc)? {
+            return None;
+        }
+        // Last entry whose entryoff <= rel.
+        let (mut lo, mut hi) = (0usize, self.nfunc);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.ftab_entryoff(mid)? <= rel {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        if self.ftab_entryoff(lo)? > rel {
+            return None;
+        }
+        self.func_at(lo)
+    }
+
+    /// The entry address of the function named `name` (e.g.
+    /// `runtime.gopark`), by a linear scan.
+    pub fn find_func_by_name(&self, name: &str) -> Option<u64> {
+        let want = name.as_bytes();
+        (0..self.nfunc).find_map(|i| {
+            let (entryoff, funcoff) = self.ftab_entry(i)?;
+            let f = self.func_off(funcoff)?;
+            let name_off = self.field_u32(f, 4)?;
+            let got = self.cstr(self.funcnametab, name_off as i32)?;
+            (got == want).then(|| self.text_start + u64::from(entryoff))
+        })
+    }
+
+    /// All functions, in address order.
+    pub fn funcs(&self) -> impl Iterator<Item = FuncInfo> + '_ {
+        (0..self.nfunc).filter_map(|i| self.func_at(i))
+    }
+
+    /// File and line of `pc` in `func`. For a PC in an inlined body this is
+    /// the inlined function's position; see [`Self::inline_frames`].
+    pub fn pc_to_file_line(&self, func: &FuncInfo, pc: u64) -> Option<(String, u32)> {
+        let file = self.pc_to_file(func, pc)?;
+        let line = self.pc_to_line(func, pc)?;
+        Some((file, line))
+    }
+
+    /// Line of `pc` in `func`.
+    pub fn pc_to_line(&self, func: &FuncInfo, pc: u64) -> Option<u32> {
+        let table = self.field_u32(func.func_off, 24)?;
+        let line = self.pcvalue(table, func.entry, pc)?;
+        u32::try_from(line).ok()
+    }
+
+    /// File of `pc` in `func`.
+    pub fn pc_to_file(&self, func: &FuncInfo, pc: u64) -> Option<String> {
+        let table = self.field_u32(func.func_off, 20)?;
+        let fileno = self.pcvalue(table, func.entry, pc)?;
+        if fileno < 0 {
+            return None;
+        }
+        let cu = self.field_u32(func.func_off, 32)?;
+        let idx = (cu as usize).checked_add(fileno as usize)?;
+        let name_off = read_u32(&self.data, self.cutab.checked_add(idx.checked_mul(4)?)?)?;
+        if name_off == u32::MAX {
+            return None;
+        }
+        let name = self.cstr(self.filetab, name_off as i32)?;
+        Some(String::from_utf8_lossy(name).into_owned())
+    }
+
+    /// The logical frames at `pc` in `func`, innermost first: one per inlined
+    /// call that `pc` is in, then `func` itself. Each has the position of its
+    /// call into the next-inner frame (or of `pc` for the innermost).
+    ///
+    /// For a return address of a non-innermost physical frame, pass `pc - 1`
+    /// so that the call instruction, not the next one, is looked up.
+    ///
+    /// Without a known `go:func.*` ([`Self::has_inline_tree`] false) inlined
+    /// calls cannot be expanded: the result is then `func` alone, with the
+    /// position of `pc` (which is in the innermost inlined body).
+    pub fn inline_frames(&self, func: &FuncInfo, pc: u64) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        let mut pc = pc;
+        let position = |pc: u64| {
+            let file = self.pc_to_file(func, pc).unwrap_or_else(|| "?".to_string());
+            let line = self.pc_to_line(func, pc).unwrap_or(0);
+            (file, line)
+        };
+        let tree = self.gofunc.as_ref().and_then(|g| {
+            let off = self.funcdata(func.func_off, FUNCDATA_INL_TREE)?;
+            let table = self.pcdata(func.func_off, PCDATA_INL_TREE_INDEX)?;
+            Some((&g.data[..], off as usize, table))
+        });
+        if let Some((data, tree_off, table)) = tree {
+            let mut ix = self.pcvalue(table, func.entry, pc).unwrap_or(-1);
+            while ix >= 0 && frames.len() < MAX_INLINE_DEPTH {
+                let Some(call) = self.inlined_call(data, tree_off, ix as usize) else {
+                    break;
+                };
+                let name = self
+                    .cstr(self.funcnametab, call.name_off)
+                    .map_or_else(|| "?".to_string(), |n| String::from_utf8_lossy(n).into_owned());
+                let (file, line) = position(pc);
+                frames.push(Frame {
+                    function: name,
+                    file,
+                    line,
+                });
+                if call.parent_pc < 0 {
+                    break;
+                }
+                pc = func.entry + call.parent_pc as u64;
+                ix = self.pcvalue(table, func.entry, pc).unwrap_or(-1);
+            }
+        } else if self.gofunc.is_none()
+            && self
+                .pcdata(func.func_off, PCDATA_INL_TREE_INDEX)
+                .and_then(|t| self.pcvalue(t, func.entry, pc))
+                .is_some_and(|ix| ix >= 0)
+        {
+            log::debug!(
+                "{:#x} is in a call inlined into {}, but go:func.* is unknown: not expanded",
+                pc,
+                func.name
+            );
+        }
+        let (file, line) = position(pc);
+        frames.push(Frame {
+            function: func.name.clone(),
+            file,
+            line,
+        });
+        frames
+    }
+
+    // ---- internals ----
+
+    fn ftab_entryoff(&self, i: usize) -> Option<u32> {
+        read_u32(&self.data, self.functab.checked_add(i.checked_mul(8)?)?)
+    }
+
+    fn ftab_entry(&self, i: usize) -> Option<(u32, u32)> {
+        if i >= self.nfunc {
+            return None;
+        }
+        let off = self.functab + i * 8;
+        Some((read_u32(&self.data, off)?, read_u32(&self.data, off + 4)?))
+    }
+
+    /// Offset in `data` of the `_func` at functab-relative `funcoff`, if the
+    /// fixed part fits.
+    fn func_off(&self, funcoff: u32) -> Option<usize> {
+        let off = self.functab.checked_add(funcoff as usize)?;
+        let end = off.checked_add(self.format.func_size())?;
+        (end <= self.data.len()).then_some(off)
+    }
+
+    fn func_at(&self, i: usize) -> Option<FuncInfo> {
+        let (entryoff, funcoff) = self.ftab_entry(i)?;
+        let end = self.ftab_entryoff(i + 1)?;
+        let f = self.func_off(funcoff)?;
+        if self.field_u32(f, 0)? != entryoff {
+            return None;
+        }
+        let name_off = self.field_u32(f, 4)? as i32;
+        let name = self
+            .cstr(self.funcnametab, name_off)
+            .map_or_else(|| "?".to_string(), |n| String::from_utf8_lossy(n).into_owned());
+        let (start_line, func_id) = match self.format {
+            Format::Go120 => (self.field_u32(f, 36)? as i32, self.data[f + 40]),
+            Format::Go118 => (0, self.data[f + 36]),
+        };
+        Some(FuncInfo {
+            entry: self.text_start + u64::from(entryoff),
+            end: self.text_start + u64::from(end.max(entryoff)),
+            name,
+            start_line,
+            func_id,
+            func_off: f,
+        })
+    }
+
+    fn field_u32(&self, func_off: usize, field: usize) -> Option<u32> {
+        read_u32(&self.data, func_off.checked_add(field)?)
+    }
+
+    fn npcdata(&self, f: usize) -> usize {
+        self.field_u32(f, 28).map_or(0, |n| n.min(1 << 16) as usize)
+    }
+
+    fn nfuncdata(&self, f: usize) -> usize {
+        self.data.get(f + self.format.func_size() - 1).map_or(0, |&n| n as usize)
+    }
+
+    /// Offset in pctab of pcdata table `idx`, if present.
+    fn pcdata(&self, f: usize, idx: u32) -> Option<u32> {
+        if idx as usize >= self.npcdata(f) {
+            return None;
+        }
+        let v = read_u32(&self.data, f + self.format.func_size() + 4 * idx as usize)?;
+        (v != 0).then_some(v)
+    }
+
+    /// Offset from go:func.* of funcdata `idx`, if present.
+    fn funcdata(&self, f: usize, idx: u32) -> Option<u32> {
+        if idx as usize >= self.nfuncdata(f) {
+            return None;
+        }
+        let off = f + self.format.func_size() + 4 * (self.npcdata(f) + idx as usize);
+        let v = read_u32(&self.data, off)?;
+        (v != u32::MAX).then_some(v)
+    }
+
+    fn inlined_call(&self, data: &[u8], tree_off: usize, ix: usize) -> Option<InlinedCall> {
+        let size = self.format.inl_entry_size();
+        let off = tree_off.checked_add(ix.checked_mul(size)?)?;
+        let entry = data.get(off..off.checked_add(size)?)?;
+        let i32_at = |o: usize| i32::from_le_bytes(entry[o..o + 4].try_into().unwrap());
+        Some(match self.format {
+            Format::Go120 => InlinedCall {
+                name_off: i32_at(4),
+                parent_pc: i32_at(8),
+            },
+            Format::Go118 => InlinedCall {
+                name_off: i32_at(12),
+                parent_pc: i32_at(16),
+            },
+        })
+    }
+
+    /// NUL-terminated string at `table + off`.
+    fn cstr(&self, table: usize, off: i32) -> Option<&[u8]> {
+        let start = table.checked_add(usize::try_from(off).ok()?)?;
+        let rest = self.data.get(start..)?;
+        let rest = &rest[..rest.len().min(MAX_NAME)];
+        let nul = rest.iter().position(|&b| b == 0)?;
+        Some(&rest[..nul])
+    }
+
+    /// Value of the pc-value table at pctab offset `table` for `pc`, in the
+    /// function starting at `entry`.
+    fn pcvalue(&self, table: u32, entry: u64, pc: u64) -> Option<i32> {
+        if pc < entry {
+            return None;
+        }
+        self.pcvalues(table, entry)
+            .find(|&(_, end)| pc < end)
+            .map(|(v, _)| v)
+    }
+
+    /// The (value, end pc) runs of a pc-value table.
+    fn pcvalues(&self, table: u32, entry: u64) -> PcValues<'_> {
+        let start = self.pctab.saturating_add(table as usize);
+        PcValues {
+            data: self.data.get(start..).unwrap_or(&[]),
+            pos: 0,
+            value: -1,
+            pc: entry,
+            first: true,
+            quantum: self.quantum,
+            done: table == 0,
+        }
+    }
+}
+
+struct InlinedCall {
+    name_off: i32,
+    parent_pc: i32,
+}
+
+/// Iterator over a pc-value table: each item is a value and the PC where it
+/// stops applying.
+struct PcValues<'a> {
+    data: &'a [u8],
+    pos: usize,
+    value: i32,
+    pc: u64,
+    first: bool,
+    quantum: u64,
+    done: bool,
+}
+
+impl Iterator for PcValues<'_> {
+    type Item = (i32, u64);
+
+    fn next(&mut self) -> Option<(i32, u64)> {
+        if self.done {
+            return None;
+        }
+        let step = (|| {
+            let (uvdelta, n) = uvarint32(self.data.get(self.pos..)?)?;
+            if uvdelta == 0 && !self.first {
+                return None;
+            }
+            let pos = self.pos + n;
+            let (pcdelta, m) = uvarint32(self.data.get(pos..)?)?;
+            let vdelta = ((uvdelta >> 1) as i32) ^ -((uvdelta & 1) as i32);
+            Some((vdelta, u64::from(pcdelta) * self.quantum, pos + m))
+        })();
+        match step {
+            Some((vdelta, pcdelta, pos)) => {
+                self.first = false;
+                self.pos = pos;
+                self.value = self.value.wrapping_add(vdelta);
+                self.pc = self.pc.saturating_add(pcdelta);
+                Some((self.value, self.pc))
+            }
+            None => {
+                self.done = true;
+                None
+            }
+        }
+    }
+}
+
+/// Decodes a uvarint that must fit in 32 bits.
+fn uvarint32(b: &[u8]) -> Option<(u32, usize)> {
+    let mut v = 0u32;
+    for (i, &byte) in b.iter().enumerate().take(5) {
+        v |= u32::from(byte & 0x7f).checked_shl(7 * i as u32)?;
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+fn read_u32(b: &[u8], off: usize) -> Option<u32> {
+    let s = b.get(off..off.checked_add(4)?)?;
+    Some(u32::from_le_bytes(s.try_into().ok()?))
+}
+
+fn read_u64(b: &[u8], off: usize) -> Option<u64> {
+    let s = b.get(off..off.checked_add(8)?)?;
+    Some(u64::from_le_bytes(s.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny hand-made Go 1.20+ table: two functions at text 0x1000 and
+    /// 0x1010, the second with one inlined call.
+    fn synthetic() -> (Vec<u8>, Vec<u8>) {
+        let mut t = vec![0u8; 72];
+        t[0..4].copy_from_slice(&MAGIC_GO120.to_le_bytes());
+        t[6] = 1;
+        t[7] = 8;
+        let put_word = |t: &mut Vec<u8>, i: usize, v: u64| {
+            t[8 + i * 8..16 + i * 8].copy_from_slice(&v.to_le_bytes())
+        };
+        put_word(&mut t, 0, 2); // nfunc
+        put_word(&mut t, 1, 1); // nfiles
+        put_word(&mut t, 2, 0x1000); // textStart
+        // funcnametab
+        let funcnametab = t.len();
+        t.extend_from_slice(b"main.a\0main.b\0main.inl\0");
+        // cutab: one CU with file 0
+        let cutab = t.len();
+        t.extend_from_slice(&0u32.to_le_bytes());
+        let filetab = t.len();
+        t.extend_from_slice(b"/src/x.go\0");
+        let pctab = t.len();
+        t.push(0); // offset 0 means "no table"
+        // file table: value 0 for 0x20 bytes: zigzag(+1)=2, pc 0x20.
+        let file_tab = (t.len() - pctab) as u32;
+        t.extend_from_slice(&[2, 0x20, 0]);
+        // line table for main.b: 10 over [0,4), 20 over [4,8), 11 over [8,0x10)
+        let line_tab = (t.len() - pctab) as u32;
+        t.extend_from_slice(&[22, 4, 20, 4, 17, 8, 0]);
+        // inline index for main.b: -1 over [0,4), 0 over [4,8), -1 after.
+        let inl_tab = (t.len() - pctab) as u32;
+        t.extend_from_slice(&[0, 4, 2, 4, 1, 8, 0]);
+        while t.len() % 8 != 0 {
+            t.push(0);
+        }
+        let functab = t.len();
+        let fixed = 44;
+        let a_off = 2 * 8 + 4;
+        let b_off = a_off + fixed;
+        for (entry, off) in [(0u32, a_off as u32), (0x10, b_off as u32)] {
+            t.extend_from_slice(&entry.to_le_bytes());
+            t.extend_from_slice(&off.to_le_bytes());
+        }
+        t.extend_from_slice(&0x20u32.to_le_bytes());
+        let mut func = |t: &mut Vec<u8>, entry: u32, name: u32, inl: bool| {
+            let mut f = vec![0u8; fixed];
+            f[0..4].copy_from_slice(&entry.to_le_bytes());
+            f[4..8].copy_from_slice(&name.to_le_bytes());
+            f[20..24].copy_from_slice(&file_tab.to_le_bytes());
+            f[24..28].copy_from_slice(&line_tab.to_le_bytes());
+            f[28..32].copy_from_slice(&(if inl { 3u32 } else { 0 }).to_le_bytes());
+            f[36..40].copy_from_slice(&9i32.to_le_bytes());
+            f[43] = if inl { 4 } else { 0 };
+            t.extend_from_slice(&f);
+            if inl {
+                for v in [0u32, 0, inl_tab, u32::MAX, u32::MAX, u32::MAX, 8] {
+                    t.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        };
+        func(&mut t, 0, 0, false);
+        func(&mut t, 0x10, 7, true);
+        put_word(&mut t, 3, funcnametab as u64);
+        put_word(&mut t, 4, cutab as u64);
+        put_word(&mut t, 5, filetab as u64);
+        put_word(&mut t, 6, pctab as u64);
+        put_word(&mut t, 7, functab as u64);
+        // go:func.*: 8 bytes of something, then main.b's inline tree.
+        let mut gofunc = vec![0xeeu8; 8];
+        gofunc.extend_from_slice(&[0, 0, 0, 0]);
+        gofunc.extend_from_slice(&14i32.to_le_bytes()); // main.inl
+        gofunc.extend_from_slice(&9i32.to_le_bytes()); // parentPc: 0x19 is line 11
+        gofunc.extend_from_slice(&30i32.to_le_bytes());
+        (t, gofunc)
+    }
+
+    /// Check that functions, lines and inlined calls of a hand-made table
+    /// resolve as laid out.
+    #[test]
+    fn synthetic_table() {
+        let (t, gofunc) = synthetic();
+        let mut tab = Pclntab::parse(&t, None).unwrap();
+        assert_eq!(tab.nfunc(), 2);
+        assert_eq!(tab.text_start(), 0x1000);
+        assert_eq!(tab.text_end(), 0x1020);
+        assert!(tab.find_func(0xfff).is_none());
+        assert!(tab.find_func(0x1020).is_none());
+        let a = tab.find_func(0x100f).unwrap();
+        assert_eq!((a.name.as_str(), a.entry, a.end), ("main.a", 0x1000, 0x1010));
+        let b = tab.find_func(0x1010).unwrap();
+        assert_eq!(b.name, "main.b");
+        assert_eq!(b.start_line, 9);
+        assert_eq!(tab.find_func_by_name("main.b"), Some(0x1010));
+        assert_eq!(tab.find_func_by_name("main.inl"), None);
+        assert_eq!(tab.pc_to_file_line(&b, 0x1010), Some(("/src/x.go".into(), 10)));
+        assert_eq!(tab.pc_to_file_line(&b, 0x1015), Some(("/src/x.go".into(), 20)));
+        assert_eq!(tab.pc_to_file_line(&b, 0x1019), Some(("/src/x.go".into(), 11)));
+        // Without go:func.*, no expansion.
+        assert_eq!(tab.inline_frames(&b, 0x1015).len(), 1);
+        assert_eq!(tab.check_gofunc(&gofunc, 8), GoFuncCheck::Plausible);
+        assert_eq!(tab.check_gofunc(&gofunc[4..], 8), GoFuncCheck::Implausible);
+        tab.set_gofunc(0x9000, gofunc);
+        let frames = tab.inline_frames(&b, 0x1015);
+        let want = vec![
+            Frame {
+                function: "main.inl".into(),
+                file: "/src/x.go".into(),
+                line: 20,
+            },
+            Frame {
+                function: "main.b".into(),
+                file: "/src/x.go".into(),
+                line: 11,
+            },
+        ];
+        assert_eq!(frames, want);
+        assert_eq!(tab.inline_frames(&b, 0x1011).len(), 1);
+        // A hint overrides the header.
+        let moved = Pclntab::parse(&t, Some(0x40_0000)).unwrap();
+        assert_eq!(moved.find_func(0x40_0010).unwrap().name, "main.b");
+    }
+
+    /// Check that a missing text start is reported when the header has none.
+    #[test]
+    fn no_text_start() {
+        let (mut t, _) = synthetic();
+        t[24..32].fill(0);
+        assert_eq!(Pclntab::parse(&t, None).unwrap_err(), PclntabError::NoTextStart);
+        assert!(Pclntab::parse(&t, Some(0x1000)).is_ok());
+    }
+
+    /// Check that every truncation and random corruption of a table gives an
+    /// error or a table whose lookups do not panic.
+    #[test]
+    fn garbage_never_panics() {
+        let (t, gofunc) = synthetic();
+        for cut in 0..t.len() {
+            if let Ok(tab) = Pclntab::parse(&t[..cut], None) {
+                exercise(&tab, &gofunc);
+            }
+        }
+        let mut state = 0x9e37_79b9u32;
+        let mut rand = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        for _ in 0..5000 {
+            let mut c = t.clone();
+            for _ in 0..1 + rand() % 4 {
+                let i = rand() as usize % c.len();
+                c[i] = rand() as u8;
+            }
+            if let Ok(mut tab) = Pclntab::parse(&c, None) {
+                let mut g = gofunc.clone();
+                let i = rand() as usize % g.len();
+                g[i] = rand() as u8;
+                tab.set_gofunc(0, g.clone());
+                exercise(&tab, &g);
+            }
+        }
+        assert_eq!(Pclntab::parse(&[], None).unwrap_err(), PclntabError::Truncated);
+        assert_eq!(
+            Pclntab::parse(&[0xfb, 0xff, 0xff, 0xff, 0, 0, 1, 8], None).unwrap_err(),
+            PclntabError::Unsupported(0xffff_fffb)
+        );
+        assert!(matches!(
+            Pclntab::parse(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0", None),
+            Err(PclntabError::BadMagic(_))
+        ));
+    }
+
+    fn exercise(tab: &Pclntab, gofunc: &[u8]) {
+        let _ = tab.check_gofunc(gofunc, 4);
+        let _ = tab.func_records_end();
+        let _ = tab.find_func_by_name("main.b");
+        for pc in (0xff0..0x1030).step_by(3) {
+            if let Some(f) = tab.find_func(pc) {
+                let _ = tab.pc_to_file_line(&f, pc);
+                let _ = tab.inline_frames(&f, pc);
+            }
+        }
+        for f in tab.funcs().take(10) {
+            let _ = tab.inline_frames(&f, f.entry);
+        }
+    }
+}
