@@ -18,7 +18,7 @@ pub enum SourceError {
 /// Why a diagnosis could not run.
 #[derive(Debug, Error)]
 pub enum DiagnoseError {
-    #[error("leakscope must run as root (it loads BPF programs and reads other processes' memory)")]
+    #[error("must run as root (it loads BPF programs and reads other processes' memory)")]
     NotRoot,
     #[error("no such process: {0}")]
     UnknownPid(u32),

@@ -46,9 +46,19 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_ERROR } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
+            if !e.use_stderr() {
+                // --help and --version: clap's own output, success.
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // Errors promise one line on stderr: clap's first line names the problem.
+            let rendered = e.render().to_string();
+            let reason = rendered.lines().next().unwrap_or("bad arguments");
+            eprintln!(
+                "leakscope: {} (see --help)",
+                reason.trim_start_matches("error: ")
+            );
+            return ExitCode::from(EXIT_ERROR);
         }
     };
     match run(cli) {

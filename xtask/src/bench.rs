@@ -243,9 +243,9 @@ fn pin_to_last_allowed_cpu(command: &mut Command) -> Result<()> {
         return Err(std::io::Error::last_os_error()).context("sched_getaffinity");
     }
     let cpu = (0..libc::CPU_SETSIZE as usize)
+        .rev()
         // SAFETY: cpu is below CPU_SETSIZE, the set's capacity.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &allowed) })
-        .last()
+        .find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &allowed) })
         .context("this process may run on no CPU")?;
     // SAFETY: the hook runs between fork and exec and only calls
     // sched_setaffinity, which is async-signal-safe (a plain syscall).

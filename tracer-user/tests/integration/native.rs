@@ -1,6 +1,7 @@
 //! Native (C and Rust) thread leaks: what `leakscope diagnose` must find, what it
 //! must not call a leak, and how it fails.
 
+use std::os::unix::process::CommandExt;
 use std::thread;
 use std::time::Duration;
 
@@ -209,5 +210,29 @@ fn process_exiting_mid_scan_does_not_break_diagnose() {
         exit_code == 0 || exit_code == 1,
         "exit code {exit_code} after the watched process exited:\n{}",
         summarize_pid(&report, pid)
+    );
+}
+
+/// Check that an unprivileged user gets exit code 2 and a one-line reason naming root,
+/// not a panic or a half-loaded BPF program.
+#[test]
+fn non_root_is_an_error() {
+    require_root(); // to drop privileges we must have them
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leakscope"))
+        .args(["diagnose", "--duration", "1"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run leakscope as nobody");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one-line reason expected:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("root"),
+        "the reason should name root:\n{stderr}"
     );
 }

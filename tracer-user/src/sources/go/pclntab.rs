@@ -303,7 +303,8 @@ impl Pclntab {
 
     /// The end of the module's text (end of the last function).
     pub fn text_end(&self) -> u64 {
-        self.text_start + u64::from(self.ftab_entryoff(self.nfunc).unwrap_or(0))
+        self.text_start
+            .saturating_add(u64::from(self.ftab_entryoff(self.nfunc).unwrap_or(0)))
     }
 
     /// The header's own `textStart` word (0 in Go 1.26+).
@@ -350,6 +351,12 @@ impl Pclntab {
         end.min(self.data.len())
     }
 
+    /// Sets the text start that function entries are relative to
+    /// (`moduledata.text`, once known).
+    pub fn set_text_start(&mut self, text_start: u64) {
+        self.text_start = text_start;
+    }
+
     /// Tells the table where `go:func.*` (moduledata.gofunc) is: `data` is
     /// the image's bytes from `addr` on. Needed only for [`Self::inline_frames`].
     pub fn set_gofunc(&mut self, addr: u64, data: Vec<u8>) {
@@ -390,16 +397,21 @@ impl Pclntab {
                 continue;
             }
             checked += 1;
-            let size = f.end - f.entry;
+            let size = f.end.saturating_sub(f.entry);
             for ix in 0..=max_ix as usize {
                 let Some(call) = self.inlined_call(data, tree_off as usize, ix) else {
                     return GoFuncCheck::Implausible;
                 };
-                let name_ok = self
-                    .cstr(self.funcnametab, call.name_off)
-                    .is_some_and(|n| !n.is_empty() && n.iter().all(|b| b.is_ascii_graphic() || *b >= 0x80));
+                // The name must start a string of the name table.
+                let starts_name = call.name_off == 0
+                    || (call.name_off > 0
+                        && self.data.get(self.funcnametab + call.name_off as usize - 1) == Some(&0));
+                let name_ok = starts_name
+                    && self
+                        .cstr(self.funcnametab, call.name_off)
+                        .is_some_and(|n| !n.is_empty() && n.iter().all(|b| b.is_ascii_graphic() || *b >= 0x80));
                 let parent_ok = call.parent_pc >= 0 && (call.parent_pc as u64) < size;
-                if !name_ok || !parent_ok {
+                if !name_ok || !parent_ok || !call.pad_zero {
                     return GoFuncCheck::Implausible;
                 }
             }
@@ -443,7 +455,11 @@ impl Pclntab {
             let f = self.func_off(funcoff)?;
             let name_off = self.field_u32(f, 4)?;
             let got = self.cstr(self.funcnametab, name_off as i32)?;
-            (got == want).then(|| self.text_start + u64::from(entryoff))
+            if got == want {
+                self.text_start.checked_add(u64::from(entryoff))
+            } else {
+                None
+            }
         })
     }
 
@@ -525,7 +541,7 @@ impl Pclntab {
                 if call.parent_pc < 0 {
                     break;
                 }
-                pc = func.entry + call.parent_pc as u64;
+                pc = func.entry.saturating_add(call.parent_pc as u64);
                 ix = self.pcvalue(table, func.entry, pc).unwrap_or(-1);
             }
         } else if self.gofunc.is_none()
@@ -587,8 +603,8 @@ impl Pclntab {
             Format::Go118 => (0, self.data[f + 36]),
         };
         Some(FuncInfo {
-            entry: self.text_start + u64::from(entryoff),
-            end: self.text_start + u64::from(end.max(entryoff)),
+            entry: self.text_start.checked_add(u64::from(entryoff))?,
+            end: self.text_start.checked_add(u64::from(end.max(entryoff)))?,
             name,
             start_line,
             func_id,
@@ -633,13 +649,17 @@ impl Pclntab {
         let entry = data.get(off..off.checked_add(size)?)?;
         let i32_at = |o: usize| i32::from_le_bytes(entry[o..o + 4].try_into().unwrap());
         Some(match self.format {
+            // {funcID u8, _ [3]u8, nameOff i32, parentPc i32, startLine i32}
             Format::Go120 => InlinedCall {
                 name_off: i32_at(4),
                 parent_pc: i32_at(8),
+                pad_zero: entry[1..4] == [0, 0, 0],
             },
+            // {parent i16, funcID u8, _ u8, file i32, line i32, func_ i32, parentPc i32}
             Format::Go118 => InlinedCall {
                 name_off: i32_at(12),
                 parent_pc: i32_at(16),
+                pad_zero: entry[3] == 0,
             },
         })
     }
@@ -682,6 +702,8 @@ impl Pclntab {
 struct InlinedCall {
     name_off: i32,
     parent_pc: i32,
+    /// The entry's padding is zero (a check of candidate go:func.* bases).
+    pad_zero: bool,
 }
 
 /// Iterator over a pc-value table: each item is a value and the PC where it
@@ -696,6 +718,20 @@ struct PcValues<'a> {
     done: bool,
 }
 
+impl PcValues<'_> {
+    /// Decodes the next (value delta, pc delta, next position).
+    fn step(&self) -> Option<(i32, u64, usize)> {
+        let (uvdelta, n) = uvarint32(self.data.get(self.pos..)?)?;
+        if uvdelta == 0 && !self.first {
+            return None;
+        }
+        let pos = self.pos + n;
+        let (pcdelta, m) = uvarint32(self.data.get(pos..)?)?;
+        let vdelta = ((uvdelta >> 1) as i32) ^ -((uvdelta & 1) as i32);
+        Some((vdelta, u64::from(pcdelta) * self.quantum, pos + m))
+    }
+}
+
 impl Iterator for PcValues<'_> {
     type Item = (i32, u64);
 
@@ -703,17 +739,7 @@ impl Iterator for PcValues<'_> {
         if self.done {
             return None;
         }
-        let step = (|| {
-            let (uvdelta, n) = uvarint32(self.data.get(self.pos..)?)?;
-            if uvdelta == 0 && !self.first {
-                return None;
-            }
-            let pos = self.pos + n;
-            let (pcdelta, m) = uvarint32(self.data.get(pos..)?)?;
-            let vdelta = ((uvdelta >> 1) as i32) ^ -((uvdelta & 1) as i32);
-            Some((vdelta, u64::from(pcdelta) * self.quantum, pos + m))
-        })();
-        match step {
+        match self.step() {
             Some((vdelta, pcdelta, pos)) => {
                 self.first = false;
                 self.pos = pos;
@@ -799,7 +825,7 @@ mod tests {
             t.extend_from_slice(&off.to_le_bytes());
         }
         t.extend_from_slice(&0x20u32.to_le_bytes());
-        let mut func = |t: &mut Vec<u8>, entry: u32, name: u32, inl: bool| {
+        let func = |t: &mut Vec<u8>, entry: u32, name: u32, inl: bool| {
             let mut f = vec![0u8; fixed];
             f[0..4].copy_from_slice(&entry.to_le_bytes());
             f[4..8].copy_from_slice(&name.to_le_bytes());

@@ -1,0 +1,3 @@
+module leakscope.test/layoutprobe
+
+go 1.21
