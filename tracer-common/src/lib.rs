@@ -10,6 +10,9 @@ use core::mem::{offset_of, size_of};
 /// `enum ls_record_kind`: what follows the header.
 pub const RECORD_THREAD_WAITER: u32 = 1;
 
+/// `enum ls_record_kind`: a process (group leader).
+pub const RECORD_PROCESS: u32 = 2;
+
 /// `LS_WAITER_IN_FUTEX_WAITV`: the thread waits in futex_waitv(2), `args[0]` points at
 /// its array of `struct futex_waitv`.
 pub const WAITER_IN_FUTEX_WAITV: u32 = 1 << 0;
@@ -55,9 +58,26 @@ pub struct ThreadWaiterRecord {
     pub comm: [u8; COMM_LEN],
 }
 
+/// `struct ls_process`: one user process (its group leader), reported on every scan.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessRecord {
+    pub header: RecordHeader,
+    pub tgid: u32,
+    pub nr_threads: u32,
+    pub start_mono_ns: u64,
+    pub exec_id: u64,
+    pub mono_now_ns: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
 #[cfg(feature = "user")]
 // SAFETY: plain-old-data, `#[repr(C)]`, no padding (asserted below), every bit pattern valid.
 unsafe impl aya::Pod for ThreadWaiterRecord {}
+
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for ProcessRecord {}
 
 const _: () = {
     assert!(size_of::<RecordHeader>() == 8);
@@ -67,23 +87,48 @@ const _: () = {
     assert!(offset_of!(ThreadWaiterRecord, args) == 112);
     assert!(offset_of!(ThreadWaiterRecord, state) == 144);
     assert!(offset_of!(ThreadWaiterRecord, comm) == 152);
+    assert!(size_of::<ProcessRecord>() == 56);
+    assert!(offset_of!(ProcessRecord, start_mono_ns) == 16);
+    assert!(offset_of!(ProcessRecord, comm) == 40);
 };
+
+/// Reads a POD record from the front of `bytes`; `None` when too short.
+fn read_record<T: Copy>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < size_of::<T>() {
+        return None;
+    }
+    // SAFETY: the length is checked, callers only use POD record types with no invalid
+    // bit patterns, and read_unaligned copes with any alignment of the input.
+    Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// The kernel's `comm` up to its first NUL.
+fn comm_bytes(comm: &[u8; COMM_LEN]) -> &[u8] {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+    &comm[..end]
+}
+
+impl ProcessRecord {
+    /// Decodes one record from the front of `bytes`.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        read_record(bytes)
+    }
+
+    /// The process's name as the kernel keeps it.
+    pub fn comm_bytes(&self) -> &[u8] {
+        comm_bytes(&self.comm)
+    }
+}
 
 impl ThreadWaiterRecord {
     /// Decodes one record from the front of `bytes` (the iterator's output stream).
     /// Returns `None` when fewer bytes than a record remain.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() < size_of::<Self>() {
-            return None;
-        }
-        // SAFETY: the length is checked, the type is POD with no invalid bit patterns,
-        // and read_unaligned copes with any alignment of the input.
-        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) })
+        read_record(bytes)
     }
 
     /// The thread's name as the kernel keeps it (up to the first NUL).
     pub fn comm_bytes(&self) -> &[u8] {
-        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
-        &self.comm[..end]
+        comm_bytes(&self.comm)
     }
 }

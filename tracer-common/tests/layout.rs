@@ -2,10 +2,10 @@
 
 use std::{mem::offset_of, process::Command};
 
-use tracer_common::{RecordHeader, ThreadWaiterRecord};
+use tracer_common::{ProcessRecord, RecordHeader, ThreadWaiterRecord};
 
 /// Check that every field of `struct ls_thread_waiter`, as the host C compiler lays out
-/// leakscope.h, sits at the offset the Rust mirror uses.
+/// leakscope.h, sits at the offset the Rust mirror uses; likewise `struct ls_process`.
 #[test]
 fn record_layout_matches_c_header() {
     let dir = std::env::temp_dir().join(format!("leakscope-layout-{}", std::process::id()));
@@ -43,6 +43,12 @@ fn record_layout_matches_c_header() {
             " printf(\"{f} %zu\\n\", offsetof(struct ls_thread_waiter, {f}));\n"
         ));
     }
+    for f in ["tgid", "nr_threads", "start_mono_ns", "exec_id", "mono_now_ns", "comm"] {
+        c.push_str(&format!(
+            " printf(\"process.{f} %zu\\n\", offsetof(struct ls_process, {f}));\n"
+        ));
+    }
+    c.push_str(" printf(\"process.size %zu\\n\", sizeof(struct ls_process));\n");
     c.push_str(" return 0;\n}\n");
     std::fs::write(&src, c).unwrap();
     let status = Command::new("cc")
@@ -92,7 +98,16 @@ fn record_layout_matches_c_header() {
         ("flags", offset_of!(ThreadWaiterRecord, flags)),
         ("comm", offset_of!(ThreadWaiterRecord, comm)),
     ];
-    for (name, rust) in rust_layout {
+    let process_layout = [
+        ("process.size", size_of::<ProcessRecord>()),
+        ("process.tgid", offset_of!(ProcessRecord, tgid)),
+        ("process.nr_threads", offset_of!(ProcessRecord, nr_threads)),
+        ("process.start_mono_ns", offset_of!(ProcessRecord, start_mono_ns)),
+        ("process.exec_id", offset_of!(ProcessRecord, exec_id)),
+        ("process.mono_now_ns", offset_of!(ProcessRecord, mono_now_ns)),
+        ("process.comm", offset_of!(ProcessRecord, comm)),
+    ];
+    for (name, rust) in rust_layout.into_iter().chain(process_layout) {
         assert_eq!(
             c_layout.get(name),
             Some(&rust),

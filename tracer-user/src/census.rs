@@ -13,7 +13,10 @@ use std::{
 use tracer_common::{SYS_FUTEX, SYS_FUTEX_WAITV, ThreadWaiterRecord, WAITER_IN_FUTEX_WAITV};
 
 use crate::{
-    sources::procfs::{self, MemoryMap},
+    sources::{
+        procfs::{self, MemoryMap},
+        thread_waiters::ScanRecords,
+    },
     stacks::{
         symbolize::{Frame, StackSymbolizer},
         unwind::{StackUnwinder, UserRegs},
@@ -91,18 +94,66 @@ impl FutexWait {
     }
 }
 
-/// A thread blocked in a futex wait at the moment of the scan.
+/// What kind of waiter a site holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WaiterKind {
+    /// A thread blocked in a futex wait.
+    Thread,
+    /// A goroutine parked by the Go runtime.
+    Goroutine,
+}
+
+impl WaiterKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Thread => "thread",
+            Self::Goroutine => "goroutine",
+        }
+    }
+}
+
+/// Where waiters block: their kind, what they wait on ("futex", or a Go wait reason such
+/// as "chan send"), and the stack.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SiteKey {
+    pub kind: WaiterKind,
+    pub wait: Arc<str>,
+    pub stack: StackKey,
+}
+
+/// Who a member of a site is, across scans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MemberId {
+    /// One uninterrupted futex wait of one thread.
+    Thread(WaitId),
+    /// A goroutine by id (ids are never reused within a process).
+    Goroutine(u64),
+}
+
+/// Kind-specific facts about a waiter.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WaitDetail {
+    Futex {
+        op: FutexWait,
+        addr: u64,
+    },
+    /// `gopc`: the return address of the `go` statement that created the goroutine.
+    Goroutine {
+        gopc: u64,
+    },
+}
+
+/// One blocked waiter at the moment of a scan.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ThreadWaiter {
-    pub wait: WaitId,
-    pub op: FutexWait,
-    /// The futex word (for futex_waitv: the address of the waiter array).
-    pub futex_addr: u64,
-    /// How long the thread has been off CPU, from the scheduler's last arrival time: an
-    /// upper bound of the wait's age that also covers waits begun before leakscope.
-    pub blocked_for_ns: u64,
-    /// CLOCK_MONOTONIC start of the thread.
-    pub thread_start_mono_ns: u64,
+pub struct Waiter {
+    pub id: MemberId,
+    /// Orders members by creation: a thread's CLOCK_MONOTONIC start, a goroutine's id.
+    pub born: u64,
+    /// How long the waiter has been blocked, when a source can tell: for threads the
+    /// time off CPU since the scheduler last ran them, which also covers waits begun
+    /// before leakscope started.
+    pub blocked_for_ns: Option<u64>,
+    pub detail: WaitDetail,
 }
 
 /// A process's facts as reported.
@@ -110,13 +161,17 @@ pub struct ThreadWaiter {
 pub struct ProcessFacts {
     pub comm: String,
     pub exe: String,
+    /// "native", or "go1.NN".
+    pub runtime: String,
+    /// Why part of the process could not be read (e.g. an unsupported Go version).
+    pub error: Option<String>,
 }
 
 /// One process in one census.
 #[derive(Clone, Debug, Default)]
 pub struct ProcessCensus {
     pub facts: Arc<ProcessFacts>,
-    pub sites: HashMap<StackKey, Vec<ThreadWaiter>>,
+    pub sites: HashMap<SiteKey, Vec<Waiter>>,
 }
 
 impl ProcessCensus {
@@ -142,12 +197,33 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn includes(&self, pid: u32) -> bool {
+    pub fn includes(&self, pid: u32) -> bool {
         match self {
             Self::Host => true,
             Self::Pids(pids) => pids.contains(&pid),
         }
     }
+}
+
+/// The goroutines of one Go process in one scan, as the goroutine source read them.
+pub struct GoroutineScan<'a> {
+    pub process: ProcessKey,
+    /// "go1.NN".
+    pub runtime: String,
+    /// The parked goroutines, or why they could not be read.
+    pub goroutines: Result<Vec<ParkedGoroutine>, String>,
+    /// Names the frames of this process's goroutine stacks.
+    pub symbolizer: &'a dyn Fn(&[u64]) -> Vec<Frame>,
+}
+
+/// A goroutine parked by the Go runtime.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParkedGoroutine {
+    pub goid: u64,
+    pub wait_reason: Arc<str>,
+    /// Absolute pcs, innermost first (the parking pc, then return addresses).
+    pub stack: StackKey,
+    pub gopc: u64,
 }
 
 /// Turns source records into censuses; owns the unwinding and symbolization caches.
@@ -159,9 +235,14 @@ pub struct CensusTaker {
     /// Each wait's stack, unwound once for as long as the wait lasts.
     stacks: HashMap<WaitId, StackKey>,
     /// Each site's symbolized frames, named once while its process was alive.
-    sites: HashMap<(ProcessKey, StackKey), Arc<[Frame]>>,
+    sites: HashMap<(ProcessKey, SiteKey), Arc<[Frame]>>,
+    /// Each goroutine creator's frame (gopc), named once.
+    creators: HashMap<(ProcessKey, u64), Frame>,
     facts: HashMap<ProcessKey, Arc<ProcessFacts>>,
 }
+
+/// The wait label of every thread site.
+const FUTEX: &str = "futex";
 
 impl CensusTaker {
     pub fn new(scope: Scope) -> Self {
@@ -172,25 +253,56 @@ impl CensusTaker {
             symbolizer: StackSymbolizer::new(),
             stacks: HashMap::new(),
             sites: HashMap::new(),
+            creators: HashMap::new(),
             facts: HashMap::new(),
         }
     }
 
-    /// The symbolized frames of a site seen in an earlier census.
-    pub fn frames(&self, process: &ProcessKey, stack: &StackKey) -> Option<Arc<[Frame]>> {
-        self.sites.get(&(*process, stack.clone())).cloned()
+    pub fn scope(&self) -> &Scope {
+        &self.scope
     }
 
-    /// Builds the census of one scan's records.
-    pub fn take(&mut self, records: &[ThreadWaiterRecord]) -> Census {
+    /// Whether a process is watched (in scope, and not leakscope itself).
+    pub fn watches(&self, pid: u32) -> bool {
+        pid != self.own_pid && self.scope.includes(pid)
+    }
+
+    /// The symbolized frames of a site seen in an earlier census.
+    pub fn frames(&self, process: &ProcessKey, site: &SiteKey) -> Option<Arc<[Frame]>> {
+        self.sites.get(&(*process, site.clone())).cloned()
+    }
+
+    /// The frame of a goroutine creator (`gopc`) seen in an earlier census.
+    pub fn creator(&self, process: &ProcessKey, gopc: u64) -> Option<&Frame> {
+        self.creators.get(&(*process, gopc))
+    }
+
+    /// Builds the census of one scan: the thread waiters of the kernel records and the
+    /// parked goroutines the goroutine source read.
+    pub fn take(&mut self, records: &ScanRecords, goroutines: &[GoroutineScan<'_>]) -> Census {
         let mut census = Census {
-            at_mono_ns: records.iter().map(|r| r.mono_now_ns).max().unwrap_or(0),
+            at_mono_ns: records
+                .processes
+                .iter()
+                .map(|r| r.mono_now_ns)
+                .chain(records.waiters.iter().map(|r| r.mono_now_ns))
+                .max()
+                .unwrap_or(0),
             ..Census::default()
         };
+        self.add_threads(&records.waiters, &mut census);
+        for scan in goroutines {
+            self.add_goroutines(scan, &mut census);
+        }
+        census
+    }
+
+    fn add_threads(&mut self, records: &[ThreadWaiterRecord], census: &mut Census) {
         let mut maps: HashMap<u32, Option<Vec<MemoryMap>>> = HashMap::new();
         let mut live_waits = HashSet::new();
+        let futex: Arc<str> = FUTEX.into();
         for rec in records {
-            if rec.tgid == self.own_pid || !self.scope.includes(rec.tgid) {
+            if !self.watches(rec.tgid) {
                 continue;
             }
             let Some(op) = FutexWait::classify(rec.syscall_nr, rec.args[1], rec.flags) else {
@@ -229,33 +341,35 @@ impl CensusTaker {
                     stack
                 }
             };
-            if !self.sites.contains_key(&(process, stack.clone())) {
+            let site = SiteKey {
+                kind: WaiterKind::Thread,
+                wait: futex.clone(),
+                stack,
+            };
+            if !self.sites.contains_key(&(process, site.clone())) {
                 let process_maps = maps
                     .entry(rec.tgid)
                     .or_insert_with(|| procfs::read_maps(rec.tgid).ok());
                 let frames = match process_maps {
-                    Some(m) => self.symbolizer.symbolize(rec.tgid, m, &stack),
-                    None => stack
-                        .iter()
-                        .map(|&address| Frame {
-                            address,
-                            ..Frame::default()
-                        })
-                        .collect(),
+                    Some(m) => self.symbolizer.symbolize(rec.tgid, m, &site.stack),
+                    None => bare_frames(&site.stack),
                 };
-                self.sites.insert((process, stack.clone()), frames.into());
+                self.sites.insert((process, site.clone()), frames.into());
             }
-            let facts = self
-                .facts
-                .entry(process)
-                .or_insert_with(|| Arc::new(read_facts(rec)))
-                .clone();
-            let waiter = ThreadWaiter {
-                wait,
-                op,
-                futex_addr: rec.args[0],
-                blocked_for_ns: rec.sched_now_ns.saturating_sub(rec.last_arrival_ns),
-                thread_start_mono_ns: rec.thread_start_mono_ns,
+            let facts = self.facts_of(
+                process,
+                || String::from_utf8_lossy(rec.comm_bytes()).into_owned(),
+                None,
+                None,
+            );
+            let waiter = Waiter {
+                id: MemberId::Thread(wait),
+                born: rec.thread_start_mono_ns,
+                blocked_for_ns: Some(rec.sched_now_ns.saturating_sub(rec.last_arrival_ns)),
+                detail: WaitDetail::Futex {
+                    op,
+                    addr: rec.args[0],
+                },
             };
             let entry = census
                 .processes
@@ -264,24 +378,107 @@ impl CensusTaker {
                     facts,
                     ..ProcessCensus::default()
                 });
-            entry.sites.entry(stack).or_default().push(waiter);
+            entry.sites.entry(site).or_default().push(waiter);
         }
         // Waits that ended will never be seen again: forget their stacks.
         self.stacks.retain(|wait, _| live_waits.contains(wait));
-        census
     }
+
+    fn add_goroutines(&mut self, scan: &GoroutineScan<'_>, census: &mut Census) {
+        let process = scan.process;
+        if !self.watches(process.pid) {
+            return;
+        }
+        let error = scan.goroutines.as_ref().err().cloned();
+        let facts = self.facts_of(process, String::new, Some(scan.runtime.clone()), error);
+        let entry = census
+            .processes
+            .entry(process)
+            .or_insert_with(|| ProcessCensus {
+                facts: facts.clone(),
+                ..ProcessCensus::default()
+            });
+        // Thread records may have created the entry before the runtime was known.
+        entry.facts = facts;
+        let Ok(goroutines) = &scan.goroutines else {
+            return;
+        };
+        for g in goroutines {
+            let site = SiteKey {
+                kind: WaiterKind::Goroutine,
+                wait: g.wait_reason.clone(),
+                stack: g.stack.clone(),
+            };
+            if !self.sites.contains_key(&(process, site.clone())) {
+                let frames = (scan.symbolizer)(&site.stack);
+                self.sites.insert((process, site.clone()), frames.into());
+            }
+            if !self.creators.contains_key(&(process, g.gopc)) {
+                let mut frame = (scan.symbolizer)(&[0, g.gopc]).pop().unwrap_or_default();
+                frame.address = g.gopc;
+                self.creators.insert((process, g.gopc), frame);
+            }
+            let waiter = Waiter {
+                id: MemberId::Goroutine(g.goid),
+                born: g.goid,
+                blocked_for_ns: None,
+                detail: WaitDetail::Goroutine { gopc: g.gopc },
+            };
+            entry.sites.entry(site).or_default().push(waiter);
+        }
+    }
+
+    /// A process's facts, read once per process instance; a later source may fill in the
+    /// runtime (threads are seen before the Go reader names the version).
+    fn facts_of(
+        &mut self,
+        process: ProcessKey,
+        fallback_comm: impl FnOnce() -> String,
+        runtime: Option<String>,
+        error: Option<String>,
+    ) -> Arc<ProcessFacts> {
+        let facts = self
+            .facts
+            .entry(process)
+            .or_insert_with(|| Arc::new(read_facts(process.pid, fallback_comm)));
+        if let Some(runtime) = runtime
+            && (facts.runtime != runtime || facts.error != error)
+        {
+            *facts = Arc::new(ProcessFacts {
+                runtime,
+                error,
+                ..(**facts).clone()
+            });
+        }
+        facts.clone()
+    }
+}
+
+fn bare_frames(stack: &[u64]) -> Vec<Frame> {
+    stack
+        .iter()
+        .map(|&address| Frame {
+            address,
+            ..Frame::default()
+        })
+        .collect()
 }
 
 /// A process's name and executable; falls back to the thread's comm when the process is
 /// already gone.
-fn read_facts(rec: &ThreadWaiterRecord) -> ProcessFacts {
-    let comm = std::fs::read_to_string(format!("/proc/{}/comm", rec.tgid))
+fn read_facts(pid: u32, fallback_comm: impl FnOnce() -> String) -> ProcessFacts {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|s| s.trim_end().to_string())
-        .unwrap_or_else(|_| String::from_utf8_lossy(rec.comm_bytes()).into_owned());
-    let exe = std::fs::read_link(format!("/proc/{}/exe", rec.tgid))
+        .unwrap_or_else(|_| fallback_comm());
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    ProcessFacts { comm, exe }
+    ProcessFacts {
+        comm,
+        exe,
+        runtime: "native".into(),
+        error: None,
+    }
 }
 
 #[cfg(test)]

@@ -4,17 +4,17 @@
 //! verdict (per site) → report.
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     io::{IsTerminal, Write},
     path::PathBuf,
     time::{Duration, Instant, SystemTime},
 };
 
 use crate::{
-    census::{CensusTaker, Scope},
+    census::{CensusTaker, Scope, WaitDetail},
     error::DiagnoseError,
-    history::History,
-    report::{ProcessReport, REPORT_VERSION, Report, SiteReport},
+    history::{History, SiteHistory},
+    report::{FrameReport, ProcessReport, REPORT_VERSION, Report, SiteReport},
     sources::thread_waiters::ThreadWaiterSource,
     verdict::{GrowthVerdict, SiteObservation, VerdictPolicy, judge, slope},
 };
@@ -75,7 +75,7 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<Report, DiagnoseError> {
     let mut next_scan = start;
     loop {
         let records = source.scan()?;
-        let census = taker.take(&records);
+        let census = taker.take(&records, &[]);
         history.record(&census);
         let elapsed = start.elapsed();
         if opts.progress {
@@ -131,17 +131,33 @@ fn build_report(
     let mut recorded = Vec::new();
     for (key, process) in &history.processes {
         let mut sites = Vec::new();
-        for (stack, site) in &process.sites {
-            let obs = history.observe(process, site);
+        for (site_key, site) in &process.sites {
+            let obs = history.observe(process, site_key, site);
             let judgement = judge(&obs, &policy);
             let count = obs.counts.last().copied().unwrap_or(0);
             if count == 0 && judgement.verdict != GrowthVerdict::Leak {
                 continue;
             }
-            let frames = taker.frames(key, stack).unwrap_or_default();
-            let mut report = SiteReport::new("thread", "futex".into(), count, &judgement, &frames);
-            let ops: BTreeSet<&'static str> = site.members.values().map(|m| m.op.name()).collect();
+            let frames = taker.frames(key, site_key).unwrap_or_default();
+            let mut report = SiteReport::new(
+                site_key.kind.name(),
+                site_key.wait.to_string(),
+                count,
+                &judgement,
+                &frames,
+            );
+            let ops: BTreeSet<&'static str> = site
+                .members
+                .values()
+                .filter_map(|m| match m.detail {
+                    WaitDetail::Futex { op, .. } => Some(op.name()),
+                    WaitDetail::Goroutine { .. } => None,
+                })
+                .collect();
             report.ops = ops.into_iter().collect();
+            report.created_by = most_common_creator(site)
+                .and_then(|gopc| taker.creator(key, gopc))
+                .map(FrameReport::from);
             sites.push(report);
             recorded.push(RecordedSite {
                 pid: key.pid,
@@ -150,7 +166,7 @@ fn build_report(
                 observation: obs,
             });
         }
-        if sites.is_empty() {
+        if sites.is_empty() && process.facts.error.is_none() {
             continue;
         }
         let times: Vec<f64> = (process.first_scan..=process.last_scan)
@@ -174,7 +190,8 @@ fn build_report(
             pid: key.pid,
             comm: process.facts.comm.clone(),
             exe: process.facts.exe.clone(),
-            runtime: "native".into(),
+            runtime: process.facts.runtime.clone(),
+            error: process.facts.error.clone(),
             verdict,
             waiters: sites.iter().map(|s| s.count).sum(),
             growth_per_min: (slope(&times, &totals) * 6000.0).round() / 100.0,
@@ -190,6 +207,20 @@ fn build_report(
     };
     report.sort();
     (report, recorded)
+}
+
+/// The `go` statement that created most of a goroutine site's members.
+fn most_common_creator(site: &SiteHistory) -> Option<u64> {
+    let mut counts: HashMap<u64, u32> = HashMap::new();
+    for m in site.members.values() {
+        if let WaitDetail::Goroutine { gopc } = m.detail {
+            *counts.entry(gopc).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(gopc, n)| (n, std::cmp::Reverse(gopc)))
+        .map(|(gopc, _)| gopc)
 }
 
 fn hostname() -> String {

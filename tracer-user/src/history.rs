@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use crate::{
-    census::{Census, FutexWait, ProcessFacts, ProcessKey, StackKey, WaitId},
+    census::{Census, MemberId, ProcessFacts, ProcessKey, SiteKey, WaitDetail, WaiterKind},
     verdict::{MemberObservation, SiteObservation},
 };
 
@@ -13,10 +13,11 @@ use crate::{
 pub struct MemberSpan {
     pub first_scan: usize,
     pub last_scan: usize,
-    pub thread_start_mono_ns: u64,
-    /// Off-CPU time when last seen (covers waits that began before leakscope).
-    pub blocked_for_ns: u64,
-    pub op: FutexWait,
+    /// Creation order: thread start (CLOCK_MONOTONIC ns) or goroutine id.
+    pub born: u64,
+    /// Blocked time when last seen, where the source can tell.
+    pub blocked_for_ns: Option<u64>,
+    pub detail: WaitDetail,
 }
 
 /// A site's population over the window.
@@ -24,7 +25,7 @@ pub struct MemberSpan {
 pub struct SiteHistory {
     /// Waiter count per scan index (absent scans count 0).
     pub counts: HashMap<usize, u32>,
-    pub members: HashMap<WaitId, MemberSpan>,
+    pub members: HashMap<MemberId, MemberSpan>,
 }
 
 /// A process's sites over the window.
@@ -34,7 +35,7 @@ pub struct ProcessHistory {
     /// First and last scan in which the process had any waiter.
     pub first_scan: usize,
     pub last_scan: usize,
-    pub sites: HashMap<StackKey, SiteHistory>,
+    pub sites: HashMap<SiteKey, SiteHistory>,
 }
 
 /// Everything seen during one watch window.
@@ -69,12 +70,13 @@ impl History {
                     sites: HashMap::new(),
                 });
             entry.last_scan = scan;
-            for (stack, waiters) in &process.sites {
-                let site = entry.sites.entry(stack.clone()).or_default();
+            entry.facts = process.facts.clone();
+            for (key, waiters) in &process.sites {
+                let site = entry.sites.entry(key.clone()).or_default();
                 site.counts.insert(scan, waiters.len() as u32);
                 for w in waiters {
                     site.members
-                        .entry(w.wait)
+                        .entry(w.id)
                         .and_modify(|m| {
                             m.last_scan = scan;
                             m.blocked_for_ns = w.blocked_for_ns;
@@ -82,9 +84,9 @@ impl History {
                         .or_insert(MemberSpan {
                             first_scan: scan,
                             last_scan: scan,
-                            thread_start_mono_ns: w.thread_start_mono_ns,
+                            born: w.born,
                             blocked_for_ns: w.blocked_for_ns,
-                            op: w.op,
+                            detail: w.detail,
                         });
                 }
             }
@@ -93,7 +95,12 @@ impl History {
 
     /// The narrow, pure view of one site that the verdict judges: the scans from the
     /// process's first to its last appearance, times in seconds from the window start.
-    pub fn observe(&self, process: &ProcessHistory, site: &SiteHistory) -> SiteObservation {
+    pub fn observe(
+        &self,
+        process: &ProcessHistory,
+        key: &SiteKey,
+        site: &SiteHistory,
+    ) -> SiteObservation {
         let t0 = self.scan_times_ns.first().copied().unwrap_or(0);
         let secs = |ns: u64| ns as f64 / 1e9 - t0 as f64 / 1e9;
         let range = process.first_scan..=process.last_scan;
@@ -105,11 +112,23 @@ impl History {
         let members = site
             .members
             .values()
-            .map(|m| MemberObservation {
-                first: m.first_scan - process.first_scan,
-                last: m.last_scan - process.first_scan,
-                blocked_for_s: m.blocked_for_ns as f64 / 1e9,
-                started_s: secs(m.thread_start_mono_ns),
+            .map(|m| {
+                // Seen blocked from first to last scan: a lower bound of the wait, and the
+                // only one for goroutines (Go sets g.waitsince only during GC).
+                let seen_s = (self.scan_times_ns[m.last_scan] - self.scan_times_ns[m.first_scan])
+                    as f64
+                    / 1e9;
+                MemberObservation {
+                    first: m.first_scan - process.first_scan,
+                    last: m.last_scan - process.first_scan,
+                    blocked_for_s: m
+                        .blocked_for_ns
+                        .map_or(seen_s, |ns| (ns as f64 / 1e9).max(seen_s)),
+                    born: match key.kind {
+                        WaiterKind::Thread => secs(m.born),
+                        WaiterKind::Goroutine => m.born as f64,
+                    },
+                }
             })
             .collect();
         SiteObservation {

@@ -35,6 +35,23 @@ enum Command {
         #[arg(long, hide = true)]
         record_observations: Option<std::path::PathBuf>,
     },
+    /// Developer tools (hidden).
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        what: DebugCommand,
+    },
+}
+
+/// `leakscope debug ...`: developer tools, not a stable interface.
+#[derive(Subcommand)]
+enum DebugCommand {
+    /// Print the Go runtime layout (runtime.g offsets, wait reasons) read from a binary's
+    /// DWARF, as JSON (what `cargo xtask go-layouts` puts in layouts.json).
+    GoLayout {
+        /// An unstripped Go executable.
+        binary: std::path::PathBuf,
+    },
 }
 
 /// Exit statuses of `diagnose`.
@@ -93,6 +110,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 print!("{}", report.to_text());
             }
             Ok(if report.has_leak() { EXIT_LEAK } else { 0 })
+        }
+        Command::Debug {
+            what: DebugCommand::GoLayout { binary },
+        } => {
+            use tracer_user::sources::go::layout::GoRuntimeLayout;
+            let layout = GoRuntimeLayout::from_dwarf(&binary)?
+                .ok_or_else(|| anyhow::anyhow!("{} has no DWARF", binary.display()))?;
+            println!("{}", serde_json::to_string_pretty(&layout)?);
+            Ok(0)
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct ProcessReport {
     pub exe: String,
     /// "native", or "go1.NN" for Go programs.
     pub runtime: String,
+    /// Why the process could not be read in full, e.g. "unsupported Go version go1.99".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub verdict: GrowthVerdict,
     /// Blocked waiters at the last scan that saw the process.
     pub waiters: u32,
@@ -58,6 +61,9 @@ pub struct SiteReport {
     /// The futex operations seen at the site (threads only), e.g. "FUTEX_WAIT_BITSET".
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ops: Vec<&'static str>,
+    /// Goroutines only: the `go` statement that created most members of the site.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<FrameReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -100,6 +106,7 @@ impl SiteReport {
             departures: judgement.departures,
             reason: judgement.reason.clone(),
             ops: Vec::new(),
+            created_by: None,
         }
     }
 }
@@ -178,6 +185,9 @@ impl Report {
                 for f in &s.stack {
                     let _ = writeln!(out, "    {}", render_frame(f));
                 }
+                if let Some(creator) = &s.created_by {
+                    let _ = writeln!(out, "    created by {}", render_frame(creator));
+                }
             }
         }
         let healthy: Vec<_> = self
@@ -189,6 +199,10 @@ impl Report {
             let _ = writeln!(out);
             let _ = writeln!(out, "processes with blocked waiters and no leak:");
             for p in healthy {
+                if let Some(error) = &p.error {
+                    let _ = writeln!(out, "  ??    pid {:<7} {:<16} {error}", p.pid, p.comm);
+                    continue;
+                }
                 let _ = writeln!(
                     out,
                     "  ok    pid {:<7} {:<16} {:>6} waiters in {} site(s)",
@@ -249,6 +263,7 @@ mod tests {
             comm: format!("p{pid}"),
             exe: "/bin/x".into(),
             runtime: "native".into(),
+            error: None,
             verdict,
             waiters: sites.iter().map(|s| s.count).sum(),
             growth_per_min: 1.0,

@@ -14,9 +14,10 @@ pub struct MemberObservation {
     pub last: usize,
     /// How long the member had been blocked when last seen, in seconds.
     pub blocked_for_s: f64,
-    /// When the waiting thread started, seconds relative to the window start
-    /// (negative: before the window).
-    pub started_s: f64,
+    /// Creation order of the waiter: for threads, start time in seconds relative to the
+    /// window start (negative: before the window); for goroutines, the goroutine id.
+    #[serde(alias = "started_s")]
+    pub born: f64,
 }
 
 /// A site's population over the window.
@@ -178,7 +179,7 @@ mod tests {
             first,
             last,
             blocked_for_s: (last - first) as f64,
-            started_s: first as f64,
+            born: first as f64,
         }
     }
 

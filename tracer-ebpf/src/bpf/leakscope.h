@@ -19,6 +19,7 @@ struct ls_record_header {
 
 enum ls_record_kind {
 	LS_RECORD_THREAD_WAITER = 1,
+	LS_RECORD_PROCESS = 2,
 };
 
 /* ls_thread_waiter.flags */
@@ -50,6 +51,20 @@ struct ls_thread_waiter {
 	__u64 args[4];               /* di, si, dx, r10: uaddr, op, val, timeout (futex) */
 	__u32 state;                 /* task->__state */
 	__u32 flags;                 /* LS_WAITER_* */
+	char comm[LS_COMM_LEN];
+};
+
+/*
+ * One user process (its group leader), reported on every scan whether or not it has
+ * waiters: the list the goroutine reader walks, with the same identity as the waiters.
+ */
+struct ls_process {
+	struct ls_record_header header;
+	__u32 tgid;
+	__u32 nr_threads;
+	__u64 start_mono_ns;
+	__u64 exec_id;
+	__u64 mono_now_ns;
 	char comm[LS_COMM_LEN];
 };
 

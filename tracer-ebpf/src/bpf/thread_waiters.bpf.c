@@ -72,6 +72,21 @@ static __always_inline void fill_regs(struct ls_thread_waiter *w, struct pt_regs
 		w->flags |= LS_WAITER_IN_FUTEX_WAITV;
 }
 
+static __always_inline void emit_process(struct seq_file *seq, struct task_struct *task)
+{
+	struct ls_process p = {};
+
+	p.header.kind = LS_RECORD_PROCESS;
+	p.header.size = sizeof(p);
+	p.tgid = task->tgid;
+	p.nr_threads = BPF_CORE_READ(task, signal, nr_threads);
+	p.start_mono_ns = task->start_time;
+	p.exec_id = task->self_exec_id;
+	p.mono_now_ns = bpf_ktime_get_ns();
+	bpf_probe_read_kernel_str(p.comm, sizeof(p.comm), task->comm);
+	bpf_seq_write(seq, &p, sizeof(p));
+}
+
 SEC("iter/task")
 int thread_waiters(struct bpf_iter__task *ctx)
 {
@@ -81,6 +96,8 @@ int thread_waiters(struct bpf_iter__task *ctx)
 
 	if (!task || !is_user_thread(task))
 		return 0;
+	if (task->pid == task->tgid)
+		emit_process(ctx->meta->seq, task);
 	/* A running thread's saved registers are stale; only sleepers are waiters. */
 	if (task->__state == 0)
 		return 0;

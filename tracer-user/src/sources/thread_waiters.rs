@@ -7,7 +7,9 @@
 use std::{io::Read, path::Path};
 
 use aya::{Btf, Ebpf, EbpfLoader, programs::Iter};
-use tracer_common::{RECORD_THREAD_WAITER, RecordHeader, ThreadWaiterRecord};
+use tracer_common::{
+    ProcessRecord, RECORD_PROCESS, RECORD_THREAD_WAITER, RecordHeader, ThreadWaiterRecord,
+};
 
 use crate::error::SourceError;
 
@@ -45,8 +47,9 @@ impl ThreadWaiterSource {
         })
     }
 
-    /// One pass over every thread on the host: the threads blocked in futex waits now.
-    pub fn scan(&mut self) -> Result<Vec<ThreadWaiterRecord>, SourceError> {
+    /// One pass over every thread on the host: every user process, and the threads
+    /// blocked in futex waits now.
+    pub fn scan(&mut self) -> Result<ScanRecords, SourceError> {
         let program: &mut Iter = self
             .ebpf
             .program_mut(tracer_ebpf::THREAD_WAITERS_PROGRAM)
@@ -69,10 +72,17 @@ impl ThreadWaiterSource {
     }
 }
 
-/// Splits the iterator's byte stream into waiter records, skipping kinds this build does
-/// not know and stopping at a truncated tail.
-pub fn parse_records(mut bytes: &[u8]) -> Vec<ThreadWaiterRecord> {
-    let mut out = Vec::new();
+/// What one pass of the iterator found.
+#[derive(Clone, Debug, Default)]
+pub struct ScanRecords {
+    pub processes: Vec<ProcessRecord>,
+    pub waiters: Vec<ThreadWaiterRecord>,
+}
+
+/// Splits the iterator's byte stream into records, skipping kinds this build does not
+/// know and stopping at a truncated tail.
+pub fn parse_records(mut bytes: &[u8]) -> ScanRecords {
+    let mut out = ScanRecords::default();
     let header_len = size_of::<RecordHeader>();
     while bytes.len() >= header_len {
         let kind = u32::from_ne_bytes(bytes[0..4].try_into().unwrap());
@@ -80,10 +90,11 @@ pub fn parse_records(mut bytes: &[u8]) -> Vec<ThreadWaiterRecord> {
         if size < header_len || size > bytes.len() {
             break;
         }
-        if kind == RECORD_THREAD_WAITER
-            && let Some(rec) = ThreadWaiterRecord::from_bytes(&bytes[..size])
-        {
-            out.push(rec);
+        let record = &bytes[..size];
+        match kind {
+            RECORD_THREAD_WAITER => out.waiters.extend(ThreadWaiterRecord::from_bytes(record)),
+            RECORD_PROCESS => out.processes.extend(ProcessRecord::from_bytes(record)),
+            _ => {}
         }
         bytes = &bytes[size..];
     }
@@ -123,7 +134,11 @@ mod tests {
         stream.extend_from_slice(&[9, 0, 0, 0, 12, 0, 0, 0, 0xaa, 0xbb, 0xcc, 0xdd]);
         stream.extend(bytes_of(&record(2)));
         stream.extend(&bytes_of(&record(3))[..40]);
-        let tids: Vec<u32> = parse_records(&stream).iter().map(|r| r.tid).collect();
+        let tids: Vec<u32> = parse_records(&stream)
+            .waiters
+            .iter()
+            .map(|r| r.tid)
+            .collect();
         assert_eq!(tids, vec![1, 2]);
     }
 }

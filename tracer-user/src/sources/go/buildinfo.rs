@@ -298,7 +298,15 @@ mod tests {
         let v = GoVersion::parse("devel go1.23-1a2b3c4 Tue Jan 2 15:04:05 2024 +0000").unwrap();
         assert_eq!((v.major, v.minor), (1, 23));
         assert!(v.at_least(1, 21) && !v.at_least(1, 24));
-        for bad in ["", "go", "gox.1", "1.21.0", "go1", "go1.", "go99999999999.1"] {
+        for bad in [
+            "",
+            "go",
+            "gox.1",
+            "1.21.0",
+            "go1",
+            "go1.",
+            "go99999999999.1",
+        ] {
             assert!(GoVersion::parse(bad).is_err(), "{bad:?} parsed");
         }
     }
@@ -307,7 +315,11 @@ mod tests {
     /// 16-byte aligned position, and the module framing is stripped.
     #[test]
     fn inline_format() {
-        let modinfo = format!("{}path\tx\nmod\tx\t(devel)\t\n{}", "0".repeat(16), "1".repeat(16));
+        let modinfo = format!(
+            "{}path\tx\nmod\tx\t(devel)\t\n{}",
+            "0".repeat(16),
+            "1".repeat(16)
+        );
         let mut region = vec![0u8; 48];
         region.extend(inline_blob("go1.21.13", &modinfo));
         let info = parse(&region, 0x5000, &no_read).unwrap();
@@ -322,7 +334,10 @@ mod tests {
     fn unaligned_magic_ignored() {
         let mut region = vec![0u8; 8];
         region.extend(inline_blob("go1.21.13", ""));
-        assert_eq!(parse(&region, 0x5000, &no_read), Err(BuildInfoError::NotFound));
+        assert_eq!(
+            parse(&region, 0x5000, &no_read),
+            Err(BuildInfoError::NotFound)
+        );
     }
 
     /// Check that the pre-1.18 pointer format follows its pointers.

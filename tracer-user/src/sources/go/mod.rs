@@ -23,7 +23,9 @@
 //! All addresses are the binary's own virtual addresses: for a PIE process,
 //! subtract the load bias before asking.
 
+pub mod allgs;
 pub mod buildinfo;
+pub mod layout;
 pub mod pclntab;
 
 use std::{
@@ -35,7 +37,7 @@ use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SegmentFlags};
 use thiserror::Error;
 
 pub use buildinfo::{BuildInfo, BuildInfoError, GoVersion};
-pub use pclntab::{FuncInfo, Frame, GoFuncCheck, Pclntab, PclntabError};
+pub use pclntab::{Frame, FuncInfo, GoFuncCheck, Pclntab, PclntabError};
 
 const PF_X: u32 = 1;
 const PF_W: u32 = 2;
@@ -105,7 +107,8 @@ impl<'a> Image<'a> {
         let s = self.segment_of(addr)?;
         let start = s.file_off.checked_add(addr - s.addr)?;
         let end = s.file_off.checked_add(s.file_size)?;
-        self.data.get(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
+        self.data
+            .get(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
     }
 
     fn read(&self, addr: u64, len: usize) -> Option<&'a [u8]> {
@@ -115,7 +118,9 @@ impl<'a> Image<'a> {
     fn segment_bytes(&self, s: &Segment) -> &'a [u8] {
         let start = usize::try_from(s.file_off).unwrap_or(usize::MAX);
         let end = usize::try_from(s.file_off.saturating_add(s.file_size)).unwrap_or(usize::MAX);
-        self.data.get(start..end.min(self.data.len())).unwrap_or(&[])
+        self.data
+            .get(start..end.min(self.data.len()))
+            .unwrap_or(&[])
     }
 
     fn is_executable(&self, addr: u64) -> bool {
@@ -322,7 +327,11 @@ fn read_build_info(file: &object::File<'_>, image: &Image<'_>) -> Result<BuildIn
     // Without section headers: the blob is near the start of the first
     // writable segment (debug/buildinfo looks only there); try the others too.
     let mut first_err = BuildInfoError::NotFound;
-    for s in image.segments.iter().filter(|s| s.flags & (PF_W | PF_X) == PF_W) {
+    for s in image
+        .segments
+        .iter()
+        .filter(|s| s.flags & (PF_W | PF_X) == PF_W)
+    {
         match buildinfo::parse(image.segment_bytes(s), s.addr, &read) {
             Ok(info) => return Ok(info),
             Err(BuildInfoError::NotFound) => {}
@@ -345,8 +354,12 @@ fn locate_pclntab<'a>(
             return Ok((s.address(), data));
         }
     }
-    if let (Some(&start), Some(&end)) = (symbols.get("runtime.pclntab"), symbols.get("runtime.epclntab"))
-        && let Some(data) = end.checked_sub(start).and_then(|n| image.read(start, n as usize))
+    if let (Some(&start), Some(&end)) = (
+        symbols.get("runtime.pclntab"),
+        symbols.get("runtime.epclntab"),
+    ) && let Some(data) = end
+        .checked_sub(start)
+        .and_then(|n| image.read(start, n as usize))
     {
         return Ok((start, data));
     }

