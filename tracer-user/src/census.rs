@@ -205,15 +205,18 @@ impl Scope {
     }
 }
 
+/// Names the frames of one process's goroutine stacks.
+pub type GoSymbolizer = Box<dyn Fn(&[u64]) -> Vec<Frame>>;
+
 /// The goroutines of one Go process in one scan, as the goroutine source read them.
-pub struct GoroutineScan<'a> {
+pub struct GoroutineScan {
     pub process: ProcessKey,
     /// "go1.NN".
     pub runtime: String,
     /// The parked goroutines, or why they could not be read.
     pub goroutines: Result<Vec<ParkedGoroutine>, String>,
     /// Names the frames of this process's goroutine stacks.
-    pub symbolizer: &'a dyn Fn(&[u64]) -> Vec<Frame>,
+    pub symbolizer: GoSymbolizer,
 }
 
 /// A goroutine parked by the Go runtime.
@@ -279,7 +282,7 @@ impl CensusTaker {
 
     /// Builds the census of one scan: the thread waiters of the kernel records and the
     /// parked goroutines the goroutine source read.
-    pub fn take(&mut self, records: &ScanRecords, goroutines: &[GoroutineScan<'_>]) -> Census {
+    pub fn take(&mut self, records: &ScanRecords, goroutines: &[GoroutineScan]) -> Census {
         let mut census = Census {
             at_mono_ns: records
                 .processes
@@ -384,7 +387,7 @@ impl CensusTaker {
         self.stacks.retain(|wait, _| live_waits.contains(wait));
     }
 
-    fn add_goroutines(&mut self, scan: &GoroutineScan<'_>, census: &mut Census) {
+    fn add_goroutines(&mut self, scan: &GoroutineScan, census: &mut Census) {
         let process = scan.process;
         if !self.watches(process.pid) {
             return;

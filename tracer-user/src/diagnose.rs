@@ -15,7 +15,7 @@ use crate::{
     error::DiagnoseError,
     history::{History, SiteHistory},
     report::{FrameReport, ProcessReport, REPORT_VERSION, Report, SiteReport},
-    sources::thread_waiters::ThreadWaiterSource,
+    sources::{goroutines::GoroutineSource, thread_waiters::ThreadWaiterSource},
     verdict::{GrowthVerdict, SiteObservation, VerdictPolicy, judge, slope},
 };
 
@@ -69,13 +69,15 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<Report, DiagnoseError> {
         Scope::Pids(opts.pids.iter().copied().collect::<HashSet<_>>())
     };
     let mut taker = CensusTaker::new(scope);
+    let mut goroutines = GoroutineSource::new();
     let mut history = History::new();
     let started_at = SystemTime::now();
     let start = Instant::now();
     let mut next_scan = start;
     loop {
         let records = source.scan()?;
-        let census = taker.take(&records, &[]);
+        let go_scans = goroutines.scan(&records.processes, |pid| taker.watches(pid));
+        let census = taker.take(&records, &go_scans);
         history.record(&census);
         let elapsed = start.elapsed();
         if opts.progress {

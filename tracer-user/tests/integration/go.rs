@@ -1,0 +1,530 @@
+//! Goroutine leaks: the seven leak patterns of `tests/programs/go/leaks`, built
+//! with several Go toolchains and as PIE, stripped and cgo binaries, must each be
+//! reported at their leaking function with the Go runtime's wait reason; the
+//! steady goroutine populations beside them must not.
+//!
+//! To keep the suite's time in check, each test starts every pattern (one
+//! process each) plus the steady programs and diagnoses them all in one
+//! `leakscope diagnose --pid ...` run, then checks each pid.
+
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{
+    DIAGNOSE_SECONDS, GO_NEWEST, GO_VERSIONS, GoBuild, GoFlavor, Spawned, any_site_stack_contains,
+    diagnose, find_process, frame_index, go_minor, go_program_path, go_root, leak_sites_containing,
+    process_verdict, require_root, sites, summarize_pid, summarize_process,
+};
+
+/// Fewest parked goroutines a leak site must report: each leaker adds 4 per
+/// second, so after the warm-up and a 6 s watch there are far more than this.
+const MIN_LEAK_SITE_COUNT: u64 = 5;
+
+/// The function every leaking goroutine was started from (its `go` statements).
+const SPAWNER: &str = "main.spawnLeak";
+
+/// The leak patterns of `goleaks`, one per process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pattern {
+    SendNoReceiver,
+    RecvNoSender,
+    NilChannel,
+    ForgottenUnlock,
+    WaitGroup,
+    RangeNeverClosed,
+    SelectContext,
+}
+
+impl Pattern {
+    const ALL: [Pattern; 7] = [
+        Pattern::SendNoReceiver,
+        Pattern::RecvNoSender,
+        Pattern::NilChannel,
+        Pattern::ForgottenUnlock,
+        Pattern::WaitGroup,
+        Pattern::RangeNeverClosed,
+        Pattern::SelectContext,
+    ];
+
+    /// The pattern name `goleaks` takes as its argument.
+    fn arg(self) -> &'static str {
+        match self {
+            Pattern::SendNoReceiver => "send",
+            Pattern::RecvNoSender => "recv",
+            Pattern::NilChannel => "nilchan",
+            Pattern::ForgottenUnlock => "mutex",
+            Pattern::WaitGroup => "waitgroup",
+            Pattern::RangeNeverClosed => "range",
+            Pattern::SelectContext => "select",
+        }
+    }
+
+    /// The `//go:noinline` function each leaked goroutine is parked in.
+    fn leak_function(self) -> &'static str {
+        match self {
+            Pattern::SendNoReceiver => "main.leakSendNoReceiver",
+            Pattern::RecvNoSender => "main.leakRecvNoSender",
+            Pattern::NilChannel => "main.leakNilChannel",
+            Pattern::ForgottenUnlock => "main.leakForgottenUnlock",
+            Pattern::WaitGroup => "main.leakWaitGroup",
+            Pattern::RangeNeverClosed => "main.leakRangeNeverClosed",
+            Pattern::SelectContext => "main.leakSelectContext",
+        }
+    }
+
+    /// The wait reason the Go runtime records for the parked goroutine
+    /// (`waitReasonStrings` in `src/runtime/runtime2.go`) with toolchain
+    /// 1.`minor`. A `for range` over a channel parks like a plain receive (there
+    /// is no "range" reason); a two-case select whose cases never become ready
+    /// parks in "select" ("select (no cases)" is only `select {}`).
+    fn expected_wait(self, minor: u32) -> &'static str {
+        match self {
+            Pattern::SendNoReceiver => "chan send",
+            Pattern::RecvNoSender | Pattern::RangeNeverClosed => "chan receive",
+            Pattern::NilChannel => "chan receive (nil chan)",
+            Pattern::ForgottenUnlock => "sync.Mutex.Lock",
+            // Go 1.24 gave WaitGroup.Wait its own reason; before, it parked in
+            // runtime_Semacquire like any semaphore.
+            Pattern::WaitGroup if minor >= 24 => "sync.WaitGroup.Wait",
+            Pattern::WaitGroup => "semacquire",
+            Pattern::SelectContext => "select",
+        }
+    }
+
+    /// A function the compiler inlines into [`Pattern::leak_function`], which
+    /// the stack must still show, innermost of it (leakscope expands inlined
+    /// calls from the pclntab's inline trees).
+    fn inlined_callee(self) -> Option<&'static str> {
+        match self {
+            Pattern::SendNoReceiver => Some("main.sendResult"),
+            _ => None,
+        }
+    }
+}
+
+/// The steady goroutine populations, which must never be called leaks.
+const STEADY_PATTERNS: [&str; 2] = [
+    // 32 workers parked on a job channel, one job every 50 ms.
+    "pool", // 50 goroutines looping time.Sleep(200 ms).
+    "sleepers",
+];
+
+/// Starts `goleaks <pattern>` from `build` without a warm-up.
+fn launch(build: GoBuild, pattern: &str) -> Spawned {
+    let path = go_program_path(build);
+    let mut command = std::process::Command::new(&path);
+    command.arg(pattern);
+    Spawned::launch(
+        &format!(
+            "{} {pattern} (go{} {})",
+            build.binary_name(),
+            build.version,
+            build.flavor.name()
+        ),
+        command,
+    )
+}
+
+/// The `goleaks` build of Go `version` in `flavor`.
+fn goleaks(version: &'static str, flavor: GoFlavor) -> GoBuild {
+    GoBuild {
+        version,
+        flavor,
+        package: "leaks",
+    }
+}
+
+/// Checks the process-level fields every Go process entry must have: a
+/// `runtime` naming the toolchain's minor version ("go1.21" or "go1.21.13")
+/// and no `error` (the version is supported).
+fn assert_go_process(process: &Value, build: GoBuild, summary: &str) {
+    let minor = go_minor(build.version);
+    let runtime = process["runtime"].as_str().unwrap_or("");
+    let expected = format!("go1.{minor}");
+    let rest = runtime.strip_prefix(&expected);
+    assert!(
+        runtime.starts_with("go1.")
+            && rest.is_some_and(|rest| rest.is_empty() || rest.starts_with('.')),
+        "runtime is {runtime:?}, expected {expected:?} (or {expected}.PATCH) for a Go {} \
+         binary:\n{summary}",
+        build.version
+    );
+    assert!(
+        process.get("error").is_none_or(Value::is_null),
+        "Go {} ({}) is supported, yet the process entry has an error: {}\n{summary}",
+        build.version,
+        build.flavor.name(),
+        process["error"]
+    );
+}
+
+/// Checks a goroutine leak site's `created_by`: the documented shape, and for
+/// the leak programs the spawner function.
+fn assert_created_by_spawner(site: &Value, summary: &str) {
+    let created_by = &site["created_by"];
+    assert!(
+        created_by.is_object(),
+        "goroutine site has no \"created_by\" object: {created_by}\n{summary}"
+    );
+    let address = created_by["address"].as_str().unwrap_or("");
+    let hex_digits = address.strip_prefix("0x").unwrap_or("");
+    assert!(
+        !hex_digits.is_empty() && hex_digits.chars().all(|c| c.is_ascii_hexdigit()),
+        "created_by.address {:?} is not 0x-prefixed hex\n{summary}",
+        created_by["address"]
+    );
+    for (key, ok) in [
+        (
+            "file",
+            created_by["file"].is_null() || created_by["file"].is_string(),
+        ),
+        (
+            "line",
+            created_by["line"].is_null() || created_by["line"].is_u64(),
+        ),
+    ] {
+        assert!(
+            ok,
+            "created_by.{key} has the wrong type: {created_by}\n{summary}"
+        );
+    }
+    let function = created_by["function"].as_str().unwrap_or("");
+    assert!(
+        function.contains(SPAWNER),
+        "created_by.function is {:?}, expected the `go` statement's function {SPAWNER}\n\
+         {summary}",
+        created_by["function"]
+    );
+}
+
+/// Asserts that `pid`, running `goleaks <pattern>` from `build`, is judged a
+/// goroutine leak at a site with the pattern's wait reason and leak function.
+fn assert_goroutine_leak(report: &Value, pid: u32, build: GoBuild, pattern: Pattern) {
+    let summary = format!(
+        "[{} {}, go{} {}]\n{}",
+        build.binary_name(),
+        pattern.arg(),
+        build.version,
+        build.flavor.name(),
+        summarize_pid(report, pid)
+    );
+    let process = find_process(report, pid)
+        .unwrap_or_else(|| panic!("the leaking pid {pid} is not in the report:\n{summary}"));
+    assert_go_process(process, build, &summary);
+    assert_eq!(process["verdict"], "leak", "process verdict:\n{summary}");
+
+    let function = pattern.leak_function();
+    let leak_sites = leak_sites_containing(process, function);
+    let Some(site) = leak_sites.first() else {
+        if any_site_stack_contains(process, function) {
+            panic!("the site with `{function}` in its stack is not judged \"leak\":\n{summary}");
+        }
+        panic!("no site has `{function}` in its stack:\n{summary}");
+    };
+    assert_eq!(site["kind"], "goroutine", "site kind:\n{summary}");
+    let expected_wait = pattern.expected_wait(go_minor(build.version));
+    assert_eq!(site["wait"], expected_wait, "site wait:\n{summary}");
+    let count = site["count"].as_u64().unwrap_or(0);
+    assert!(
+        count >= MIN_LEAK_SITE_COUNT,
+        "the `{function}` site counts {count} goroutines, expected at least \
+         {MIN_LEAK_SITE_COUNT}:\n{summary}"
+    );
+
+    // The runtime's own pclntab names functions and lines in every build,
+    // stripped or not.
+    let index = frame_index(site, function).expect("the leak site's stack has the function");
+    let frame = &site["stack"][index];
+    assert!(
+        frame["file"]
+            .as_str()
+            .is_some_and(|file| file.ends_with("leaks.go"))
+            && frame["line"].as_u64().is_some(),
+        "the `{function}` frame has no leaks.go file and line: {frame}\n{summary}"
+    );
+    if let Some(callee) = pattern.inlined_callee() {
+        let callee_index = frame_index(site, callee);
+        assert!(
+            callee_index.is_some_and(|callee_index| callee_index < index),
+            "`{callee}`, inlined into `{function}`, is not in the stack inside it (inlined \
+             calls must be expanded):\n{summary}"
+        );
+    }
+    assert_created_by_spawner(site, &summary);
+}
+
+/// Asserts that `pid`, running a steady pattern, is not called a leak; when
+/// listed, it must still be read as a supported Go process.
+fn assert_steady(report: &Value, pid: u32, build: GoBuild, pattern: &str) {
+    let summary = format!(
+        "[{} {pattern}, go{} {}]\n{}",
+        build.binary_name(),
+        build.version,
+        build.flavor.name(),
+        summarize_pid(report, pid)
+    );
+    let verdict = process_verdict(report, pid);
+    assert!(
+        verdict == "ok" || verdict == "absent",
+        "the steady `{pattern}` program was judged {verdict:?}:\n{summary}"
+    );
+    if let Some(process) = find_process(report, pid) {
+        assert_go_process(process, build, &summary);
+        for site in sites(process) {
+            assert_eq!(site["verdict"], "ok", "a steady site is not ok:\n{summary}");
+        }
+    }
+}
+
+/// Starts every leak pattern and every steady program of `build`, diagnoses
+/// them all at once for [`DIAGNOSE_SECONDS`], and checks each pid. `check_each`
+/// runs on each started program after the warm-up (e.g. to check it is a cgo
+/// process).
+fn check_all_patterns(build: GoBuild, check_each: impl Fn(&Spawned)) {
+    require_root();
+    // Build (or fetch a toolchain) before starting anything, so the warm-up
+    // really is one.
+    go_program_path(build);
+    let mut leakers: Vec<(Pattern, Spawned)> = Pattern::ALL
+        .iter()
+        .map(|&pattern| (pattern, launch(build, pattern.arg())))
+        .collect();
+    let mut steady: Vec<(&str, Spawned)> = STEADY_PATTERNS
+        .iter()
+        .map(|&pattern| (pattern, launch(build, pattern)))
+        .collect();
+    thread::sleep(crate::common::WARM_UP);
+    for spawned in leakers
+        .iter_mut()
+        .map(|(_, s)| s)
+        .chain(steady.iter_mut().map(|(_, s)| s))
+    {
+        spawned.assert_running("during warm-up");
+        check_each(spawned);
+    }
+
+    let pids: Vec<u32> = leakers
+        .iter()
+        .map(|(_, s)| s.pid())
+        .chain(steady.iter().map(|(_, s)| s.pid()))
+        .collect();
+    let (exit_code, report) = diagnose(&pids, DIAGNOSE_SECONDS);
+
+    // Every failure at once: with seven patterns per run, seeing which of them
+    // fail says much more than the first failure alone.
+    let mut failures = Vec::new();
+    for (pattern, spawned) in &leakers {
+        let pid = spawned.pid();
+        if let Err(panic) = std::panic::catch_unwind(|| {
+            assert_goroutine_leak(&report, pid, build, *pattern);
+        }) {
+            failures.push(panic_text(&panic));
+        }
+    }
+    for (pattern, spawned) in &steady {
+        let pid = spawned.pid();
+        if let Err(panic) = std::panic::catch_unwind(|| {
+            assert_steady(&report, pid, build, pattern);
+        }) {
+            failures.push(panic_text(&panic));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} checks failed for go{} {}:\n\n{}",
+        failures.len(),
+        leakers.len() + steady.len(),
+        build.version,
+        build.flavor.name(),
+        failures.join("\n\n")
+    );
+    assert_eq!(exit_code, 1, "leaks were found, so diagnose must exit 1");
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(non-string panic)".to_string())
+}
+
+fn no_extra_check(_: &Spawned) {}
+
+/// Check that with Go 1.21 each of the seven leak patterns is reported as a
+/// goroutine leak at its leak function with the runtime's wait reason (for
+/// WaitGroup.Wait, "semacquire"), and that the steady pool and sleepers are not.
+#[test]
+fn go1_21_leak_patterns_are_reported() {
+    check_all_patterns(goleaks(GO_VERSIONS[0], GoFlavor::Plain), no_extra_check);
+}
+
+/// Check that with Go 1.24 each of the seven leak patterns is reported as a
+/// goroutine leak at its leak function with the runtime's wait reason, and that
+/// the steady pool and sleepers are not.
+#[test]
+fn go1_24_leak_patterns_are_reported() {
+    check_all_patterns(goleaks(GO_VERSIONS[1], GoFlavor::Plain), no_extra_check);
+}
+
+/// Check that with Go 1.26 each of the seven leak patterns is reported as a
+/// goroutine leak at its leak function with the runtime's wait reason, and that
+/// the steady pool and sleepers are not.
+#[test]
+fn go1_26_leak_patterns_are_reported() {
+    check_all_patterns(goleaks(GO_VERSIONS[2], GoFlavor::Plain), no_extra_check);
+}
+
+/// Check that with Go 1.27 each of the seven leak patterns is reported as a
+/// goroutine leak at its leak function with the runtime's wait reason, and that
+/// the steady pool and sleepers are not.
+#[test]
+fn go1_27_leak_patterns_are_reported() {
+    check_all_patterns(goleaks(GO_VERSIONS[3], GoFlavor::Plain), no_extra_check);
+}
+
+/// Reads the ELF header's e_type: 2 ET_EXEC, 3 ET_DYN (PIE).
+fn elf_type(bytes: &[u8]) -> u16 {
+    assert!(bytes.starts_with(b"\x7fELF"), "not an ELF file");
+    u16::from_le_bytes([bytes[16], bytes[17]])
+}
+
+fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+/// Check that a `-buildmode=pie` Go binary (newest toolchain), loaded at a
+/// random base, has all seven leak patterns reported at their leak functions.
+#[test]
+fn pie_build_leak_patterns_are_reported() {
+    let build = goleaks(GO_NEWEST, GoFlavor::Pie);
+    let binary = std::fs::read(go_program_path(build)).expect("read the PIE binary");
+    assert_eq!(
+        elf_type(&binary),
+        3,
+        "the -buildmode=pie binary is not ET_DYN"
+    );
+    check_all_patterns(build, no_extra_check);
+}
+
+/// Check that a Go binary stripped with `-ldflags="-s -w"` (newest toolchain; no
+/// ELF symbols, no DWARF) has all seven leak patterns reported with function
+/// names, files and lines from the runtime's pclntab.
+#[test]
+fn stripped_build_leak_patterns_are_reported() {
+    let build = goleaks(GO_NEWEST, GoFlavor::Stripped);
+    let binary = std::fs::read(go_program_path(build)).expect("read the stripped binary");
+    for section in [&b".symtab\0"[..], b".debug_info\0", b".zdebug_info\0"] {
+        assert!(
+            !contains_bytes(&binary, section),
+            "the stripped binary still has a {} section",
+            String::from_utf8_lossy(&section[..section.len() - 1])
+        );
+    }
+    check_all_patterns(build, no_extra_check);
+}
+
+/// Check that a cgo Go binary (CGO_ENABLED=1, newest toolchain; dynamically
+/// linked, started by the C runtime) has all seven leak patterns reported.
+#[test]
+fn cgo_build_leak_patterns_are_reported() {
+    check_all_patterns(goleaks(GO_NEWEST, GoFlavor::Cgo), |spawned| {
+        let maps =
+            std::fs::read_to_string(format!("/proc/{}/maps", spawned.pid())).unwrap_or_default();
+        assert!(
+            maps.contains("/libc.so"),
+            "{} (pid {}) has no libc mapped: not a cgo process",
+            spawned.name(),
+            spawned.pid()
+        );
+    });
+}
+
+/// Check that a Go process started after a host-wide `leakscope diagnose`
+/// began (its first scans saw no such process) is picked up and its leak
+/// reported. Other tests' processes may be in the host-wide report too; only
+/// this test's pid is looked at.
+#[test]
+fn go_process_started_after_leakscope_is_picked_up() {
+    require_root();
+    let build = goleaks(GO_NEWEST, GoFlavor::Plain);
+    go_program_path(build);
+    const WATCH_SECONDS: u32 = 8;
+    let diagnosis = thread::spawn(|| diagnose(&[], WATCH_SECONDS));
+    // Past leakscope's start-up (loading the BPF programs) and its first scans.
+    thread::sleep(Duration::from_secs(2));
+    let mut leaker = launch(build, Pattern::SendNoReceiver.arg());
+    let (_, report) = match diagnosis.join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    leaker.assert_running("while leakscope watched");
+    assert_goroutine_leak(&report, leaker.pid(), build, Pattern::SendNoReceiver);
+    let process = find_process(&report, leaker.pid()).expect("checked above");
+    let summary = summarize_process(process);
+    assert!(
+        process["comm"] == build.binary_name().as_str(),
+        "comm of the late Go process:\n{summary}"
+    );
+    // Every goroutine of the late process began waiting inside the window, so
+    // all the leak site's members are arrivals. Fewer means leakscope's first
+    // scan came after the process started (a slow start-up), and this test did
+    // not test what it is about.
+    let site = leak_sites_containing(process, Pattern::SendNoReceiver.leak_function())[0];
+    let (arrivals, count) = (site["arrivals"].as_u64(), site["count"].as_u64());
+    assert!(
+        arrivals.is_some() && arrivals >= count,
+        "the late process's leak site has arrivals {arrivals:?} for count {count:?}: \
+         its goroutines should all have arrived during the window\n{summary}"
+    );
+}
+
+/// The `waitReasonStrings` table of a toolchain's `src/runtime/runtime2.go`.
+fn wait_reason_strings(version: &'static str) -> Vec<String> {
+    let path = go_root(version).join("src/runtime/runtime2.go");
+    let source = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let start = source
+        .find("var waitReasonStrings = [...]string{")
+        .unwrap_or_else(|| panic!("{} has no waitReasonStrings table", path.display()));
+    let table = &source[start..];
+    let table = &table[..table.find("\n}").expect("the table ends")];
+    table
+        .lines()
+        .filter_map(|line| {
+            let (_, value) = line.split_once(':')?;
+            let value = value.trim().trim_end_matches(',');
+            Some(value.strip_prefix('"')?.strip_suffix('"')?.to_string())
+        })
+        .collect()
+}
+
+/// Check that every wait reason the tests expect is a wait reason string of
+/// the toolchain it is expected with (so a test fails because leakscope read
+/// something else, never because the expectation names a string that Go
+/// version cannot produce), and that Go 1.21 indeed lacks "sync.WaitGroup.Wait".
+#[test]
+fn expected_wait_reasons_exist_in_each_toolchain() {
+    for version in GO_VERSIONS {
+        let reasons = wait_reason_strings(version);
+        for pattern in Pattern::ALL {
+            let expected = pattern.expected_wait(go_minor(version));
+            assert!(
+                reasons.iter().any(|reason| reason == expected),
+                "Go {version} has no wait reason {expected:?} (for {pattern:?}); its \
+                 waitReasonStrings: {reasons:?}"
+            );
+        }
+        let has_waitgroup_reason = reasons.iter().any(|r| r == "sync.WaitGroup.Wait");
+        assert_eq!(
+            has_waitgroup_reason,
+            go_minor(version) >= 24,
+            "Go {version}: whether \"sync.WaitGroup.Wait\" exists disagrees with \
+             Pattern::expected_wait"
+        );
+    }
+}
