@@ -13,6 +13,7 @@ use std::{
 use tracer_common::{SYS_FUTEX, SYS_FUTEX_WAITV, ThreadWaiterRecord, WAITER_IN_FUTEX_WAITV};
 
 use crate::{
+    fasthash::IntMap,
     sources::{
         procfs::{self, MemoryMap},
         thread_waiters::ScanRecords,
@@ -171,7 +172,7 @@ pub struct ProcessFacts {
 #[derive(Clone, Debug, Default)]
 pub struct ProcessCensus {
     pub facts: Arc<ProcessFacts>,
-    pub sites: HashMap<SiteKey, Vec<Waiter>>,
+    pub sites: IntMap<SiteKey, Vec<Waiter>>,
 }
 
 impl ProcessCensus {
@@ -238,9 +239,9 @@ pub struct CensusTaker {
     /// Each wait's stack, unwound once for as long as the wait lasts.
     stacks: HashMap<WaitId, StackKey>,
     /// Each site's symbolized frames, named once while its process was alive.
-    sites: HashMap<(ProcessKey, SiteKey), Arc<[Frame]>>,
+    sites: IntMap<(ProcessKey, SiteKey), Arc<[Frame]>>,
     /// Each goroutine creator's frame (gopc), named once.
-    creators: HashMap<(ProcessKey, u64), Frame>,
+    creators: IntMap<(ProcessKey, u64), Frame>,
     facts: HashMap<ProcessKey, Arc<ProcessFacts>>,
 }
 
@@ -255,8 +256,8 @@ impl CensusTaker {
             unwinder: StackUnwinder::new(),
             symbolizer: StackSymbolizer::new(),
             stacks: HashMap::new(),
-            sites: HashMap::new(),
-            creators: HashMap::new(),
+            sites: IntMap::default(),
+            creators: IntMap::default(),
             facts: HashMap::new(),
         }
     }
@@ -412,15 +413,16 @@ impl CensusTaker {
                 wait: g.wait_reason.clone(),
                 stack: g.stack.clone(),
             };
-            if !self.sites.contains_key(&(process, site.clone())) {
-                let frames = (scan.symbolizer)(&site.stack);
-                self.sites.insert((process, site.clone()), frames.into());
-            }
-            if !self.creators.contains_key(&(process, g.gopc)) {
+            self.sites
+                .entry((process, site.clone()))
+                .or_insert_with(|| (scan.symbolizer)(&site.stack).into());
+            self.creators.entry((process, g.gopc)).or_insert_with(|| {
+                // Symbolized as a caller frame (pc - 1): gopc is the return address of
+                // the call that created the goroutine.
                 let mut frame = (scan.symbolizer)(&[0, g.gopc]).pop().unwrap_or_default();
                 frame.address = g.gopc;
-                self.creators.insert((process, g.gopc), frame);
-            }
+                frame
+            });
             let waiter = Waiter {
                 id: MemberId::Goroutine(g.goid),
                 born: g.goid,

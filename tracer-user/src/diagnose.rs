@@ -75,10 +75,19 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<Report, DiagnoseError> {
     let start = Instant::now();
     let mut next_scan = start;
     loop {
+        let t0 = Instant::now();
         let records = source.scan()?;
+        let t1 = Instant::now();
         let go_scans = goroutines.scan(&records.processes, |pid| taker.watches(pid));
+        let t2 = Instant::now();
         let census = taker.take(&records, &go_scans);
         history.record(&census);
+        log::debug!(
+            "scan: threads {:?}, goroutines {:?}, census+history {:?}",
+            t1 - t0,
+            t2 - t1,
+            t2.elapsed()
+        );
         let elapsed = start.elapsed();
         if opts.progress {
             let waiters: usize = census.processes.values().map(|p| p.waiters()).sum();

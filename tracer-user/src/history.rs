@@ -5,6 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use crate::{
     census::{Census, MemberId, ProcessFacts, ProcessKey, SiteKey, WaitDetail, WaiterKind},
+    fasthash::IntMap,
     verdict::{MemberObservation, SiteObservation},
 };
 
@@ -24,8 +25,8 @@ pub struct MemberSpan {
 #[derive(Clone, Debug, Default)]
 pub struct SiteHistory {
     /// Waiter count per scan index (absent scans count 0).
-    pub counts: HashMap<usize, u32>,
-    pub members: HashMap<MemberId, MemberSpan>,
+    pub counts: IntMap<usize, u32>,
+    pub members: IntMap<MemberId, MemberSpan>,
 }
 
 /// A process's sites over the window.
@@ -35,7 +36,7 @@ pub struct ProcessHistory {
     /// First and last scan in which the process had any waiter.
     pub first_scan: usize,
     pub last_scan: usize,
-    pub sites: HashMap<SiteKey, SiteHistory>,
+    pub sites: IntMap<SiteKey, SiteHistory>,
 }
 
 /// Everything seen during one watch window.
@@ -67,7 +68,7 @@ impl History {
                     facts: process.facts.clone(),
                     first_scan: scan,
                     last_scan: scan,
-                    sites: HashMap::new(),
+                    sites: IntMap::default(),
                 });
             entry.last_scan = scan;
             entry.facts = process.facts.clone();

@@ -12,6 +12,7 @@
 pub mod census;
 pub mod diagnose;
 pub mod error;
+pub mod fasthash;
 pub mod history;
 pub mod report;
 pub mod sources;

@@ -19,6 +19,7 @@ use tracer_common::ProcessRecord;
 
 use crate::{
     census::{GoSymbolizer, GoroutineScan, ParkedGoroutine, ProcessKey, StackKey},
+    fasthash::{IntMap, IntSet},
     sources::{
         go::{
             GoBinary,
@@ -50,9 +51,6 @@ pub struct GoProgram {
     pub runtime: String,
     /// (p_vaddr, p_offset, p_filesz) of each loadable segment, to find the load bias.
     segments: Vec<(u64, u64, u64)>,
-    /// Whether a start pc belongs to the runtime's own goroutines (GC workers, the
-    /// finalizer, ...): they are not the program's waiters.
-    system_starts: std::sync::Mutex<HashMap<u64, bool>>,
 }
 
 /// What an executable turned out to be.
@@ -70,7 +68,12 @@ struct GoProcess {
     bias: u64,
     /// Each parked goroutine's stack, walked once while it stays parked at the same
     /// saved registers.
-    stacks: HashMap<(u64, u64, u64, u64), StackKey>,
+    stacks: IntMap<(u64, u64, u64, u64), StackKey>,
+    /// One shared string per wait-reason value, not one allocation per goroutine.
+    wait_reasons: HashMap<u8, Arc<str>>,
+    /// Whether a start pc belongs to the runtime's own goroutines (GC workers, the
+    /// finalizer, ...): they are not the program's waiters.
+    system_starts: IntMap<u64, bool>,
 }
 
 enum Watched {
@@ -178,7 +181,9 @@ impl GoroutineSource {
                 Some(bias) => Watched::Go(GoProcess {
                     program,
                     bias,
-                    stacks: HashMap::new(),
+                    stacks: IntMap::default(),
+                    wait_reasons: HashMap::new(),
+                    system_starts: IntMap::default(),
                 }),
                 None => Watched::Unreadable(
                     program.runtime.clone(),
@@ -254,7 +259,6 @@ fn analyse_executable(path: &str) -> Executable {
         addrs,
         runtime,
         segments,
-        system_starts: Default::default(),
     }))
 }
 
@@ -353,10 +357,14 @@ fn read_goroutines(
         .filter(|&p| p != 0)
         .collect();
 
+    let t0 = std::time::Instant::now();
     let parked = read_parked(pid, &gptrs, layout, buf);
+    let t1 = std::time::Instant::now();
     let parked: Vec<(u64, ParkedG)> = parked
         .into_iter()
-        .filter(|(_, g)| !is_system_goroutine(&program, bias, g.startpc))
+        .filter(|(_, g)| {
+            !is_system_goroutine(&program, bias, &mut process.system_starts, g.startpc)
+        })
         .collect();
 
     // Walk the stacks of goroutines not seen parked at these registers before.
@@ -367,7 +375,7 @@ fn read_goroutines(
         .collect();
     let walked = walk_stacks(pid, &program, bias, &new, buf);
     // Torn reads: keep a walk only if the g still sits parked at the same registers.
-    let still: HashMap<u64, ParkedG> = read_parked(
+    let still: IntMap<u64, ParkedG> = read_parked(
         pid,
         &new.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
         layout,
@@ -383,7 +391,7 @@ fn read_goroutines(
         }
     }
 
-    let mut live = HashSet::new();
+    let mut live = IntSet::default();
     let mut out = Vec::with_capacity(parked.len());
     for (_, g) in &parked {
         let key = (g.goid, g.sp, g.pc, g.bp);
@@ -391,10 +399,14 @@ fn read_goroutines(
             continue;
         };
         live.insert(key);
-        let wait_reason: Arc<str> = match layout.wait_reason(g.wait_reason) {
-            Some(r) if !r.is_empty() => r.into(),
-            _ => format!("waitReason({})", g.wait_reason).into(),
-        };
+        let wait_reason = process
+            .wait_reasons
+            .entry(g.wait_reason)
+            .or_insert_with(|| match layout.wait_reason(g.wait_reason) {
+                Some(r) if !r.is_empty() => r.into(),
+                _ => format!("waitReason({})", g.wait_reason).into(),
+            })
+            .clone();
         out.push(ParkedGoroutine {
             goid: g.goid,
             wait_reason,
@@ -403,25 +415,84 @@ fn read_goroutines(
         });
     }
     process.stacks.retain(|k, _| live.contains(k));
+    log::debug!(
+        "goroutines of {pid}: {} read in {:?}, rest {:?}",
+        gptrs.len(),
+        t1 - t0,
+        t1.elapsed()
+    );
     Ok(out)
 }
 
-/// Reads the `g` structs at `gptrs` in batches; returns the parked ones.
+/// Neighbouring `g`s closer than this are read as one range: g structs sit together in
+/// heap spans, and each remote range costs far more than the bytes in it.
+const MERGE_GAP: u64 = 4096;
+/// Upper bound of one merged range.
+const MAX_MERGED: u64 = 1 << 20;
+
+/// Groups sorted addresses of `size`-byte objects into ranges covering neighbours.
+/// Returns (start, len, indices into `sorted` of the objects inside).
+fn merge_ranges(sorted: &[u64], size: u64) -> Vec<(u64, usize, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start + size;
+        let mut j = i + 1;
+        while j < sorted.len()
+            && sorted[j] <= end + MERGE_GAP
+            && sorted[j] + size - start <= MAX_MERGED
+        {
+            end = end.max(sorted[j] + size);
+            j += 1;
+        }
+        out.push((start, (end - start) as usize, i..j));
+        i = j;
+    }
+    out
+}
+
+/// Reads the `g` structs at `gptrs`, neighbours merged into large reads; returns the
+/// parked ones. A merged range that faults (part of it freed) is re-read g by g.
 fn read_parked(
     pid: u32,
     gptrs: &[u64],
     layout: &GoRuntimeLayout,
     buf: &mut Vec<u8>,
 ) -> Vec<(u64, ParkedG)> {
-    let size = layout.g_size as usize;
+    let size = layout.g_size;
+    let mut sorted: Vec<u64> = gptrs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let merged = merge_ranges(&sorted, size);
     let mut out = Vec::new();
+    let mut retry = Vec::new();
     // Bounded batches keep the buffer small even for a million goroutines.
-    for chunk in gptrs.chunks(4096) {
-        let ranges: Vec<(u64, usize)> = chunk.iter().map(|&p| (p, size)).collect();
+    for batch in merged.chunks(256) {
+        let ranges: Vec<(u64, usize)> = batch.iter().map(|&(start, len, _)| (start, len)).collect();
+        let ok = read_batch(pid, &ranges, buf);
+        let mut at = 0usize;
+        for (k, (start, len, members)) in batch.iter().enumerate() {
+            if ok[k] {
+                for &gptr in &sorted[members.clone()] {
+                    let off = at + (gptr - start) as usize;
+                    if let Some(g) = parse_g(&buf[off..off + size as usize], layout) {
+                        out.push((gptr, g));
+                    }
+                }
+            } else {
+                retry.extend_from_slice(&sorted[members.clone()]);
+            }
+            at += len;
+        }
+    }
+    for chunk in retry.chunks(1024) {
+        let ranges: Vec<(u64, usize)> = chunk.iter().map(|&p| (p, size as usize)).collect();
         let ok = read_batch(pid, &ranges, buf);
         for (i, &gptr) in chunk.iter().enumerate() {
+            let g = &buf[i * size as usize..(i + 1) * size as usize];
             if ok[i]
-                && let Some(g) = parse_g(&buf[i * size..(i + 1) * size], layout)
+                && let Some(g) = parse_g(g, layout)
             {
                 out.push((gptr, g));
             }
@@ -501,7 +572,7 @@ pub fn walk_frame_pointers(
     }
     let mut bp = bp;
     while frames.len() < MAX_FRAMES {
-        if bp % 8 != 0 || bp < sp || bp + 16 > hi {
+        if !bp.is_multiple_of(8) || bp < sp || bp + 16 > hi {
             break;
         }
         let (Some(next), Some(ret)) = (word_at(bp), word_at(bp + 8)) else {
@@ -522,11 +593,12 @@ pub fn walk_frame_pointers(
 
 /// Runtime-internal goroutines (GC workers, finalizers, ...) start in `runtime.*`;
 /// `runtime.main` is the program's main goroutine.
-fn is_system_goroutine(program: &GoProgram, bias: u64, startpc: u64) -> bool {
-    let mut cache = program
-        .system_starts
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+fn is_system_goroutine(
+    program: &GoProgram,
+    bias: u64,
+    cache: &mut IntMap<u64, bool>,
+    startpc: u64,
+) -> bool {
     *cache.entry(startpc).or_insert_with(|| {
         program
             .binary
@@ -591,6 +663,25 @@ mod tests {
         let code = |pc: u64| (0x40_0000..0x50_0000).contains(&pc);
         let frames = walk_frame_pointers(0x40_0001, sp, 0x1020, &stack, code);
         assert_eq!(frames, vec![0x40_0001, 0x40_1111, 0x40_2222, 0x40_3333]);
+    }
+
+    /// Check that neighbouring objects merge into one range, far ones do not, and a
+    /// range never grows past its cap.
+    #[test]
+    fn neighbouring_gs_merge_into_one_read() {
+        let ranges = merge_ranges(&[0x1000, 0x11c8, 0x1390, 0x9000_0000], 456);
+        assert_eq!(ranges.len(), 2);
+        assert_eq!(
+            (ranges[0].0, ranges[0].1, ranges[0].2.clone()),
+            (0x1000, 0x1390 + 456 - 0x1000, 0..3)
+        );
+        assert_eq!(ranges[1].2, 3..4);
+        let many: Vec<u64> = (0..10_000u64).map(|i| i * 512).collect();
+        assert!(
+            merge_ranges(&many, 456)
+                .iter()
+                .all(|r| r.1 as u64 <= MAX_MERGED)
+        );
     }
 
     /// Check that a bogus frame pointer outside the stack yields just the parking pc.

@@ -40,6 +40,8 @@ const PF_X: u32 = 1;
 const R_X86_64_RELATIVE: u32 = 8;
 /// No wait reason is anywhere near this long; longer means we misread.
 const MAX_WAIT_REASON_LEN: u64 = 128;
+/// `runtime.g` is ~450 bytes; the reader copies whole ones.
+const MAX_G_SIZE: u64 = 4096;
 /// Go has ~50 wait reasons; far more means we misread the array's size.
 const MAX_WAIT_REASONS: u64 = 1024;
 
@@ -61,6 +63,8 @@ pub enum LayoutError {
     },
     #[error("cannot read runtime.waitReasonStrings: {0}")]
     WaitReasons(String),
+    #[error("implausible runtime.g layout: {0}")]
+    Implausible(String),
     #[error("cannot tell which Go version built the binary: {0}")]
     Version(String),
 }
@@ -159,7 +163,7 @@ impl GoRuntimeLayout {
         let wait_reasons =
             read_go_strings(&image, wr_addr, wr_count).map_err(LayoutError::WaitReasons)?;
 
-        Ok(Some(GoRuntimeLayout {
+        let layout = GoRuntimeLayout {
             version: format!("go{}.{}", version.major, version.minor),
             g_size: g.size,
             g_stack_lo: stack_at + stack.member("runtime.stack", "lo")?,
@@ -178,7 +182,37 @@ impl GoRuntimeLayout {
             g_startpc: g_member("startpc")?,
             g_parentgoid: g.members.get("parentGoid").copied(),
             wait_reasons,
-        }))
+        };
+        layout.check()?;
+        Ok(Some(layout))
+    }
+
+    /// Every offset lies inside a `runtime.g` of a plausible size.
+    fn check(&self) -> Result<(), LayoutError> {
+        let offsets = [
+            self.g_stack_lo,
+            self.g_stack_hi,
+            self.g_sched_sp,
+            self.g_sched_pc,
+            self.g_sched_bp,
+            self.g_syscallsp,
+            self.g_syscallpc,
+            self.g_atomicstatus,
+            self.g_goid,
+            self.g_waitsince,
+            self.g_waitreason,
+            self.g_gopc,
+            self.g_startpc,
+        ];
+        let optional = [self.g_syscallbp, self.g_parentgoid];
+        let inside = |o: &u64| *o < self.g_size;
+        if !(64..=MAX_G_SIZE).contains(&self.g_size)
+            || !offsets.iter().all(inside)
+            || !optional.iter().flatten().all(inside)
+        {
+            return Err(LayoutError::Implausible(format!("{self:?}")));
+        }
+        Ok(())
     }
 
     /// From the committed table by `major.minor`; `None` = unsupported Go
