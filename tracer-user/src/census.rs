@@ -271,6 +271,16 @@ impl CensusTaker {
         pid != self.own_pid && self.scope.includes(pid)
     }
 
+    /// Forgets symbolized sites (and creators of processes) that `keep` rejects: the
+    /// daemon's caches must not grow with every site a host ever had.
+    pub fn retain_sites(&mut self, keep: impl Fn(&ProcessKey, &SiteKey) -> bool) {
+        self.sites.retain(|(process, site), _| keep(process, site));
+        let live: HashSet<ProcessKey> = self.sites.keys().map(|(p, _)| *p).collect();
+        self.creators
+            .retain(|(process, _), _| live.contains(process));
+        self.facts.retain(|process, _| live.contains(process));
+    }
+
     /// The symbolized frames of a site seen in an earlier census.
     pub fn frames(&self, process: &ProcessKey, site: &SiteKey) -> Option<Arc<[Frame]>> {
         self.sites.get(&(*process, site.clone())).cloned()

@@ -1,7 +1,10 @@
 //! The censuses of a watch window, folded per process and per site: how many waiters
 //! each scan saw, and when each member was first and last seen.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
 
 use crate::{
     census::{Census, MemberId, ProcessFacts, ProcessKey, SiteKey, WaitDetail, WaiterKind},
@@ -39,11 +42,14 @@ pub struct ProcessHistory {
     pub sites: IntMap<SiteKey, SiteHistory>,
 }
 
-/// Everything seen during one watch window.
+/// Everything seen during one watch window. Scans are numbered from the first ever
+/// recorded; a rolling window (the daemon) drops old scans with [`History::trim`].
 #[derive(Clone, Debug, Default)]
 pub struct History {
-    /// CLOCK_MONOTONIC time of each scan.
-    pub scan_times_ns: Vec<u64>,
+    /// CLOCK_MONOTONIC time of each scan in the window, oldest first.
+    scan_times_ns: VecDeque<u64>,
+    /// Number of the oldest scan in the window.
+    first_scan: usize,
     pub processes: HashMap<ProcessKey, ProcessHistory>,
 }
 
@@ -52,14 +58,68 @@ impl History {
         Self::default()
     }
 
+    /// Scans in the window.
     pub fn scans(&self) -> usize {
         self.scan_times_ns.len()
     }
 
+    /// Number of the oldest and newest scan in the window.
+    pub fn window(&self) -> std::ops::RangeInclusive<usize> {
+        self.first_scan..=(self.first_scan + self.scan_times_ns.len()).saturating_sub(1)
+    }
+
+    /// CLOCK_MONOTONIC time of scan number `scan` (clamped to the window).
+    pub fn time_of(&self, scan: usize) -> u64 {
+        let i = scan
+            .saturating_sub(self.first_scan)
+            .min(self.scan_times_ns.len().saturating_sub(1));
+        self.scan_times_ns.get(i).copied().unwrap_or(0)
+    }
+
+    /// Seconds from the oldest to the newest scan of the window.
+    pub fn span_s(&self) -> f64 {
+        match (self.scan_times_ns.front(), self.scan_times_ns.back()) {
+            (Some(a), Some(b)) => (b - a) as f64 / 1e9,
+            _ => 0.0,
+        }
+    }
+
+    /// Drops scans older than `keep_ns` before the newest, and everything only they saw.
+    pub fn trim(&mut self, keep_ns: u64) {
+        let Some(&newest) = self.scan_times_ns.back() else {
+            return;
+        };
+        while self.scan_times_ns.len() > 1
+            && self
+                .scan_times_ns
+                .front()
+                .is_some_and(|&t| newest - t > keep_ns)
+        {
+            self.scan_times_ns.pop_front();
+            self.first_scan += 1;
+        }
+        let first = self.first_scan;
+        self.processes.retain(|_, p| p.last_scan >= first);
+        for p in self.processes.values_mut() {
+            p.sites.retain(|_, site| {
+                site.members.retain(|_, m| m.last_scan >= first);
+                site.counts.retain(|&scan, _| scan >= first);
+                !site.members.is_empty()
+            });
+        }
+    }
+
+    /// Whether the window still holds this site of this process.
+    pub fn has_site(&self, process: &ProcessKey, site: &SiteKey) -> bool {
+        self.processes
+            .get(process)
+            .is_some_and(|p| p.sites.contains_key(site))
+    }
+
     /// Folds one census in as the next scan.
     pub fn record(&mut self, census: &Census) {
-        let scan = self.scan_times_ns.len();
-        self.scan_times_ns.push(census.at_mono_ns);
+        let scan = self.first_scan + self.scan_times_ns.len();
+        self.scan_times_ns.push_back(census.at_mono_ns);
         for (key, process) in &census.processes {
             let entry = self
                 .processes
@@ -102,10 +162,11 @@ impl History {
         key: &SiteKey,
         site: &SiteHistory,
     ) -> SiteObservation {
-        let t0 = self.scan_times_ns.first().copied().unwrap_or(0);
+        let t0 = self.scan_times_ns.front().copied().unwrap_or(0);
         let secs = |ns: u64| ns as f64 / 1e9 - t0 as f64 / 1e9;
-        let range = process.first_scan..=process.last_scan;
-        let times_s = range.clone().map(|i| secs(self.scan_times_ns[i])).collect();
+        let start = process.first_scan.max(self.first_scan);
+        let range = start..=process.last_scan;
+        let times_s = range.clone().map(|i| secs(self.time_of(i))).collect();
         let counts = range
             .clone()
             .map(|i| site.counts.get(&i).copied().unwrap_or(0))
@@ -113,15 +174,15 @@ impl History {
         let members = site
             .members
             .values()
+            .filter(|m| m.last_scan >= start)
             .map(|m| {
+                let first = m.first_scan.max(start);
                 // Seen blocked from first to last scan: a lower bound of the wait, and the
                 // only one for goroutines (Go sets g.waitsince only during GC).
-                let seen_s = (self.scan_times_ns[m.last_scan] - self.scan_times_ns[m.first_scan])
-                    as f64
-                    / 1e9;
+                let seen_s = (self.time_of(m.last_scan) - self.time_of(first)) as f64 / 1e9;
                 MemberObservation {
-                    first: m.first_scan - process.first_scan,
-                    last: m.last_scan - process.first_scan,
+                    first: first - start,
+                    last: m.last_scan - start,
                     blocked_for_s: m
                         .blocked_for_ns
                         .map_or(seen_s, |ns| (ns as f64 / 1e9).max(seen_s)),
@@ -136,7 +197,89 @@ impl History {
             times_s,
             counts,
             members,
-            window_started_before_process: process.first_scan > 0,
+            window_started_before_process: process.first_scan > self.first_scan,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::census::{ProcessCensus, Waiter};
+
+    fn census(at_s: u64, goids: std::ops::Range<u64>) -> Census {
+        let process = ProcessKey {
+            pid: 7,
+            start_mono_ns: 1,
+            exec_id: 0,
+        };
+        let site = SiteKey {
+            kind: WaiterKind::Goroutine,
+            wait: "chan send".into(),
+            stack: vec![0x1000, 0x2000].into(),
+        };
+        let waiters = goids
+            .map(|goid| Waiter {
+                id: MemberId::Goroutine(goid),
+                born: goid,
+                blocked_for_ns: None,
+                detail: WaitDetail::Goroutine { gopc: 0x3000 },
+            })
+            .collect();
+        let mut sites = IntMap::default();
+        sites.insert(site, waiters);
+        let mut c = Census {
+            at_mono_ns: at_s * 1_000_000_000,
+            ..Census::default()
+        };
+        c.processes.insert(
+            process,
+            ProcessCensus {
+                facts: Arc::default(),
+                sites,
+            },
+        );
+        c
+    }
+
+    /// Check that trimming a rolling window drops old scans and the members only they
+    /// saw, and that observations are then relative to the kept window.
+    #[test]
+    fn trimmed_window_observes_only_recent_scans() {
+        let mut h = History::new();
+        for s in 0..10u64 {
+            // goroutine s*10 arrives at scan s and stays; goroutine 1000 leaves after scan 2.
+            let mut c = census(s, 0..(s + 1));
+            if s <= 2 {
+                c = census(s, 0..(s + 1));
+                let p = c.processes.values_mut().next().unwrap();
+                let waiters = p.sites.values_mut().next().unwrap();
+                waiters.push(Waiter {
+                    id: MemberId::Goroutine(1000),
+                    ..waiters[0].clone()
+                });
+            }
+            h.record(&c);
+        }
+        h.trim(3_000_000_000);
+        assert_eq!(h.window(), 6..=9);
+        assert_eq!(h.scans(), 4);
+        assert!((h.span_s() - 3.0).abs() < 1e-9);
+        let (key, process) = h.processes.iter().next().unwrap();
+        assert_eq!(key.pid, 7);
+        let (site_key, site) = process.sites.iter().next().unwrap();
+        assert!(
+            !site.members.contains_key(&MemberId::Goroutine(1000)),
+            "left before the window"
+        );
+        let obs = h.observe(process, site_key, site);
+        assert_eq!(obs.counts, vec![7, 8, 9, 10]);
+        assert_eq!(obs.times_s, vec![0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(
+            obs.members.iter().filter(|m| m.first > 0).count(),
+            3,
+            "three arrived in the window"
+        );
+        assert!(!obs.window_started_before_process);
     }
 }

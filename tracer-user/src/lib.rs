@@ -7,7 +7,8 @@
 //! - [`history`]: the censuses of a watch window, per site.
 //! - [`verdict`]: pure judgement of a site's history.
 //! - [`report`]: the `diagnose` report (text and JSON).
-//! - [`diagnose`]: the one-shot diagnosis that wires the stages together.
+//! - [`watch`]: the scan loop that wires the stages together.
+//! - [`diagnose`]: the one-shot diagnosis.
 
 pub mod census;
 pub mod diagnose;
@@ -18,3 +19,4 @@ pub mod report;
 pub mod sources;
 pub mod stacks;
 pub mod verdict;
+pub mod watch;
