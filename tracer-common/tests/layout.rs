@@ -43,7 +43,14 @@ fn record_layout_matches_c_header() {
             " printf(\"{f} %zu\\n\", offsetof(struct ls_thread_waiter, {f}));\n"
         ));
     }
-    for f in ["tgid", "nr_threads", "start_mono_ns", "exec_id", "mono_now_ns", "comm"] {
+    for f in [
+        "tgid",
+        "nr_threads",
+        "start_mono_ns",
+        "exec_id",
+        "mono_now_ns",
+        "comm",
+    ] {
         c.push_str(&format!(
             " printf(\"process.{f} %zu\\n\", offsetof(struct ls_process, {f}));\n"
         ));
@@ -102,9 +109,15 @@ fn record_layout_matches_c_header() {
         ("process.size", size_of::<ProcessRecord>()),
         ("process.tgid", offset_of!(ProcessRecord, tgid)),
         ("process.nr_threads", offset_of!(ProcessRecord, nr_threads)),
-        ("process.start_mono_ns", offset_of!(ProcessRecord, start_mono_ns)),
+        (
+            "process.start_mono_ns",
+            offset_of!(ProcessRecord, start_mono_ns),
+        ),
         ("process.exec_id", offset_of!(ProcessRecord, exec_id)),
-        ("process.mono_now_ns", offset_of!(ProcessRecord, mono_now_ns)),
+        (
+            "process.mono_now_ns",
+            offset_of!(ProcessRecord, mono_now_ns),
+        ),
         ("process.comm", offset_of!(ProcessRecord, comm)),
     ];
     for (name, rust) in rust_layout.into_iter().chain(process_layout) {
