@@ -173,6 +173,8 @@ pub struct ProcessFacts {
 pub struct ProcessCensus {
     pub facts: Arc<ProcessFacts>,
     pub sites: IntMap<SiteKey, Vec<Waiter>>,
+    /// Go processes: the newest goroutine id at this scan (see [`GoroutineTable`]).
+    pub birth_clock: Option<u64>,
 }
 
 impl ProcessCensus {
@@ -215,9 +217,17 @@ pub struct GoroutineScan {
     /// "go1.NN".
     pub runtime: String,
     /// The parked goroutines, or why they could not be read.
-    pub goroutines: Result<Vec<ParkedGoroutine>, String>,
+    pub goroutines: Result<GoroutineTable, String>,
     /// Names the frames of this process's goroutine stacks.
     pub symbolizer: GoSymbolizer,
+}
+
+/// What one read of a Go process's goroutine table found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GoroutineTable {
+    pub parked: Vec<ParkedGoroutine>,
+    /// The highest id of a live goroutine: ids count up, so this dates goroutine ids.
+    pub max_goid: u64,
 }
 
 /// A goroutine parked by the Go runtime.
@@ -236,8 +246,9 @@ pub struct CensusTaker {
     own_pid: u32,
     unwinder: StackUnwinder,
     symbolizer: StackSymbolizer,
-    /// Each wait's stack, unwound once for as long as the wait lasts.
-    stacks: HashMap<WaitId, StackKey>,
+    /// Each parked thread's stack, unwound once while it parks at the same saved
+    /// registers: a pool worker that wakes and re-parks at the same place keeps its stack.
+    stacks: IntMap<(ThreadKey, UserRegs), StackKey>,
     /// Each site's symbolized frames, named once while its process was alive.
     sites: IntMap<(ProcessKey, SiteKey), Arc<[Frame]>>,
     /// Each goroutine creator's frame (gopc), named once.
@@ -255,7 +266,7 @@ impl CensusTaker {
             own_pid: std::process::id(),
             unwinder: StackUnwinder::new(),
             symbolizer: StackSymbolizer::new(),
-            stacks: HashMap::new(),
+            stacks: IntMap::default(),
             sites: IntMap::default(),
             creators: IntMap::default(),
             facts: HashMap::new(),
@@ -334,24 +345,25 @@ impl CensusTaker {
                 },
                 nvcsw: rec.nvcsw,
             };
-            live_waits.insert(wait);
-            let stack = match self.stacks.get(&wait) {
+            let regs = UserRegs {
+                ip: rec.ip,
+                sp: rec.sp,
+                bp: rec.bp,
+            };
+            let parked_at = (wait.thread, regs);
+            live_waits.insert(parked_at);
+            let stack = match self.stacks.get(&parked_at) {
                 Some(stack) => stack.clone(),
                 None => {
                     let process_maps = maps
                         .entry(rec.tgid)
                         .or_insert_with(|| procfs::read_maps(rec.tgid).ok());
-                    let regs = UserRegs {
-                        ip: rec.ip,
-                        sp: rec.sp,
-                        bp: rec.bp,
-                    };
                     let addrs = match process_maps {
                         Some(m) => self.unwinder.unwind(rec.tgid, m, regs),
                         None => vec![rec.ip],
                     };
                     let stack: StackKey = addrs.into();
-                    self.stacks.insert(wait, stack.clone());
+                    self.stacks.insert(parked_at, stack.clone());
                     stack
                 }
             };
@@ -394,8 +406,9 @@ impl CensusTaker {
                 });
             entry.sites.entry(site).or_default().push(waiter);
         }
-        // Waits that ended will never be seen again: forget their stacks.
-        self.stacks.retain(|wait, _| live_waits.contains(wait));
+        // Threads no longer parked there will never be seen again: forget their stacks.
+        self.stacks
+            .retain(|parked_at, _| live_waits.contains(parked_at));
     }
 
     fn add_goroutines(&mut self, scan: &GoroutineScan, census: &mut Census) {
@@ -414,10 +427,11 @@ impl CensusTaker {
             });
         // Thread records may have created the entry before the runtime was known.
         entry.facts = facts;
-        let Ok(goroutines) = &scan.goroutines else {
+        let Ok(table) = &scan.goroutines else {
             return;
         };
-        for g in goroutines {
+        entry.birth_clock = Some(table.max_goid);
+        for g in &table.parked {
             let site = SiteKey {
                 kind: WaiterKind::Goroutine,
                 wait: g.wait_reason.clone(),

@@ -40,6 +40,8 @@ pub struct ProcessHistory {
     pub first_scan: usize,
     pub last_scan: usize,
     pub sites: IntMap<SiteKey, SiteHistory>,
+    /// Go processes: the newest goroutine id per scan, to date goroutine ids.
+    pub birth_clock: IntMap<usize, u64>,
 }
 
 /// Everything seen during one watch window. Scans are numbered from the first ever
@@ -101,6 +103,7 @@ impl History {
         let first = self.first_scan;
         self.processes.retain(|_, p| p.last_scan >= first);
         for p in self.processes.values_mut() {
+            p.birth_clock.retain(|&scan, _| scan >= first);
             p.sites.retain(|_, site| {
                 site.members.retain(|_, m| m.last_scan >= first);
                 site.counts.retain(|&scan, _| scan >= first);
@@ -129,9 +132,13 @@ impl History {
                     first_scan: scan,
                     last_scan: scan,
                     sites: IntMap::default(),
+                    birth_clock: IntMap::default(),
                 });
             entry.last_scan = scan;
             entry.facts = process.facts.clone();
+            if let Some(clock) = process.birth_clock {
+                entry.birth_clock.insert(scan, clock);
+            }
             for (key, waiters) in &process.sites {
                 let site = entry.sites.entry(key.clone()).or_default();
                 site.counts.insert(scan, waiters.len() as u32);
@@ -171,6 +178,8 @@ impl History {
             .clone()
             .map(|i| site.counts.get(&i).copied().unwrap_or(0))
             .collect();
+        let end_s = secs(self.time_of(process.last_scan));
+        let goid_dater = self.goid_dater(process, start);
         let members = site
             .members
             .values()
@@ -187,8 +196,10 @@ impl History {
                         .blocked_for_ns
                         .map_or(seen_s, |ns| (ns as f64 / 1e9).max(seen_s)),
                     born: match key.kind {
-                        WaiterKind::Thread => secs(m.born),
-                        WaiterKind::Goroutine => m.born as f64,
+                        WaiterKind::Thread => Some(secs(m.born)),
+                        WaiterKind::Goroutine => goid_dater.map(|(clock, rate)| {
+                            end_s - (clock.saturating_sub(m.born)) as f64 / rate
+                        }),
                     },
                 }
             })
@@ -198,7 +209,23 @@ impl History {
             counts,
             members,
             window_started_before_process: process.first_scan > self.first_scan,
+            wait_age_known: key.kind == WaiterKind::Thread,
         }
+    }
+
+    /// Dates goroutine ids: the newest id at the end of the window and how many ids per
+    /// second the process created during it (`None` when it created none: then ids say
+    /// nothing about time). Assumes the creation rate of the window held before it, the
+    /// best a reader that started late can do.
+    fn goid_dater(&self, process: &ProcessHistory, start: usize) -> Option<(u64, f64)> {
+        let first =
+            (start..=process.last_scan).find_map(|s| Some((s, *process.birth_clock.get(&s)?)))?;
+        let last = (start..=process.last_scan)
+            .rev()
+            .find_map(|s| Some((s, *process.birth_clock.get(&s)?)))?;
+        let dt = (self.time_of(last.0) - self.time_of(first.0)) as f64 / 1e9;
+        let ids = last.1.checked_sub(first.1)? as f64;
+        (dt > 0.0 && ids > 0.0).then(|| (last.1, ids / dt))
     }
 }
 
@@ -237,6 +264,7 @@ mod tests {
             ProcessCensus {
                 facts: Arc::default(),
                 sites,
+                birth_clock: None,
             },
         );
         c

@@ -35,6 +35,8 @@ pub struct ProcessReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub verdict: GrowthVerdict,
+    /// No leak proven, but a site grows in a way that may be one (see its `reason`).
+    pub suspect: bool,
     /// Blocked waiters at the last scan that saw the process.
     pub waiters: u32,
     pub growth_per_min: f64,
@@ -50,6 +52,8 @@ pub struct SiteReport {
     pub wait: String,
     pub count: u32,
     pub verdict: GrowthVerdict,
+    /// "ok" by the evidence, but growing in a way that may be a leak: watch longer.
+    pub suspect: bool,
     pub growth_per_min: f64,
     pub oldest_wait_s: f64,
     /// Innermost first.
@@ -57,6 +61,10 @@ pub struct SiteReport {
     /// The evidence behind the verdict (additions to the version 1 document).
     pub arrivals: u32,
     pub departures: u32,
+    /// Seconds between the oldest and newest birth of the current members (thread start
+    /// times; goroutine ids dated by the process's goroutine creation rate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_spread_s: Option<f64>,
     pub reason: String,
     /// The futex operations seen at the site (threads only), e.g. "FUTEX_WAIT_BITSET".
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -99,11 +107,13 @@ impl SiteReport {
             wait,
             count,
             verdict: judgement.verdict,
+            suspect: judgement.suspect,
             growth_per_min: round2(judgement.growth_per_min),
             oldest_wait_s: round2(judgement.oldest_wait_s),
             stack: stack.iter().map(FrameReport::from).collect(),
             arrivals: judgement.arrivals,
             departures: judgement.departures,
+            age_spread_s: judgement.age_spread_s.map(round2),
             reason: judgement.reason.clone(),
             ops: Vec::new(),
             created_by: None,
@@ -233,6 +243,8 @@ mod tests {
     fn site(verdict: GrowthVerdict, count: u32) -> SiteReport {
         let judgement = SiteJudgement {
             verdict,
+            suspect: false,
+            age_spread_s: None,
             growth_per_min: 12.345,
             arrivals: count,
             stayed: count,
@@ -265,6 +277,7 @@ mod tests {
             runtime: "native".into(),
             error: None,
             verdict,
+            suspect: false,
             waiters: sites.iter().map(|s| s.count).sum(),
             growth_per_min: 1.0,
             sites,

@@ -16,8 +16,9 @@ pub struct MemberObservation {
     pub blocked_for_s: f64,
     /// Creation order of the waiter: for threads, start time in seconds relative to the
     /// window start (negative: before the window); for goroutines, the goroutine id.
+    /// `None` when unknown.
     #[serde(alias = "started_s")]
-    pub born: f64,
+    pub born: Option<f64>,
 }
 
 /// A site's population over the window.
@@ -30,6 +31,13 @@ pub struct SiteObservation {
     pub members: Vec<MemberObservation>,
     /// The process appeared after the window began (all its waiters are new).
     pub window_started_before_process: bool,
+    /// `blocked_for_s` is the real wait age (threads); otherwise only what the scans saw.
+    #[serde(default = "yes")]
+    pub wait_age_known: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl SiteObservation {
@@ -50,6 +58,7 @@ impl SiteObservation {
                 })
                 .collect(),
             window_started_before_process: self.window_started_before_process,
+            wait_age_known: self.wait_age_known,
         }
     }
 }
@@ -66,37 +75,57 @@ pub enum GrowthVerdict {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SiteJudgement {
     pub verdict: GrowthVerdict,
+    /// Not a leak by the evidence, but growth that may be one: more watching would tell.
+    pub suspect: bool,
     /// Slope of the waiter count, per minute (least squares over the window).
     pub growth_per_min: f64,
     /// Waits that began during the window.
     pub arrivals: u32,
     /// Of those, the ones still waiting at the last scan.
     pub stayed: u32,
-    /// Waits that ended during the window (the thread woke or exited).
+    /// Waits that ended during the window (the waiter woke, moved or exited).
     pub departures: u32,
     /// The longest a current member has been blocked, in seconds.
     pub oldest_wait_s: f64,
+    /// Seconds between the oldest and the newest birth of the current members, where
+    /// births are known.
+    pub age_spread_s: Option<f64>,
     pub reason: String,
 }
 
 /// Thresholds of the verdict.
 #[derive(Clone, Copy, Debug)]
 pub struct VerdictPolicy {
-    /// Fewer arrivals that stayed than this is too little evidence of growth.
-    pub min_stayed: u32,
-    /// Departures may be at most this fraction of the arrivals that stayed: a leak's
-    /// waiters do not leave.
-    pub max_departure_ratio: f64,
     /// Scans needed before anything is judged.
     pub min_scans: usize,
+    /// Arrivals that stayed needed to call a leak from the window alone.
+    pub min_stayed: u32,
+    /// Departures allowed, as a fraction of all members seen: a leak's waiters do not
+    /// leave, a pool's come and go.
+    pub max_departure_ratio: f64,
+    /// Members with known births needed to call a leak from their birth history.
+    pub lifetime_min_members: usize,
+    /// The births must spread over at least this long (seconds)...
+    pub lifetime_min_span_s: f64,
+    /// ...fairly regularly (coefficient of variation of the gaps between births)...
+    pub lifetime_max_gap_cv: f64,
+    /// ...and go on until now: the newest birth at most this many typical gaps ago.
+    pub lifetime_recency_gaps: f64,
+    /// For threads: the share of members blocked since (nearly) their birth.
+    pub lifetime_min_stuck_share: f64,
 }
 
 impl Default for VerdictPolicy {
     fn default() -> Self {
         Self {
-            min_stayed: 3,
-            max_departure_ratio: 0.25,
             min_scans: 3,
+            min_stayed: 3,
+            max_departure_ratio: 0.1,
+            lifetime_min_members: 5,
+            lifetime_min_span_s: 30.0,
+            lifetime_max_gap_cv: 1.0,
+            lifetime_recency_gaps: 2.5,
+            lifetime_min_stuck_share: 0.8,
         }
     }
 }
@@ -117,57 +146,203 @@ pub fn slope(xs: &[f64], ys: &[f64]) -> f64 {
     if sxx == 0.0 { 0.0 } else { sxy / sxx }
 }
 
-/// Judges one site.
+/// What the birth history of a site's current members says.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct BirthHistory {
+    members: usize,
+    span_s: f64,
+    mean_gap_s: f64,
+    gap_cv: f64,
+    max_gap_s: f64,
+    newest_age_s: f64,
+    /// Share of members blocked since (nearly) their birth; `None` when unknown.
+    stuck_share: Option<f64>,
+}
+
+fn birth_history(
+    current: &[&MemberObservation],
+    end_s: f64,
+    wait_age_known: bool,
+) -> Option<BirthHistory> {
+    let mut births: Vec<f64> = current
+        .iter()
+        .filter_map(|m| m.born)
+        .filter(|b| b.is_finite())
+        .collect();
+    if births.len() < 2 {
+        return None;
+    }
+    births.sort_by(f64::total_cmp);
+    let gaps: Vec<f64> = births.windows(2).map(|w| w[1] - w[0]).collect();
+    let span_s = births[births.len() - 1] - births[0];
+    let mean_gap_s = span_s / gaps.len() as f64;
+    let var = gaps.iter().map(|g| (g - mean_gap_s).powi(2)).sum::<f64>() / gaps.len() as f64;
+    let gap_cv = if mean_gap_s > 0.0 {
+        var.sqrt() / mean_gap_s
+    } else {
+        f64::INFINITY
+    };
+    let stuck_share = wait_age_known.then(|| {
+        let stuck = current
+            .iter()
+            .filter(|m| {
+                let age = m.born.map_or(0.0, |b| end_s - b);
+                // Blocked since birth, give or take the thread's start-up work.
+                m.blocked_for_s >= 0.8 * age - 1.0
+            })
+            .count();
+        stuck as f64 / current.len() as f64
+    });
+    Some(BirthHistory {
+        members: births.len(),
+        span_s,
+        mean_gap_s,
+        gap_cv,
+        max_gap_s: gaps.iter().copied().fold(0.0, f64::max),
+        newest_age_s: end_s - births[births.len() - 1],
+        stuck_share,
+    })
+}
+
+/// Judges one site: do waiters arrive here and stay, with no sign of the growth stopping?
+///
+/// Three kinds of evidence, each explained in the reason:
+/// - who leaves: a site whose waiters leave (a pool, a ramp of short requests, sleepers)
+///   is no leak, however its count moves;
+/// - the window: waiters that arrived during the watch and stayed, still arriving at the
+///   end (a warm-up that levels off stops arriving);
+/// - the members' births: a slow leak adds little within a window, but its members were
+///   born steadily over the process's life, up to now, and sit blocked since birth.
 pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
     let n = obs.counts.len().min(obs.times_s.len());
     let last = n.saturating_sub(1);
+    let end_s = obs.times_s.get(last).copied().unwrap_or(0.0);
+    let start_s = obs.times_s.first().copied().unwrap_or(0.0);
     let current: Vec<&MemberObservation> = obs.members.iter().filter(|m| m.last == last).collect();
     let oldest_wait_s = current.iter().map(|m| m.blocked_for_s).fold(0.0, f64::max);
     // A process born inside the window has no "before": its first waiters arrived too.
     let arrived = |m: &MemberObservation| m.first > 0 || obs.window_started_before_process;
-    let arrivals = obs.members.iter().filter(|m| arrived(m)).count() as u32;
+    let arrivals: Vec<&MemberObservation> = obs.members.iter().filter(|m| arrived(m)).collect();
     let stayed = current.iter().filter(|m| arrived(m)).count() as u32;
     let departures = obs.members.iter().filter(|m| m.last < last).count() as u32;
     let counts: Vec<f64> = obs.counts[..n].iter().map(|&c| c as f64).collect();
     let growth_per_min = slope(&obs.times_s[..n], &counts) * 60.0;
+    let births = birth_history(&current, end_s, obs.wait_age_known);
 
-    let judgement = |verdict, reason: String| SiteJudgement {
+    let judgement = |verdict, suspect, reason: String| SiteJudgement {
         verdict,
+        suspect,
         growth_per_min,
-        arrivals,
+        arrivals: arrivals.len() as u32,
         stayed,
         departures,
         oldest_wait_s,
+        age_spread_s: births.map(|b| b.span_s),
         reason,
     };
     if n < policy.min_scans {
         return judgement(
             GrowthVerdict::Ok,
+            false,
             format!("only {n} scans: too few to judge growth"),
         );
     }
-    let grew = counts[last] > counts[0] && growth_per_min > 0.0;
-    let few_left = departures as f64 <= policy.max_departure_ratio * stayed as f64;
-    if stayed >= policy.min_stayed && grew && few_left {
+    let window_s = end_s - start_s;
+    let (first_count, last_count) = (obs.counts[0], obs.counts[last]);
+
+    // Who leaves.
+    let seen = obs.members.len().max(1) as f64;
+    if departures as f64 > policy.max_departure_ratio * seen {
+        return judgement(
+            GrowthVerdict::Ok,
+            false,
+            format!(
+                "waiters come and go: {} arrived, {departures} left during {window_s:.0} s",
+                arrivals.len()
+            ),
+        );
+    }
+
+    // Are arrivals still coming at the end of the window? Look back over a quarter of it,
+    // or over 2.5 typical gaps between arrivals when they are sparse.
+    let arrival_times: Vec<f64> = arrivals
+        .iter()
+        .map(|m| obs.times_s[m.first.min(last)])
+        .collect();
+    let stopped = !arrival_times.is_empty() && {
+        let mean_gap = window_s / arrival_times.len() as f64;
+        let lookback = (window_s / 4.0).max(2.5 * mean_gap).min(window_s / 2.0);
+        arrival_times.iter().all(|&t| t < end_s - lookback)
+    };
+    let grew = last_count > first_count && growth_per_min > 0.0;
+
+    if stayed >= policy.min_stayed && grew && !stopped {
         return judgement(
             GrowthVerdict::Leak,
+            false,
             format!(
-                "{stayed} waiters arrived and stayed, {departures} left; the population grew from {} to {} ({growth_per_min:+.1}/min)",
-                obs.counts[0], obs.counts[last]
+                "{stayed} waiters arrived and stayed, {departures} left; the population grew from {first_count} to {last_count} ({growth_per_min:+.1}/min) and was still growing at the end",
+            ),
+        );
+    }
+
+    if let Some(b) = births {
+        let regular = b.gap_cv <= policy.lifetime_max_gap_cv && b.max_gap_s <= 0.5 * b.span_s;
+        let recent = b.newest_age_s <= policy.lifetime_recency_gaps * b.mean_gap_s + 1.0;
+        let stuck = b
+            .stuck_share
+            .is_none_or(|s| s >= policy.lifetime_min_stuck_share);
+        if b.members >= policy.lifetime_min_members
+            && b.span_s >= policy.lifetime_min_span_s
+            && regular
+            && recent
+            && stuck
+            && !stopped
+            && last_count >= first_count
+        {
+            return judgement(
+                GrowthVerdict::Leak,
+                false,
+                format!(
+                    "{} waiters born steadily over {:.0} s (one every {:.1} s, the newest {:.0} s ago){}, none left; {stayed} arrived during the watch",
+                    b.members,
+                    b.span_s,
+                    b.mean_gap_s,
+                    b.newest_age_s,
+                    if b.stuck_share.is_some() {
+                        ", each blocked since birth"
+                    } else {
+                        ""
+                    },
+                ),
+            );
+        }
+    }
+
+    if stopped && grew {
+        return judgement(
+            GrowthVerdict::Ok,
+            false,
+            format!(
+                "grew from {first_count} to {last_count}, then levelled off: no arrival in the last part of the window"
+            ),
+        );
+    }
+    if stayed >= 1 && grew {
+        return judgement(
+            GrowthVerdict::Ok,
+            true,
+            format!(
+                "suspect: {stayed} waiter(s) arrived and stayed, none left, but too few to call a leak in {window_s:.0} s; watch longer (--duration)"
             ),
         );
     }
     let reason = if !grew {
-        format!(
-            "no growth: {} waiters at the start, {} at the end",
-            obs.counts[0], obs.counts[last]
-        )
-    } else if !few_left {
-        format!("waiters come and go: {arrivals} arrived, {departures} left")
+        format!("no growth: {first_count} waiters at the start, {last_count} at the end")
     } else {
         format!("only {stayed} new waiters stayed: too few to call a leak")
     };
-    judgement(GrowthVerdict::Ok, reason)
+    judgement(GrowthVerdict::Ok, false, reason)
 }
 
 #[cfg(test)]
@@ -179,7 +354,7 @@ mod tests {
             first,
             last,
             blocked_for_s: (last - first) as f64,
-            born: first as f64,
+            born: Some(first as f64),
         }
     }
 
@@ -197,6 +372,7 @@ mod tests {
             counts,
             members,
             window_started_before_process: false,
+            wait_age_known: false,
         }
     }
 
@@ -287,6 +463,113 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A member present for the whole window, born at `born` (seconds, window-relative)
+    /// and blocked for `blocked` seconds at the end of a `scans`-scan window.
+    fn resident(scans: usize, born: f64, blocked: f64) -> MemberObservation {
+        MemberObservation {
+            first: 0,
+            last: scans - 1,
+            blocked_for_s: blocked,
+            born: Some(born),
+        }
+    }
+
+    fn thread_observation(scans: usize, members: Vec<MemberObservation>) -> SiteObservation {
+        SiteObservation {
+            wait_age_known: true,
+            ..observation(scans, members)
+        }
+    }
+
+    /// Check that a very slow leak (one every 10 s, running for two minutes before the
+    /// watch) is found from its members' births although the window adds only one.
+    #[test]
+    fn very_slow_leak_is_found_from_births() {
+        let end = 14.0;
+        let mut members: Vec<_> = (0..12)
+            .map(|i| {
+                let born = -115.0 + 10.0 * i as f64;
+                resident(15, born, end - born - 0.01)
+            })
+            .collect();
+        members.push(MemberObservation {
+            first: 8,
+            last: 14,
+            blocked_for_s: 6.0,
+            born: Some(7.9),
+        });
+        let j = judge(&thread_observation(15, members), &VerdictPolicy::default());
+        assert_eq!(j.verdict, GrowthVerdict::Leak, "{j:?}");
+        assert!(j.reason.contains("born steadily"), "{}", j.reason);
+    }
+
+    /// Check that long-lived waiters constant in number, all born together, are no leak.
+    #[test]
+    fn long_lived_constant_population_is_ok() {
+        let members = (0..200)
+            .map(|i| resident(15, -100.0 + i as f64 * 0.001, 113.9))
+            .collect();
+        let j = judge(&thread_observation(15, members), &VerdictPolicy::default());
+        assert_eq!((j.verdict, j.suspect), (GrowthVerdict::Ok, false), "{j:?}");
+    }
+
+    /// Check that a pool built up steadily long ago, then idle, is no leak: its births
+    /// stopped long before now.
+    #[test]
+    fn pool_built_long_ago_is_ok() {
+        let members = (0..60)
+            .map(|i| {
+                let born = -300.0 + i as f64;
+                resident(15, born, 14.0 - born)
+            })
+            .collect();
+        let j = judge(&thread_observation(15, members), &VerdictPolicy::default());
+        assert_eq!(j.verdict, GrowthVerdict::Ok, "{j:?}");
+    }
+
+    /// Check that a warm-up that levels off inside the window is no leak and no suspect.
+    #[test]
+    fn plateau_levelling_off_in_the_window_is_ok() {
+        let members = (1..6)
+            .flat_map(|scan| (0..10).map(move |_| member(scan, 14)))
+            .collect();
+        let j = judge(&observation(15, members), &VerdictPolicy::default());
+        assert_eq!((j.verdict, j.suspect), (GrowthVerdict::Ok, false), "{j:?}");
+        assert!(j.reason.contains("levelled off"), "{}", j.reason);
+    }
+
+    /// Check that one waiter every two seconds, staying, is a leak within 15 scans.
+    #[test]
+    fn slow_leak_every_two_seconds_is_a_leak() {
+        let members = (0..7).map(|k| member(1 + 2 * k, 14)).collect();
+        let j = judge(&observation(15, members), &VerdictPolicy::default());
+        assert_eq!(j.verdict, GrowthVerdict::Leak, "{j:?}");
+    }
+
+    /// Check that a single arrival that stays, with nothing else to go on, is a suspect,
+    /// not a leak.
+    #[test]
+    fn one_arrival_is_only_a_suspect() {
+        let mut members: Vec<_> = (0..4).map(|_| member(0, 14)).collect();
+        members.push(member(9, 14));
+        let j = judge(&observation(15, members), &VerdictPolicy::default());
+        assert_eq!((j.verdict, j.suspect), (GrowthVerdict::Ok, true), "{j:?}");
+    }
+
+    /// Check that threads born steadily but not blocked since birth (workers that ran,
+    /// then went idle) are not called a leak from their births.
+    #[test]
+    fn workers_that_ran_before_idling_are_not_a_lifetime_leak() {
+        let members = (0..12)
+            .map(|i| {
+                let born = -115.0 + 10.0 * i as f64;
+                resident(15, born, 3.0)
+            })
+            .collect();
+        let j = judge(&thread_observation(15, members), &VerdictPolicy::default());
+        assert_eq!(j.verdict, GrowthVerdict::Ok, "{j:?}");
     }
 
     /// Check the slope on a known line.

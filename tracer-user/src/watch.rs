@@ -183,6 +183,7 @@ fn build_report(
             comm: process.facts.comm.clone(),
             exe: process.facts.exe.clone(),
             runtime: process.facts.runtime.clone(),
+            suspect: verdict == GrowthVerdict::Ok && sites.iter().any(|s| s.suspect),
             error: process.facts.error.clone(),
             verdict,
             waiters: sites.iter().map(|s| s.count).sum(),

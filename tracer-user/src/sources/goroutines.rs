@@ -18,7 +18,7 @@ use object::{Object, ObjectSegment, read::ReadCache};
 use tracer_common::ProcessRecord;
 
 use crate::{
-    census::{GoSymbolizer, GoroutineScan, ParkedGoroutine, ProcessKey, StackKey},
+    census::{GoSymbolizer, GoroutineScan, GoroutineTable, ParkedGoroutine, ProcessKey, StackKey},
     fasthash::{IntMap, IntSet},
     sources::{
         go::{
@@ -34,6 +34,9 @@ use crate::{
 
 /// `runtime._Gwaiting`: parked by gopark. The GC's `_Gscan` bit (0x1000) is masked off.
 const G_WAITING: u32 = 4;
+/// `runtime._Gidle` and `runtime._Gdead`: not a live goroutine.
+const G_IDLE: u32 = 0;
+const G_DEAD: u32 = 6;
 const G_SCAN_BIT: u32 = 0x1000;
 /// More goroutines than this is a misread, not a program.
 const MAX_GOROUTINES: u64 = 20_000_000;
@@ -294,9 +297,11 @@ fn read_word(pid: u32, addr: u64) -> Result<u64, String> {
     }
 }
 
-/// The fields of a parked `g` that leakscope uses.
+/// The fields of a `g` that leakscope uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ParkedG {
+    /// `atomicstatus` with the scan bit masked.
+    status: u32,
     goid: u64,
     wait_reason: u8,
     sp: u64,
@@ -315,10 +320,8 @@ fn parse_g(bytes: &[u8], l: &GoRuntimeLayout) -> Option<ParkedG> {
             .try_into()
             .ok()?,
     ) & !G_SCAN_BIT;
-    if status != G_WAITING {
-        return None;
-    }
     Some(ParkedG {
+        status,
         goid: at(l.g_goid)?,
         wait_reason: *bytes.get(l.g_waitreason as usize)?,
         sp: at(l.g_sched_sp)?,
@@ -335,7 +338,7 @@ fn read_goroutines(
     pid: u32,
     process: &mut GoProcess,
     buf: &mut Vec<u8>,
-) -> Result<Vec<ParkedGoroutine>, String> {
+) -> Result<GoroutineTable, String> {
     let program = process.program.clone();
     let layout = &program.layout;
     let bias = process.bias;
@@ -344,7 +347,7 @@ fn read_goroutines(
     let allglen = read_word(pid, program.addrs.allglen.wrapping_add(bias))?;
     let allgs = read_word(pid, program.addrs.allgs.wrapping_add(bias))?;
     if allglen == 0 {
-        return Ok(Vec::new());
+        return Ok(GoroutineTable::default());
     }
     if allglen > MAX_GOROUTINES {
         return Err(format!("implausible allglen {allglen}"));
@@ -358,10 +361,18 @@ fn read_goroutines(
         .collect();
 
     let t0 = std::time::Instant::now();
-    let parked = read_parked(pid, &gptrs, layout, buf);
+    let all = read_parked(pid, &gptrs, layout, buf);
     let t1 = std::time::Instant::now();
-    let parked: Vec<(u64, ParkedG)> = parked
+    // The newest goroutine id in use: a clock that dates goroutine ids (ids count up).
+    let max_goid = all
+        .iter()
+        .filter(|(_, g)| g.status != G_DEAD && g.status != G_IDLE)
+        .map(|(_, g)| g.goid)
+        .max()
+        .unwrap_or(0);
+    let parked: Vec<(u64, ParkedG)> = all
         .into_iter()
+        .filter(|(_, g)| g.status == G_WAITING)
         .filter(|(_, g)| {
             !is_system_goroutine(&program, bias, &mut process.system_starts, g.startpc)
         })
@@ -421,7 +432,10 @@ fn read_goroutines(
         t1 - t0,
         t1.elapsed()
     );
-    Ok(out)
+    Ok(GoroutineTable {
+        parked: out,
+        max_goid,
+    })
 }
 
 /// Neighbouring `g`s closer than this are read as one range: g structs sit together in
@@ -452,8 +466,8 @@ fn merge_ranges(sorted: &[u64], size: u64) -> Vec<(u64, usize, std::ops::Range<u
     out
 }
 
-/// Reads the `g` structs at `gptrs`, neighbours merged into large reads; returns the
-/// parked ones. A merged range that faults (part of it freed) is re-read g by g.
+/// Reads the `g` structs at `gptrs`, neighbours merged into large reads. A merged range
+/// that faults (part of it freed) is re-read g by g.
 fn read_parked(
     pid: u32,
     gptrs: &[u64],

@@ -34,7 +34,7 @@ use object::{
 use crate::sources::{memory::read_memory, procfs::MemoryMap};
 
 /// The user registers saved when a thread entered the kernel.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct UserRegs {
     pub ip: u64,
     pub sp: u64,
