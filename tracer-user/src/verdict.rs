@@ -328,7 +328,9 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
             ),
         );
     }
-    if stayed >= 1 && grew {
+    // One newcomer is everyday noise (a runtime thread going idle); two that stay while
+    // nobody leaves is worth a second look.
+    if stayed >= 2 && last_count >= first_count + 2 {
         return judgement(
             GrowthVerdict::Ok,
             true,
@@ -548,12 +550,15 @@ mod tests {
         assert_eq!(j.verdict, GrowthVerdict::Leak, "{j:?}");
     }
 
-    /// Check that a single arrival that stays, with nothing else to go on, is a suspect,
-    /// not a leak.
+    /// Check that one arrival that stays is noise, and two that stay, with nothing else
+    /// to go on, are a suspect, not a leak.
     #[test]
     fn one_arrival_is_only_a_suspect() {
         let mut members: Vec<_> = (0..4).map(|_| member(0, 14)).collect();
         members.push(member(9, 14));
+        let j = judge(&observation(15, members.clone()), &VerdictPolicy::default());
+        assert_eq!((j.verdict, j.suspect), (GrowthVerdict::Ok, false), "one is noise: {j:?}");
+        members.push(member(12, 14));
         let j = judge(&observation(15, members), &VerdictPolicy::default());
         assert_eq!((j.verdict, j.suspect), (GrowthVerdict::Ok, true), "{j:?}");
     }
