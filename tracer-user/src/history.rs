@@ -165,6 +165,7 @@ impl History {
     /// process's first to its last appearance, times in seconds from the window start.
     pub fn observe(
         &self,
+        process_key: &ProcessKey,
         process: &ProcessHistory,
         key: &SiteKey,
         site: &SiteHistory,
@@ -210,6 +211,11 @@ impl History {
             members,
             window_started_before_process: process.first_scan > self.first_scan,
             wait_age_known: key.kind == WaiterKind::Thread,
+            process_age_s: Some(
+                self.time_of(process.last_scan)
+                    .saturating_sub(process_key.start_mono_ns) as f64
+                    / 1e9,
+            ),
         }
     }
 
@@ -300,7 +306,7 @@ mod tests {
             !site.members.contains_key(&MemberId::Goroutine(1000)),
             "left before the window"
         );
-        let obs = h.observe(process, site_key, site);
+        let obs = h.observe(key, process, site_key, site);
         assert_eq!(obs.counts, vec![7, 8, 9, 10]);
         assert_eq!(obs.times_s, vec![0.0, 1.0, 2.0, 3.0]);
         assert_eq!(

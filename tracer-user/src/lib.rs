@@ -11,6 +11,7 @@
 //! - [`diagnose`]: the one-shot diagnosis.
 
 pub mod census;
+pub mod daemon;
 pub mod diagnose;
 pub mod error;
 pub mod fasthash;

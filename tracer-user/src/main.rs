@@ -35,6 +35,42 @@ enum Command {
         #[arg(long, hide = true)]
         record_observations: Option<std::path::PathBuf>,
     },
+    /// Run as a daemon: keep watching the host, serve Prometheus metrics on /metrics
+    /// (and /healthz), dump the report of each process whose verdict turns to "leak".
+    /// Stops on SIGTERM or SIGINT (exit 0).
+    Run {
+        /// Address to serve /metrics and /healthz on. Loopback by default; any other
+        /// address exposes what runs on this host to whoever can reach it.
+        #[arg(long, default_value = tracer_user::daemon::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Seconds between scans.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Seconds of history the verdicts judge (a rolling window).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
+        window: u64,
+        /// Watch only this process (repeatable). Default: every process on the host.
+        #[arg(long = "pid", value_name = "PID")]
+        pids: Vec<u32>,
+        /// Export at most this many processes (leaking first, then the largest).
+        #[arg(long, default_value_t = 200)]
+        max_processes: usize,
+        /// Export at most this many sites per process (leaking first, then the largest).
+        #[arg(long, default_value_t = 20)]
+        max_sites: usize,
+        /// Write the JSON report of each process whose verdict turns to "leak" here.
+        #[arg(long, value_name = "DIR")]
+        dump_dir: Option<std::path::PathBuf>,
+        /// Least seconds between two dumps of the same process.
+        #[arg(long, default_value_t = 600, value_name = "SECS")]
+        dump_cooldown: u64,
+        /// Most dumps written per hour, all processes together.
+        #[arg(long, default_value_t = 20)]
+        dump_max_per_hour: usize,
+        /// Dumps kept in --dump-dir; the oldest are deleted.
+        #[arg(long, default_value_t = 100)]
+        dump_keep: usize,
+    },
     /// Developer tools (hidden).
     #[command(hide = true)]
     Debug {
@@ -110,6 +146,40 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 print!("{}", report.to_text());
             }
             Ok(if report.has_leak() { EXIT_LEAK } else { 0 })
+        }
+        Command::Run {
+            listen,
+            interval,
+            window,
+            pids,
+            max_processes,
+            max_sites,
+            dump_dir,
+            dump_cooldown,
+            dump_max_per_hour,
+            dump_keep,
+        } => {
+            use tracer_user::daemon;
+            if !(interval.is_finite() && (0.05..=3600.0).contains(&interval)) {
+                anyhow::bail!("--interval must be between 0.05 and 3600 seconds");
+            }
+            daemon::run(daemon::RunOptions {
+                listen,
+                interval: Duration::from_secs_f64(interval),
+                window: Duration::from_secs(window),
+                pids,
+                limits: daemon::metrics::Limits {
+                    max_processes,
+                    max_sites,
+                },
+                dumps: daemon::dump_policy(
+                    dump_dir,
+                    Duration::from_secs(dump_cooldown),
+                    dump_max_per_hour,
+                    dump_keep,
+                ),
+            })?;
+            Ok(0)
         }
         Command::Debug {
             what: DebugCommand::GoLayout { binary },

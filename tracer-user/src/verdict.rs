@@ -34,6 +34,9 @@ pub struct SiteObservation {
     /// `blocked_for_s` is the real wait age (threads); otherwise only what the scans saw.
     #[serde(default = "yes")]
     pub wait_age_known: bool,
+    /// How long the process had run at the last scan, in seconds.
+    #[serde(default)]
+    pub process_age_s: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -59,6 +62,7 @@ impl SiteObservation {
                 .collect(),
             window_started_before_process: self.window_started_before_process,
             wait_age_known: self.wait_age_known,
+            process_age_s: self.process_age_s,
         }
     }
 }
@@ -113,6 +117,10 @@ pub struct VerdictPolicy {
     pub lifetime_recency_gaps: f64,
     /// For threads: the share of members blocked since (nearly) their birth.
     pub lifetime_min_stuck_share: f64,
+    /// Where births are unknown (goroutines): members needed, and process age in
+    /// seconds, before the population may be compared with the process's life.
+    pub accumulation_min_members: usize,
+    pub accumulation_min_age_s: f64,
 }
 
 impl Default for VerdictPolicy {
@@ -126,6 +134,8 @@ impl Default for VerdictPolicy {
             lifetime_max_gap_cv: 1.0,
             lifetime_recency_gaps: 2.5,
             lifetime_min_stuck_share: 0.8,
+            accumulation_min_members: 6,
+            accumulation_min_age_s: 60.0,
         }
     }
 }
@@ -319,6 +329,37 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
         }
     }
 
+    // Births unknown (goroutine ids are a poor clock: the runtime hands them to each P in
+    // batches): does the population fit steady accumulation over the process's life, at
+    // the pace the window shows? A pool or a plateau fills early and then stops
+    // arriving; a slow leak's members number about its pace times the process's age.
+    let births_known = births.is_some_and(|b| b.members == current.len());
+    if let Some(age_s) = obs.process_age_s
+        && !births_known
+        && departures == 0
+        && stayed >= 1
+        && !stopped
+        && last_count >= first_count
+        && current.len() >= policy.accumulation_min_members
+        && age_s >= policy.accumulation_min_age_s
+        && window_s > 0.0
+    {
+        let pace = current.len() as f64 / age_s;
+        let expected = pace * window_s;
+        let seen = stayed as f64;
+        if seen >= 0.3 * expected && seen <= 3.0 * expected + 2.0 {
+            return judgement(
+                GrowthVerdict::Leak,
+                false,
+                format!(
+                    "{} waiters accumulated over the process's {age_s:.0} s (one every {:.1} s), none left, and {stayed} more arrived during the watch at that pace",
+                    current.len(),
+                    1.0 / pace,
+                ),
+            );
+        }
+    }
+
     if stopped && grew {
         return judgement(
             GrowthVerdict::Ok,
@@ -375,6 +416,7 @@ mod tests {
             members,
             window_started_before_process: false,
             wait_age_known: false,
+            process_age_s: None,
         }
     }
 
@@ -557,7 +599,11 @@ mod tests {
         let mut members: Vec<_> = (0..4).map(|_| member(0, 14)).collect();
         members.push(member(9, 14));
         let j = judge(&observation(15, members.clone()), &VerdictPolicy::default());
-        assert_eq!((j.verdict, j.suspect), (GrowthVerdict::Ok, false), "one is noise: {j:?}");
+        assert_eq!(
+            (j.verdict, j.suspect),
+            (GrowthVerdict::Ok, false),
+            "one is noise: {j:?}"
+        );
         members.push(member(12, 14));
         let j = judge(&observation(15, members), &VerdictPolicy::default());
         assert_eq!((j.verdict, j.suspect), (GrowthVerdict::Ok, true), "{j:?}");
@@ -575,6 +621,38 @@ mod tests {
             .collect();
         let j = judge(&thread_observation(15, members), &VerdictPolicy::default());
         assert_eq!(j.verdict, GrowthVerdict::Ok, "{j:?}");
+    }
+
+    /// Check that a slow goroutine leak, whose births are unknown, is found because its
+    /// population fits steady accumulation over the process's life at the window's pace,
+    /// while a pool filled at start with one late newcomer is not.
+    #[test]
+    fn slow_accumulation_over_process_life_is_a_leak() {
+        let scans = 15;
+        let unknown = |first, last| MemberObservation {
+            first,
+            last,
+            blocked_for_s: 0.0,
+            born: None,
+        };
+        let mut leak: Vec<_> = (0..12).map(|_| unknown(0, scans - 1)).collect();
+        leak.push(unknown(8, scans - 1));
+        let mut obs = observation(scans, leak);
+        obs.process_age_s = Some(135.0);
+        let j = judge(&obs, &VerdictPolicy::default());
+        assert_eq!(j.verdict, GrowthVerdict::Leak, "{j:?}");
+        assert!(j.reason.contains("accumulated"), "{}", j.reason);
+
+        let mut pool: Vec<_> = (0..200).map(|_| unknown(0, scans - 1)).collect();
+        pool.push(unknown(8, scans - 1));
+        let mut obs = observation(scans, pool);
+        obs.process_age_s = Some(135.0);
+        let j = judge(&obs, &VerdictPolicy::default());
+        assert_eq!(
+            j.verdict,
+            GrowthVerdict::Ok,
+            "200 members at start, 1 newcomer: {j:?}"
+        );
     }
 
     /// Check the slope on a known line.

@@ -121,7 +121,7 @@ fn build_report(
     for (key, process) in &history.processes {
         let mut sites = Vec::new();
         for (site_key, site) in &process.sites {
-            let obs = history.observe(process, site_key, site);
+            let obs = history.observe(key, process, site_key, site);
             let judgement = judge(&obs, policy);
             let count = obs.counts.last().copied().unwrap_or(0);
             if count == 0 && judgement.verdict != GrowthVerdict::Leak {

@@ -1,0 +1,369 @@
+//! `leakscope run`: the daemon. It keeps watching the host, serves the verdicts as
+//! Prometheus metrics, and dumps the report of every process whose verdict turns to
+//! "leak".
+//!
+//! - A scanner thread owns the [`Watcher`] (it is not `Send`): it scans every
+//!   `interval`, keeps a rolling `window` of history, judges it after each scan,
+//!   updates the [`metrics::Exporter`] and publishes the rendered metrics.
+//! - A dump thread writes and rotates dumps ([`dumps`]) so disk I/O never delays a scan.
+//! - The tokio runtime (one thread) serves HTTP ([`http`]) and waits for SIGTERM or
+//!   SIGINT; then it stops the scanner, which drops the Watcher and with it the kernel
+//!   program, and exits 0 within a second.
+
+pub mod dumps;
+pub mod http;
+pub mod metrics;
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, mpsc},
+    thread,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context, bail};
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+    sync::oneshot,
+};
+
+use crate::{
+    census::Scope,
+    diagnose::{DiagnoseOptions, preflight},
+    error::SourceError,
+    report::Report,
+    verdict::{GrowthVerdict, VerdictPolicy},
+    watch::Watcher,
+};
+
+use self::{
+    dumps::{DumpJob, DumpPlanner, DumpPolicy},
+    http::Shared,
+    metrics::{DumpCounters, Exporter, Limits, read_cgroup_labels},
+};
+
+/// The default `--listen`: loopback only. Port 9929 is leakscope's.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9929";
+
+/// How the daemon runs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub listen: SocketAddr,
+    /// Time between scans.
+    pub interval: Duration,
+    /// History the verdicts judge.
+    pub window: Duration,
+    /// Only these processes; empty means the whole host.
+    pub pids: Vec<u32>,
+    pub limits: Limits,
+    /// Dumps, when `--dump-dir` is given.
+    pub dumps: Option<DumpPolicy>,
+}
+
+/// The longest shutdown waits for the scanner before exiting anyway (the kernel frees
+/// the program with the process in any case).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(600);
+
+/// One line on stderr, for what the daemon does (the default log filter only shows
+/// warnings, and a daemon's operator wants to see these).
+macro_rules! notice {
+    ($($arg:tt)*) => { eprintln!("leakscope: {}", format_args!($($arg)*)) };
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(opts: RunOptions) -> anyhow::Result<()> {
+    preflight(&DiagnoseOptions {
+        pids: opts.pids.clone(),
+        ..DiagnoseOptions::default()
+    })?;
+    if opts.window < opts.interval * 3 {
+        bail!("--window must cover at least 3 scans (--interval)");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("tokio runtime")?;
+    runtime.block_on(serve(opts))
+}
+
+async fn serve(opts: RunOptions) -> anyhow::Result<()> {
+    let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let listen = listener.local_addr().unwrap_or(opts.listen);
+
+    let exporter = Exporter::new(opts.limits);
+    let stale_after = (opts.interval * 5).max(Duration::from_secs(30));
+    let shared = Arc::new(Shared::new(exporter.render(), stale_after));
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = oneshot::channel::<Result<(), SourceError>>();
+    let (done_tx, mut done_rx) = oneshot::channel::<()>();
+    let scanner = {
+        let shared = shared.clone();
+        let opts = opts.clone();
+        thread::Builder::new()
+            .name("leakscope-scan".into())
+            .spawn(move || {
+                scanner(opts, exporter, &shared, stop_rx, ready_tx);
+                // Dropped on panic too: the runtime learns the scanner is gone.
+                drop(done_tx);
+            })
+            .context("scanner thread")?
+    };
+
+    // Loading the kernel program: the only startup step that may fail.
+    tokio::select! {
+        ready = ready_rx => match ready {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => bail!("the scanner thread died while starting"),
+        },
+        _ = sigterm.recv() => return stop(stop_tx, done_rx, scanner, "SIGTERM").await,
+        _ = sigint.recv() => return stop(stop_tx, done_rx, scanner, "SIGINT").await,
+    }
+    notice!(
+        "watching {} every {:?} over a {:?} window; metrics on http://{listen}/metrics{}",
+        if opts.pids.is_empty() {
+            "the host".to_string()
+        } else {
+            format!("pids {:?}", opts.pids)
+        },
+        opts.interval,
+        opts.window,
+        match &opts.dumps {
+            Some(d) => format!("; leak dumps in {}", d.dir.display()),
+            None => String::new(),
+        }
+    );
+    let server = tokio::spawn(http::serve(listener, shared));
+    let why = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+        _ = &mut done_rx => {
+            server.abort();
+            bail!("the scanner thread stopped unexpectedly");
+        }
+    };
+    server.abort();
+    stop(stop_tx, done_rx, scanner, why).await
+}
+
+/// Stops the scanner (which drops the Watcher and so unloads the kernel program).
+async fn stop(
+    stop_tx: mpsc::Sender<()>,
+    done_rx: oneshot::Receiver<()>,
+    scanner: thread::JoinHandle<()>,
+    why: &str,
+) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    drop(stop_tx);
+    match tokio::time::timeout(SHUTDOWN_GRACE, done_rx).await {
+        Ok(_) => {
+            let _ = scanner.join();
+            notice!(
+                "{why}: stopped in {} ms, kernel program unloaded",
+                t0.elapsed().as_millis()
+            );
+        }
+        Err(_) => notice!(
+            "{why}: the scan under way did not finish in {} ms; exiting (the kernel \
+             unloads the program with the process)",
+            SHUTDOWN_GRACE.as_millis()
+        ),
+    }
+    Ok(())
+}
+
+/// The scanner thread: owns the Watcher from load to unload.
+fn scanner(
+    opts: RunOptions,
+    exporter: Exporter,
+    shared: &Shared,
+    stop: mpsc::Receiver<()>,
+    ready: oneshot::Sender<Result<(), SourceError>>,
+) {
+    let scope = if opts.pids.is_empty() {
+        Scope::Host
+    } else {
+        Scope::Pids(opts.pids.iter().copied().collect::<HashSet<_>>())
+    };
+    let mut watcher = match Watcher::new(scope) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let dumper = opts
+        .dumps
+        .as_ref()
+        .map(|policy| Dumper::start(policy.clone(), exporter.dump_counters()));
+    // Without --dump-dir the planner still tells leak transitions, for the log.
+    let mut planner = match &opts.dumps {
+        Some(p) => DumpPlanner::new(p.cooldown, p.max_per_hour),
+        None => DumpPlanner::new(Duration::ZERO, 0),
+    };
+    let policy = VerdictPolicy::default();
+    let mut next = Instant::now();
+    let mut failing = false;
+    loop {
+        if let Ok(()) | Err(mpsc::TryRecvError::Disconnected) = stop.try_recv() {
+            break;
+        }
+        match watcher.scan() {
+            Ok(stats) => {
+                if failing {
+                    notice!("scans work again");
+                    failing = false;
+                }
+                watcher.trim(opts.window);
+                exporter.observe_scan(Ok(&stats), watcher.history().span_s());
+                let t = Instant::now();
+                let (report, _) = watcher.report(&policy);
+                exporter.observe_report(&report, t.elapsed().as_secs_f64(), read_cgroup_labels);
+                let plan = planner.plan(&report, Instant::now(), SystemTime::now());
+                announce(&report, &plan);
+                if let Some(dumper) = &dumper {
+                    for (pid, why) in &plan.deferred {
+                        notice!("dump of pid {pid} put off: {why}");
+                        exporter.dump_counters().deferred.inc();
+                    }
+                    for job in plan.dumps {
+                        dumper.send(job);
+                    }
+                }
+                let body = exporter.render();
+                shared.publish(|s| {
+                    s.metrics = body;
+                    s.last_ok = Some(Instant::now());
+                    s.last_error = None;
+                });
+            }
+            Err(e) => {
+                if !failing {
+                    notice!("scan failed: {e}");
+                    failing = true;
+                }
+                log::debug!("scan failed: {e}");
+                exporter.observe_scan(Err(()), watcher.history().span_s());
+                let body = exporter.render();
+                shared.publish(|s| {
+                    s.metrics = body;
+                    s.last_error = Some(e.to_string());
+                });
+            }
+        }
+        next += opts.interval;
+        let now = Instant::now();
+        if next < now {
+            // A scan longer than the interval: start the next one now, without a burst.
+            next = now;
+        }
+        match stop.recv_timeout(next - now) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    drop(watcher);
+}
+
+/// Logs verdict changes.
+fn announce(report: &Report, plan: &dumps::Plan) {
+    for &pid in &plan.new_leaks {
+        let Some(p) = report.processes.iter().find(|p| p.pid == pid) else {
+            continue;
+        };
+        let site = p
+            .sites
+            .iter()
+            .find(|s| s.verdict == GrowthVerdict::Leak)
+            .map(metrics::site_label)
+            .unwrap_or_default();
+        notice!(
+            "LEAK pid {pid} {} ({}): {} blocked waiters, {:+.1}/min; site {site}",
+            p.comm,
+            p.exe,
+            p.waiters,
+            p.growth_per_min
+        );
+    }
+    for &pid in &plan.cleared {
+        notice!("pid {pid}: no longer judged a leak");
+    }
+}
+
+/// The dump writer thread's handle.
+struct Dumper {
+    jobs: mpsc::Sender<DumpJob>,
+}
+
+impl Dumper {
+    fn start(policy: DumpPolicy, counters: DumpCounters) -> Self {
+        let (jobs, rx) = mpsc::channel::<DumpJob>();
+        let spawned = thread::Builder::new()
+            .name("leakscope-dump".into())
+            .spawn(move || {
+                for job in rx {
+                    match dumps::write_dump(&policy.dir, &job) {
+                        Ok(path) => {
+                            counters.written.inc();
+                            notice!(
+                                "dumped the report of pid {} ({}) to {}",
+                                job.pid,
+                                job.comm,
+                                path.display()
+                            );
+                        }
+                        Err(e) => {
+                            counters.errors.inc();
+                            notice!(
+                                "cannot dump pid {} to {}: {e}",
+                                job.pid,
+                                policy.dir.display()
+                            );
+                            continue;
+                        }
+                    }
+                    match dumps::rotate(&policy.dir, policy.keep) {
+                        Ok(deleted) => {
+                            for path in deleted {
+                                log::info!("rotated out {}", path.display());
+                            }
+                        }
+                        Err(e) => notice!("cannot rotate dumps in {}: {e}", policy.dir.display()),
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            notice!("cannot start the dump thread: {e}; no dumps");
+        }
+        Self { jobs }
+    }
+
+    fn send(&self, job: DumpJob) {
+        // A dead writer has said why already.
+        let _ = self.jobs.send(job);
+    }
+}
+
+/// `--dump-dir` and its options, as the command line gives them.
+pub fn dump_policy(
+    dir: Option<PathBuf>,
+    cooldown: Duration,
+    max_per_hour: usize,
+    keep: usize,
+) -> Option<DumpPolicy> {
+    dir.map(|dir| DumpPolicy {
+        dir,
+        cooldown,
+        max_per_hour,
+        keep: keep.max(1),
+    })
+}
