@@ -655,6 +655,98 @@ mod tests {
         );
     }
 
+    #[derive(Deserialize)]
+    struct ShapeCases {
+        processes: Vec<ShapeCase>,
+    }
+
+    #[derive(Deserialize)]
+    struct ShapeCase {
+        case: String,
+        pid: u32,
+        expected: String,
+        leak_functions: Vec<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct ShapeSite {
+        pid: u32,
+        stack: Vec<Option<String>>,
+        observation: SiteObservation,
+    }
+
+    /// Check that every site of a recorded `cargo xtask accuracy` run (each shape of a
+    /// leak and of a steady program, threads and goroutines, 15 s) is judged right: a site
+    /// is a leak exactly when its stack holds one of its case's leak functions; and that
+    /// a longer window never turns a right "leak" into "ok" once it was found.
+    #[test]
+    fn recorded_shapes_are_judged_right() {
+        let cases: ShapeCases =
+            serde_json::from_str(include_str!("../tests/data/shapes/cases.json")).unwrap();
+        let sites: Vec<ShapeSite> =
+            serde_json::from_str(include_str!("../tests/data/shapes/observations.json")).unwrap();
+        let policy = VerdictPolicy::default();
+        let mut wrong = Vec::new();
+        let mut leaks_found = std::collections::BTreeSet::new();
+        for site in &sites {
+            let case = cases
+                .processes
+                .iter()
+                .find(|c| c.pid == site.pid)
+                .expect("every pid has a case");
+            let at_leak_function = site
+                .stack
+                .iter()
+                .flatten()
+                .any(|f| case.leak_functions.iter().any(|l| f.contains(l.as_str())));
+            let expected = if case.expected == "leak" && at_leak_function {
+                GrowthVerdict::Leak
+            } else {
+                GrowthVerdict::Ok
+            };
+            let j = judge(&site.observation, &policy);
+            if j.verdict != expected {
+                wrong.push(format!(
+                    "{} ({:?}): expected {expected:?}, got {:?}: {}",
+                    case.case,
+                    site.stack.iter().flatten().nth(3),
+                    j.verdict,
+                    j.reason
+                ));
+            }
+            if j.verdict == GrowthVerdict::Leak && expected == GrowthVerdict::Leak {
+                leaks_found.insert(case.case.clone());
+                let scans = site.observation.counts.len();
+                let first_leak = (3..=scans)
+                    .find(|&k| {
+                        judge(&site.observation.prefix(k), &policy).verdict == GrowthVerdict::Leak
+                    })
+                    .unwrap();
+                for k in first_leak..=scans {
+                    let jk = judge(&site.observation.prefix(k), &policy);
+                    assert_eq!(
+                        jk.verdict,
+                        GrowthVerdict::Leak,
+                        "{}: leak at {first_leak} scans but not at {k}: {}",
+                        case.case,
+                        jk.reason
+                    );
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "wrong verdicts:\n{}", wrong.join("\n"));
+        let leak_cases = cases
+            .processes
+            .iter()
+            .filter(|c| c.expected == "leak")
+            .count();
+        assert_eq!(
+            leaks_found.len(),
+            leak_cases,
+            "every leak case has a leak site found: {leaks_found:?}"
+        );
+    }
+
     /// Check the slope on a known line.
     #[test]
     fn slope_of_a_line() {

@@ -4,6 +4,7 @@
 //! Depends on no tracer-* crate on purpose: it must build before clang-19 (which
 //! tracer-ebpf's build script needs) is installed, since `setup` installs it.
 
+mod accuracy;
 mod bench;
 mod go_layouts;
 mod setup;
@@ -47,6 +48,9 @@ enum Task {
     Vmlinux,
     /// Measure how much leakscope watching the host slows futex-heavy programs.
     Bench(bench::BenchArgs),
+    /// Run every leak and steady shape at once, diagnose them with one
+    /// `leakscope diagnose` and print recall and false alarms (needs root).
+    Accuracy(accuracy::AccuracyArgs),
     /// Regenerate tracer-user/src/sources/go/layouts.json (Go runtime layouts per version)
     /// by building a probe with each supported Go toolchain and reading its DWARF.
     GoLayouts,
@@ -71,6 +75,7 @@ fn run_task(task: Task) -> Result<ExitCode> {
         Task::Diagnose { args } => return diagnose(&args),
         Task::Vmlinux => vmlinux()?,
         Task::Bench(args) => bench::bench(&args)?,
+        Task::Accuracy(args) => return accuracy::accuracy(&args),
         Task::GoLayouts => go_layouts::go_layouts()?,
     }
     Ok(ExitCode::SUCCESS)

@@ -11,8 +11,9 @@ use crate::util::{find_program, is_root, run};
 const CLANG: &str = "clang-19";
 /// libbpf-dev's header; the kernel programs include <bpf/bpf_helpers.h>.
 const BPF_HELPERS_HEADER: &str = "/usr/include/bpf/bpf_helpers.h";
-/// Installed together whenever either is missing: one apt transaction.
-const PACKAGES: [&str; 2] = ["clang-19", "libbpf-dev"];
+/// Installed together whenever any is missing: one apt transaction. `prometheus`
+/// provides `prometheus` and `promtool`, which the daemon's tests run.
+const PACKAGES: [&str; 3] = ["clang-19", "libbpf-dev", "prometheus"];
 /// The kernel's own type information: leakscope's CO-RE programs need it to load.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -25,16 +26,19 @@ fn missing_packages() -> Vec<&'static str> {
     if !Path::new(BPF_HELPERS_HEADER).exists() {
         missing.push("libbpf-dev");
     }
+    if find_program("prometheus").is_none() || find_program("promtool").is_none() {
+        missing.push("prometheus");
+    }
     missing
 }
 
-/// Makes sure this machine can build leakscope, installing clang-19 and
-/// libbpf-dev with apt-get when either is missing. Does nothing (and runs no
-/// apt-get) when both are present, so every other task can call it cheaply.
+/// Makes sure this machine can build and test leakscope, installing clang-19,
+/// libbpf-dev and prometheus with apt-get when any is missing. Does nothing (and
+/// runs no apt-get) when all are present, so every other task can call it cheaply.
 pub fn setup() -> Result<()> {
     let missing = missing_packages();
     if missing.is_empty() {
-        println!("setup: {CLANG} and libbpf-dev are installed");
+        println!("setup: {} are installed", PACKAGES.join(", "));
     } else {
         if !is_root() {
             bail!(

@@ -250,20 +250,18 @@ static void *fast_leaker(void *arg) {
     return NULL;
 }
 
-/* Spawns `fn` threads at `rate` per second (evenly), at most `max`, forever. */
+/* Spawns `fn` threads at `rate` per second (evenly, the first at once), at
+ * most `max`, forever. */
 static void spawn_at_rate(void *(*fn)(void *), double rate, long max) {
     double start = now_s();
-    for (long spawned = 0;;) {
-        if (spawned < max) {
-            if (spawn(fn, NULL))
-                spawned++;
-            if (spawned == max)
-                fprintf(stderr, "shape-threads: reached --max %ld, no more spawns\n", max);
+    for (long tick = 1, spawned = 0;; tick++) {
+        if (spawn(fn, NULL) && ++spawned == max) {
+            fprintf(stderr, "shape-threads: reached --max %ld, no more spawns\n", max);
+            for (;;)
+                sleep_s(3600);
         }
         /* Paced from the start, so the rate does not drift with spawn costs. */
-        sleep_s(start + (spawned + 1) / rate - now_s());
-        if (spawned >= max)
-            sleep_s(1.0);
+        sleep_s(start + tick / rate - now_s());
     }
 }
 
@@ -670,10 +668,10 @@ __attribute__((noinline)) void sleeper_timed_wait(double ms) {
 static void *sleeper(void *arg) {
     uint64_t state = (uintptr_t)arg * 0x9e3779b97f4a7c15ULL | 1;
     double period = rng_range(&state, sleep_min_ms, sleep_max_ms);
-    /* Start at a random phase, so the sleepers do not wake in step. */
-    WAITING(role_pool, sleeper_timed_wait(rng_range(&state, 0, period)));
-    for (;;) {
-        WAITING(role_pool, sleeper_timed_wait(period));
+    /* The first wait is a random part of the period, so the sleepers do not
+     * wake in step; one call site, so all waits are one site. */
+    for (double ms = rng_range(&state, 0, period);; ms = period) {
+        WAITING(role_pool, sleeper_timed_wait(ms));
         work_sink++;
     }
     return NULL;
