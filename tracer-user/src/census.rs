@@ -127,8 +127,9 @@ pub struct SiteKey {
 pub enum MemberId {
     /// One uninterrupted futex wait of one thread.
     Thread(WaitId),
-    /// A goroutine by id (ids are never reused within a process).
-    Goroutine(u64),
+    /// One uninterrupted park of one goroutine: its id (never reused within a process)
+    /// and its `trackingSeq`, which changes whenever the goroutine runs.
+    Goroutine { goid: u64, seq: u8 },
 }
 
 /// Kind-specific facts about a waiter.
@@ -234,6 +235,8 @@ pub struct GoroutineTable {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParkedGoroutine {
     pub goid: u64,
+    /// Changes whenever the goroutine runs: names one uninterrupted park.
+    pub wait_seq: u8,
     pub wait_reason: Arc<str>,
     /// Absolute pcs, innermost first (the parking pc, then return addresses).
     pub stack: StackKey,
@@ -448,7 +451,10 @@ impl CensusTaker {
                 frame
             });
             let waiter = Waiter {
-                id: MemberId::Goroutine(g.goid),
+                id: MemberId::Goroutine {
+                    goid: g.goid,
+                    seq: g.wait_seq,
+                },
                 born: g.goid,
                 blocked_for_ns: None,
                 detail: WaitDetail::Goroutine { gopc: g.gopc },

@@ -253,7 +253,7 @@ mod tests {
         };
         let waiters = goids
             .map(|goid| Waiter {
-                id: MemberId::Goroutine(goid),
+                id: MemberId::Goroutine { goid, seq: 0 },
                 born: goid,
                 blocked_for_ns: None,
                 detail: WaitDetail::Goroutine { gopc: 0x3000 },
@@ -289,7 +289,7 @@ mod tests {
                 let p = c.processes.values_mut().next().unwrap();
                 let waiters = p.sites.values_mut().next().unwrap();
                 waiters.push(Waiter {
-                    id: MemberId::Goroutine(1000),
+                    id: MemberId::Goroutine { goid: 1000, seq: 0 },
                     ..waiters[0].clone()
                 });
             }
@@ -303,7 +303,9 @@ mod tests {
         assert_eq!(key.pid, 7);
         let (site_key, site) = process.sites.iter().next().unwrap();
         assert!(
-            !site.members.contains_key(&MemberId::Goroutine(1000)),
+            !site
+                .members
+                .contains_key(&MemberId::Goroutine { goid: 1000, seq: 0 }),
             "left before the window"
         );
         let obs = h.observe(key, process, site_key, site);

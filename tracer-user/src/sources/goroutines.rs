@@ -303,6 +303,8 @@ struct ParkedG {
     /// `atomicstatus` with the scan bit masked.
     status: u32,
     goid: u64,
+    /// `trackingSeq`: changes whenever the goroutine runs (0 where the layout lacks it).
+    seq: u8,
     wait_reason: u8,
     sp: u64,
     pc: u64,
@@ -323,6 +325,10 @@ fn parse_g(bytes: &[u8], l: &GoRuntimeLayout) -> Option<ParkedG> {
     Some(ParkedG {
         status,
         goid: at(l.g_goid)?,
+        seq: l
+            .g_tracking_seq
+            .and_then(|o| bytes.get(o as usize).copied())
+            .unwrap_or(0),
         wait_reason: *bytes.get(l.g_waitreason as usize)?,
         sp: at(l.g_sched_sp)?,
         pc: at(l.g_sched_pc)?,
@@ -420,6 +426,7 @@ fn read_goroutines(
             .clone();
         out.push(ParkedGoroutine {
             goid: g.goid,
+            wait_seq: g.seq,
             wait_reason,
             stack: stack.clone(),
             gopc: g.gopc,

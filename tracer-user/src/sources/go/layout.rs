@@ -94,6 +94,11 @@ pub struct GoRuntimeLayout {
     pub g_gopc: u64,
     pub g_startpc: u64,
     pub g_parentgoid: Option<u64>,
+    /// `trackingSeq`, a `uint8` bumped every time the goroutine stops running: unchanged
+    /// between two reads, the goroutine has not woken in between (the goroutine's
+    /// analogue of a thread's voluntary context-switch count).
+    #[serde(default)]
+    pub g_tracking_seq: Option<u64>,
     /// Go's name of each waitReason value, index = value ("chan receive",
     /// "select", ...).
     pub wait_reasons: Vec<String>,
@@ -181,6 +186,7 @@ impl GoRuntimeLayout {
             g_gopc: g_member("gopc")?,
             g_startpc: g_member("startpc")?,
             g_parentgoid: g.members.get("parentGoid").copied(),
+            g_tracking_seq: g.members.get("trackingSeq").copied(),
             wait_reasons,
         };
         layout.check()?;
@@ -204,7 +210,7 @@ impl GoRuntimeLayout {
             self.g_gopc,
             self.g_startpc,
         ];
-        let optional = [self.g_syscallbp, self.g_parentgoid];
+        let optional = [self.g_syscallbp, self.g_parentgoid, self.g_tracking_seq];
         let inside = |o: &u64| *o < self.g_size;
         if !(64..=MAX_G_SIZE).contains(&self.g_size)
             || !offsets.iter().all(inside)
