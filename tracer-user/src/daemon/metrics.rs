@@ -16,6 +16,7 @@ use prometheus::{
 };
 
 use crate::{
+    history::History,
     report::{ProcessReport, Report, SiteReport},
     verdict::GrowthVerdict,
     watch::ScanStats,
@@ -58,6 +59,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "leakscope_watched_waiters",
     "leakscope_go_read_errors",
     "leakscope_window_seconds",
+    "leakscope_history_processes",
+    "leakscope_history_members",
     "leakscope_dumps_written_total",
     "leakscope_dumps_deferred_total",
     "leakscope_dump_errors_total",
@@ -142,6 +145,13 @@ fn container_id(component: &str) -> Option<&str> {
         start += run + 1;
     }
     None
+}
+
+/// Whether process `pid` still runs `comm` (the report keeps processes that exited
+/// within the window; their series should not outlive them).
+pub fn is_alive(pid: u32, comm: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|c| c.trim_end_matches('\n') == comm)
 }
 
 /// Reads a process's cgroup labels; empty when it has exited or has none.
@@ -349,6 +359,8 @@ pub struct Exporter {
     watched_waiters: IntGauge,
     go_errors: IntGauge,
     window: Gauge,
+    history_processes: IntGauge,
+    history_members: IntGauge,
     cpu_seconds: Counter,
     rss_bytes: IntGauge,
     dumps: DumpCounters,
@@ -503,6 +515,14 @@ impl Exporter {
                 "leakscope_window_seconds",
                 "Span of the history the verdicts judge (grows to --window).",
             ),
+            history_processes: int_gauge(
+                "leakscope_history_processes",
+                "Processes the window's history holds (including ones that exited within it).",
+            ),
+            history_members: int_gauge(
+                "leakscope_history_members",
+                "Waits (one per uninterrupted wait of a thread or goroutine) the window's history holds; leakscope's memory grows with it.",
+            ),
             cpu_seconds: {
                 let c = Counter::with_opts(opts(
                     "process_cpu_seconds_total",
@@ -553,6 +573,18 @@ impl Exporter {
     /// The counters the dump writer updates.
     pub fn dump_counters(&self) -> DumpCounters {
         self.dumps.clone()
+    }
+
+    /// Records the size of the window's history.
+    pub fn observe_history(&self, history: &History) {
+        self.history_processes.set(history.processes.len() as i64);
+        let members: usize = history
+            .processes
+            .values()
+            .flat_map(|p| p.sites.values())
+            .map(|s| s.members.len())
+            .sum();
+        self.history_members.set(members as i64);
     }
 
     /// Records one scan's outcome.
@@ -951,6 +983,7 @@ mod tests {
             container: String::new(),
         };
         exporter.observe_scan(Ok(&ScanStats::default()), 1.0);
+        exporter.observe_history(&History::new());
         exporter.dump_counters().written.inc();
         exporter.observe_report(&report, 0.01, cg);
         let text = String::from_utf8(exporter.render().to_vec()).unwrap();

@@ -226,7 +226,12 @@ fn scanner(
                 watcher.trim(opts.window);
                 exporter.observe_scan(Ok(&stats), watcher.history().span_s());
                 let t = Instant::now();
-                let (report, _) = watcher.report(&policy);
+                let (mut report, _) = watcher.report(&policy);
+                // The window remembers processes that exited; the metrics should not.
+                report
+                    .processes
+                    .retain(|p| metrics::is_alive(p.pid, &p.comm));
+                exporter.observe_history(watcher.history());
                 exporter.observe_report(&report, t.elapsed().as_secs_f64(), read_cgroup_labels);
                 let plan = planner.plan(&report, Instant::now(), SystemTime::now());
                 announce(&report, &plan);

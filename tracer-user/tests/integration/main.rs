@@ -5,5 +5,6 @@
 //! Most tests need root and fail, rather than skip, without it.
 
 mod common;
+mod daemon;
 mod go;
 mod native;

@@ -1,0 +1,619 @@
+//! `leakscope run`, the daemon: a real Prometheus server (Debian's `prometheus`, on
+//! loopback) scrapes it while a leaking and a steady program run, with the shipped
+//! alert rules; the leak's series must rise and its alerts fire, the steady program's
+//! must not. Also: the shipped rules pass promtool, the dashboard and rules use only
+//! metrics the daemon exports, a dump is written, and SIGTERM detaches everything.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{
+    Program, Spawned, WARM_UP, check_report_shape, program_path, require_root, run_leakscope,
+};
+
+/// The shipped deploy files.
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// Longest wait for the leak's alerts to fire in Prometheus.
+const ALERT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a Debian tool lives, or a panic saying how to get it.
+fn tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not installed; these tests need Debian's prometheus package \
+                 (`cargo xtask setup` as root installs it, or `apt-get install prometheus`)"
+            )
+        })
+}
+
+/// A loopback port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A scratch directory under the target dir, emptied first, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create scratch dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A background process whose output goes to a log file; killed and reaped on drop.
+struct Background {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl Background {
+    fn start(name: &'static str, mut command: Command, log: PathBuf) -> Self {
+        let out = File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Background {
+            name,
+            child,
+            log,
+            status: None,
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics (with its log) when the process has exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            self.status = Some(status);
+            panic!(
+                "{} exited ({status}). Its output:\n{}",
+                self.name,
+                self.log()
+            );
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// GET over HTTP/1.0 (so no chunked answers): (status, body).
+fn http_get(port: u16, target: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {target} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\n\r\n"
+    )?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_ascii_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+/// Percent-encodes a query parameter.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Runs an instant PromQL query; returns the result vector.
+fn prom_query(port: u16, query: &str) -> Vec<Value> {
+    let (status, body) = http_get(port, &format!("/api/v1/query?query={}", url_encode(query)))
+        .unwrap_or_else(|e| panic!("query {query}: {e}"));
+    let v: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("query {query}: {status} {e}: {body}"));
+    assert_eq!(v["status"], "success", "query {query}: {body}");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// The value of a one-sample result.
+fn sample_value(sample: &Value) -> f64 {
+    sample["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Prometheus's alerts.
+fn prom_alerts(port: u16) -> Vec<Value> {
+    let (_, body) = http_get(port, "/api/v1/alerts").expect("GET /api/v1/alerts");
+    let v: Value = serde_json::from_str(&body).expect("alerts JSON");
+    v["data"]["alerts"].as_array().cloned().unwrap_or_default()
+}
+
+/// The alerts named `name` about process `pid`.
+fn alerts_for<'a>(alerts: &'a [Value], name: &str, pid: u32) -> Vec<&'a Value> {
+    alerts
+        .iter()
+        .filter(|a| a["labels"]["alertname"] == name && pid_label_is(&a["labels"], pid))
+        .collect()
+}
+
+/// Whether a label set's `pid` label (a string) is `pid`.
+fn pid_label_is(labels: &Value, pid: u32) -> bool {
+    labels["pid"].as_str().and_then(|s| s.parse().ok()) == Some(pid)
+}
+
+/// Polls `check` every 250 ms until it returns Some or `timeout` passes.
+fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The shipped rules with every `for:` cut to `for: 3s` and the growth alert's
+/// 1000-waiter floor cut to 20, so a test of seconds can see them fire. Panics if the
+/// shipped file no longer has what this replaces.
+fn rules_for_test() -> String {
+    let shipped = fs::read_to_string(deploy_dir().join("prometheus/rules.yml"))
+        .expect("deploy/prometheus/rules.yml");
+    let floor = "leakscope_process_blocked_waiters > 1000";
+    assert!(shipped.contains(floor), "rules.yml lost `{floor}`");
+    assert!(shipped.contains("for: 10m"), "rules.yml lost `for: 10m`");
+    shipped
+        .replace(floor, "leakscope_process_blocked_waiters > 20")
+        .lines()
+        .map(|line| match line.trim_start().strip_prefix("for:") {
+            Some(_) => {
+                let indent = line.len() - line.trim_start().len();
+                format!("{}for: 3s", " ".repeat(indent))
+            }
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Metric names used in PromQL text: identifiers starting with `leakscope_` or
+/// `process_`, histogram series mapped to their family.
+fn metric_names_in(promql: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = promql.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+        if is_ident(bytes[i]) && (i == 0 || !is_ident(bytes[i - 1])) {
+            let start = i;
+            while i < bytes.len() && is_ident(bytes[i]) {
+                i += 1;
+            }
+            let word = &promql[start..i];
+            if word.starts_with("leakscope_") || word.starts_with("process_") {
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| word.strip_suffix(s))
+                    .filter(|base| base.ends_with("_seconds"))
+                    .unwrap_or(word);
+                names.insert(family.to_string());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+/// Every `expr` of the Grafana dashboard (panels, nested rows, variables).
+fn dashboard_exprs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, item) in map {
+                match (k.as_str(), item) {
+                    ("expr" | "definition", Value::String(s)) => out.push(s.clone()),
+                    _ => dashboard_exprs(item, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| dashboard_exprs(i, out)),
+        _ => {}
+    }
+}
+
+/// The metric families a `/metrics` exposition has (from its `# TYPE` lines).
+fn exported_families(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// BPF program and map ids a process holds open (from its fds' fdinfo).
+fn bpf_objects_of(pid: u32) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return ids;
+    };
+    for entry in entries.flatten() {
+        let info = fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in info.lines() {
+            for key in ["prog_id:", "map_id:"] {
+                if let Some(id) = line.strip_prefix(key) {
+                    ids.insert(format!("{} {}", &key[..key.len() - 4], id.trim()));
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// Whether the kernel still has BPF object `id` ("prog 12" or "map 7").
+fn bpf_object_exists(id: &str) -> bool {
+    let (kind, number) = id.split_once(' ').expect("kind and id");
+    let out = Command::new(tool("bpftool"))
+        .args([kind, "show", "id", number])
+        .output()
+        .expect("run bpftool");
+    out.status.success()
+}
+
+/// Check that a running `leakscope run`, scraped by a real Prometheus with the shipped
+/// rules, exports a rising blocked population and a leak verdict for a leaking program
+/// and fires its alerts, while a steady pool's series stays "ok" and alert-free; that
+/// the leak's report is dumped; that the dashboard and rules name only exported
+/// metrics; and that SIGTERM ends it with status 0 within a second, its kernel objects
+/// gone.
+#[test]
+fn daemon_under_prometheus_alerts_on_the_leak_only() {
+    require_root();
+    let prometheus_bin = tool("prometheus");
+    let scratch = TempDir::new("leakscope-daemon");
+    let dumps = scratch.0.join("dumps");
+
+    let mut leaker = Spawned::launch(
+        Program::MutexLeak.name(),
+        Command::new(program_path(Program::MutexLeak)),
+    );
+    let mut steady = Spawned::launch(
+        Program::IdlePool.name(),
+        Command::new(program_path(Program::IdlePool)),
+    );
+    thread::sleep(WARM_UP);
+    leaker.assert_running("during warm-up");
+    steady.assert_running("during warm-up");
+    let (leak_pid, steady_pid) = (leaker.pid(), steady.pid());
+
+    let daemon_port = free_port();
+    let mut daemon_command = Command::new(env!("CARGO_BIN_EXE_leakscope"));
+    daemon_command.args([
+        "run",
+        "--listen",
+        &format!("127.0.0.1:{daemon_port}"),
+        "--interval",
+        "1",
+        "--window",
+        "60",
+        "--dump-dir",
+    ]);
+    daemon_command.arg(&dumps);
+    let mut daemon = Background::start(
+        "leakscope run",
+        daemon_command,
+        scratch.0.join("daemon.log"),
+    );
+
+    // Prometheus: 1 s scrapes and rule evaluations, the shipped rules with short `for`.
+    let prom_port = free_port();
+    fs::write(scratch.0.join("rules.yml"), rules_for_test()).unwrap();
+    fs::write(
+        scratch.0.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\n\
+             scrape_configs:\n  - job_name: leakscope\n    static_configs:\n      - targets: ['127.0.0.1:{daemon_port}']\n"
+        ),
+    )
+    .unwrap();
+    let mut prom_command = Command::new(&prometheus_bin);
+    prom_command
+        .arg(format!(
+            "--config.file={}",
+            scratch.0.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            scratch.0.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .arg("--storage.tsdb.retention.time=1h");
+    let mut prometheus =
+        Background::start("prometheus", prom_command, scratch.0.join("prometheus.log"));
+
+    // The daemon is healthy once it has scanned.
+    let healthy = wait_for(Duration::from_secs(30), || {
+        daemon.assert_running();
+        matches!(http_get(daemon_port, "/healthz"), Ok((200, _))).then_some(())
+    });
+    assert!(
+        healthy.is_some(),
+        "no healthy /healthz in 30 s:\n{}",
+        daemon.log()
+    );
+    let (status, _) = http_get(daemon_port, "/nothing-here").unwrap();
+    assert_eq!(status, 404);
+    let ready = wait_for(Duration::from_secs(30), || {
+        prometheus.assert_running();
+        matches!(http_get(prom_port, "/-/ready"), Ok((200, _))).then_some(())
+    });
+    assert!(
+        ready.is_some(),
+        "prometheus not ready:\n{}",
+        prometheus.log()
+    );
+
+    // Both of the leak's alerts fire.
+    let fired = wait_for(ALERT_TIMEOUT, || {
+        daemon.assert_running();
+        let alerts = prom_alerts(prom_port);
+        let firing = |name| {
+            alerts_for(&alerts, name, leak_pid)
+                .iter()
+                .any(|a| a["state"] == "firing")
+        };
+        (firing("LeakscopeLeak") && firing("LeakscopeBlockedPopulationGrowing")).then_some(())
+    });
+    let alerts = prom_alerts(prom_port);
+    assert!(
+        fired.is_some(),
+        "the leak's alerts did not fire in {ALERT_TIMEOUT:?}; alerts: {alerts:#?}\ndaemon:\n{}",
+        daemon.log()
+    );
+
+    // The leak's population rose in Prometheus; its verdict is 1.
+    let pid_sel = |pid: u32| format!("pid=\"{pid}\"");
+    let rise = prom_query(
+        prom_port,
+        &format!(
+            "max_over_time(leakscope_process_blocked_waiters{{{}}}[5m]) - min_over_time(leakscope_process_blocked_waiters{{{}}}[5m])",
+            pid_sel(leak_pid),
+            pid_sel(leak_pid)
+        ),
+    );
+    assert_eq!(rise.len(), 1, "one series for the leak: {rise:?}");
+    assert!(
+        sample_value(&rise[0]) >= 10.0,
+        "the leak's waiters rose by {rise:?}"
+    );
+    let leak = prom_query(
+        prom_port,
+        &format!("leakscope_process_leak{{{}}}", pid_sel(leak_pid)),
+    );
+    assert_eq!(leak.len(), 1);
+    assert_eq!(sample_value(&leak[0]), 1.0);
+    assert_eq!(leak[0]["metric"]["comm"], "mutex_leak");
+    assert_eq!(leak[0]["metric"]["runtime"], "native");
+    let sites = prom_query(
+        prom_port,
+        &format!("leakscope_site_leak{{{}}} == 1", pid_sel(leak_pid)),
+    );
+    assert!(
+        sites.iter().any(|s| s["metric"]["site"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("thread:futex:leak_on_mutex"))),
+        "the leak site is labelled by leak_on_mutex: {sites:?}"
+    );
+
+    // The steady pool: exported, never judged a leak, no alert in any state.
+    let steady_waiters = prom_query(
+        prom_port,
+        &format!(
+            "leakscope_process_blocked_waiters{{{}}}",
+            pid_sel(steady_pid)
+        ),
+    );
+    assert_eq!(steady_waiters.len(), 1, "the pool is exported");
+    let steady_leak = prom_query(
+        prom_port,
+        &format!(
+            "max_over_time(leakscope_process_leak{{{}}}[5m])",
+            pid_sel(steady_pid)
+        ),
+    );
+    assert_eq!(steady_leak.len(), 1);
+    assert_eq!(sample_value(&steady_leak[0]), 0.0, "pool judged a leak");
+    let steady_alerts: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| pid_label_is(&a["labels"], steady_pid))
+        .collect();
+    assert!(
+        steady_alerts.is_empty(),
+        "alerts on the pool: {steady_alerts:#?}"
+    );
+
+    // A dump of the leak, in the diagnose --json format; none of the pool.
+    let dump_names: Vec<String> = fs::read_dir(&dumps)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let leak_dump = dump_names
+        .iter()
+        .find(|n| n.contains(&format!("-pid{leak_pid}-")) && n.ends_with(".json"))
+        .unwrap_or_else(|| panic!("no dump of pid {leak_pid} in {dump_names:?}"));
+    assert!(
+        !dump_names
+            .iter()
+            .any(|n| n.contains(&format!("-pid{steady_pid}-"))),
+        "the pool was dumped: {dump_names:?}"
+    );
+    let report: Value =
+        serde_json::from_str(&fs::read_to_string(dumps.join(leak_dump)).unwrap()).unwrap();
+    check_report_shape(&report).unwrap_or_else(|e| panic!("dump: {e}"));
+    assert_eq!(report["processes"][0]["pid"], leak_pid);
+    assert_eq!(report["processes"][0]["verdict"], "leak");
+    assert!(
+        daemon.log().contains(&format!("LEAK pid {leak_pid} ")),
+        "{}",
+        daemon.log()
+    );
+
+    // The dashboard and the rules use only metrics the daemon exports.
+    let (_, exposition) = http_get(daemon_port, "/metrics").unwrap();
+    let exported = exported_families(&exposition);
+    let mut exprs = Vec::new();
+    let dashboard: Value = serde_json::from_str(
+        &fs::read_to_string(deploy_dir().join("grafana/leakscope.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    dashboard_exprs(&dashboard, &mut exprs);
+    let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names_in(e)).collect();
+    assert!(used.len() >= 15, "the dashboard uses {used:?}");
+    let unknown: Vec<&String> = used.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard uses unexported {unknown:?}"
+    );
+    let rules = fs::read_to_string(deploy_dir().join("prometheus/rules.yml")).unwrap();
+    let in_rules = metric_names_in(&rules);
+    let unknown: Vec<&String> = in_rules.difference(&exported).collect();
+    assert!(unknown.is_empty(), "the rules use unexported {unknown:?}");
+    let documented: BTreeSet<String> = tracer_user::daemon::metrics::METRIC_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(exported, documented, "METRIC_NAMES is what /metrics has");
+
+    // SIGTERM: exit 0 within a second; its BPF programs and maps are gone.
+    let held = bpf_objects_of(daemon.pid());
+    assert!(
+        held.iter().any(|id| id.starts_with("prog ")),
+        "the daemon holds no BPF program? {held:?}"
+    );
+    drop(prometheus);
+    let t0 = Instant::now();
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+    assert_eq!(
+        unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "still running 3 s after SIGTERM:\n{}",
+            daemon.log()
+        );
+        thread::sleep(Duration::from_millis(5));
+    };
+    daemon.status = Some(status);
+    let took = t0.elapsed();
+    assert_eq!(status.code(), Some(0), "{status}:\n{}", daemon.log());
+    assert!(took < Duration::from_secs(1), "took {took:?} to stop");
+    let left: Vec<&String> = held.iter().filter(|id| bpf_object_exists(id)).collect();
+    assert!(left.is_empty(), "left in the kernel after exit: {left:?}");
+}
+
+/// Check that the shipped alert rules load (`promtool check rules`) and behave as their
+/// own unit tests say (`promtool test rules`: the leak verdict holding, fast growth
+/// over 1000, a daemon not scanning).
+#[test]
+fn shipped_rules_pass_promtool() {
+    let promtool = tool("promtool");
+    for args in [
+        ["check", "rules", "rules.yml"],
+        ["test", "rules", "rules_test.yml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(deploy_dir().join("prometheus"))
+            .output()
+            .expect("run promtool");
+        assert!(
+            out.status.success(),
+            "promtool {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Check that `leakscope run` on a port already taken exits 2 with one line naming it.
+#[test]
+fn daemon_fails_cleanly_on_a_taken_port() {
+    require_root();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let run = run_leakscope(
+        &[
+            "run".to_string(),
+            "--listen".to_string(),
+            format!("127.0.0.1:{port}"),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(run.exit_code, 2, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(run.stderr.contains("cannot listen on"), "{run:?}");
+}
