@@ -42,6 +42,8 @@ const G_SCAN_BIT: u32 = 0x1000;
 const MAX_GOROUTINES: u64 = 20_000_000;
 /// A parked goroutine's used stack beyond this is not walked further.
 const MAX_STACK_READ: u64 = 256 * 1024;
+/// Executables remembered as not Go (or unreadable) before the list is cleared.
+const MAX_KNOWN_EXECUTABLES: usize = 4096;
 /// Frames kept per goroutine stack.
 const MAX_FRAMES: usize = 64;
 
@@ -159,7 +161,20 @@ impl GoroutineSource {
         }
         // Processes that exited or exec'd are gone for good.
         self.processes.retain(|k, _| live.contains(k));
+        self.prune_executables();
         out
+    }
+
+    /// Forgets analysed Go executables no live process runs (each holds its pclntab, a
+    /// few MB), and bounds the list of non-Go executables.
+    fn prune_executables(&mut self) {
+        self.executables.retain(|_, exe| match exe {
+            Executable::Go(program) => Arc::strong_count(program) > 1,
+            Executable::Native | Executable::Unreadable(..) => true,
+        });
+        if self.executables.len() > MAX_KNOWN_EXECUTABLES {
+            self.executables.retain(|_, exe| matches!(exe, Executable::Go(_)));
+        }
     }
 
     /// Decides once per process instance whether it is a Go program we can read.

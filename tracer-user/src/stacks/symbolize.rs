@@ -38,7 +38,7 @@ pub struct Frame {
 /// Distinct files blazesym may hold open (and mapped, with parsed debug info) at once;
 /// beyond that it is rebuilt from scratch, which bounds memory and file descriptors on a
 /// long-running host. Our own result cache survives the rebuild.
-const MAX_OPEN_BINARIES: usize = 128;
+const MAX_OPEN_BINARIES: usize = 32;
 /// Symbolized (binary, offset) pairs kept (per generation of the two-generation cache).
 const MAX_CACHED_SYMBOLS: usize = 64 * 1024;
 /// Mappings (per process) whose binary has been identified.

@@ -50,9 +50,9 @@ const STACK_WINDOW: u64 = 256 * 1024;
 /// log2(STACK_WINDOW / FIRST_STACK_READ) + 1 syscalls.
 const FIRST_STACK_READ: u64 = 8 * 1024;
 /// Binaries whose unwind info is kept (least recently used beyond that are dropped).
-const MAX_CACHED_BINARIES: usize = 256;
+const MAX_CACHED_BINARIES: usize = 64;
 /// Bytes of unwind sections kept across all cached binaries.
-const MAX_CACHED_BYTES: usize = 256 << 20;
+const MAX_CACHED_BYTES: usize = 64 << 20;
 /// Largest unwind section accepted; real ones are a few MiB even for browsers, so anything
 /// bigger is corrupt or hostile and must not make us allocate it.
 const MAX_SECTION_BYTES: u64 = 64 << 20;
