@@ -190,6 +190,9 @@ struct Summary {
     budget_slowdown_percent: f64,
     median_alone: f64,
     median_with: f64,
+    /// 90% interval of the slowdown (percent), bootstrapped over pairs: how far run-to-run
+    /// noise alone could move the estimate.
+    slowdown_interval: (f64, f64),
 }
 
 impl Summary {
@@ -205,6 +208,47 @@ impl Summary {
     fn within_budget(&self) -> bool {
         self.slowdown_percent() <= self.budget_slowdown_percent
     }
+
+    /// Over budget beyond what noise explains: even the low end of the interval is over.
+    fn surely_over_budget(&self) -> bool {
+        self.slowdown_interval.0 > self.budget_slowdown_percent
+    }
+
+    fn verdict(&self) -> &'static str {
+        if self.within_budget() {
+            "PASS"
+        } else if self.surely_over_budget() {
+            "OVER BUDGET"
+        } else {
+            "WITHIN NOISE"
+        }
+    }
+}
+
+/// A 90% bootstrap interval of the slowdown (percent) of `with` against `alone`, the ratio
+/// of medians recomputed over pairs drawn with replacement (fixed seed: reproducible).
+fn slowdown_interval(alone: &[f64], with: &[f64]) -> (f64, f64) {
+    let n = alone.len().min(with.len());
+    if n < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut slowdowns: Vec<f64> = (0..2000)
+        .map(|_| {
+            let picks: Vec<usize> = (0..n).map(|_| next()).collect();
+            let mut a: Vec<f64> = picks.iter().map(|&i| alone[i]).collect();
+            let mut w: Vec<f64> = picks.iter().map(|&i| with[i]).collect();
+            (1.0 - median(&mut w) / median(&mut a)) * 100.0
+        })
+        .collect();
+    slowdowns.sort_by(f64::total_cmp);
+    (slowdowns[100], slowdowns[1899])
 }
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
@@ -276,12 +320,14 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 }
             }
         }
+        let slowdown_interval = slowdown_interval(&alone, &with);
         summaries.push(Summary {
             workload: workload.name,
             unit: workload.unit,
             budget_slowdown_percent: workload.budget_slowdown_percent,
             median_alone: median(&mut alone),
             median_with: median(&mut with),
+            slowdown_interval,
         });
     }
 
@@ -292,36 +338,52 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 fn print_summary(summaries: &[Summary]) {
     println!("\nbudget: the most a workload may slow down with leakscope watching");
     println!(
-        "{:<12} {:<16} {:>14} {:>14} {:>7} {:>9} {:>7}  verdict",
-        "workload", "unit", "median alone", "median with", "ratio", "slowdown", "budget"
+        "{:<12} {:<16} {:>14} {:>14} {:>7} {:>9} {:>17} {:>7}  verdict",
+        "workload",
+        "unit",
+        "median alone",
+        "median with",
+        "ratio",
+        "slowdown",
+        "90% interval",
+        "budget"
     );
     for summary in summaries {
         println!(
-            "{:<12} {:<16} {:>14.1} {:>14.1} {:>7.3} {:>8.1}% {:>6.1}%  {}",
+            "{:<12} {:<16} {:>14.1} {:>14.1} {:>7.3} {:>8.1}% {:>7.1}%..{:>6.1}% {:>6.1}%  {}",
             summary.workload,
             summary.unit,
             summary.median_alone,
             summary.median_with,
             summary.ratio(),
             summary.slowdown_percent(),
+            summary.slowdown_interval.0,
+            summary.slowdown_interval.1,
             summary.budget_slowdown_percent,
-            if summary.within_budget() {
-                "PASS"
-            } else {
-                "OVER BUDGET"
-            }
+            summary.verdict()
+        );
+    }
+    let noisy: Vec<&str> = summaries
+        .iter()
+        .filter(|summary| !summary.within_budget() && !summary.surely_over_budget())
+        .map(|summary| summary.workload)
+        .collect();
+    if !noisy.is_empty() {
+        println!(
+            "\nWITHIN NOISE: {}: the estimate is over budget but run-to-run noise covers the budget; run more --pairs",
+            noisy.join(", ")
         );
     }
     let over: Vec<&str> = summaries
         .iter()
-        .filter(|summary| !summary.within_budget())
+        .filter(|summary| summary.surely_over_budget())
         .map(|summary| summary.workload)
         .collect();
-    if over.is_empty() {
+    if over.is_empty() && noisy.is_empty() {
         println!("\nPASS: every workload is within its budget");
-    } else {
+    } else if !over.is_empty() {
         println!(
-            "\nOVER BUDGET: {} slowed by more than its budget",
+            "\nOVER BUDGET: {} slowed by more than its budget, beyond noise",
             over.join(", ")
         );
     }
@@ -521,6 +583,7 @@ mod tests {
             budget_slowdown_percent: BUDGET_SLOWDOWN_PERCENT,
             median_alone: 100.0,
             median_with: 96.0,
+            slowdown_interval: (1.0, 7.0),
         };
         assert!((summary.slowdown_percent() - 4.0).abs() < 1e-9);
         assert!(summary.within_budget());
@@ -529,6 +592,23 @@ mod tests {
             ..summary
         };
         assert!(!tighter.within_budget());
+        assert_eq!(tighter.verdict(), "WITHIN NOISE");
+        let sure = Summary {
+            slowdown_interval: (3.0, 5.0),
+            ..tighter
+        };
+        assert_eq!(sure.verdict(), "OVER BUDGET");
+    }
+
+    #[test]
+    fn slowdown_interval_brackets_the_estimate_and_widens_with_noise() {
+        let alone = [100.0, 101.0, 99.0, 100.0, 100.5, 99.5, 100.0];
+        let with = [98.0, 99.0, 97.0, 98.0, 98.5, 97.5, 98.0];
+        let (lo, hi) = slowdown_interval(&alone, &with);
+        assert!(lo <= 2.0 && 2.0 <= hi && hi - lo < 2.0, "{lo}..{hi}");
+        let noisy_with = [80.0, 120.0, 90.0, 110.0, 98.0, 70.0, 125.0];
+        let (lo, hi) = slowdown_interval(&alone, &noisy_with);
+        assert!(hi - lo > 10.0, "{lo}..{hi}");
     }
 
     #[test]
