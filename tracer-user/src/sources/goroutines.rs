@@ -173,7 +173,8 @@ impl GoroutineSource {
             Executable::Native | Executable::Unreadable(..) => true,
         });
         if self.executables.len() > MAX_KNOWN_EXECUTABLES {
-            self.executables.retain(|_, exe| matches!(exe, Executable::Go(_)));
+            self.executables
+                .retain(|_, exe| matches!(exe, Executable::Go(_)));
         }
     }
 
