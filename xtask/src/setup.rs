@@ -12,8 +12,9 @@ const CLANG: &str = "clang-19";
 /// libbpf-dev's header; the kernel programs include <bpf/bpf_helpers.h>.
 const BPF_HELPERS_HEADER: &str = "/usr/include/bpf/bpf_helpers.h";
 /// Installed together whenever any is missing: one apt transaction. `prometheus`
-/// provides `prometheus` and `promtool`, which the daemon's tests run.
-const PACKAGES: [&str; 3] = ["clang-19", "libbpf-dev", "prometheus"];
+/// provides `prometheus` and `promtool`, which the daemon's tests run; they also check
+/// with `bpftool` that nothing stays loaded in the kernel after the daemon stops.
+const PACKAGES: [&str; 4] = ["clang-19", "libbpf-dev", "prometheus", "bpftool"];
 /// The kernel's own type information: leakscope's CO-RE programs need it to load.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -28,6 +29,9 @@ fn missing_packages() -> Vec<&'static str> {
     }
     if find_program("prometheus").is_none() || find_program("promtool").is_none() {
         missing.push("prometheus");
+    }
+    if find_program("bpftool").is_none() {
+        missing.push("bpftool");
     }
     missing
 }

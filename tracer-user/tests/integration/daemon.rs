@@ -36,8 +36,8 @@ fn tool(name: &str) -> PathBuf {
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "`{name}` is not installed; these tests need Debian's prometheus package \
-                 (`cargo xtask setup` as root installs it, or `apt-get install prometheus`)"
+                "`{name}` is not installed; these tests need Debian's prometheus and bpftool packages \
+                 (`cargo xtask setup` as root installs it, or `apt-get install prometheus bpftool`)"
             )
         })
 }
