@@ -135,7 +135,7 @@ fn workloads() -> Vec<Workload> {
             pin_to_one_cpu: true,
             budget_slowdown_percent: HTTP_BUDGET_SLOWDOWN_PERCENT,
             // Still the noisiest workload for its budget: more pairs.
-            default_pairs: 11,
+            default_pairs: 21,
         },
     ]
 }
