@@ -37,7 +37,9 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::go_layouts::GO_VERSIONS;
-use crate::util::{cargo, describe, exit_code_of, is_root, run, target_dir, workspace_root};
+use crate::util::{
+    cargo, describe, exit_code_of, go_command, is_root, run, target_dir, workspace_root,
+};
 
 const SHAPES_DIR: &str = "tracer-user/tests/programs/shapes";
 const THREADS_BINARY: &str = "shape-threads";
@@ -648,29 +650,11 @@ fn build_shapes(bin_dir: &Path) -> Result<()> {
     fs::rename(&temp, bin_dir.join(THREADS_BINARY))?;
 
     let version = GO_VERSIONS[GO_VERSIONS.len() - 1];
-    let goroot = target_dir().join("go").join(version);
-    if !goroot.join("bin/go").is_file() {
-        run(Command::new("bash")
-            .arg(root.join("scripts/fetch-go.sh"))
-            .arg(version)
-            .arg(&goroot))
-        .with_context(|| format!("fetching Go {version}"))?;
-    }
     let temp = bin_dir.join(format!("{GOROUTINES_BINARY}.building"));
-    let mut go = Command::new(goroot.join("bin/go"));
+    let mut go = go_command(version)?;
     // Built from the file, not the package: the directory also holds threads.c,
     // which a package build rejects without cgo.
     go.current_dir(&shapes)
-        .env("GOROOT", &goroot)
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOWORK", "off")
-        .env("GOCACHE", target_dir().join("go-cache"))
-        .env("GOPATH", target_dir().join("go-path"))
-        .env("CGO_ENABLED", "0")
-        .env_remove("GOARCH")
-        .env_remove("GOOS")
         .args(["build", "-o"])
         .arg(&temp)
         .arg("goroutines.go");

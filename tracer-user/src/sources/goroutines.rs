@@ -14,7 +14,7 @@ use std::{
     sync::Arc,
 };
 
-use object::{Object, ObjectSegment, read::ReadCache};
+use object::{Object, read::ReadCache};
 use tracer_common::ProcessRecord;
 
 use crate::{
@@ -54,8 +54,6 @@ pub struct GoProgram {
     pub addrs: GoRuntimeAddrs,
     /// "go1.NN".
     pub runtime: String,
-    /// (p_vaddr, p_offset, p_filesz) of each loadable segment, to find the load bias.
-    segments: Vec<(u64, u64, u64)>,
 }
 
 /// What an executable turned out to be.
@@ -71,6 +69,8 @@ enum Executable {
 struct GoProcess {
     program: Arc<GoProgram>,
     bias: u64,
+    /// The executable's path as the process sees it, to label its frames.
+    exe: Arc<str>,
     /// Each parked goroutine's stack, walked once while it stays parked at the same
     /// saved registers.
     stacks: IntMap<(u64, u64, u64, u64), StackKey>,
@@ -137,10 +137,8 @@ impl GoroutineSource {
             match self.processes.get_mut(&key) {
                 Some(Watched::Go(process)) => {
                     let goroutines = read_goroutines(key.pid, process, &mut self.buf);
-                    let exe = std::fs::read_link(format!("/proc/{}/exe", key.pid))
-                        .map(|p| p.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let (program, bias) = (process.program.clone(), process.bias);
+                    let (program, bias, exe) =
+                        (process.program.clone(), process.bias, process.exe.clone());
                     out.push(GoroutineScan {
                         process: key,
                         runtime: process.program.runtime.clone(),
@@ -200,6 +198,9 @@ impl GoroutineSource {
                 Some(bias) => Watched::Go(GoProcess {
                     program,
                     bias,
+                    exe: std::fs::read_link(&exe_path)
+                        .map(|p| p.to_string_lossy().into())
+                        .unwrap_or_else(|_| "".into()),
                     stacks: IntMap::default(),
                     wait_reasons: HashMap::new(),
                     system_starts: IntMap::default(),
@@ -262,22 +263,11 @@ fn analyse_executable(path: &str) -> Executable {
         Ok(a) => a,
         Err(e) => return Executable::Unreadable(runtime, format!("goroutine table: {e}")),
     };
-    let segments = match object::File::parse(&*data) {
-        Ok(obj) => obj
-            .segments()
-            .map(|s| {
-                let (offset, size) = s.file_range();
-                (s.address(), offset, size)
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    };
     Executable::Go(Arc::new(GoProgram {
         binary,
         layout,
         addrs,
         runtime,
-        segments,
     }))
 }
 
@@ -288,14 +278,15 @@ fn load_bias(pid: u32, program: &GoProgram, inode: u64) -> Option<u64> {
     }
     let maps = procfs::read_maps(pid).ok()?;
     maps.iter().filter(|m| m.inode == inode).find_map(|m| {
-        let &(vaddr, offset, _) = program
-            .segments
+        let s = program
+            .binary
+            .segments()
             .iter()
-            .find(|&&(_, off, size)| off <= m.offset && m.offset < off + size.max(1))?;
+            .find(|s| s.file_off <= m.offset && m.offset < s.file_off + s.file_size.max(1))?;
         Some(
             m.start
                 .wrapping_sub(m.offset)
-                .wrapping_sub(vaddr.wrapping_sub(offset)),
+                .wrapping_sub(s.addr.wrapping_sub(s.file_off)),
         )
     })
 }

@@ -10,6 +10,42 @@ const PAGE: u64 = 4096;
 /// The most iovecs one process_vm_readv call accepts (IOV_MAX on Linux).
 const MAX_IOVECS: usize = 1024;
 
+/// One process_vm_readv call: the remote ranges land back to back in `local`, which must
+/// be at least as long as they are together. Retries when interrupted.
+fn vm_readv(pid: libc::pid_t, local: &mut [u8], remote: &[libc::iovec]) -> io::Result<usize> {
+    let want: usize = remote.iter().map(|r| r.iov_len).sum();
+    assert!(
+        local.len() >= want,
+        "vm_readv: local buffer shorter than the remote ranges"
+    );
+    let local = libc::iovec {
+        iov_base: local.as_mut_ptr().cast(),
+        iov_len: want,
+    };
+    loop {
+        // SAFETY: `local` covers `want` writable bytes of a live buffer (checked above);
+        // the remote iovecs are only interpreted by the kernel, in the other process, and
+        // faults there are reported as errors rather than signals.
+        let n = unsafe {
+            libc::process_vm_readv(
+                pid,
+                &local,
+                1,
+                remote.as_ptr(),
+                remote.len() as libc::c_ulong,
+                0,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// Reads up to `buf.len()` bytes at `addr` in process `pid`; returns how many were read
 /// (a short read stops at the first unmapped page).
 ///
@@ -36,31 +72,10 @@ pub fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
             });
             planned += n;
         }
-        let local = libc::iovec {
-            iov_base: buf[done..done + planned].as_mut_ptr().cast(),
-            iov_len: planned,
+        let n = match vm_readv(pid, &mut buf[done..done + planned], &remote) {
+            Ok(n) => n,
+            Err(err) => return if done == 0 { Err(err) } else { Ok(done) },
         };
-        // SAFETY: `local` covers exactly `planned` writable bytes of `buf`, which outlives
-        // the call; the remote iovecs are only interpreted by the kernel, in the other
-        // process, and faults there are reported as errors rather than signals.
-        let n = unsafe {
-            libc::process_vm_readv(
-                pid,
-                &local,
-                1,
-                remote.as_ptr(),
-                remote.len() as libc::c_ulong,
-                0,
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return if done == 0 { Err(err) } else { Ok(done) };
-        }
-        let n = n as usize;
         done += n;
         if n < planned {
             break;
@@ -99,35 +114,19 @@ pub fn read_batch(pid: u32, ranges: &[(u64, usize)], out: &mut Vec<u8>) -> Vec<b
             })
             .collect();
         let span = offsets[end - 1] + ranges[end - 1].1 - offsets[next];
-        let local = libc::iovec {
-            iov_base: out[offsets[next]..].as_mut_ptr().cast(),
-            iov_len: span,
-        };
-        // SAFETY: `local` covers `span` writable bytes of `out` starting at the first range's
-        // offset; the remote iovecs are interpreted by the kernel in the other process.
-        let n = unsafe {
-            libc::process_vm_readv(
-                pid,
-                &local,
-                1,
-                remote.as_ptr(),
-                remote.len() as libc::c_ulong,
-                0,
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                // The first range faulted: skip it and go on.
-                Some(libc::EFAULT) => next += 1,
-                // Gone (ESRCH) or not permitted: nothing more can be read.
-                _ => return ok,
+        let local = &mut out[offsets[next]..offsets[next] + span];
+        let n = match vm_readv(pid, local, &remote) {
+            Ok(n) => n,
+            // The first range faulted: skip it and go on.
+            Err(err) if err.raw_os_error() == Some(libc::EFAULT) => {
+                next += 1;
+                continue;
             }
-            continue;
-        }
+            // Gone (ESRCH) or not permitted: nothing more can be read.
+            Err(_) => return ok,
+        };
         // Transfers never split a remote iovec: count the ranges read whole.
-        let mut left = n as usize;
+        let mut left = n;
         let mut i = next;
         while i < end && left >= ranges[i].1 {
             left -= ranges[i].1;

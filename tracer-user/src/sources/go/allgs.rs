@@ -32,9 +32,8 @@ use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register}
 use thiserror::Error;
 
 use super::GoBinary;
-use super::layout::ElfImage;
+use super::elf::{ElfImage, PF_W};
 
-const PF_W: u32 = 2;
 /// `runtime.allgadd` is a few hundred bytes; a bound against misread ends.
 const MAX_FUNC_SIZE: u64 = 64 * 1024;
 

@@ -25,6 +25,7 @@
 
 pub mod allgs;
 pub mod buildinfo;
+pub mod elf;
 pub mod layout;
 pub mod pclntab;
 
@@ -33,15 +34,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SegmentFlags};
+use object::{Object, ObjectSection, ObjectSymbol};
 use thiserror::Error;
 
 pub use buildinfo::{BuildInfo, BuildInfoError, GoVersion};
+pub use elf::Segment;
+use elf::{ElfImage, PF_W, PF_X};
 pub use pclntab::{Frame, FuncInfo, GoFuncCheck, Pclntab, PclntabError};
 
-const PF_X: u32 = 1;
-const PF_W: u32 = 2;
-const R_X86_64_RELATIVE: u32 = 8;
 /// Inline trees sampled to accept a `go:func.*` candidate.
 const GOFUNC_SAMPLES: usize = 64;
 
@@ -80,54 +80,6 @@ pub enum Provenance {
     TextSection,
 }
 
-/// One `PT_LOAD` segment.
-#[derive(Debug, Clone, Copy)]
-struct Segment {
-    addr: u64,
-    file_off: u64,
-    file_size: u64,
-    flags: u32,
-}
-
-/// The file's bytes seen through its load segments.
-struct Image<'a> {
-    data: &'a [u8],
-    segments: Vec<Segment>,
-}
-
-impl<'a> Image<'a> {
-    fn segment_of(&self, addr: u64) -> Option<&Segment> {
-        self.segments
-            .iter()
-            .find(|s| addr >= s.addr && addr - s.addr < s.file_size)
-    }
-
-    /// The file-backed bytes from `addr` to the end of its segment.
-    fn tail(&self, addr: u64) -> Option<&'a [u8]> {
-        let s = self.segment_of(addr)?;
-        let start = s.file_off.checked_add(addr - s.addr)?;
-        let end = s.file_off.checked_add(s.file_size)?;
-        self.data
-            .get(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
-    }
-
-    fn read(&self, addr: u64, len: usize) -> Option<&'a [u8]> {
-        self.tail(addr)?.get(..len)
-    }
-
-    fn segment_bytes(&self, s: &Segment) -> &'a [u8] {
-        let start = usize::try_from(s.file_off).unwrap_or(usize::MAX);
-        let end = usize::try_from(s.file_off.saturating_add(s.file_size)).unwrap_or(usize::MAX);
-        self.data
-            .get(start..end.min(self.data.len()))
-            .unwrap_or(&[])
-    }
-
-    fn is_executable(&self, addr: u64) -> bool {
-        self.segment_of(addr).is_some_and(|s| s.flags & PF_X != 0)
-    }
-}
-
 /// The parts of `runtime.firstmoduledata` leakscope uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Moduledata {
@@ -150,6 +102,8 @@ pub struct GoBinary {
     gofunc_from: Option<Provenance>,
     symbols: HashMap<String, u64>,
     pie: bool,
+    /// The loadable segments, to turn file addresses into a process's addresses.
+    segments: Vec<Segment>,
 }
 
 impl GoBinary {
@@ -165,27 +119,7 @@ impl GoBinary {
 
     /// Analyses a Go executable's bytes.
     pub fn parse(data: &[u8]) -> Result<GoBinary, GoBinaryError> {
-        let file = object::File::parse(data).map_err(|e| GoBinaryError::NotElf(e.to_string()))?;
-        if file.format() != object::BinaryFormat::Elf {
-            return Err(GoBinaryError::NotElf(format!("{:?}", file.format())));
-        }
-        let segments: Vec<Segment> = file
-            .segments()
-            .map(|s| {
-                let (file_off, file_size) = s.file_range();
-                let flags = match s.flags() {
-                    SegmentFlags::Elf { p_flags } => p_flags,
-                    _ => 0,
-                };
-                Segment {
-                    addr: s.address(),
-                    file_off,
-                    file_size,
-                    flags,
-                }
-            })
-            .collect();
-        let image = Image { data, segments };
+        let (image, file) = ElfImage::parse(data).map_err(GoBinaryError::NotElf)?;
         let pie = file.kind() == object::ObjectKind::Dynamic;
 
         let symbols: HashMap<String, u64> = file
@@ -214,7 +148,7 @@ impl GoBinary {
             other => other?,
         };
 
-        let moduledata = find_moduledata(&image, &file, pclntab_addr, &pclntab, go_minor);
+        let moduledata = find_moduledata(&image, pclntab_addr, &pclntab, go_minor);
         if let Some(md) = &moduledata {
             pclntab.set_text_start(md.text);
             text_start_from = Provenance::Moduledata;
@@ -261,6 +195,7 @@ impl GoBinary {
             gofunc_from,
             symbols,
             pie,
+            segments: image.segments.clone(),
         })
     }
 
@@ -315,9 +250,17 @@ impl GoBinary {
     pub fn is_pie(&self) -> bool {
         self.pie
     }
+
+    /// The loadable segments (`PT_LOAD`): where the file's bytes sit in memory.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
 }
 
-fn read_build_info(file: &object::File<'_>, image: &Image<'_>) -> Result<BuildInfo, GoBinaryError> {
+fn read_build_info(
+    file: &object::File<'_>,
+    image: &ElfImage<'_>,
+) -> Result<BuildInfo, GoBinaryError> {
     let read = |addr: u64, len: usize| image.read(addr, len).map(<[u8]>::to_vec);
     if let Some(s) = file.section_by_name(".go.buildinfo")
         && let Ok(data) = s.data()
@@ -343,7 +286,7 @@ fn read_build_info(file: &object::File<'_>, image: &Image<'_>) -> Result<BuildIn
 
 fn locate_pclntab<'a>(
     file: &object::File<'a>,
-    image: &Image<'a>,
+    image: &ElfImage<'a>,
     symbols: &HashMap<String, u64>,
 ) -> Result<(u64, &'a [u8]), GoBinaryError> {
     for name in [".gopclntab", ".data.rel.ro.gopclntab"] {
@@ -390,8 +333,7 @@ fn locate_pclntab<'a>(
 /// `itaboffset` and `itabsize` before `rodata`, moving `gofunc` to word 43;
 /// Go 1.18-1.19 lack `covctrs`/`ecovctrs` (`gofunc` is word 38).
 fn find_moduledata(
-    image: &Image<'_>,
-    file: &object::File<'_>,
+    image: &ElfImage<'_>,
     pclntab_addr: u64,
     pclntab: &Pclntab,
     go_minor: Option<u32>,
@@ -432,29 +374,8 @@ fn find_moduledata(
     // Pass 2: linkers that leave relocated words zero in the file (lld
     // without --apply-dynamic-relocs): take the words from R_X86_64_RELATIVE
     // addends.
-    let relocs: HashMap<u64, u64> = file
-        .dynamic_relocations()?
-        .filter_map(|(offset, r)| match r.flags() {
-            object::RelocationFlags::Elf { r_type } if r_type == R_X86_64_RELATIVE => {
-                Some((offset, r.addend() as u64))
-            }
-            _ => None,
-        })
-        .collect();
-    let mut starts: Vec<u64> = relocs
-        .iter()
-        .filter(|&(_, &v)| v == pclntab_addr)
-        .map(|(&a, _)| a)
-        .collect();
-    starts.sort_unstable();
-    for start in starts {
-        let word = |i: usize| -> Option<u64> {
-            let a = start.checked_add(i as u64 * 8)?;
-            match relocs.get(&a) {
-                Some(&v) => Some(v),
-                None => Some(u64::from_le_bytes(image.read(a, 8)?.try_into().ok()?)),
-            }
-        };
+    for start in image.relocated_to(pclntab_addr) {
+        let word = |i: usize| image.word(start.checked_add(i as u64 * 8)?);
         if plausible(&word) {
             let md = decode_moduledata(start, &word, image, pclntab, go_minor);
             if md.is_some() {
@@ -468,7 +389,7 @@ fn find_moduledata(
 fn decode_moduledata(
     addr: u64,
     word: &dyn Fn(usize) -> Option<u64>,
-    image: &Image<'_>,
+    image: &ElfImage<'_>,
     pclntab: &Pclntab,
     go_minor: Option<u32>,
 ) -> Option<Moduledata> {
@@ -506,7 +427,7 @@ fn decode_moduledata(
 /// Go 1.26+ lays `go:func.*` out inside `.gopclntab`, right after the last
 /// `_func` record (aligned to its largest member): try the alignments and
 /// keep the first whose implied inline trees are plausible.
-fn gofunc_from_layout(image: &Image<'_>, pclntab_addr: u64, pclntab: &Pclntab) -> Option<u64> {
+fn gofunc_from_layout(image: &ElfImage<'_>, pclntab_addr: u64, pclntab: &Pclntab) -> Option<u64> {
     let end = pclntab_addr.checked_add(pclntab.func_records_end() as u64)?;
     let mut last = None;
     for align in [1u64, 2, 4, 8, 16, 32, 64] {

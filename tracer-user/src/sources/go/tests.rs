@@ -574,22 +574,7 @@ fn gofunc_from_pclntab_layout() {
     ] {
         let bin = open(version, name);
         let data = std::fs::read(fixture(version, variant(name))).unwrap();
-        let file = object::File::parse(&*data).unwrap();
-        let image = Image {
-            data: &data,
-            segments: file
-                .segments()
-                .map(|s| Segment {
-                    addr: s.address(),
-                    file_off: s.file_range().0,
-                    file_size: s.file_range().1,
-                    flags: match s.flags() {
-                        SegmentFlags::Elf { p_flags } => p_flags,
-                        _ => 0,
-                    },
-                })
-                .collect(),
-        };
+        let (image, _) = ElfImage::parse(&data).unwrap();
         let derived = gofunc_from_layout(&image, bin.pclntab_addr(), bin.pclntab());
         assert_eq!(derived, bin.symbol("go:func.*"), "go{version} {name}");
     }
