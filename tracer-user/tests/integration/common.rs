@@ -133,28 +133,14 @@ fn build_all_programs() -> Result<PathBuf, String> {
         ));
         let mut command = program.build_command(&sources, &temp_path);
         let compiler = command.get_program().to_string_lossy().into_owned();
-        let output = command.output().map_err(|e| {
-            format!(
-                "cannot run `{compiler}` to build {} ({e}); the integration tests need a C \
-                 compiler (`cc`, e.g. apt-get install gcc) and `rustc` on PATH",
-                program.name()
-            )
-        })?;
-        if !output.status.success() {
-            return Err(format!(
-                "`{compiler}` failed to build {} ({}):\n{}",
-                program.name(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        std::fs::rename(&temp_path, &final_path).map_err(|e| {
-            format!(
-                "cannot move {} to {}: {e}",
-                temp_path.display(),
-                final_path.display()
-            )
-        })?;
+        build_then_move(
+            &mut command,
+            &format!("`{compiler}` building {}", program.name()),
+            "the integration tests need a C compiler (`cc`, e.g. apt-get install gcc) and \
+             `rustc` on PATH",
+            &temp_path,
+            &final_path,
+        )?;
     }
     Ok(out_dir)
 }
@@ -345,24 +331,13 @@ fn build_go_program(build: GoBuild) -> Result<PathBuf, String> {
         }
     }
     go.arg(format!("./{}", build.package));
-    let output = go
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", go.get_program().to_string_lossy()))?;
-    if !output.status.success() {
-        return Err(format!(
-            "`go build` of {} failed ({}):\n{}",
-            build.package,
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    std::fs::rename(&temp_path, &final_path).map_err(|e| {
-        format!(
-            "cannot move {} to {}: {e}",
-            temp_path.display(),
-            final_path.display()
-        )
-    })?;
+    build_then_move(
+        &mut go,
+        &format!("`go build` of {}", build.package),
+        "the Go toolchain comes from scripts/fetch-go.sh",
+        &temp_path,
+        &final_path,
+    )?;
     Ok(final_path)
 }
 
@@ -841,4 +816,34 @@ mod self_check {
         bad_time["started_at"] = "2025-11-23 01:25:00".into();
         assert!(check_report_shape(&bad_time).is_err());
     }
+}
+
+/// Runs a build that writes `temp_path`, then renames it over `final_path` (a program
+/// left running by an aborted earlier run keeps its old inode; writing into a running
+/// executable would fail with ETXTBSY). `hint` says what the build needs when it cannot
+/// even start.
+fn build_then_move(
+    command: &mut Command,
+    what: &str,
+    hint: &str,
+    temp_path: &Path,
+    final_path: &Path,
+) -> Result<(), String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot start {what} ({e}); {hint}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    std::fs::rename(temp_path, final_path).map_err(|e| {
+        format!(
+            "cannot move {} to {}: {e}",
+            temp_path.display(),
+            final_path.display()
+        )
+    })
 }
