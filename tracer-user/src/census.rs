@@ -12,26 +12,16 @@ use std::{
 
 use tracer_common::{SYS_FUTEX, SYS_FUTEX_WAITV, ThreadWaiterRecord, WAITER_IN_FUTEX_WAITV};
 
+pub use crate::sources::{ProcessKey, StackKey};
 use crate::{
     fasthash::IntMap,
-    sources::{
-        procfs::{self, MemoryMap},
-        thread_waiters::ScanRecords,
-    },
+    host::procfs::{self, MemoryMap},
+    sources::{goroutines::GoroutineScan, thread_waiters::ScanRecords},
     stacks::{
         symbolize::{Frame, StackSymbolizer},
         unwind::{StackUnwinder, UserRegs},
     },
 };
-
-/// One process instance: a pid is reused, a program is replaced by execve; neither may
-/// merge two programs' waiters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ProcessKey {
-    pub pid: u32,
-    pub start_mono_ns: u64,
-    pub exec_id: u64,
-}
 
 /// One thread instance (tids are reused too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,9 +37,6 @@ pub struct WaitId {
     pub thread: ThreadKey,
     pub nvcsw: u64,
 }
-
-/// The stack a waiter blocks at: frame addresses, innermost first.
-pub type StackKey = Arc<[u64]>;
 
 /// What kind of futex wait a thread is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -174,7 +161,7 @@ pub struct ProcessFacts {
 pub struct ProcessCensus {
     pub facts: Arc<ProcessFacts>,
     pub sites: IntMap<SiteKey, Vec<Waiter>>,
-    /// Go processes: the newest goroutine id at this scan (see [`GoroutineTable`]).
+    /// Go processes: the newest goroutine id at this scan (see [`crate::sources::goroutines::GoroutineTable`]).
     pub birth_clock: Option<u64>,
 }
 
@@ -207,40 +194,6 @@ impl Scope {
             Self::Pids(pids) => pids.contains(&pid),
         }
     }
-}
-
-/// Names the frames of one process's goroutine stacks.
-pub type GoSymbolizer = Box<dyn Fn(&[u64]) -> Vec<Frame>>;
-
-/// The goroutines of one Go process in one scan, as the goroutine source read them.
-pub struct GoroutineScan {
-    pub process: ProcessKey,
-    /// "go1.NN".
-    pub runtime: String,
-    /// The parked goroutines, or why they could not be read.
-    pub goroutines: Result<GoroutineTable, String>,
-    /// Names the frames of this process's goroutine stacks.
-    pub symbolizer: GoSymbolizer,
-}
-
-/// What one read of a Go process's goroutine table found.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct GoroutineTable {
-    pub parked: Vec<ParkedGoroutine>,
-    /// The highest id of a live goroutine: ids count up, so this dates goroutine ids.
-    pub max_goid: u64,
-}
-
-/// A goroutine parked by the Go runtime.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ParkedGoroutine {
-    pub goid: u64,
-    /// Changes whenever the goroutine runs: names one uninterrupted park.
-    pub wait_seq: u8,
-    pub wait_reason: Arc<str>,
-    /// Absolute pcs, innermost first (the parking pc, then return addresses).
-    pub stack: StackKey,
-    pub gopc: u64,
 }
 
 /// Turns source records into censuses; owns the unwinding and symbolization caches.

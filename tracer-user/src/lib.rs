@@ -1,7 +1,8 @@
 //! leakscope's userspace: sources → census → history → verdict → sinks.
 //!
-//! - [`sources`]: where waiters come from (the kernel task iterator for threads,
-//!   `/proc` for process facts, process memory for stacks).
+//! - [`host`]: /proc, other processes' memory, binary identity (the bottom layer).
+//! - [`sources`]: where waiters come from (the kernel task iterator for threads, each Go
+//!   process's goroutine table).
 //! - [`stacks`]: unwinding (DWARF CFI, frame-pointer fallback) and symbolization.
 //! - [`census`]: one scan's waiters keyed by process and site, with member ids.
 //! - [`history`]: the censuses of a watch window, per site.
@@ -16,6 +17,7 @@ pub mod diagnose;
 pub mod error;
 pub mod fasthash;
 pub mod history;
+pub mod host;
 pub mod report;
 pub mod sources;
 pub mod stacks;

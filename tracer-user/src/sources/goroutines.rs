@@ -18,19 +18,57 @@ use object::{Object, read::ReadCache};
 use tracer_common::ProcessRecord;
 
 use crate::{
-    census::{GoSymbolizer, GoroutineScan, GoroutineTable, ParkedGoroutine, ProcessKey, StackKey},
     fasthash::{IntMap, IntSet},
-    sources::{
-        go::{
-            GoBinary,
-            allgs::{GoRuntimeAddrs, locate_allgs},
-            layout::GoRuntimeLayout,
-        },
+    host::{
+        binary::{self, FileIdent, LoadSegment},
         memory::{read_batch, read_memory},
         procfs,
     },
+    sources::{
+        ProcessKey, StackKey,
+        go::{
+            GoBinary,
+            allgs::{GoRuntimeAddrs, locate_allgs},
+            elf::PF_X,
+            layout::GoRuntimeLayout,
+        },
+    },
     stacks::symbolize::Frame,
 };
+
+/// Names the frames of one process's goroutine stacks.
+pub type GoSymbolizer = Box<dyn Fn(&[u64]) -> Vec<Frame>>;
+
+/// The goroutines of one Go process in one scan, as the goroutine source read them.
+pub struct GoroutineScan {
+    pub process: ProcessKey,
+    /// "go1.NN".
+    pub runtime: String,
+    /// The parked goroutines, or why they could not be read.
+    pub goroutines: Result<GoroutineTable, String>,
+    /// Names the frames of this process's goroutine stacks.
+    pub symbolizer: GoSymbolizer,
+}
+
+/// What one read of a Go process's goroutine table found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GoroutineTable {
+    pub parked: Vec<ParkedGoroutine>,
+    /// The highest id of a live goroutine: ids count up, so this dates goroutine ids.
+    pub max_goid: u64,
+}
+
+/// A goroutine parked by the Go runtime.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParkedGoroutine {
+    pub goid: u64,
+    /// Changes whenever the goroutine runs: names one uninterrupted park.
+    pub wait_seq: u8,
+    pub wait_reason: Arc<str>,
+    /// Absolute pcs, innermost first (the parking pc, then return addresses).
+    pub stack: StackKey,
+    pub gopc: u64,
+}
 
 /// `runtime._Gwaiting`: parked by gopark. The GC's `_Gscan` bit (0x1000) is masked off.
 const G_WAITING: u32 = 4;
@@ -101,8 +139,8 @@ fn bare_symbolizer() -> GoSymbolizer {
 /// Reads the goroutine tables of every Go process; caches executables and stacks.
 #[derive(Default)]
 pub struct GoroutineSource {
-    /// By file identity (dev, inode, size, mtime): one analysis per executable.
-    executables: HashMap<(u64, u64, u64, i64), Executable>,
+    /// By file identity: one analysis per executable.
+    executables: HashMap<FileIdent, Executable>,
     processes: HashMap<ProcessKey, Watched>,
     buf: Vec<u8>,
 }
@@ -182,7 +220,7 @@ impl GoroutineSource {
         let Ok(meta) = std::fs::metadata(&exe_path) else {
             return Watched::Native;
         };
-        let id = (meta.dev(), meta.ino(), meta.size(), meta.mtime());
+        let id = FileIdent::of(&meta);
         let exe = match self.executables.get(&id) {
             Some(exe) => exe.clone(),
             None => {
@@ -276,19 +314,21 @@ fn load_bias(pid: u32, program: &GoProgram, inode: u64) -> Option<u64> {
     if !program.binary.is_pie() {
         return Some(0);
     }
+    let loads: Vec<LoadSegment> = program
+        .binary
+        .segments()
+        .iter()
+        .map(|s| LoadSegment {
+            offset: s.file_off,
+            vaddr: s.addr,
+            filesz: s.file_size,
+            executable: s.flags & PF_X != 0,
+        })
+        .collect();
     let maps = procfs::read_maps(pid).ok()?;
-    maps.iter().filter(|m| m.inode == inode).find_map(|m| {
-        let s = program
-            .binary
-            .segments()
-            .iter()
-            .find(|s| s.file_off <= m.offset && m.offset < s.file_off + s.file_size.max(1))?;
-        Some(
-            m.start
-                .wrapping_sub(m.offset)
-                .wrapping_sub(s.addr.wrapping_sub(s.file_off)),
-        )
-    })
+    maps.iter()
+        .filter(|m| m.inode == inode)
+        .find_map(|m| binary::load_bias(&loads, m))
 }
 
 fn word(bytes: &[u8], at: usize) -> Option<u64> {

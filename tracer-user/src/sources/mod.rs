@@ -1,7 +1,20 @@
-//! Sources of waiters and of the facts needed to read their stacks.
+//! Sources of waiters: the kernel task iterator for threads, each Go process's goroutine
+//! table. Both name processes and stacks alike.
+
+use std::sync::Arc;
 
 pub mod go;
 pub mod goroutines;
-pub mod memory;
-pub mod procfs;
 pub mod thread_waiters;
+
+/// One process instance: a pid is reused, a program is replaced by execve; neither may
+/// merge two programs' waiters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessKey {
+    pub pid: u32,
+    pub start_mono_ns: u64,
+    pub exec_id: u64,
+}
+
+/// The stack a waiter blocks at: frame addresses, innermost first.
+pub type StackKey = Arc<[u64]>;

@@ -18,9 +18,9 @@ use blazesym::symbolize::{
     source::{Elf, Source},
 };
 
-use crate::{
-    sources::procfs::MemoryMap,
-    stacks::unwind::{BinaryKey, FileIdent, MappedBinary, open_mapped_binary, read_build_id},
+use crate::host::{
+    binary::{BinaryKey, FileIdent, MappedBinary, open_mapped_binary, read_build_id},
+    procfs::MemoryMap,
 };
 
 /// One symbolized frame.
@@ -332,7 +332,7 @@ impl<K: Hash + Eq, V: Clone> TwoGenCache<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::procfs::read_maps;
+    use crate::host::procfs::read_maps;
 
     #[inline(never)]
     fn leakscope_test_known_function(x: u64) -> u64 {

@@ -15,9 +15,7 @@ use std::{
     fs::File,
     hash::{Hash, Hasher},
     ops::Range,
-    os::unix::fs::{MetadataExt, OpenOptionsExt},
     panic::{AssertUnwindSafe, catch_unwind},
-    path::PathBuf,
     sync::Arc,
 };
 
@@ -31,7 +29,14 @@ use object::{
     read::elf::{FileHeader, ProgramHeader, SectionHeader},
 };
 
-use crate::sources::{memory::read_memory, procfs::MemoryMap};
+use crate::host::{
+    binary::{
+        BinaryKey, FileIdent, LoadSegment, MAX_HEADER_ENTRIES, elf_build_id, load_bias,
+        open_mapped_binary,
+    },
+    memory::read_memory,
+    procfs::MemoryMap,
+};
 
 /// The user registers saved when a thread entered the kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -56,9 +61,6 @@ const MAX_CACHED_BYTES: usize = 64 << 20;
 /// Largest unwind section accepted; real ones are a few MiB even for browsers, so anything
 /// bigger is corrupt or hostile and must not make us allocate it.
 const MAX_SECTION_BYTES: u64 = 64 << 20;
-/// Largest header tables accepted (program headers, section headers, notes).
-const MAX_HEADER_ENTRIES: usize = 1 << 16;
-const MAX_NOTE_BYTES: u64 = 1 << 20;
 /// Largest [vdso] image read from a process (it is two pages today).
 const MAX_VDSO_BYTES: u64 = 1 << 20;
 /// Executable mappings given unwind info per process (real processes have a few hundred
@@ -322,128 +324,6 @@ impl StackWindow {
     }
 }
 
-/// What identifies a file on this host: the same (dev, inode) is the same file, and size
-/// and mtime tell a file rewritten in place from its former content. The path is left
-/// out on purpose: hard links and other mount namespaces reach the same file by other
-/// paths, and it must be parsed once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct FileIdent {
-    pub dev: u64,
-    pub ino: u64,
-    pub size: u64,
-    pub mtime_sec: i64,
-    pub mtime_nsec: i64,
-}
-
-impl FileIdent {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_sec: meta.mtime(),
-            mtime_nsec: meta.mtime_nsec(),
-        }
-    }
-}
-
-/// What a binary's parsed data is cached under: its GNU build id when it has one (the
-/// same libc in many containers is then parsed once), else the file's identity.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum BinaryKey {
-    BuildId(Box<[u8]>),
-    File(FileIdent),
-    /// An image read from memory without a build id ([vdso]).
-    Memory {
-        len: u64,
-        hash: u64,
-    },
-}
-
-/// A mapped binary opened for reading.
-pub(crate) struct MappedBinary {
-    pub file: File,
-    pub ident: FileIdent,
-    /// The path it was opened through.
-    pub opened: PathBuf,
-}
-
-/// Opens the file behind a mapping: through /proc/PID/map_files (which reaches the mapped
-/// file itself even when it was deleted, replaced, or lives in another mount namespace),
-/// else through the process's root, only if that still is the same inode.
-/// Only regular files are opened: opening a mapped device could have side effects.
-pub(crate) fn open_mapped_binary(pid: u32, map: &MemoryMap) -> Option<MappedBinary> {
-    let path = map.file_path()?;
-    let via_map_files = PathBuf::from(format!("/proc/{pid}/map_files/{}", map.map_files_name()));
-    if let Some(binary) = open_regular(via_map_files) {
-        return Some(binary);
-    }
-    if map.is_deleted() {
-        return None;
-    }
-    let binary = open_regular(PathBuf::from(format!("/proc/{pid}/root{path}")))?;
-    (binary.ident.ino == map.inode).then_some(binary)
-}
-
-fn open_regular(path: PathBuf) -> Option<MappedBinary> {
-    if !std::fs::metadata(&path).ok()?.is_file() {
-        return None;
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(&path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    meta.is_file().then(|| MappedBinary {
-        ident: FileIdent::of(&meta),
-        file,
-        opened: path,
-    })
-}
-
-/// The GNU build id of an opened ELF file, if it has one.
-pub(crate) fn read_build_id(file: &File) -> Option<Box<[u8]>> {
-    let cache = ReadCache::new(file);
-    elf_build_id(&cache)
-}
-
-/// The GNU build id from the ELF's PT_NOTE segments (present in both files and images
-/// loaded in memory, unlike section headers).
-fn elf_build_id<'a, R: ReadRef<'a>>(data: R) -> Option<Box<[u8]>> {
-    let header = FileHeader64::<Endianness>::parse(data).ok()?;
-    let endian = header.endian().ok()?;
-    if header.phnum(endian, data).ok()? > MAX_HEADER_ENTRIES {
-        return None;
-    }
-    for phdr in header.program_headers(endian, data).ok()? {
-        if phdr.p_type(endian) != elf::PT_NOTE || phdr.p_filesz(endian) > MAX_NOTE_BYTES {
-            continue;
-        }
-        let Ok(Some(mut notes)) = phdr.notes(endian, data) else {
-            continue;
-        };
-        while let Ok(Some(note)) = notes.next() {
-            if note.name() == elf::ELF_NOTE_GNU && note.n_type(endian) == elf::NT_GNU_BUILD_ID {
-                let id = note.desc();
-                if !id.is_empty() && id.len() <= 64 {
-                    return Some(id.into());
-                }
-            }
-        }
-    }
-    None
-}
-
-/// One PT_LOAD segment: how file offsets map to the binary's own (stated) addresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct LoadSegment {
-    offset: u64,
-    vaddr: u64,
-    filesz: u64,
-    executable: bool,
-}
-
 /// A binary's unwind sections and load segments, independent of where it is loaded.
 /// Addresses are SVMAs (as stated in the ELF); framehop's base SVMA for ELF is 0.
 #[derive(Debug, Default)]
@@ -539,33 +419,10 @@ impl BinaryUnwindInfo {
             + self.debug_frame.as_ref().map_or(0, |b| b.len())
     }
 
-    /// The load bias of a mapping of this binary: avma = svma + bias. The mapping starts
-    /// at the page of the PT_LOAD segment that contains its file offset, and a segment's
-    /// vaddr and offset are congruent modulo the page size, so
-    /// `bias = start - offset - (p_vaddr - p_offset)` for PIE, non-PIE (bias 0) and
-    /// shared libraries alike.
-    fn load_bias(&self, map: &MemoryMap) -> Option<u64> {
-        let contains = |seg: &&LoadSegment| {
-            let page_start = seg.offset & !0xfff;
-            page_start <= map.offset && map.offset < seg.offset.saturating_add(seg.filesz.max(1))
-        };
-        let seg = self
-            .loads
-            .iter()
-            .filter(contains)
-            .find(|s| s.executable)
-            .or_else(|| self.loads.iter().find(contains))?;
-        Some(
-            map.start
-                .wrapping_sub(map.offset)
-                .wrapping_sub(seg.vaddr.wrapping_sub(seg.offset)),
-        )
-    }
-
     /// A framehop module for one executable mapping of this binary. framehop needs
     /// addresses relative to the bias to fit in 32 bits; other mappings get no module.
     fn module_for(&self, map: &MemoryMap) -> Option<Module<SectionBytes>> {
-        let bias = self.load_bias(map)?;
+        let bias = load_bias(&self.loads, map)?;
         if map.start < bias || map.end - bias > u64::from(u32::MAX) {
             return None;
         }
@@ -678,6 +535,7 @@ fn read_exact_at(file: &File, offset: u64, size: u64) -> Option<SectionBytes> {
 mod tests {
     use std::{
         io::Write,
+        path::PathBuf,
         sync::{
             Mutex,
             atomic::{AtomicU64, Ordering},
@@ -687,7 +545,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::{sources::procfs::read_maps, stacks::symbolize::StackSymbolizer};
+    use crate::{host::procfs::read_maps, stacks::symbolize::StackSymbolizer};
 
     /// Blocks in `recv` until the sender is dropped; a distinctive name to find in the
     /// symbolized stack.
@@ -1118,64 +976,10 @@ mod tests {
         let mut unwinder = StackUnwinder::new();
         let info = unwinder.vdso_info(pid, vdso).expect("vdso image");
         assert!(info.eh_frame.is_some(), "the x86_64 vdso has CFI");
-        assert_eq!(info.load_bias(vdso), Some(vdso.start));
+        assert_eq!(load_bias(&info.loads, vdso), Some(vdso.start));
         assert!(info.module_for(vdso).is_some());
         // Parsed once: the second process-level lookup is a cache hit.
         let again = unwinder.vdso_info(pid, vdso).unwrap();
         assert!(Arc::ptr_eq(&info, &again));
-    }
-
-    #[test]
-    fn load_bias_for_pie_and_non_pie() {
-        let map = |start, offset| MemoryMap {
-            start,
-            end: start + 0x10000,
-            perms: "r-xp".into(),
-            offset,
-            dev: (0, 0),
-            inode: 1,
-            path: Some("/x".into()),
-        };
-        let non_pie = BinaryUnwindInfo {
-            loads: vec![
-                LoadSegment {
-                    offset: 0,
-                    vaddr: 0x400000,
-                    filesz: 0x1000,
-                    executable: false,
-                },
-                LoadSegment {
-                    offset: 0x1000,
-                    vaddr: 0x401000,
-                    filesz: 0x5000,
-                    executable: true,
-                },
-            ],
-            ..BinaryUnwindInfo::default()
-        };
-        assert_eq!(non_pie.load_bias(&map(0x401000, 0x1000)), Some(0));
-        let pie = BinaryUnwindInfo {
-            loads: vec![
-                LoadSegment {
-                    offset: 0,
-                    vaddr: 0,
-                    filesz: 0x28000,
-                    executable: false,
-                },
-                // A segment whose offset is not page aligned (lld/gold layouts).
-                LoadSegment {
-                    offset: 0x28040,
-                    vaddr: 0x29040,
-                    filesz: 0x5000,
-                    executable: true,
-                },
-            ],
-            ..BinaryUnwindInfo::default()
-        };
-        assert_eq!(
-            pie.load_bias(&map(0x7f00_0002_9000, 0x28000)),
-            Some(0x7f00_0000_0000)
-        );
-        assert_eq!(pie.load_bias(&map(0x7f00_0002_9000, 0x90000)), None);
     }
 }

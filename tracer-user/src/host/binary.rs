@@ -1,0 +1,220 @@
+//! Which binary a process maps, and where: one identity for a file on this host, its
+//! GNU build id, opening the file behind a mapping, and the load bias of a mapping. The
+//! unwinder, the symbolizer and the Go reader all identify binaries through here.
+
+use std::{
+    fs::File,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    path::PathBuf,
+};
+
+use object::{
+    Endianness, ReadCache, ReadRef,
+    elf::{self, FileHeader64},
+    read::elf::{FileHeader, ProgramHeader},
+};
+
+use crate::host::procfs::MemoryMap;
+
+/// Largest header tables accepted (program headers, section headers, notes).
+pub const MAX_HEADER_ENTRIES: usize = 1 << 16;
+const MAX_NOTE_BYTES: u64 = 1 << 20;
+
+/// What identifies a file on this host: the same (dev, inode) is the same file, and size
+/// and mtime tell a file rewritten in place from its former content. The path is left
+/// out on purpose: hard links and other mount namespaces reach the same file by other
+/// paths, and it must be parsed once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileIdent {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: i64,
+}
+
+impl FileIdent {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_sec: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+        }
+    }
+}
+
+/// What a binary's parsed data is cached under: its GNU build id when it has one (the
+/// same libc in many containers is then parsed once), else the file's identity.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryKey {
+    BuildId(Box<[u8]>),
+    File(FileIdent),
+    /// An image read from memory without a build id ([vdso]).
+    Memory {
+        len: u64,
+        hash: u64,
+    },
+}
+
+/// A mapped binary opened for reading.
+pub struct MappedBinary {
+    pub file: File,
+    pub ident: FileIdent,
+    /// The path it was opened through.
+    pub opened: PathBuf,
+}
+
+/// Opens the file behind a mapping: through /proc/PID/map_files (which reaches the mapped
+/// file itself even when it was deleted, replaced, or lives in another mount namespace),
+/// else through the process's root, only if that still is the same inode.
+/// Only regular files are opened: opening a mapped device could have side effects.
+pub fn open_mapped_binary(pid: u32, map: &MemoryMap) -> Option<MappedBinary> {
+    let path = map.file_path()?;
+    let via_map_files = PathBuf::from(format!("/proc/{pid}/map_files/{}", map.map_files_name()));
+    if let Some(binary) = open_regular(via_map_files) {
+        return Some(binary);
+    }
+    if map.is_deleted() {
+        return None;
+    }
+    let binary = open_regular(PathBuf::from(format!("/proc/{pid}/root{path}")))?;
+    (binary.ident.ino == map.inode).then_some(binary)
+}
+
+fn open_regular(path: PathBuf) -> Option<MappedBinary> {
+    if !std::fs::metadata(&path).ok()?.is_file() {
+        return None;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    meta.is_file().then(|| MappedBinary {
+        ident: FileIdent::of(&meta),
+        file,
+        opened: path,
+    })
+}
+
+/// The GNU build id of an opened ELF file, if it has one.
+pub fn read_build_id(file: &File) -> Option<Box<[u8]>> {
+    let cache = ReadCache::new(file);
+    elf_build_id(&cache)
+}
+
+/// The GNU build id from the ELF's PT_NOTE segments (present in both files and images
+/// loaded in memory, unlike section headers).
+pub fn elf_build_id<'a, R: ReadRef<'a>>(data: R) -> Option<Box<[u8]>> {
+    let header = FileHeader64::<Endianness>::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    if header.phnum(endian, data).ok()? > MAX_HEADER_ENTRIES {
+        return None;
+    }
+    for phdr in header.program_headers(endian, data).ok()? {
+        if phdr.p_type(endian) != elf::PT_NOTE || phdr.p_filesz(endian) > MAX_NOTE_BYTES {
+            continue;
+        }
+        let Ok(Some(mut notes)) = phdr.notes(endian, data) else {
+            continue;
+        };
+        while let Ok(Some(note)) = notes.next() {
+            if note.name() == elf::ELF_NOTE_GNU && note.n_type(endian) == elf::NT_GNU_BUILD_ID {
+                let id = note.desc();
+                if !id.is_empty() && id.len() <= 64 {
+                    return Some(id.into());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// One PT_LOAD segment: how file offsets map to the binary's own (stated) addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadSegment {
+    pub offset: u64,
+    pub vaddr: u64,
+    pub filesz: u64,
+    pub executable: bool,
+}
+
+/// The load bias of a mapping of a binary with these `PT_LOAD` segments: avma = svma +
+/// bias. The mapping starts at the page of the segment that contains its file offset,
+/// and a segment's vaddr and offset are congruent modulo the page size, so
+/// `bias = start - offset - (p_vaddr - p_offset)` for PIE, non-PIE (bias 0) and shared
+/// libraries alike. An executable segment wins where two share the mapping's page.
+pub fn load_bias(loads: &[LoadSegment], map: &MemoryMap) -> Option<u64> {
+    let contains = |seg: &&LoadSegment| {
+        let page_start = seg.offset & !0xfff;
+        page_start <= map.offset && map.offset < seg.offset.saturating_add(seg.filesz.max(1))
+    };
+    let seg = loads
+        .iter()
+        .filter(contains)
+        .find(|s| s.executable)
+        .or_else(|| loads.iter().find(contains))?;
+    Some(
+        map.start
+            .wrapping_sub(map.offset)
+            .wrapping_sub(seg.vaddr.wrapping_sub(seg.offset)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Check that the bias of PIE, non-PIE and unaligned segments comes out right and a
+    /// mapping no segment covers has none.
+    #[test]
+    fn load_bias_for_pie_and_non_pie() {
+        let map = |start, offset| MemoryMap {
+            start,
+            end: start + 0x10000,
+            perms: "r-xp".into(),
+            offset,
+            dev: (0, 0),
+            inode: 1,
+            path: Some("/x".into()),
+        };
+        let non_pie = [
+            LoadSegment {
+                offset: 0,
+                vaddr: 0x400000,
+                filesz: 0x1000,
+                executable: false,
+            },
+            LoadSegment {
+                offset: 0x1000,
+                vaddr: 0x401000,
+                filesz: 0x5000,
+                executable: true,
+            },
+        ];
+        assert_eq!(load_bias(&non_pie, &map(0x401000, 0x1000)), Some(0));
+        let pie = [
+            LoadSegment {
+                offset: 0,
+                vaddr: 0,
+                filesz: 0x28000,
+                executable: false,
+            },
+            // A segment whose offset is not page aligned (lld/gold layouts).
+            LoadSegment {
+                offset: 0x28040,
+                vaddr: 0x29040,
+                filesz: 0x5000,
+                executable: true,
+            },
+        ];
+        assert_eq!(
+            load_bias(&pie, &map(0x7f00_0002_9000, 0x28000)),
+            Some(0x7f00_0000_0000)
+        );
+        assert_eq!(load_bias(&pie, &map(0x7f00_0002_9000, 0x90000)), None);
+    }
+}

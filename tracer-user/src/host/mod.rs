@@ -1,0 +1,7 @@
+//! The host itself, below every stage: reading /proc, other processes' memory, and
+//! identifying the binaries they map. Sources and stacks both build on it; it imports
+//! nothing of leakscope.
+
+pub mod binary;
+pub mod memory;
+pub mod procfs;
