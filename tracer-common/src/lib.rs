@@ -24,6 +24,38 @@ pub const COMM_LEN: usize = 16;
 pub const SYS_FUTEX: u64 = 202;
 pub const SYS_FUTEX_WAITV: u64 = 449;
 
+/// `enum ls_fd_kind`: what the file descriptor a waiter's syscall waits on is
+/// ([`ThreadWaiterRecord::fd_kind`]).
+pub mod fd_kind {
+    /// The syscall waits on no single fd (poll, nanosleep, wait4...).
+    pub const NONE: u32 = 0;
+    /// An fd syscall, but the fd could not be looked up (closed meanwhile?).
+    pub const UNKNOWN: u32 = 1;
+    /// `fd_detail`: address family | socket type << 16.
+    pub const SOCKET: u32 = 2;
+    /// A pipe or FIFO.
+    pub const PIPE: u32 = 3;
+    /// A regular file.
+    pub const FILE: u32 = 4;
+    pub const DIR: u32 = 5;
+    /// `fd_detail`: the device number (major << 20 | minor).
+    pub const CHARDEV: u32 = 6;
+    /// A terminal or pseudo-terminal; `fd_detail`: the device number.
+    pub const TTY: u32 = 7;
+    pub const BLOCKDEV: u32 = 8;
+    pub const EVENTFD: u32 = 9;
+    pub const EPOLL: u32 = 10;
+    pub const SIGNALFD: u32 = 11;
+    pub const TIMERFD: u32 = 12;
+    pub const INOTIFY: u32 = 13;
+    pub const PIDFD: u32 = 14;
+    pub const IO_URING: u32 = 15;
+    /// Another anonymous inode (userfaultfd, bpf objects...).
+    pub const ANON: u32 = 16;
+    /// Anything else (e.g. a symlink opened with O_PATH).
+    pub const OTHER: u32 = 17;
+}
+
 /// `struct ls_record_header`: first in every record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,7 +65,7 @@ pub struct RecordHeader {
     pub size: u32,
 }
 
-/// `struct ls_thread_waiter`: a user thread blocked in futex(2) or futex_waitv(2).
+/// `struct ls_thread_waiter`: a user thread asleep inside a system call.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ThreadWaiterRecord {
@@ -52,9 +84,18 @@ pub struct ThreadWaiterRecord {
     pub sp: u64,
     pub bp: u64,
     pub syscall_nr: u64,
-    pub args: [u64; 4],
+    /// The syscall's arguments: di, si, dx, r10, r8, r9.
+    pub args: [u64; 6],
     pub state: u32,
     pub flags: u32,
+    /// The fd the syscall waits on, -1 when none.
+    pub fd: i32,
+    /// One of [`fd_kind`].
+    pub fd_kind: u32,
+    /// Sockets: address family | socket type << 16; devices: the device number.
+    pub fd_detail: u32,
+    /// Zero.
+    pub reserved: u32,
     pub comm: [u8; COMM_LEN],
 }
 
@@ -81,12 +122,15 @@ unsafe impl aya::Pod for ProcessRecord {}
 
 const _: () = {
     assert!(size_of::<RecordHeader>() == 8);
-    assert!(size_of::<ThreadWaiterRecord>() == 168);
+    assert!(size_of::<ThreadWaiterRecord>() == 200);
     assert!(offset_of!(ThreadWaiterRecord, tgid) == 8);
     assert!(offset_of!(ThreadWaiterRecord, ip) == 80);
     assert!(offset_of!(ThreadWaiterRecord, args) == 112);
-    assert!(offset_of!(ThreadWaiterRecord, state) == 144);
-    assert!(offset_of!(ThreadWaiterRecord, comm) == 152);
+    assert!(offset_of!(ThreadWaiterRecord, state) == 160);
+    assert!(offset_of!(ThreadWaiterRecord, fd) == 168);
+    assert!(offset_of!(ThreadWaiterRecord, fd_kind) == 172);
+    assert!(offset_of!(ThreadWaiterRecord, fd_detail) == 176);
+    assert!(offset_of!(ThreadWaiterRecord, comm) == 184);
     assert!(size_of::<ProcessRecord>() == 56);
     assert!(offset_of!(ProcessRecord, start_mono_ns) == 16);
     assert!(offset_of!(ProcessRecord, comm) == 40);

@@ -2,10 +2,33 @@
 
 use std::{mem::offset_of, process::Command};
 
-use tracer_common::{ProcessRecord, RecordHeader, ThreadWaiterRecord};
+use tracer_common::{ProcessRecord, RecordHeader, ThreadWaiterRecord, fd_kind};
+
+/// Every `enum ls_fd_kind` value and its Rust mirror.
+const FD_KINDS: [(&str, u32); 18] = [
+    ("LS_FD_NONE", fd_kind::NONE),
+    ("LS_FD_UNKNOWN", fd_kind::UNKNOWN),
+    ("LS_FD_SOCKET", fd_kind::SOCKET),
+    ("LS_FD_PIPE", fd_kind::PIPE),
+    ("LS_FD_FILE", fd_kind::FILE),
+    ("LS_FD_DIR", fd_kind::DIR),
+    ("LS_FD_CHARDEV", fd_kind::CHARDEV),
+    ("LS_FD_TTY", fd_kind::TTY),
+    ("LS_FD_BLOCKDEV", fd_kind::BLOCKDEV),
+    ("LS_FD_EVENTFD", fd_kind::EVENTFD),
+    ("LS_FD_EPOLL", fd_kind::EPOLL),
+    ("LS_FD_SIGNALFD", fd_kind::SIGNALFD),
+    ("LS_FD_TIMERFD", fd_kind::TIMERFD),
+    ("LS_FD_INOTIFY", fd_kind::INOTIFY),
+    ("LS_FD_PIDFD", fd_kind::PIDFD),
+    ("LS_FD_IO_URING", fd_kind::IO_URING),
+    ("LS_FD_ANON", fd_kind::ANON),
+    ("LS_FD_OTHER", fd_kind::OTHER),
+];
 
 /// Check that every field of `struct ls_thread_waiter`, as the host C compiler lays out
-/// leakscope.h, sits at the offset the Rust mirror uses; likewise `struct ls_process`.
+/// leakscope.h, sits at the offset the Rust mirror uses; likewise `struct ls_process`
+/// and the values of `enum ls_fd_kind`.
 #[test]
 fn record_layout_matches_c_header() {
     let dir = std::env::temp_dir().join(format!("leakscope-layout-{}", std::process::id()));
@@ -30,6 +53,10 @@ fn record_layout_matches_c_header() {
         "args",
         "state",
         "flags",
+        "fd",
+        "fd_kind",
+        "fd_detail",
+        "reserved",
         "comm",
     ];
     let mut c = format!(
@@ -56,6 +83,9 @@ fn record_layout_matches_c_header() {
         ));
     }
     c.push_str(" printf(\"process.size %zu\\n\", sizeof(struct ls_process));\n");
+    for (name, _) in FD_KINDS {
+        c.push_str(&format!(" printf(\"{name} %d\\n\", (int){name});\n"));
+    }
     c.push_str(" return 0;\n}\n");
     std::fs::write(&src, c).unwrap();
     let status = Command::new("cc")
@@ -103,6 +133,10 @@ fn record_layout_matches_c_header() {
         ("args", offset_of!(ThreadWaiterRecord, args)),
         ("state", offset_of!(ThreadWaiterRecord, state)),
         ("flags", offset_of!(ThreadWaiterRecord, flags)),
+        ("fd", offset_of!(ThreadWaiterRecord, fd)),
+        ("fd_kind", offset_of!(ThreadWaiterRecord, fd_kind)),
+        ("fd_detail", offset_of!(ThreadWaiterRecord, fd_detail)),
+        ("reserved", offset_of!(ThreadWaiterRecord, reserved)),
         ("comm", offset_of!(ThreadWaiterRecord, comm)),
     ];
     let process_layout = [
@@ -120,7 +154,12 @@ fn record_layout_matches_c_header() {
         ),
         ("process.comm", offset_of!(ProcessRecord, comm)),
     ];
-    for (name, rust) in rust_layout.into_iter().chain(process_layout) {
+    let fd_kinds = FD_KINDS.map(|(name, value)| (name, value as usize));
+    for (name, rust) in rust_layout
+        .into_iter()
+        .chain(process_layout)
+        .chain(fd_kinds)
+    {
         assert_eq!(
             c_layout.get(name),
             Some(&rust),

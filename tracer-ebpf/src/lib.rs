@@ -9,7 +9,7 @@
 #[repr(C, align(8))]
 pub struct AlignedBytes<T: ?Sized>(pub T);
 
-/// The task iterator that reports threads blocked in futex waits (`thread_waiters.bpf.c`).
+/// The task iterator that reports threads asleep in system calls (`thread_waiters.bpf.c`).
 pub static THREAD_WAITERS: &AlignedBytes<[u8]> = &AlignedBytes(*include_bytes!(concat!(
     env!("OUT_DIR"),
     "/thread_waiters.bpf.o"

@@ -28,9 +28,37 @@ enum ls_record_kind {
 #define LS_COMM_LEN 16
 
 /*
- * One user thread that sits blocked inside futex(2) or futex_waitv(2) at the moment the
- * task iterator visits it. Times in *_mono_ns are CLOCK_MONOTONIC (the clock of
- * task->start_time); last_arrival_ns and sched_now_ns are the scheduler clock.
+ * ls_thread_waiter.fd_kind: what the file descriptor a syscall waits on is. The kernel
+ * side tells it from the file's inode mode and filesystem (and, for anonymous inodes,
+ * the name they were created with); a /proc reader tells it from the
+ * /proc/PID/fd/N link ("socket:[..]", "pipe:[..]", "anon_inode:[eventfd]", a path).
+ */
+enum ls_fd_kind {
+	LS_FD_NONE = 0,     /* the syscall waits on no single fd (poll, nanosleep, wait4...) */
+	LS_FD_UNKNOWN = 1,  /* an fd syscall, but the fd could not be looked up (closed?) */
+	LS_FD_SOCKET = 2,   /* fd_detail: address family | socket type << 16 */
+	LS_FD_PIPE = 3,     /* pipe or FIFO */
+	LS_FD_FILE = 4,     /* regular file */
+	LS_FD_DIR = 5,
+	LS_FD_CHARDEV = 6,  /* fd_detail: the device number (major << 20 | minor) */
+	LS_FD_TTY = 7,      /* terminal or pseudo-terminal; fd_detail: the device number */
+	LS_FD_BLOCKDEV = 8,
+	LS_FD_EVENTFD = 9,
+	LS_FD_EPOLL = 10,
+	LS_FD_SIGNALFD = 11,
+	LS_FD_TIMERFD = 12,
+	LS_FD_INOTIFY = 13,
+	LS_FD_PIDFD = 14,
+	LS_FD_IO_URING = 15,
+	LS_FD_ANON = 16,    /* another anonymous inode (userfaultfd, bpf objects...) */
+	LS_FD_OTHER = 17,   /* anything else (e.g. a symlink opened with O_PATH) */
+};
+
+/*
+ * One user thread asleep inside a system call (TASK_INTERRUPTIBLE or
+ * TASK_UNINTERRUPTIBLE, not stopped or traced) at the moment the task iterator visits
+ * it. Times in *_mono_ns are CLOCK_MONOTONIC (the clock of task->start_time);
+ * last_arrival_ns and sched_now_ns are the scheduler clock.
  */
 struct ls_thread_waiter {
 	struct ls_record_header header;
@@ -47,10 +75,14 @@ struct ls_thread_waiter {
 	__u64 ip;                    /* saved user registers at syscall entry */
 	__u64 sp;
 	__u64 bp;
-	__u64 syscall_nr;            /* orig_ax: 202 futex, 449 futex_waitv */
-	__u64 args[4];               /* di, si, dx, r10: uaddr, op, val, timeout (futex) */
+	__u64 syscall_nr;            /* orig_ax: x86-64 syscall number (202 futex, 0 read...) */
+	__u64 args[6];               /* di, si, dx, r10, r8, r9: the syscall's arguments */
 	__u32 state;                 /* task->__state */
 	__u32 flags;                 /* LS_WAITER_* */
+	__s32 fd;                    /* the fd the syscall waits on, -1 when none */
+	__u32 fd_kind;               /* enum ls_fd_kind */
+	__u32 fd_detail;             /* see enum ls_fd_kind; 0 when unknown */
+	__u32 reserved;              /* zero */
 	char comm[LS_COMM_LEN];
 };
 

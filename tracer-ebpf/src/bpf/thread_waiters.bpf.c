@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: (MIT OR Apache-2.0)
 /*
- * Thread waiters: a task iterator that reports every user thread blocked in a futex
- * wait, with its saved user registers.
+ * Thread waiters: a task iterator that reports every user thread asleep inside a
+ * system call (futex, read, accept, epoll_wait, wait4, nanosleep...), with its saved
+ * user registers, its syscall arguments and, for syscalls on one file descriptor, what
+ * kind of file that descriptor is.
  *
  * Why an iterator and not tracepoints on futex(2): an iterator costs the watched
  * programs nothing (it runs in leakscope's own read(2)), and it sees threads that
@@ -16,18 +18,192 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-#define SYS_FUTEX 202
 #define SYS_FUTEX_WAITV 449
 #define PF_KTHREAD 0x00200000
+
+/* task->__state bits: asleep, and not stopped (SIGSTOP) or traced (a debugger). */
+#define TASK_INTERRUPTIBLE 0x1
+#define TASK_UNINTERRUPTIBLE 0x2
+#define TASK_STOPPED_OR_TRACED 0xc
+
+/* Inode modes and filesystem magics (uapi, stable across kernels). */
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define S_IFLNK 0120000
+#define S_IFREG 0100000
+#define S_IFBLK 0060000
+#define S_IFDIR 0040000
+#define S_IFCHR 0020000
+#define S_IFIFO 0010000
+#define ANON_INODE_FS_MAGIC 0x09041934
+#define PID_FS_MAGIC 0x50494446
 
 static __always_inline int is_user_thread(struct task_struct *task)
 {
 	return task->mm && !(task->flags & PF_KTHREAD);
 }
 
-static __always_inline int in_futex_syscall(__u64 nr)
+/*
+ * Asleep inside a syscall: orig_ax is the syscall number on syscall entry and -1 on
+ * other kernel entries (page faults, interrupts), whose registers say nothing about a
+ * wait.
+ */
+static __always_inline int asleep_in_syscall(struct task_struct *task, struct pt_regs *regs)
 {
-	return nr == SYS_FUTEX || nr == SYS_FUTEX_WAITV;
+	__u32 state = task->__state;
+
+	if (!(state & (TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE)))
+		return 0;
+	if (state & TASK_STOPPED_OR_TRACED)
+		return 0;
+	return (long)regs->orig_ax >= 0;
+}
+
+/* The file descriptor argument of the x86-64 syscalls that wait on one fd, or -1. */
+static __always_inline int fd_argument(__u64 nr, struct pt_regs *regs)
+{
+	switch (nr) {
+	case 0:   /* read */
+	case 1:   /* write */
+	case 16:  /* ioctl */
+	case 17:  /* pread64 */
+	case 18:  /* pwrite64 */
+	case 19:  /* readv */
+	case 20:  /* writev */
+	case 40:  /* sendfile (out_fd) */
+	case 42:  /* connect */
+	case 43:  /* accept */
+	case 44:  /* sendto */
+	case 45:  /* recvfrom */
+	case 46:  /* sendmsg */
+	case 47:  /* recvmsg */
+	case 72:  /* fcntl (F_SETLKW) */
+	case 73:  /* flock */
+	case 74:  /* fsync */
+	case 75:  /* fdatasync */
+	case 77:  /* ftruncate */
+	case 232: /* epoll_wait */
+	case 275: /* splice (fd_in) */
+	case 276: /* tee (fd_in) */
+	case 281: /* epoll_pwait */
+	case 285: /* fallocate */
+	case 288: /* accept4 */
+	case 295: /* preadv */
+	case 296: /* pwritev */
+	case 299: /* recvmmsg */
+	case 307: /* sendmmsg */
+	case 326: /* copy_file_range (fd_in) */
+	case 327: /* preadv2 */
+	case 328: /* pwritev2 */
+	case 426: /* io_uring_enter */
+	case 441: /* epoll_pwait2 */
+		return (int)regs->di;
+	default:
+		return -1;
+	}
+}
+
+/* The open file behind `fd` in `task`'s table, or NULL; every read is bounds-checked. */
+static __always_inline struct file *file_of(struct task_struct *task, int fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **table;
+	struct file *file = NULL;
+
+	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	table = BPF_CORE_READ(fdt, fd);
+	if (!table || bpf_probe_read_kernel(&file, sizeof(file), &table[fd]))
+		return NULL;
+	return file;
+}
+
+/* Anonymous inodes share one inode; the name they were created with says what they are. */
+static __always_inline __u32 anon_kind(struct file *file)
+{
+	const unsigned char *name = BPF_CORE_READ(file, f_path.dentry, d_name.name);
+	char prefix[8] = {};
+
+	if (!name || bpf_probe_read_kernel_str(prefix, sizeof(prefix), name) < 0)
+		return LS_FD_ANON;
+	if (!__builtin_memcmp(prefix, "[eventf", 7))
+		return LS_FD_EVENTFD;
+	if (!__builtin_memcmp(prefix, "[eventp", 7))
+		return LS_FD_EPOLL;
+	if (!__builtin_memcmp(prefix, "[signal", 7))
+		return LS_FD_SIGNALFD;
+	if (!__builtin_memcmp(prefix, "[timerf", 7))
+		return LS_FD_TIMERFD;
+	if (!__builtin_memcmp(prefix, "inotify", 7))
+		return LS_FD_INOTIFY;
+	if (!__builtin_memcmp(prefix, "[pidfd]", 7))
+		return LS_FD_PIDFD;
+	if (!__builtin_memcmp(prefix, "[io_uri", 7))
+		return LS_FD_IO_URING;
+	return LS_FD_ANON;
+}
+
+static __always_inline int is_tty_major(__u32 major)
+{
+	/* 4: tty, 5: /dev/tty, console, ptmx; 136-143: pseudo-terminal slaves. */
+	return major == 4 || major == 5 || (major >= 136 && major <= 143);
+}
+
+/* Sets fd, fd_kind and fd_detail for a syscall waiting on one file descriptor. */
+static __always_inline void fill_fd(struct ls_thread_waiter *w, struct task_struct *task,
+				    struct pt_regs *regs)
+{
+	struct file *file;
+	struct inode *inode;
+	struct socket *sock;
+	__u32 mode, rdev;
+
+	w->fd = fd_argument(regs->orig_ax, regs);
+	if (w->fd < 0)
+		return;
+	w->fd_kind = LS_FD_UNKNOWN;
+	file = file_of(task, w->fd);
+	inode = file ? BPF_CORE_READ(file, f_inode) : NULL;
+	if (!inode)
+		return;
+	switch (BPF_CORE_READ(inode, i_sb, s_magic)) {
+	case ANON_INODE_FS_MAGIC:
+		w->fd_kind = anon_kind(file);
+		return;
+	case PID_FS_MAGIC:
+		w->fd_kind = LS_FD_PIDFD;
+		return;
+	}
+	mode = BPF_CORE_READ(inode, i_mode) & S_IFMT;
+	rdev = BPF_CORE_READ(inode, i_rdev);
+	switch (mode) {
+	case S_IFSOCK:
+		w->fd_kind = LS_FD_SOCKET;
+		sock = BPF_CORE_READ(file, private_data);
+		if (sock)
+			w->fd_detail = BPF_CORE_READ(sock, sk, __sk_common.skc_family) |
+				       ((__u32)(__u16)BPF_CORE_READ(sock, type) << 16);
+		return;
+	case S_IFIFO:
+		w->fd_kind = LS_FD_PIPE;
+		return;
+	case S_IFREG:
+		w->fd_kind = LS_FD_FILE;
+		return;
+	case S_IFDIR:
+		w->fd_kind = LS_FD_DIR;
+		return;
+	case S_IFCHR:
+		w->fd_kind = is_tty_major(rdev >> 20) ? LS_FD_TTY : LS_FD_CHARDEV;
+		w->fd_detail = rdev;
+		return;
+	case S_IFBLK:
+		w->fd_kind = LS_FD_BLOCKDEV;
+		w->fd_detail = rdev;
+		return;
+	default:
+		w->fd_kind = LS_FD_OTHER;
+	}
 }
 
 static __always_inline void fill_identity(struct ls_thread_waiter *w, struct task_struct *task)
@@ -68,6 +244,8 @@ static __always_inline void fill_regs(struct ls_thread_waiter *w, struct pt_regs
 	w->args[1] = regs->si;
 	w->args[2] = regs->dx;
 	w->args[3] = regs->r10;
+	w->args[4] = regs->r8;
+	w->args[5] = regs->r9;
 	if (regs->orig_ax == SYS_FUTEX_WAITV)
 		w->flags |= LS_WAITER_IN_FUTEX_WAITV;
 }
@@ -102,7 +280,7 @@ int thread_waiters(struct bpf_iter__task *ctx)
 	if (task->__state == 0)
 		return 0;
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	if (!regs || !in_futex_syscall(regs->orig_ax))
+	if (!regs || !asleep_in_syscall(task, regs))
 		return 0;
 
 	w.header.kind = LS_RECORD_THREAD_WAITER;
@@ -110,6 +288,7 @@ int thread_waiters(struct bpf_iter__task *ctx)
 	fill_identity(&w, task);
 	fill_times(&w, task);
 	fill_regs(&w, regs);
+	fill_fd(&w, task, regs);
 	bpf_seq_write(ctx->meta->seq, &w, sizeof(w));
 	return 0;
 }

@@ -1,8 +1,9 @@
 //! Source of thread waiters: the `thread_waiters` task iterator (tracer-ebpf).
 //!
 //! Each scan attaches the iterator anew and reads it to the end: the kernel walks every
-//! task and writes one [`ThreadWaiterRecord`] per user thread blocked in futex(2) or
-//! futex_waitv(2). Nothing runs in the watched programs' context, so they pay nothing.
+//! task and writes one [`ThreadWaiterRecord`] per user thread asleep inside a system
+//! call (futex, read, accept, epoll_wait...). Nothing runs in the watched programs'
+//! context, so they pay nothing.
 
 use std::{io::Read, path::Path};
 
@@ -48,7 +49,7 @@ impl ThreadWaiterSource {
     }
 
     /// One pass over every thread on the host: every user process, and the threads
-    /// blocked in futex waits now.
+    /// asleep in a system call now.
     pub fn scan(&mut self) -> Result<ScanRecords, SourceError> {
         let program: &mut Iter = self
             .ebpf
