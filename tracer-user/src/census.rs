@@ -212,6 +212,9 @@ pub struct CensusTaker {
     facts: HashMap<ProcessKey, Arc<ProcessFacts>>,
 }
 
+/// Goroutine creator frames remembered across all processes.
+const MAX_CREATORS: usize = 65_536;
+
 /// The wait label of every thread site.
 const FUTEX: &str = "futex";
 
@@ -396,6 +399,13 @@ impl CensusTaker {
             self.sites
                 .entry((process, site.clone()))
                 .or_insert_with(|| (scan.symbolizer)(&site.stack).into());
+            if self.creators.len() >= MAX_CREATORS
+                && !self.creators.contains_key(&(process, g.gopc))
+            {
+                // A process whose goroutines come from ever new creators (a hostile one):
+                // it thrashes its own entries, never grows the cache or evicts others'.
+                self.creators.retain(|(p, _), _| *p != process);
+            }
             self.creators.entry((process, g.gopc)).or_insert_with(|| {
                 // Symbolized as a caller frame (pc - 1): gopc is the return address of
                 // the call that created the goroutine.
@@ -504,5 +514,43 @@ mod tests {
             None,
             "read(2) is no futex wait"
         );
+    }
+
+    /// Check that goroutines from ever new creators (a hostile process changing gopc
+    /// every scan) never grow the creator cache past its cap, and evict only that
+    /// process's own entries.
+    #[test]
+    fn creator_cache_is_bounded_per_hostile_process() {
+        let mut taker = CensusTaker::new(Scope::Host);
+        let key = |pid| ProcessKey {
+            pid,
+            start_mono_ns: 1,
+            exec_id: 1,
+        };
+        let scan = |pid: u32, gopcs: std::ops::Range<u64>| GoroutineScan {
+            process: key(pid),
+            runtime: "go1.26".into(),
+            goroutines: Ok(GoroutineTable {
+                parked: gopcs
+                    .map(|gopc| ParkedGoroutine {
+                        goid: gopc,
+                        wait_seq: 0,
+                        wait_reason: "chan receive".into(),
+                        stack: vec![0x40_0000].into(),
+                        gopc,
+                    })
+                    .collect(),
+                max_goid: 0,
+            }),
+            symbolizer: Box::new(|pcs: &[u64]| pcs.iter().map(|_| Frame::default()).collect()),
+        };
+        let records = ScanRecords::default();
+        taker.take(&records, &[scan(1, 0..10)]);
+        for round in 0..3u64 {
+            let start = 100 + round * MAX_CREATORS as u64;
+            taker.take(&records, &[scan(2, start..start + MAX_CREATORS as u64)]);
+            assert!(taker.creators.len() <= MAX_CREATORS);
+        }
+        assert!(taker.creator(&key(1), 5).is_some());
     }
 }

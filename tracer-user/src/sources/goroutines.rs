@@ -76,8 +76,12 @@ const G_WAITING: u32 = 4;
 const G_IDLE: u32 = 0;
 const G_DEAD: u32 = 6;
 const G_SCAN_BIT: u32 = 0x1000;
-/// More goroutines than this is a misread, not a program.
-const MAX_GOROUTINES: u64 = 20_000_000;
+/// More goroutines than this is a misread or a hostile process, not a program (a real
+/// 1M-goroutine program uses GBs; 4M pointers cost leakscope 32 MB).
+const MAX_GOROUTINES: u64 = 4_000_000;
+/// Start pcs remembered per process as runtime-internal or not; a process whose
+/// goroutines start at ever new pcs (a hostile one) has the cache cleared past this.
+const MAX_SYSTEM_STARTS: usize = 4096;
 /// A parked goroutine's used stack beyond this is not walked further.
 const MAX_STACK_READ: u64 = 256 * 1024;
 /// Executables remembered as not Go (or unreadable) before the list is cleared.
@@ -332,7 +336,9 @@ fn load_bias(pid: u32, program: &GoProgram, inode: u64) -> Option<u64> {
 }
 
 fn word(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        bytes.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 fn read_word(pid: u32, addr: u64) -> Result<u64, String> {
@@ -386,6 +392,44 @@ fn parse_g(bytes: &[u8], l: &GoRuntimeLayout) -> Option<ParkedG> {
     })
 }
 
+/// User-space addresses on x86_64 (5-level paging) lie below this: a `g` pointer above
+/// it is garbage, and keeping them low keeps `gptr + size` arithmetic from wrapping.
+const USER_SPACE_END: u64 = 1 << 57;
+
+/// Pointers read from the goroutine table per process_vm_readv call: a declared length
+/// costs memory only for the pointers actually there, never `allglen * 8` up front.
+const ALLGS_BATCH: usize = 64 * 1024;
+
+/// The non-nil `g` pointers of the `allglen`-long array at `allgs`, read in bounded
+/// batches; stops at the first unreadable batch (the rest is not there).
+fn read_allgs(pid: u32, allgs: u64, allglen: u64) -> Result<Vec<u64>, String> {
+    let mut gptrs = Vec::new();
+    let mut bytes = vec![0u8; ALLGS_BATCH * 8];
+    let mut done = 0u64;
+    while done < allglen {
+        let n = (allglen - done).min(ALLGS_BATCH as u64) as usize;
+        let Some(at) = done.checked_mul(8).and_then(|o| allgs.checked_add(o)) else {
+            break;
+        };
+        let got = match read_memory(pid, at, &mut bytes[..n * 8]) {
+            Ok(got) => got,
+            Err(e) if done == 0 => return Err(format!("allgs: {e}")),
+            Err(_) => break,
+        };
+        gptrs.extend(
+            bytes[..got - got % 8]
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                .filter(|&p| p != 0 && p < USER_SPACE_END),
+        );
+        if got < n * 8 {
+            break;
+        }
+        done += n as u64;
+    }
+    Ok(gptrs)
+}
+
 /// One census of a Go process's parked goroutines.
 fn read_goroutines(
     pid: u32,
@@ -405,13 +449,7 @@ fn read_goroutines(
     if allglen > MAX_GOROUTINES {
         return Err(format!("implausible allglen {allglen}"));
     }
-    let mut ptr_bytes = vec![0u8; allglen as usize * 8];
-    let n = read_memory(pid, allgs, &mut ptr_bytes).map_err(|e| format!("allgs: {e}"))?;
-    let gptrs: Vec<u64> = ptr_bytes[..n - n % 8]
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-        .filter(|&p| p != 0)
-        .collect();
+    let gptrs = read_allgs(pid, allgs, allglen)?;
 
     let t0 = std::time::Instant::now();
     let all = read_parked(pid, &gptrs, layout, buf);
@@ -618,32 +656,38 @@ pub fn walk_frame_pointers(
     stack: &[u8],
     is_code: impl Fn(u64) -> bool,
 ) -> Vec<u64> {
-    let hi = sp + stack.len() as u64;
+    // All addresses come from the watched process: checked arithmetic only, and every
+    // loop bounded by the stack bytes actually read (a fake g may put sp near 2^64).
     let word_at = |addr: u64| -> Option<u64> {
-        if addr < sp || addr + 8 > hi {
-            return None;
-        }
-        word(stack, (addr - sp) as usize)
+        let off = usize::try_from(addr.checked_sub(sp)?).ok()?;
+        word(stack, off)
     };
     let mut frames = vec![pc];
-    // The return address out of the innermost (parking) frame.
-    let mut slot = sp;
-    while slot + 16 <= bp.min(hi) {
+    // The return address out of the innermost (parking) frame: the slot lies between sp
+    // and bp, at most one scan over the words read.
+    let search_end = bp
+        .saturating_sub(sp)
+        .min(stack.len() as u64)
+        .saturating_sub(8)
+        / 8;
+    for i in 0..search_end {
+        let Some(slot) = sp.checked_add(i * 8) else {
+            break;
+        };
         if word_at(slot) == Some(bp)
-            && let Some(ret) = word_at(slot + 8)
+            && let Some(ret) = slot.checked_add(8).and_then(word_at)
             && is_code(ret)
         {
             frames.push(ret);
             break;
         }
-        slot += 8;
     }
     let mut bp = bp;
     while frames.len() < MAX_FRAMES {
-        if !bp.is_multiple_of(8) || bp < sp || bp + 16 > hi {
+        if !bp.is_multiple_of(8) {
             break;
         }
-        let (Some(next), Some(ret)) = (word_at(bp), word_at(bp + 8)) else {
+        let (Some(next), Some(ret)) = (word_at(bp), bp.checked_add(8).and_then(word_at)) else {
             break;
         };
         if ret == 0 || !is_code(ret) {
@@ -667,6 +711,9 @@ fn is_system_goroutine(
     cache: &mut IntMap<u64, bool>,
     startpc: u64,
 ) -> bool {
+    if cache.len() >= MAX_SYSTEM_STARTS && !cache.contains_key(&startpc) {
+        cache.clear();
+    }
     *cache.entry(startpc).or_insert_with(|| {
         program
             .binary
@@ -758,5 +805,56 @@ mod tests {
         let frames =
             walk_frame_pointers(0x40_0001, 0x1000, 0xdead_0000, &stack_of(&[1, 2]), |_| true);
         assert_eq!(frames, vec![0x40_0001]);
+    }
+
+    /// Check that a fake parked g with sp and bp near 2^64 and nothing read of its stack
+    /// ends the walk at once (the slot search used to wrap and loop ~2^61 times).
+    #[test]
+    fn walk_near_the_top_of_the_address_space_ends() {
+        for (sp, bp) in [
+            (u64::MAX - 7, u64::MAX),
+            (u64::MAX - 15, u64::MAX - 7),
+            (u64::MAX - 0x1000, u64::MAX - 8),
+            (0, u64::MAX),
+        ] {
+            let frames = walk_frame_pointers(0x40_0001, sp, bp, &[], |_| true);
+            assert_eq!(frames, vec![0x40_0001]);
+            let stack = stack_of(&[bp, 0x40_1111, bp, 0x40_2222]);
+            let frames = walk_frame_pointers(0x40_0001, sp, bp, &stack, |_| true);
+            assert!(frames.len() <= MAX_FRAMES, "{sp:#x} {bp:#x}: {frames:?}");
+        }
+    }
+
+    /// Check that a declared allglen of tens of millions over a table of a few pointers
+    /// (followed by unmapped memory) reads only the pointers there, in bounded batches.
+    #[test]
+    fn huge_allglen_reads_only_what_is_mapped() {
+        let page = 4096usize;
+        // SAFETY: a fresh anonymous mapping of two pages; the second is unmapped below
+        // and the first unmapped at the end; no references escape.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                2 * page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        // SAFETY: the first page is ours and writable.
+        unsafe {
+            let words = base.cast::<u64>();
+            for i in 0..page / 8 {
+                *words.add(i) = if i % 2 == 0 { 0x1000 + i as u64 } else { 0 };
+            }
+            assert_eq!(libc::munmap(base.cast::<u8>().add(page).cast(), page), 0);
+        }
+        let got = read_allgs(std::process::id(), base as u64, 50_000_000);
+        // SAFETY: unmapping the page mapped above.
+        unsafe { libc::munmap(base, page) };
+        assert_eq!(got.unwrap().len(), page / 16);
+        assert!(read_allgs(std::process::id(), 8, 50_000_000).is_err());
     }
 }
