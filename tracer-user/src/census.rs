@@ -530,9 +530,9 @@ mod tests {
         let scan = |pid: u32, gopcs: std::ops::Range<u64>| GoroutineScan {
             process: key(pid),
             runtime: "go1.26".into(),
-            goroutines: Ok(GoroutineTable {
+            goroutines: Ok(crate::sources::goroutines::GoroutineTable {
                 parked: gopcs
-                    .map(|gopc| ParkedGoroutine {
+                    .map(|gopc| crate::sources::goroutines::ParkedGoroutine {
                         goid: gopc,
                         wait_seq: 0,
                         wait_reason: "chan receive".into(),
