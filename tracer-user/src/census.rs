@@ -15,7 +15,10 @@ use tracer_common::{SYS_FUTEX, SYS_FUTEX_WAITV, ThreadWaiterRecord, WAITER_IN_FU
 pub use crate::sources::{ProcessKey, StackKey};
 use crate::{
     fasthash::IntMap,
-    host::procfs::{self, MemoryMap},
+    host::{
+        cgroup::{CgroupLabels, read_cgroup},
+        procfs::{self, MemoryMap},
+    },
     sources::{goroutines::GoroutineScan, thread_waiters::ScanRecords},
     stacks::{
         symbolize::{Frame, StackSymbolizer},
@@ -39,7 +42,7 @@ pub struct WaitId {
 }
 
 /// What kind of futex wait a thread is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FutexWait {
     Wait,
     WaitBitset,
@@ -154,6 +157,8 @@ pub struct ProcessFacts {
     pub runtime: String,
     /// Why part of the process could not be read (e.g. an unsupported Go version).
     pub error: Option<String>,
+    /// The cgroup it ran in when first seen.
+    pub cgroup: CgroupLabels,
 }
 
 /// One process in one census.
@@ -210,6 +215,8 @@ pub struct CensusTaker {
     /// Each goroutine creator's frame (gopc), named once.
     creators: IntMap<(ProcessKey, u64), Frame>,
     facts: HashMap<ProcessKey, Arc<ProcessFacts>>,
+    /// The watched processes alive at the newest census (with waiters or not).
+    live: HashSet<ProcessKey>,
 }
 
 /// Goroutine creator frames remembered across all processes.
@@ -229,6 +236,7 @@ impl CensusTaker {
             sites: IntMap::default(),
             creators: IntMap::default(),
             facts: HashMap::new(),
+            live: HashSet::new(),
         }
     }
 
@@ -256,6 +264,11 @@ impl CensusTaker {
         self.sites.get(&(*process, site.clone())).cloned()
     }
 
+    /// Whether the process was alive at the newest census.
+    pub fn is_live(&self, process: &ProcessKey) -> bool {
+        self.live.contains(process)
+    }
+
     /// The frame of a goroutine creator (`gopc`) seen in an earlier census.
     pub fn creator(&self, process: &ProcessKey, gopc: u64) -> Option<&Frame> {
         self.creators.get(&(*process, gopc))
@@ -274,6 +287,12 @@ impl CensusTaker {
                 .unwrap_or(0),
             ..Census::default()
         };
+        self.live = records
+            .processes
+            .iter()
+            .filter(|r| self.watches(r.tgid))
+            .map(ProcessKey::of)
+            .collect();
         self.add_threads(&records.waiters, &mut census);
         for scan in goroutines {
             self.add_goroutines(scan, &mut census);
@@ -462,7 +481,7 @@ fn bare_frames(stack: &[u64]) -> Vec<Frame> {
         .collect()
 }
 
-/// A process's name and executable; falls back to the thread's comm when the process is
+/// A process's name, executable and cgroup; falls back to the thread's comm when the process is
 /// already gone.
 fn read_facts(pid: u32, fallback_comm: impl FnOnce() -> String) -> ProcessFacts {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -476,6 +495,7 @@ fn read_facts(pid: u32, fallback_comm: impl FnOnce() -> String) -> ProcessFacts 
         exe,
         runtime: "native".into(),
         error: None,
+        cgroup: read_cgroup(pid),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `leakscope diagnose`: watch the host for a while, then judge every site.
 //!
 //! Data flows one way: source records → census (per scan) → history (the window) →
-//! verdict (per site) → report.
+//! verdict (per site) → summary, which `main` renders.
 
 use std::{
     collections::HashSet,
@@ -11,7 +11,8 @@ use std::{
 };
 
 use crate::{
-    census::Scope, error::DiagnoseError, report::Report, verdict::VerdictPolicy, watch::Watcher,
+    census::Scope, error::DiagnoseError, summary::WindowSummary, verdict::VerdictPolicy,
+    watch::Watcher,
 };
 
 /// What a diagnosis watches and for how long.
@@ -55,7 +56,7 @@ pub fn preflight(opts: &DiagnoseOptions) -> Result<(), DiagnoseError> {
 }
 
 /// Runs one diagnosis.
-pub fn diagnose(opts: &DiagnoseOptions) -> Result<Report, DiagnoseError> {
+pub fn diagnose(opts: &DiagnoseOptions) -> Result<WindowSummary, DiagnoseError> {
     preflight(opts)?;
     let scope = if opts.pids.is_empty() {
         Scope::Host
@@ -88,14 +89,14 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<Report, DiagnoseError> {
     if opts.progress {
         eprint!("\r{:80}\r", "");
     }
-    let (report, observations) = watcher.report(&VerdictPolicy::default());
+    let (summary, observations) = watcher.summary(&VerdictPolicy::default());
     if let Some(path) = &opts.record_observations {
         let json = serde_json::to_string_pretty(&observations).expect("observations serialize");
         if let Err(e) = std::fs::write(path, json) {
             log::warn!("cannot write observations to {}: {e}", path.display());
         }
     }
-    Ok(report)
+    Ok(summary)
 }
 
 /// Whether progress lines would reach a person.

@@ -7,6 +7,7 @@
 //! - [`census`]: one scan's waiters keyed by process and site, with member ids.
 //! - [`history`]: the censuses of a watch window, per site.
 //! - [`verdict`]: pure judgement of a site's history.
+//! - [`summary`]: one typed summary of a watch window, which every sink renders.
 //! - [`report`]: the `diagnose` report (text and JSON).
 //! - [`watch`]: the scan loop that wires the stages together.
 //! - [`diagnose`]: the one-shot diagnosis.
@@ -21,5 +22,6 @@ pub mod host;
 pub mod report;
 pub mod sources;
 pub mod stacks;
+pub mod summary;
 pub mod verdict;
 pub mod watch;

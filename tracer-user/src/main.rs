@@ -1,9 +1,12 @@
 //! The `leakscope` command line.
 
-use std::{process::ExitCode, time::Duration};
+use std::{io::IsTerminal, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use tracer_user::diagnose::{DiagnoseOptions, diagnose, stderr_is_terminal};
+use tracer_user::{
+    diagnose::{DiagnoseOptions, diagnose, stderr_is_terminal},
+    report,
+};
 
 /// Finds goroutine and thread leaks on this host: processes whose population of blocked
 /// waiters grows without bound, and the stacks where they block.
@@ -155,13 +158,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 progress: stderr_is_terminal(),
                 record_observations,
             };
-            let report = diagnose(&opts)?;
+            let summary = diagnose(&opts)?;
             if json {
-                println!("{}", report.to_json());
+                println!("{}", report::to_json(&summary));
             } else {
-                print!("{}", report.to_text());
+                let style = report::TextStyle::for_output(std::io::stdout().is_terminal());
+                print!("{}", report::to_text(&summary, style));
             }
-            Ok(if report.has_leak() { EXIT_LEAK } else { 0 })
+            Ok(if summary.has_leak() { EXIT_LEAK } else { 0 })
         }
         Command::Run {
             listen,

@@ -1,5 +1,6 @@
-//! The `diagnose` report: a stable JSON document (version 1, documented in the README)
-//! and its text rendering for people.
+//! The `diagnose` report, rendered from a [`WindowSummary`]: a stable JSON document
+//! (version 1, documented in the README; fields are only ever added) and text for
+//! people, in colour on a terminal.
 
 use std::fmt::Write as _;
 
@@ -7,328 +8,369 @@ use serde::Serialize;
 
 use crate::{
     stacks::symbolize::Frame,
-    verdict::{GrowthVerdict, SiteJudgement},
+    summary::{ProcessSummary, SiteSummary, WindowSummary},
+    verdict::GrowthVerdict,
 };
 
 /// Version of the JSON document; bump only on incompatible changes.
 pub const REPORT_VERSION: u32 = 1;
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    pub version: u32,
-    pub host: String,
+/// The JSON document: a view of the summary, borrowed, rounded for people.
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    version: u32,
+    host: &'a str,
     /// RFC 3339, UTC.
-    pub started_at: String,
-    pub duration_s: f64,
-    /// Leaking processes first, then by waiter count.
-    pub processes: Vec<ProcessReport>,
+    started_at: String,
+    duration_s: f64,
+    processes: Vec<ProcessJson<'a>>,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct ProcessReport {
-    pub pid: u32,
-    pub comm: String,
-    pub exe: String,
-    /// "native", or "go1.NN" for Go programs.
-    pub runtime: String,
-    /// Why the process could not be read in full, e.g. "unsupported Go version go1.99".
+#[derive(Serialize)]
+struct ProcessJson<'a> {
+    pid: u32,
+    comm: &'a str,
+    exe: &'a str,
+    runtime: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub verdict: GrowthVerdict,
-    /// No leak proven, but a site grows in a way that may be one (see its `reason`).
-    pub suspect: bool,
-    /// Blocked waiters at the last scan that saw the process.
-    pub waiters: u32,
-    pub growth_per_min: f64,
-    /// Leaking sites first, then by count.
-    pub sites: Vec<SiteReport>,
+    error: Option<&'a str>,
+    verdict: GrowthVerdict,
+    suspect: bool,
+    waiters: u32,
+    growth_per_min: f64,
+    /// Additions to version 1: the process's age at its last scan, whether it still ran
+    /// at the end of the window, its cgroup and container.
+    uptime_s: f64,
+    alive: bool,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    cgroup: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    container: &'a str,
+    sites: Vec<SiteJson<'a>>,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct SiteReport {
-    /// "thread" or "goroutine".
-    pub kind: &'static str,
-    /// What the waiters wait on: "futex" for threads, Go's wait reason for goroutines.
-    pub wait: String,
-    pub count: u32,
-    pub verdict: GrowthVerdict,
-    /// "ok" by the evidence, but growing in a way that may be a leak: watch longer.
-    pub suspect: bool,
-    pub growth_per_min: f64,
-    pub oldest_wait_s: f64,
-    /// Innermost first.
-    pub stack: Vec<FrameReport>,
-    /// The evidence behind the verdict (additions to the version 1 document).
-    pub arrivals: u32,
-    pub departures: u32,
-    /// Seconds between the oldest and newest birth of the current members (thread start
-    /// times; goroutine ids dated by the process's goroutine creation rate).
+#[derive(Serialize)]
+struct SiteJson<'a> {
+    kind: &'static str,
+    wait: &'a str,
+    count: u32,
+    verdict: GrowthVerdict,
+    suspect: bool,
+    growth_per_min: f64,
+    oldest_wait_s: f64,
+    stack: &'a [Frame],
+    arrivals: u32,
+    departures: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub age_spread_s: Option<f64>,
-    pub reason: String,
-    /// The futex operations seen at the site (threads only), e.g. "FUTEX_WAIT_BITSET".
+    age_spread_s: Option<f64>,
+    reason: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ops: Vec<&'static str>,
-    /// Goroutines only: the `go` statement that created most members of the site.
+    ops: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_by: Option<FrameReport>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct FrameReport {
-    pub function: Option<String>,
-    pub file: Option<String>,
-    pub line: Option<u32>,
-    /// "0x…"
-    pub address: String,
-}
-
-impl From<&Frame> for FrameReport {
-    fn from(f: &Frame) -> Self {
-        Self {
-            function: f.function.clone(),
-            file: f.file.clone(),
-            line: f.line,
-            address: format!("{:#x}", f.address),
-        }
-    }
-}
-
-impl SiteReport {
-    pub fn new(
-        kind: &'static str,
-        wait: String,
-        count: u32,
-        judgement: &SiteJudgement,
-        stack: &[Frame],
-    ) -> Self {
-        Self {
-            kind,
-            wait,
-            count,
-            verdict: judgement.verdict,
-            suspect: judgement.suspect,
-            growth_per_min: round2(judgement.growth_per_min),
-            oldest_wait_s: round2(judgement.oldest_wait_s),
-            stack: stack.iter().map(FrameReport::from).collect(),
-            arrivals: judgement.arrivals,
-            departures: judgement.departures,
-            age_spread_s: judgement.age_spread_s.map(round2),
-            reason: judgement.reason.clone(),
-            ops: Vec::new(),
-            created_by: None,
-        }
-    }
+    created_by: Option<&'a Frame>,
+    /// Addition to version 1: the site's label, as in the metrics.
+    site: &'a str,
 }
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-impl Report {
-    /// Whether any process leaks: decides the exit code.
-    pub fn has_leak(&self) -> bool {
-        self.processes
-            .iter()
-            .any(|p| p.verdict == GrowthVerdict::Leak)
-    }
-
-    /// Puts leaks first, then larger populations; sites likewise.
-    pub fn sort(&mut self) {
-        let rank = |v: GrowthVerdict| if v == GrowthVerdict::Leak { 0 } else { 1 };
-        for p in &mut self.processes {
-            p.sites.sort_by(|a, b| {
-                rank(a.verdict)
-                    .cmp(&rank(b.verdict))
-                    .then(b.count.cmp(&a.count))
-            });
+impl<'a> SiteJson<'a> {
+    fn of(s: &'a SiteSummary) -> Self {
+        let j = &s.judgement;
+        Self {
+            kind: s.kind.name(),
+            wait: &s.wait,
+            count: s.count,
+            verdict: j.verdict,
+            suspect: j.suspect,
+            growth_per_min: round2(j.growth_per_min),
+            oldest_wait_s: round2(j.oldest_wait_s),
+            stack: &s.stack,
+            arrivals: j.arrivals,
+            departures: j.departures,
+            age_spread_s: j.age_spread_s.map(round2),
+            reason: &j.reason,
+            ops: s.ops.iter().map(|op| op.name()).collect(),
+            created_by: s.created_by.as_ref(),
+            site: &s.label,
         }
-        self.processes.sort_by(|a, b| {
-            rank(a.verdict)
-                .cmp(&rank(b.verdict))
-                .then(b.waiters.cmp(&a.waiters))
-                .then(a.pid.cmp(&b.pid))
-        });
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("report serializes")
-    }
-
-    /// The report for people: leaks in full, healthy processes in one line each.
-    pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        let leaks: Vec<_> = self
-            .processes
-            .iter()
-            .filter(|p| p.verdict == GrowthVerdict::Leak)
-            .collect();
-        let _ = writeln!(
-            out,
-            "leakscope: watched {} for {:.0} s from {}",
-            self.host, self.duration_s, self.started_at
-        );
-        if leaks.is_empty() {
-            let _ = writeln!(out, "no leak found.");
-        } else {
-            let _ = writeln!(out, "{} leaking process(es):", leaks.len());
-        }
-        for p in &leaks {
-            let _ = writeln!(out);
-            let _ = writeln!(
-                out,
-                "LEAK  pid {} {} ({}, {})  {} blocked waiters, {:+.1}/min",
-                p.pid, p.comm, p.exe, p.runtime, p.waiters, p.growth_per_min
-            );
-            for s in p.sites.iter().filter(|s| s.verdict == GrowthVerdict::Leak) {
-                let ops = if s.ops.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{}]", s.ops.join(", "))
-                };
-                let _ = writeln!(
-                    out,
-                    "  site: {} {} {} waiters{ops}, {:+.1}/min, oldest waiting {:.0} s",
-                    s.count, s.kind, s.wait, s.growth_per_min, s.oldest_wait_s
-                );
-                let _ = writeln!(out, "    why: {}", s.reason);
-                for f in &s.stack {
-                    let _ = writeln!(out, "    {}", render_frame(f));
-                }
-                if let Some(creator) = &s.created_by {
-                    let _ = writeln!(out, "    created by {}", render_frame(creator));
-                }
-            }
-        }
-        let healthy: Vec<_> = self
-            .processes
-            .iter()
-            .filter(|p| p.verdict != GrowthVerdict::Leak)
-            .collect();
-        if !healthy.is_empty() {
-            let _ = writeln!(out);
-            let _ = writeln!(out, "processes with blocked waiters and no leak:");
-            for p in healthy {
-                if let Some(error) = &p.error {
-                    let _ = writeln!(out, "  ??    pid {:<7} {:<16} {error}", p.pid, p.comm);
-                    continue;
-                }
-                let _ = writeln!(
-                    out,
-                    "  ok    pid {:<7} {:<16} {:>6} waiters in {} site(s)",
-                    p.pid,
-                    p.comm,
-                    p.waiters,
-                    p.sites.len()
-                );
-            }
-        }
-        out
     }
 }
 
-fn render_frame(f: &FrameReport) -> String {
+impl<'a> ProcessJson<'a> {
+    fn of(p: &'a ProcessSummary) -> Self {
+        Self {
+            pid: p.key.pid,
+            comm: &p.facts.comm,
+            exe: &p.facts.exe,
+            runtime: &p.facts.runtime,
+            error: p.facts.error.as_deref(),
+            verdict: p.verdict,
+            suspect: p.suspect,
+            waiters: p.waiters,
+            growth_per_min: round2(p.growth_per_min),
+            uptime_s: round2(p.uptime_s),
+            alive: p.alive,
+            cgroup: &p.facts.cgroup.cgroup,
+            container: &p.facts.cgroup.container,
+            sites: p.sites.iter().map(SiteJson::of).collect(),
+        }
+    }
+}
+
+/// The JSON document of a window.
+pub fn to_json(summary: &WindowSummary) -> String {
+    let doc = ReportJson {
+        version: REPORT_VERSION,
+        host: &summary.host,
+        started_at: humantime::format_rfc3339_seconds(summary.started_at).to_string(),
+        duration_s: round2(summary.duration_s),
+        processes: summary.processes.iter().map(ProcessJson::of).collect(),
+    };
+    serde_json::to_string_pretty(&doc).expect("report serializes")
+}
+
+/// How text is styled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TextStyle {
+    /// ANSI colours: leaks red, suspects yellow.
+    pub color: bool,
+}
+
+impl TextStyle {
+    /// Colour when `to_terminal` and the user did not ask for none (`NO_COLOR`, see
+    /// no-color.org: set and not empty).
+    pub fn for_output(to_terminal: bool) -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Self {
+            color: to_terminal && !no_color,
+        }
+    }
+
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn red(self, text: &str) -> String {
+        self.paint("1;31", text)
+    }
+
+    fn yellow(self, text: &str) -> String {
+        self.paint("33", text)
+    }
+
+    fn bold(self, text: &str) -> String {
+        self.paint("1", text)
+    }
+}
+
+/// A duration as people read uptimes: "45s", "12m03s", "3h12m", "4d02h".
+pub fn human_duration(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// The report for people: leaks in full, other processes in one line each.
+pub fn to_text(summary: &WindowSummary, style: TextStyle) -> String {
+    let mut out = String::new();
+    let leaks: Vec<_> = summary.processes.iter().filter(|p| p.is_leak()).collect();
+    let _ = writeln!(
+        out,
+        "leakscope: watched {} for {:.0} s from {}",
+        summary.host,
+        summary.duration_s,
+        humantime::format_rfc3339_seconds(summary.started_at)
+    );
+    if leaks.is_empty() {
+        let _ = writeln!(out, "no leak found.");
+    } else {
+        let _ = writeln!(out, "{} leaking process(es):", leaks.len());
+    }
+    for p in &leaks {
+        let _ = writeln!(out);
+        write_leaking_process(&mut out, p, style);
+    }
+    let healthy: Vec<_> = summary.processes.iter().filter(|p| !p.is_leak()).collect();
+    if !healthy.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "processes with blocked waiters and no leak:");
+        for p in healthy {
+            write_other_process(&mut out, p, style);
+        }
+    }
+    out
+}
+
+fn write_leaking_process(out: &mut String, p: &ProcessSummary, style: TextStyle) {
+    let f = &p.facts;
+    let _ = writeln!(
+        out,
+        "{}  pid {} {} ({}, {})  {} blocked waiters, {:+.1}/min, up {}{}",
+        style.red("LEAK"),
+        p.key.pid,
+        style.bold(&f.comm),
+        f.exe,
+        f.runtime,
+        p.waiters,
+        p.growth_per_min,
+        human_duration(p.uptime_s),
+        if p.alive { "" } else { " (exited)" }
+    );
+    for s in p.sites.iter().filter(|s| s.is_leak()) {
+        let ops = if s.ops.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = s.ops.iter().map(|op| op.name()).collect();
+            format!(" [{}]", names.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "  site: {} {} {} waiters{ops}, {:+.1}/min, oldest waiting {:.0} s",
+            s.count,
+            s.kind.name(),
+            s.wait,
+            s.judgement.growth_per_min,
+            s.judgement.oldest_wait_s
+        );
+        let _ = writeln!(out, "    why: {}", s.judgement.reason);
+        for (i, frame) in s.stack.iter().enumerate() {
+            let line = render_frame(frame);
+            let line = if Some(i) == s.origin {
+                style.red(&line)
+            } else {
+                line
+            };
+            let _ = writeln!(out, "    {line}");
+        }
+        if let Some(creator) = &s.created_by {
+            let _ = writeln!(out, "    created by {}", render_frame(creator));
+        }
+    }
+}
+
+fn write_other_process(out: &mut String, p: &ProcessSummary, style: TextStyle) {
+    if let Some(error) = &p.facts.error {
+        let _ = writeln!(
+            out,
+            "  ??    pid {:<7} {:<16} {error}",
+            p.key.pid, p.facts.comm
+        );
+        return;
+    }
+    let tag = if p.suspect {
+        style.yellow("SUSPECT")
+    } else {
+        "ok   ".to_string()
+    };
+    let suspect_site = p
+        .sites
+        .iter()
+        .find(|s| s.judgement.suspect)
+        .map(|s| format!("; suspect {}", style.yellow(&s.label)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  {tag} pid {:<7} {:<16} {:>6} waiters in {} site(s){suspect_site}",
+        p.key.pid,
+        p.facts.comm,
+        p.waiters,
+        p.sites.len()
+    );
+}
+
+/// One stack frame as a line: address, function, file:line.
+pub fn render_frame(f: &Frame) -> String {
     let function = f.function.as_deref().unwrap_or("??");
+    let address = format!("{:#x}", f.address);
     match (&f.file, f.line) {
-        (Some(file), Some(line)) => format!("{} {function}  {file}:{line}", f.address),
-        (Some(file), None) => format!("{} {function}  {file}", f.address),
-        _ => format!("{} {function}", f.address),
+        (Some(file), Some(line)) => format!("{address} {function}  {file}:{line}"),
+        (Some(file), None) => format!("{address} {function}  {file}"),
+        _ => format!("{address} {function}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn site(verdict: GrowthVerdict, count: u32) -> SiteReport {
-        let judgement = SiteJudgement {
-            verdict,
-            suspect: false,
-            age_spread_s: None,
-            growth_per_min: 12.345,
-            arrivals: count,
-            stayed: count,
-            departures: 0,
-            oldest_wait_s: 3.0,
-            reason: "test".into(),
-        };
-        let frames = [
-            Frame {
-                function: Some("__futex_abstimed_wait_common".into()),
-                address: 0x7f00_0000_1000,
-                ..Frame::default()
-            },
-            Frame {
-                function: Some("leak_on_mutex".into()),
-                file: Some("/src/leak.c".into()),
-                line: Some(12),
-                address: 0x401234,
-                module: None,
-            },
-        ];
-        SiteReport::new("thread", "futex".into(), count, &judgement, &frames)
-    }
-
-    fn report() -> Report {
-        let process = |pid, verdict, sites: Vec<SiteReport>| ProcessReport {
-            pid,
-            comm: format!("p{pid}"),
-            exe: "/bin/x".into(),
-            runtime: "native".into(),
-            error: None,
-            verdict,
-            suspect: false,
-            waiters: sites.iter().map(|s| s.count).sum(),
-            growth_per_min: 1.0,
-            sites,
-        };
-        let mut r = Report {
-            version: REPORT_VERSION,
-            host: "h".into(),
-            started_at: "2026-11-23T00:00:00Z".into(),
-            duration_s: 15.0,
-            processes: vec![
-                process(7, GrowthVerdict::Ok, vec![site(GrowthVerdict::Ok, 50)]),
-                process(
-                    9,
-                    GrowthVerdict::Leak,
-                    vec![site(GrowthVerdict::Ok, 80), site(GrowthVerdict::Leak, 5)],
-                ),
-            ],
-        };
-        r.sort();
-        r
-    }
+    use crate::summary::testutil::native_window;
 
     /// Check that the JSON document has the version-1 fields with their documented types
-    /// and that leaks sort first.
+    /// (and the additions), and that leaks sort first.
     #[test]
     fn json_has_the_documented_shape() {
-        let v: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&to_json(&native_window())).unwrap();
         assert_eq!(v["version"], 1);
+        assert_eq!(v["started_at"], "2026-11-23T00:00:00Z");
         let p = &v["processes"][0];
         assert_eq!(p["pid"], 9);
         assert_eq!(p["verdict"], "leak");
         assert_eq!(p["runtime"], "native");
+        assert_eq!(p["uptime_s"], 3725.0);
+        assert_eq!(p["alive"], true);
+        assert_eq!(p["cgroup"], "unit9.service");
+        assert!(p.get("container").is_none(), "empty container left out");
+        assert!(p.get("error").is_none());
         let s = &p["sites"][0];
         assert_eq!(s["verdict"], "leak", "leaking site first");
         assert_eq!(s["kind"], "thread");
         assert_eq!(s["wait"], "futex");
         assert_eq!(s["growth_per_min"], 12.35);
+        assert_eq!(s["site"], "thread:futex:leak_on_mutex<leaked_thread");
         assert_eq!(s["stack"][0]["address"], "0x7f0000001000");
         assert_eq!(s["stack"][0]["file"], serde_json::Value::Null);
-        assert_eq!(s["stack"][1]["function"], "leak_on_mutex");
-        assert_eq!(s["stack"][1]["line"], 12);
+        assert_eq!(s["stack"][2]["function"], "leak_on_mutex");
+        assert_eq!(s["stack"][2]["line"], 12);
+        assert!(s.get("ops").is_none() && s.get("created_by").is_none());
     }
 
-    /// Check that the text report names the leak's site with file and line and lists
-    /// healthy processes briefly.
+    /// Check that the text report names the leak's site with file and line, shows the
+    /// leaking process's uptime, and lists healthy processes briefly, without escape
+    /// codes when colour is off.
     #[test]
     fn text_names_leak_sites() {
-        let text = report().to_text();
-        assert!(text.contains("LEAK  pid 9"), "{text}");
+        let window = native_window();
+        let text = to_text(&window, TextStyle::default());
+        assert!(text.contains("LEAK  pid 9 p9 (/bin/p9, native)"), "{text}");
+        assert!(text.contains(", up 1h02m"), "{text}");
         assert!(text.contains("leak_on_mutex  /src/leak.c:12"), "{text}");
         assert!(text.contains("ok    pid 7"), "{text}");
-        assert!(report().has_leak());
+        assert!(!text.contains('\x1b'), "{text}");
+        assert!(window.has_leak());
+    }
+
+    /// Check that on a terminal the LEAK tag and the leak's origin frame are red and a
+    /// suspect process is yellow.
+    #[test]
+    fn text_colours_leaks_red_and_suspects_yellow() {
+        let mut window = native_window();
+        let healthy = window.processes.iter_mut().find(|p| !p.is_leak()).unwrap();
+        healthy.suspect = true;
+        let text = to_text(&window, TextStyle { color: true });
+        assert!(text.contains("\x1b[1;31mLEAK\x1b[0m"), "{text}");
+        assert!(
+            text.contains("\x1b[1;31m0x401234 leak_on_mutex  /src/leak.c:12\x1b[0m"),
+            "{text}"
+        );
+        assert!(text.contains("\x1b[33mSUSPECT\x1b[0m"), "{text}");
+    }
+
+    /// Check that uptimes read as people write them.
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(45.2), "45s");
+        assert_eq!(human_duration(723.0), "12m03s");
+        assert_eq!(human_duration(3725.0), "1h02m");
+        assert_eq!(human_duration(4.0 * 86400.0 + 7300.0), "4d02h");
     }
 }

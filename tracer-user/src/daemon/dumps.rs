@@ -1,5 +1,6 @@
 //! Automatic dumps: when a process's verdict turns to "leak", its report (the
-//! `diagnose --json` document, with that process only) is written under `--dump-dir`.
+//! `diagnose --json` document, with that process only) is written under `--dump-dir`,
+//! with its pprof profile beside it.
 //!
 //! [`DumpPlanner`] decides (pure, clock passed in): one dump per leak episode, at most
 //! one per process per `cooldown`, at most `max_per_hour` in all; an episode the limits
@@ -15,10 +16,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use crate::{
-    report::{ProcessReport, Report},
-    verdict::GrowthVerdict,
-};
+use crate::{census::ProcessKey, report, summary::WindowSummary};
 
 /// Dump files are `leakscope-<UTC time>-pid<PID>-<comm><suffix>`; rotation touches
 /// nothing else in the directory.
@@ -36,13 +34,6 @@ pub struct DumpPolicy {
     pub max_per_hour: usize,
     /// Dumps kept in `dir`; older ones are deleted.
     pub keep: usize,
-}
-
-/// A process across reports: its pid and what it runs (pid reuse gives a new one).
-type ProcessIdent = (u32, String, String);
-
-fn ident(p: &ProcessReport) -> ProcessIdent {
-    (p.pid, p.comm.clone(), p.exe.clone())
 }
 
 /// What the planner saw change in one report.
@@ -63,7 +54,8 @@ pub struct Plan {
 pub struct DumpJob {
     pub pid: u32,
     pub comm: String,
-    pub report: Report,
+    /// The window with this process only.
+    pub summary: WindowSummary,
     pub at: SystemTime,
 }
 
@@ -79,8 +71,8 @@ pub struct DumpPlanner {
     cooldown: Duration,
     max_per_hour: usize,
     /// Processes leaking at the last report.
-    leaking: HashMap<ProcessIdent, Episode>,
-    last_dump: HashMap<ProcessIdent, Instant>,
+    leaking: HashMap<ProcessKey, Episode>,
+    last_dump: HashMap<ProcessKey, Instant>,
     recent: VecDeque<Instant>,
 }
 
@@ -97,8 +89,8 @@ impl DumpPlanner {
         }
     }
 
-    /// Compares `report` with the previous one and says what to dump now.
-    pub fn plan(&mut self, report: &Report, now: Instant, wall: SystemTime) -> Plan {
+    /// Compares `summary` with the previous one and says what to dump now.
+    pub fn plan(&mut self, summary: &WindowSummary, now: Instant, wall: SystemTime) -> Plan {
         let mut plan = Plan::default();
         while self
             .recent
@@ -111,16 +103,17 @@ impl DumpPlanner {
         self.last_dump
             .retain(|_, &mut t| now.duration_since(t) < cooldown);
         let mut leaking = HashMap::new();
-        for p in &report.processes {
-            let id = ident(p);
-            if p.verdict != GrowthVerdict::Leak {
+        for p in &summary.processes {
+            let id = p.key;
+            let pid = id.pid;
+            if !p.is_leak() {
                 if self.leaking.contains_key(&id) {
-                    plan.cleared.push(p.pid);
+                    plan.cleared.push(pid);
                 }
                 continue;
             }
             let mut episode = self.leaking.remove(&id).unwrap_or_else(|| {
-                plan.new_leaks.push(p.pid);
+                plan.new_leaks.push(pid);
                 Episode::default()
             });
             if !episode.dumped {
@@ -134,21 +127,18 @@ impl DumpPlanner {
                 match why {
                     None => {
                         episode.dumped = true;
-                        self.last_dump.insert(id.clone(), now);
+                        self.last_dump.insert(id, now);
                         self.recent.push_back(now);
                         plan.dumps.push(DumpJob {
-                            pid: p.pid,
-                            comm: p.comm.clone(),
-                            report: Report {
-                                processes: vec![p.clone()],
-                                ..report.clone_header()
-                            },
+                            pid,
+                            comm: p.facts.comm.clone(),
+                            summary: summary.only(|q| q.key == id),
                             at: wall,
                         });
                     }
                     Some(why) if !episode.deferred => {
                         episode.deferred = true;
-                        plan.deferred.push((p.pid, why));
+                        plan.deferred.push((pid, why));
                     }
                     Some(_) => {}
                 }
@@ -157,19 +147,6 @@ impl DumpPlanner {
         }
         self.leaking = leaking;
         plan
-    }
-}
-
-impl Report {
-    /// The report's header (version, host, window) without processes.
-    fn clone_header(&self) -> Report {
-        Report {
-            version: self.version,
-            host: self.host.clone(),
-            started_at: self.started_at.clone(),
-            duration_s: self.duration_s,
-            processes: Vec::new(),
-        }
     }
 }
 
@@ -209,7 +186,7 @@ pub fn write_dump(dir: &Path, job: &DumpJob) -> std::io::Result<PathBuf> {
         .truncate(true)
         .mode(0o600)
         .open(&temp)?;
-    file.write_all(job.report.to_json().as_bytes())?;
+    file.write_all(report::to_json(&job.summary).as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()?;
     drop(file);
@@ -256,32 +233,28 @@ pub fn rotate(dir: &Path, keep: usize) -> std::io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::REPORT_VERSION;
+    use crate::{
+        census::WaiterKind,
+        summary::testutil::{frame, process, site, window},
+        verdict::GrowthVerdict,
+    };
 
-    fn report(leaking: &[u32], ok: &[u32]) -> Report {
-        let p = |pid: u32, verdict| ProcessReport {
-            pid,
-            comm: format!("p{pid}"),
-            exe: "/bin/x".into(),
-            runtime: "native".into(),
-            error: None,
-            verdict,
-            suspect: false,
-            waiters: 5,
-            growth_per_min: 10.0,
-            sites: Vec::new(),
+    fn window_of(leaking: &[u32], ok: &[u32]) -> WindowSummary {
+        let p = |pid: u32, verdict| {
+            let stack = vec![frame("wait_here", None, 0x1000)];
+            process(
+                pid,
+                "native",
+                vec![site(WaiterKind::Thread, "futex", verdict, 5, stack)],
+            )
         };
-        Report {
-            version: REPORT_VERSION,
-            host: "h".into(),
-            started_at: "2026-01-01T00:00:00Z".into(),
-            duration_s: 60.0,
-            processes: leaking
+        window(
+            leaking
                 .iter()
                 .map(|&pid| p(pid, GrowthVerdict::Leak))
                 .chain(ok.iter().map(|&pid| p(pid, GrowthVerdict::Ok)))
                 .collect(),
-        }
+        )
     }
 
     fn pids(plan: &Plan) -> Vec<u32> {
@@ -295,14 +268,14 @@ mod tests {
         let mut planner = DumpPlanner::new(Duration::from_secs(600), 10);
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH;
-        let plan = planner.plan(&report(&[1], &[2]), t0, wall);
+        let plan = planner.plan(&window_of(&[1], &[2]), t0, wall);
         assert_eq!(pids(&plan), [1]);
         assert_eq!(plan.new_leaks, [1]);
-        assert_eq!(plan.dumps[0].report.processes.len(), 1);
-        assert_eq!(plan.dumps[0].report.host, "h");
-        let plan = planner.plan(&report(&[1], &[2]), t0 + Duration::from_secs(2), wall);
+        assert_eq!(plan.dumps[0].summary.processes.len(), 1);
+        assert_eq!(plan.dumps[0].summary.host, "h");
+        let plan = planner.plan(&window_of(&[1], &[2]), t0 + Duration::from_secs(2), wall);
         assert!(plan.dumps.is_empty() && plan.new_leaks.is_empty());
-        let plan = planner.plan(&report(&[], &[1, 2]), t0 + Duration::from_secs(4), wall);
+        let plan = planner.plan(&window_of(&[], &[1, 2]), t0 + Duration::from_secs(4), wall);
         assert_eq!(plan.cleared, [1]);
     }
 
@@ -314,15 +287,18 @@ mod tests {
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH;
         let at = |s| t0 + Duration::from_secs(s);
-        assert_eq!(pids(&planner.plan(&report(&[1], &[]), at(0), wall)), [1]);
-        planner.plan(&report(&[], &[1]), at(10), wall);
-        let plan = planner.plan(&report(&[1], &[]), at(20), wall);
+        assert_eq!(pids(&planner.plan(&window_of(&[1], &[]), at(0), wall)), [1]);
+        planner.plan(&window_of(&[], &[1]), at(10), wall);
+        let plan = planner.plan(&window_of(&[1], &[]), at(20), wall);
         assert!(plan.dumps.is_empty());
         assert_eq!(plan.new_leaks, [1]);
         assert_eq!(plan.deferred.len(), 1, "counted once per episode");
-        let plan = planner.plan(&report(&[1], &[]), at(30), wall);
+        let plan = planner.plan(&window_of(&[1], &[]), at(30), wall);
         assert!(plan.dumps.is_empty() && plan.deferred.is_empty());
-        assert_eq!(pids(&planner.plan(&report(&[1], &[]), at(600), wall)), [1]);
+        assert_eq!(
+            pids(&planner.plan(&window_of(&[1], &[]), at(600), wall)),
+            [1]
+        );
     }
 
     /// Check that the hourly limit holds across processes and frees up after an hour.
@@ -331,10 +307,10 @@ mod tests {
         let mut planner = DumpPlanner::new(Duration::from_secs(1), 2);
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH;
-        let plan = planner.plan(&report(&[1, 2, 3], &[]), t0, wall);
+        let plan = planner.plan(&window_of(&[1, 2, 3], &[]), t0, wall);
         assert_eq!(pids(&plan), [1, 2]);
         assert_eq!(plan.deferred, [(3, plan.deferred[0].1)]);
-        let plan = planner.plan(&report(&[1, 2, 3], &[]), t0 + HOUR, wall);
+        let plan = planner.plan(&window_of(&[1, 2, 3], &[]), t0 + HOUR, wall);
         assert_eq!(pids(&plan), [3]);
     }
 
@@ -350,7 +326,7 @@ mod tests {
             let job = DumpJob {
                 pid: 100 + i as u32,
                 comm: "a.b/c".into(),
-                report: report(&[100 + i as u32], &[]),
+                summary: window_of(&[100 + i as u32], &[]),
                 at: base + Duration::from_millis(1500 * i),
             };
             let path = write_dump(&dir, &job).unwrap();

@@ -1,9 +1,9 @@
 //! The daemon's Prometheus series: what `leakscope run` serves on `/metrics`.
 //!
-//! Per process and per site series are rebuilt from each report (their vectors are reset
-//! first, so the series of exited processes disappear). Label values come only from
+//! Per process and per site series are rebuilt from each window summary (their vectors
+//! are reset first, so the series of exited processes disappear). Label values come only from
 //! bounded sets: one process's labels (pid, comm, exe, runtime, cgroup, container) and,
-//! per site, kind, wait reason and a short site label; the number of processes and of
+//! per site, kind, wait reason and the site's label (unique within the process); the number of processes and of
 //! sites per process is capped (largest first, leaks always first) and what was cut is
 //! counted.
 
@@ -17,8 +17,7 @@ use prometheus::{
 
 use crate::{
     history::History,
-    report::{ProcessReport, Report, SiteReport},
-    verdict::GrowthVerdict,
+    summary::{ProcessSummary, SiteSummary, WindowSummary},
     watch::ScanStats,
 };
 
@@ -26,11 +25,6 @@ use crate::{
 pub const PROCESS_LABELS: [&str; 6] = ["pid", "comm", "exe", "runtime", "cgroup", "container"];
 /// Labels a per-site series adds to [`PROCESS_LABELS`].
 pub const SITE_LABELS: [&str; 3] = ["kind", "wait", "site"];
-
-/// The longest site label, in bytes; longer labels are cut and end in "~".
-pub const MAX_SITE_LABEL: usize = 96;
-/// Stack frames named in a site label.
-const SITE_LABEL_FRAMES: usize = 2;
 
 /// Every metric family the daemon exports (histograms by their base name). The
 /// deploy/ rules and dashboard may use these and nothing else; tests hold them to it.
@@ -87,240 +81,20 @@ impl Default for Limits {
     }
 }
 
-/// A process's container/cgroup labels, read from `/proc/PID/cgroup`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CgroupLabels {
-    /// The last component of the process's cgroup path (a systemd unit, a container
-    /// scope), container ids cut to 12 hex digits; empty for the root cgroup.
-    pub cgroup: String,
-    /// The container id (12 hex digits) when the cgroup path names one; else empty.
-    pub container: String,
-}
-
-/// The labels for a `/proc/PID/cgroup` file's text: the cgroup v2 line (`0::/path`), or
-/// on a v1-only host the `name=systemd` hierarchy.
-pub fn cgroup_labels(proc_cgroup: &str) -> CgroupLabels {
-    let path = proc_cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .or_else(|| {
-            proc_cgroup.lines().find_map(|l| {
-                let mut parts = l.splitn(3, ':');
-                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-                controllers
-                    .split(',')
-                    .any(|c| c == "name=systemd")
-                    .then_some(path)
-            })
-        })
-        .unwrap_or("/")
-        .trim();
-    let container = path
-        .split('/')
-        .rev()
-        .find_map(container_id)
-        .map(|id| id[..12].to_string())
-        .unwrap_or_default();
-    let last = path.rsplit('/').find(|c| !c.is_empty()).unwrap_or("");
-    let cgroup = match container_id(last) {
-        Some(id) => last.replacen(id, &id[..12], 1),
-        None => last.to_string(),
-    };
-    CgroupLabels { cgroup, container }
-}
-
-/// The 64-hex-digit container id inside a cgroup path component, e.g. in
-/// `docker-<id>.scope`, `cri-containerd-<id>.scope`, `libpod-<id>.scope` or `<id>`.
-fn container_id(component: &str) -> Option<&str> {
-    let bytes = component.as_bytes();
-    let mut start = 0;
-    while start + 64 <= bytes.len() {
-        let run = bytes[start..]
-            .iter()
-            .take_while(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-            .count();
-        if run >= 64 {
-            return Some(&component[start..start + 64]);
-        }
-        start += run + 1;
-    }
-    None
-}
-
-/// Whether process `pid` still runs `comm` (the report keeps processes that exited
-/// within the window; their series should not outlive them).
-pub fn is_alive(pid: u32, comm: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .is_ok_and(|c| c.trim_end_matches('\n') == comm)
-}
-
-/// Reads a process's cgroup labels; empty when it has exited or has none.
-pub fn read_cgroup_labels(pid: u32) -> CgroupLabels {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .map(|text| cgroup_labels(&text))
-        .unwrap_or_default()
-}
-
-/// Whether a frame belongs to the machinery every waiter goes through (libc's futex
-/// and pthread layers, Rust's std sync, the Go runtime), not to the program's own code.
-fn is_runtime_frame(kind: &str, function: &str) -> bool {
-    if kind == "goroutine" {
-        return ["runtime.", "internal/", "sync.", "sync/"]
-            .iter()
-            .any(|p| function.starts_with(p));
-    }
-    const PREFIXES: &[&str] = &[
-        "_",
-        "pthread_",
-        "futex",
-        "lll_",
-        "sem_",
-        "syscall",
-        "start_thread",
-        "clone",
-        "std::sys::",
-        "std::sync::",
-        "std::thread::",
-        "std::panicking::",
-        "std::rt::",
-        "core::",
-        "alloc::",
-        "parking_lot",
-        "<std::",
-        "<core::",
-        "<alloc::",
-    ];
-    PREFIXES.iter().any(|p| function.starts_with(p))
-}
-
-/// A function name as short as it stays recognizable: Rust's hash suffix and a Go
-/// package's import path dropped.
-fn short_function(kind: &str, function: &str) -> String {
-    let mut name = function;
-    // Rust legacy mangling leaves "::h<16 hex>".
-    if let Some(i) = name.rfind("::h") {
-        let hash = &name[i + 3..];
-        if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            name = &name[..i];
-        }
-    }
-    if kind == "goroutine"
-        && let Some(i) = name.rfind('/')
-    {
-        name = &name[i + 1..];
-    }
-    name.to_string()
-}
-
-/// The short, stable label of a site: `kind:wait:f1<f2`, with f1 the innermost of the
-/// program's own frames and f2 its caller (the runtime/libc frames every waiter shares
-/// are skipped); runtime frames when there is nothing else, the innermost address when
-/// no frame has a name. At most [`MAX_SITE_LABEL`] bytes.
-pub fn site_label(site: &SiteReport) -> String {
-    let named: Vec<&str> = site
-        .stack
-        .iter()
-        .filter_map(|f| f.function.as_deref())
-        .collect();
-    let own: Vec<&str> = named
-        .iter()
-        .copied()
-        .filter(|f| !is_runtime_frame(site.kind, f))
-        .collect();
-    let chosen = if own.is_empty() { named } else { own };
-    let body = if chosen.is_empty() {
-        site.stack
-            .first()
-            .map_or_else(|| "?".to_string(), |f| f.address.clone())
-    } else {
-        chosen
-            .iter()
-            .take(SITE_LABEL_FRAMES)
-            .map(|f| short_function(site.kind, f))
-            .collect::<Vec<_>>()
-            .join("<")
-    };
-    truncate_label(format!("{}:{}:{}", site.kind, site.wait, body))
-}
-
-fn truncate_label(mut label: String) -> String {
-    if label.len() > MAX_SITE_LABEL {
-        let mut cut = MAX_SITE_LABEL - 1;
-        while !label.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        label.truncate(cut);
-        label.push('~');
-    }
-    label
-}
-
-/// One site's series values (sites sharing a label are merged into one).
-#[derive(Clone, Debug, PartialEq)]
-pub struct SiteSeries {
-    pub kind: &'static str,
-    pub wait: String,
-    pub site: String,
-    pub waiters: u32,
-    pub growth_per_min: f64,
-    pub oldest_wait_s: f64,
-    pub leak: bool,
-    pub suspect: bool,
-}
-
-/// A process's site series after the cap.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CappedSites {
-    pub kept: Vec<SiteSeries>,
-    /// Sites (after merging by label) not exported.
-    pub omitted: usize,
-}
-
-/// A process's sites as series: merged by (kind, wait, site label), ordered leaking
-/// first then by waiters (then label, for stability), at most `max_sites` kept.
-pub fn site_series(process: &ProcessReport, max_sites: usize) -> CappedSites {
-    let mut merged: Vec<SiteSeries> = Vec::new();
-    let mut index: HashMap<(&'static str, String, String), usize> = HashMap::new();
-    for site in &process.sites {
-        let label = site_label(site);
-        let key = (site.kind, site.wait.clone(), label.clone());
-        let leak = site.verdict == GrowthVerdict::Leak;
-        match index.get(&key) {
-            Some(&i) => {
-                let s = &mut merged[i];
-                s.waiters += site.count;
-                s.growth_per_min += site.growth_per_min;
-                s.oldest_wait_s = s.oldest_wait_s.max(site.oldest_wait_s);
-                s.leak |= leak;
-                s.suspect |= site.suspect;
-            }
-            None => {
-                index.insert(key, merged.len());
-                merged.push(SiteSeries {
-                    kind: site.kind,
-                    wait: site.wait.clone(),
-                    site: label,
-                    waiters: site.count,
-                    growth_per_min: site.growth_per_min,
-                    oldest_wait_s: site.oldest_wait_s,
-                    leak,
-                    suspect: site.suspect,
-                });
-            }
-        }
-    }
-    merged.sort_by(|a, b| {
-        b.leak
-            .cmp(&a.leak)
-            .then(b.waiters.cmp(&a.waiters))
-            .then_with(|| a.site.cmp(&b.site))
+/// A process's sites as series: leaking first then by waiters (then label, for
+/// stability), at most `max_sites` kept; returns the kept sites and how many were cut.
+/// Labels are unique within a process (the summary sees to it), so nothing merges.
+pub fn capped_sites(process: &ProcessSummary, max_sites: usize) -> (Vec<&SiteSummary>, usize) {
+    let mut sites: Vec<&SiteSummary> = process.sites.iter().collect();
+    sites.sort_by(|a, b| {
+        b.is_leak()
+            .cmp(&a.is_leak())
+            .then(b.count.cmp(&a.count))
+            .then_with(|| a.label.cmp(&b.label))
     });
-    let omitted = merged.len().saturating_sub(max_sites);
-    merged.truncate(max_sites);
-    CappedSites {
-        kept: merged,
-        omitted,
-    }
+    let omitted = sites.len().saturating_sub(max_sites);
+    sites.truncate(max_sites);
+    (sites, omitted)
 }
 
 /// Counters the dump writer updates from its own thread.
@@ -613,13 +387,8 @@ impl Exporter {
         }
     }
 
-    /// Replaces every per-process and per-site series with the report's.
-    pub fn observe_report(
-        &self,
-        report: &Report,
-        took_s: f64,
-        cgroup_of: impl Fn(u32) -> CgroupLabels,
-    ) {
+    /// Replaces every per-process and per-site series with the window's.
+    pub fn observe_summary(&self, summary: &WindowSummary, took_s: f64) {
         for v in [
             &self.process_waiters,
             &self.process_growth,
@@ -638,78 +407,71 @@ impl Exporter {
             v.reset();
         }
         self.report_duration.set(took_s);
-        self.leaking_processes.set(
-            report
-                .processes
-                .iter()
-                .filter(|p| p.verdict == GrowthVerdict::Leak)
-                .count() as i64,
-        );
-        // The report lists leaking processes first, then by waiter count.
-        let kept = report.processes.len().min(self.limits.max_processes);
-        self.processes_omitted
-            .set((report.processes.len() - kept) as i64);
-        for process in &report.processes[..kept] {
-            let cg = cgroup_of(process.pid);
-            let pid = process.pid.to_string();
-            let labels = [
-                pid.as_str(),
-                &process.comm,
-                &process.exe,
-                &process.runtime,
-                &cg.cgroup,
-                &cg.container,
-            ];
-            let leak = process.verdict == GrowthVerdict::Leak;
-            self.process_waiters
-                .with_label_values(&labels)
-                .set(f64::from(process.waiters));
-            self.process_growth
-                .with_label_values(&labels)
-                .set(process.growth_per_min);
-            self.process_leak
-                .with_label_values(&labels)
-                .set(if leak { 1.0 } else { 0.0 });
-            self.process_suspect
-                .with_label_values(&labels)
-                .set(if process.suspect { 1.0 } else { 0.0 });
-            let oldest = process
-                .sites
-                .iter()
-                .map(|s| s.oldest_wait_s)
-                .fold(0.0, f64::max);
-            self.process_oldest.with_label_values(&labels).set(oldest);
-            let mut by_wait: HashMap<(&str, &str), u32> = HashMap::new();
-            for s in &process.sites {
-                *by_wait.entry((s.kind, s.wait.as_str())).or_default() += s.count;
-            }
-            for ((kind, wait), n) in by_wait {
-                let mut l: Vec<&str> = labels.to_vec();
-                l.extend([kind, wait]);
-                self.waiters_by_wait.with_label_values(&l).set(f64::from(n));
-            }
-            let sites = site_series(process, self.limits.max_sites);
-            self.process_sites
-                .with_label_values(&labels)
-                .set((sites.kept.len() + sites.omitted) as f64);
-            self.process_sites_omitted
-                .with_label_values(&labels)
-                .set(sites.omitted as f64);
-            for s in &sites.kept {
-                let mut l: Vec<&str> = labels.to_vec();
-                l.extend([s.kind, s.wait.as_str(), s.site.as_str()]);
-                self.site_waiters
-                    .with_label_values(&l)
-                    .set(f64::from(s.waiters));
-                self.site_growth.with_label_values(&l).set(s.growth_per_min);
-                self.site_oldest.with_label_values(&l).set(s.oldest_wait_s);
-                self.site_leak
-                    .with_label_values(&l)
-                    .set(if s.leak { 1.0 } else { 0.0 });
-                self.site_suspect
-                    .with_label_values(&l)
-                    .set(if s.suspect { 1.0 } else { 0.0 });
-            }
+        let processes = &summary.processes;
+        self.leaking_processes
+            .set(processes.iter().filter(|p| p.is_leak()).count() as i64);
+        // The summary lists leaking processes first, then by waiter count.
+        let kept = processes.len().min(self.limits.max_processes);
+        self.processes_omitted.set((processes.len() - kept) as i64);
+        for process in &processes[..kept] {
+            self.observe_process(process);
+        }
+    }
+
+    fn observe_process(&self, process: &ProcessSummary) {
+        let facts = &process.facts;
+        let pid = process.key.pid.to_string();
+        let labels = [
+            pid.as_str(),
+            &facts.comm,
+            &facts.exe,
+            &facts.runtime,
+            &facts.cgroup.cgroup,
+            &facts.cgroup.container,
+        ];
+        let flag = |on: bool| if on { 1.0 } else { 0.0 };
+        self.process_waiters
+            .with_label_values(&labels)
+            .set(f64::from(process.waiters));
+        self.process_growth
+            .with_label_values(&labels)
+            .set(process.growth_per_min);
+        self.process_leak
+            .with_label_values(&labels)
+            .set(flag(process.is_leak()));
+        self.process_suspect
+            .with_label_values(&labels)
+            .set(flag(process.suspect));
+        self.process_oldest
+            .with_label_values(&labels)
+            .set(process.oldest_wait_s());
+        let mut by_wait: HashMap<(&str, &str), u32> = HashMap::new();
+        for s in &process.sites {
+            *by_wait.entry((s.kind.name(), &s.wait)).or_default() += s.count;
+        }
+        for ((kind, wait), n) in by_wait {
+            let mut l: Vec<&str> = labels.to_vec();
+            l.extend([kind, wait]);
+            self.waiters_by_wait.with_label_values(&l).set(f64::from(n));
+        }
+        let (sites, omitted) = capped_sites(process, self.limits.max_sites);
+        self.process_sites
+            .with_label_values(&labels)
+            .set(process.sites.len() as f64);
+        self.process_sites_omitted
+            .with_label_values(&labels)
+            .set(omitted as f64);
+        for s in sites {
+            let mut l: Vec<&str> = labels.to_vec();
+            l.extend([s.kind.name(), &s.wait, &s.label]);
+            let j = &s.judgement;
+            self.site_waiters
+                .with_label_values(&l)
+                .set(f64::from(s.count));
+            self.site_growth.with_label_values(&l).set(j.growth_per_min);
+            self.site_oldest.with_label_values(&l).set(j.oldest_wait_s);
+            self.site_leak.with_label_values(&l).set(flag(s.is_leak()));
+            self.site_suspect.with_label_values(&l).set(flag(j.suspect));
         }
     }
 
@@ -756,236 +518,83 @@ fn self_usage() -> Option<(f64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{FrameReport, REPORT_VERSION};
+    use crate::{
+        census::WaiterKind,
+        summary::testutil::{frame, process, site, window},
+        verdict::GrowthVerdict,
+    };
 
-    fn frame(function: Option<&str>, address: &str) -> FrameReport {
-        FrameReport {
-            function: function.map(str::to_string),
-            file: None,
-            line: None,
-            address: address.into(),
-        }
+    fn sites(specs: &[(&str, u32, bool)]) -> Vec<SiteSummary> {
+        specs
+            .iter()
+            .map(|&(name, count, leak)| {
+                let verdict = if leak {
+                    GrowthVerdict::Leak
+                } else {
+                    GrowthVerdict::Ok
+                };
+                site(
+                    WaiterKind::Thread,
+                    "futex",
+                    verdict,
+                    count,
+                    vec![frame(name, None, 0x1000 + u64::from(count))],
+                )
+            })
+            .collect()
     }
 
-    fn site(kind: &'static str, wait: &str, count: u32, leak: bool, fns: &[&str]) -> SiteReport {
-        SiteReport {
-            kind,
-            wait: wait.into(),
-            count,
-            verdict: if leak {
-                GrowthVerdict::Leak
-            } else {
-                GrowthVerdict::Ok
-            },
-            suspect: false,
-            growth_per_min: if leak { 60.0 } else { 0.0 },
-            oldest_wait_s: f64::from(count),
-            stack: fns
-                .iter()
-                .enumerate()
-                .map(|(i, f)| frame(Some(f), &format!("{:#x}", 0x1000 + i)))
-                .collect(),
-            arrivals: 0,
-            departures: 0,
-            age_spread_s: None,
-            reason: String::new(),
-            ops: Vec::new(),
-            created_by: None,
-        }
-    }
-
-    fn process(pid: u32, sites: Vec<SiteReport>) -> ProcessReport {
-        let leak = sites.iter().any(|s| s.verdict == GrowthVerdict::Leak);
-        ProcessReport {
-            pid,
-            comm: format!("p{pid}"),
-            exe: format!("/bin/p{pid}"),
-            runtime: "native".into(),
-            error: None,
-            verdict: if leak {
-                GrowthVerdict::Leak
-            } else {
-                GrowthVerdict::Ok
-            },
-            suspect: false,
-            waiters: sites.iter().map(|s| s.count).sum(),
-            growth_per_min: 1.5,
-            sites,
-        }
-    }
-
-    /// Check that a thread site's label skips libc's futex and pthread frames and names
-    /// the program's own innermost function and its caller.
+    /// Check that leaks come first, the largest sites are kept up to the cap, sites
+    /// sharing a short label stay apart, and the cut sites are counted.
     #[test]
-    fn site_label_names_the_programs_own_frames() {
-        let s = site(
-            "thread",
-            "futex",
-            3,
-            true,
-            &[
-                "__futex_abstimed_wait_common",
-                "__lll_lock_wait",
-                "___pthread_mutex_lock",
-                "leak_on_mutex",
-                "leaked_thread",
-                "start_thread",
-                "clone3",
-            ],
-        );
-        assert_eq!(site_label(&s), "thread:futex:leak_on_mutex<leaked_thread");
-    }
-
-    /// Check that goroutine labels skip runtime/sync frames, drop import paths, and that
-    /// Rust hash suffixes and std frames are dropped for threads.
-    #[test]
-    fn site_label_shortens_go_and_rust_names() {
-        let g = site(
-            "goroutine",
-            "chan receive",
-            1,
-            false,
-            &[
-                "runtime.gopark",
-                "runtime.chanrecv1",
-                "example.com/svc/internal/worker.(*Pool).wait",
-                "main.main.func1",
-            ],
-        );
-        assert_eq!(
-            site_label(&g),
-            "goroutine:chan receive:worker.(*Pool).wait<main.main.func1"
-        );
-        let r = site(
-            "thread",
-            "futex",
-            1,
-            false,
-            &[
-                "std::sys::pal::unix::futex::futex_wait",
-                "std::sync::mpmc::list::Channel<T>::recv",
-                "mpsc_leak::wait_for_message::h0123456789abcdef",
-            ],
-        );
-        assert_eq!(site_label(&r), "thread:futex:mpsc_leak::wait_for_message");
-    }
-
-    /// Check that a stack of only runtime frames falls back to them, an unnamed stack to
-    /// its innermost address, and an over-long label is cut to the limit on a char
-    /// boundary.
-    #[test]
-    fn site_label_fallbacks_and_truncation() {
-        let only_runtime = site("thread", "futex", 1, false, &["__lll_lock_wait", "clone3"]);
-        assert_eq!(
-            site_label(&only_runtime),
-            "thread:futex:__lll_lock_wait<clone3"
-        );
-        let mut unnamed = site("thread", "futex", 1, false, &[]);
-        unnamed.stack = vec![frame(None, "0x7f00dead"), frame(None, "0x401000")];
-        assert_eq!(site_label(&unnamed), "thread:futex:0x7f00dead");
-        let long_name = "é".repeat(100);
-        let long = site("thread", "futex", 1, false, &[&long_name]);
-        let label = site_label(&long);
-        assert!(label.len() <= MAX_SITE_LABEL, "{}", label.len());
-        assert!(label.ends_with('~'));
-    }
-
-    /// Check that sites sharing a label merge, leaks come first, the largest sites are
-    /// kept up to the cap, and the cut sites are counted.
-    #[test]
-    fn sites_merge_and_cap_largest_first() {
+    fn sites_cap_largest_first_without_merging() {
         let p = process(
             1,
-            vec![
-                site("thread", "futex", 50, false, &["big_pool"]),
-                site("thread", "futex", 2, true, &["leak_here"]),
-                site("thread", "futex", 30, false, &["mid_pool"]),
-                site("thread", "futex", 25, false, &["mid_pool"]),
-                site("thread", "futex", 1, false, &["tiny"]),
-                site("thread", "futex", 3, false, &["small"]),
-            ],
+            "native",
+            sites(&[
+                ("big_pool", 50, false),
+                ("leak_here", 2, true),
+                ("mid_pool", 30, false),
+                ("mid_pool", 25, false),
+                ("tiny", 1, false),
+                ("small", 3, false),
+            ]),
         );
-        let capped = site_series(&p, 3);
-        let labels: Vec<&str> = capped.kept.iter().map(|s| s.site.as_str()).collect();
-        assert_eq!(
-            labels,
-            [
-                "thread:futex:leak_here",
-                "thread:futex:mid_pool",
-                "thread:futex:big_pool"
-            ]
+        let (kept, omitted) = capped_sites(&p, 3);
+        let labels: Vec<&str> = kept.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels[0], "thread:futex:leak_here");
+        assert_eq!(labels[1], "thread:futex:big_pool");
+        assert!(
+            labels[2].starts_with("thread:futex:mid_pool#"),
+            "{labels:?}"
         );
-        assert_eq!(capped.kept[1].waiters, 55, "merged");
-        assert_eq!(capped.kept[1].oldest_wait_s, 30.0);
-        assert_eq!(capped.omitted, 2);
-        assert_eq!(site_series(&p, 100).omitted, 0);
+        assert_eq!(kept[2].count, 30, "not merged with the other mid_pool");
+        assert_eq!(omitted, 3);
+        assert_eq!(capped_sites(&p, 100).1, 0);
     }
 
-    /// Check that cgroup v2 paths become a short label (unit, container scope with the
-    /// id cut to 12 digits), that a v1-only file uses the systemd hierarchy, and the
-    /// root cgroup gives no label.
+    /// Check that a window becomes per-process and per-site series with the documented
+    /// names and labels (cgroup from the scan's facts), that processes over the cap are
+    /// cut and counted, that series of a process gone from the next window disappear, and that METRIC_NAMES lists exactly the families exported.
     #[test]
-    fn cgroup_labels_are_short() {
-        let id = "0123456789abcdef".repeat(4);
-        assert_eq!(
-            cgroup_labels("0::/system.slice/nginx.service\n"),
-            CgroupLabels {
-                cgroup: "nginx.service".into(),
-                container: String::new()
-            }
-        );
-        assert_eq!(
-            cgroup_labels(&format!("0::/system.slice/docker-{id}.scope\n")),
-            CgroupLabels {
-                cgroup: "docker-0123456789ab.scope".into(),
-                container: "0123456789ab".into()
-            }
-        );
-        let k8s = format!(
-            "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/cri-containerd-{id}.scope"
-        );
-        assert_eq!(cgroup_labels(&k8s).container, "0123456789ab");
-        let v1 = "12:pids:/user.slice\n1:name=systemd:/user.slice/user-0.slice/session-4.scope\n";
-        assert_eq!(cgroup_labels(v1).cgroup, "session-4.scope");
-        assert_eq!(cgroup_labels("0::/\n"), CgroupLabels::default());
-    }
-
-    /// Check that a report becomes per-process and per-site series with the documented
-    /// names and labels, that processes over the cap are cut and counted, that series of
-    /// a process gone from the next report disappear, and that METRIC_NAMES lists exactly
-    /// the families exported.
-    #[test]
-    fn report_becomes_series_and_old_series_vanish() {
+    fn window_becomes_series_and_old_series_vanish() {
         let exporter = Exporter::new(Limits {
             max_processes: 2,
             max_sites: 1,
         });
-        let mut report = Report {
-            version: REPORT_VERSION,
-            host: "h".into(),
-            started_at: "2026-01-01T00:00:00Z".into(),
-            duration_s: 10.0,
-            processes: vec![
-                process(
-                    10,
-                    vec![
-                        site("thread", "futex", 8, true, &["leak_on_mutex"]),
-                        site("thread", "futex", 20, false, &["pool"]),
-                    ],
-                ),
-                process(11, vec![site("thread", "futex", 16, false, &["pool"])]),
-                process(12, vec![site("thread", "futex", 1, false, &["x"])]),
-            ],
-        };
-        report.sort();
-        let cg = |pid: u32| CgroupLabels {
-            cgroup: format!("unit{pid}.service"),
-            container: String::new(),
-        };
+        let mut summary = window(vec![
+            process(
+                10,
+                "native",
+                sites(&[("leak_on_mutex", 8, true), ("pool", 20, false)]),
+            ),
+            process(11, "native", sites(&[("pool", 16, false)])),
+            process(12, "native", sites(&[("x", 1, false)])),
+        ]);
         exporter.observe_scan(Ok(&ScanStats::default()), 1.0);
         exporter.observe_history(&History::new());
         exporter.dump_counters().written.inc();
-        exporter.observe_report(&report, 0.01, cg);
+        exporter.observe_summary(&summary, 0.01);
         let text = String::from_utf8(exporter.render().to_vec()).unwrap();
         assert!(
             text.contains(
@@ -1006,6 +615,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("leakscope_processes_omitted 1"), "{text}");
+        assert!(text.contains("leakscope_leaking_processes 1"), "{text}");
         assert!(!text.contains(r#"pid="12""#), "pid 12 is over the cap");
         assert!(text.contains(r#"leakscope_process_waiters_by_wait{"#));
 
@@ -1020,8 +630,8 @@ mod tests {
         documented.sort();
         assert_eq!(families, documented);
 
-        report.processes.retain(|p| p.pid == 11);
-        exporter.observe_report(&report, 0.01, cg);
+        summary.processes.retain(|p| p.key.pid == 11);
+        exporter.observe_summary(&summary, 0.01);
         let text = String::from_utf8(exporter.render().to_vec()).unwrap();
         assert!(
             !text.contains(r#"pid="10""#),

@@ -34,15 +34,15 @@ use crate::{
     census::Scope,
     diagnose::{DiagnoseOptions, preflight},
     error::SourceError,
-    report::Report,
-    verdict::{GrowthVerdict, VerdictPolicy},
+    summary::WindowSummary,
+    verdict::VerdictPolicy,
     watch::Watcher,
 };
 
 use self::{
     dumps::{DumpJob, DumpPlanner, DumpPolicy},
     http::Shared,
-    metrics::{DumpCounters, Exporter, Limits, read_cgroup_labels},
+    metrics::{DumpCounters, Exporter, Limits},
 };
 
 /// The default `--listen`: loopback only. Port 9929 is leakscope's.
@@ -226,15 +226,13 @@ fn scanner(
                 watcher.trim(opts.window);
                 exporter.observe_scan(Ok(&stats), watcher.history().span_s());
                 let t = Instant::now();
-                let (mut report, _) = watcher.report(&policy);
+                let (summary, _) = watcher.summary(&policy);
                 // The window remembers processes that exited; the metrics should not.
-                report
-                    .processes
-                    .retain(|p| metrics::is_alive(p.pid, &p.comm));
+                let summary = summary.only(|p| p.alive);
                 exporter.observe_history(watcher.history());
-                exporter.observe_report(&report, t.elapsed().as_secs_f64(), read_cgroup_labels);
-                let plan = planner.plan(&report, Instant::now(), SystemTime::now());
-                announce(&report, &plan);
+                exporter.observe_summary(&summary, t.elapsed().as_secs_f64());
+                let plan = planner.plan(&summary, Instant::now(), SystemTime::now());
+                announce(&summary, &plan);
                 if let Some(dumper) = &dumper {
                     for (pid, why) in &plan.deferred {
                         notice!("dump of pid {pid} put off: {why}");
@@ -280,21 +278,21 @@ fn scanner(
 }
 
 /// Logs verdict changes.
-fn announce(report: &Report, plan: &dumps::Plan) {
+fn announce(summary: &WindowSummary, plan: &dumps::Plan) {
     for &pid in &plan.new_leaks {
-        let Some(p) = report.processes.iter().find(|p| p.pid == pid) else {
+        let Some(p) = summary.processes.iter().find(|p| p.key.pid == pid) else {
             continue;
         };
         let site = p
             .sites
             .iter()
-            .find(|s| s.verdict == GrowthVerdict::Leak)
-            .map(metrics::site_label)
+            .find(|s| s.is_leak())
+            .map(|s| s.label.as_str())
             .unwrap_or_default();
         notice!(
             "LEAK pid {pid} {} ({}): {} blocked waiters, {:+.1}/min; site {site}",
-            p.comm,
-            p.exe,
+            p.facts.comm,
+            p.facts.exe,
             p.waiters,
             p.growth_per_min
         );

@@ -3,5 +3,6 @@
 //! nothing of leakscope.
 
 pub mod binary;
+pub mod cgroup;
 pub mod memory;
 pub mod procfs;

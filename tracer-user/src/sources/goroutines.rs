@@ -166,11 +166,7 @@ impl GoroutineSource {
             if !watches(rec.tgid) {
                 continue;
             }
-            let key = ProcessKey {
-                pid: rec.tgid,
-                start_mono_ns: rec.start_mono_ns,
-                exec_id: rec.exec_id,
-            };
+            let key = ProcessKey::of(rec);
             live.insert(key);
             if !self.processes.contains_key(&key) {
                 let watched = self.classify(key.pid);

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use tracer_common::ProcessRecord;
+
 pub mod go;
 pub mod goroutines;
 pub mod thread_waiters;
@@ -14,6 +16,17 @@ pub struct ProcessKey {
     pub pid: u32,
     pub start_mono_ns: u64,
     pub exec_id: u64,
+}
+
+impl ProcessKey {
+    /// The process a kernel process record describes.
+    pub fn of(record: &ProcessRecord) -> Self {
+        Self {
+            pid: record.tgid,
+            start_mono_ns: record.start_mono_ns,
+            exec_id: record.exec_id,
+        }
+    }
 }
 
 /// The stack a waiter blocks at: frame addresses, innermost first.

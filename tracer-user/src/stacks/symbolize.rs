@@ -23,16 +23,23 @@ use crate::host::{
     procfs::MemoryMap,
 };
 
-/// One symbolized frame.
+/// One symbolized frame: the one frame type from the symbolizers to every sink. It
+/// serializes as the JSON report's frame (the address as a "0x…" string).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Frame {
     pub function: Option<String>,
     pub file: Option<String>,
     pub line: Option<u32>,
     /// The absolute address in the process (the return address for callers).
+    #[serde(serialize_with = "hex_address")]
     pub address: u64,
     /// Path of the binary the address falls in.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
+}
+
+fn hex_address<S: serde::Serializer>(address: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{address:#x}"))
 }
 
 /// Distinct files blazesym may hold open (and mapped, with parsed debug info) at once;

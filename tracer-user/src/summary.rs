@@ -1,0 +1,875 @@
+//! One typed summary of a watch window: every process with blocked waiters, its sites
+//! judged by the verdict, their symbolized stacks, creators, liveness and cgroup, all as
+//! the scan knew them. Every sink (the text and JSON report, the metrics, the dumps, the
+//! pprof profile, the flame graph, `top`) only renders it; none reads /proc again or
+//! re-parses a string the scan produced.
+//!
+//! Built by [`summarize`] from the window's [`History`], what the census knows about
+//! names ([`SiteCatalog`], implemented by [`CensusTaker`]) and a [`VerdictPolicy`]; pure
+//! and testable without root.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    hash::{Hash, Hasher},
+    sync::Arc,
+    time::SystemTime,
+};
+
+use crate::{
+    census::{CensusTaker, FutexWait, ProcessFacts, ProcessKey, SiteKey, WaitDetail, WaiterKind},
+    history::{History, ProcessHistory, SiteHistory},
+    stacks::symbolize::Frame,
+    verdict::{GrowthVerdict, SiteJudgement, SiteObservation, VerdictPolicy, judge, slope},
+};
+
+/// The longest site label, in bytes; longer labels are cut and end in "~".
+pub const MAX_SITE_LABEL: usize = 96;
+/// Stack frames named in a site label.
+const SITE_LABEL_FRAMES: usize = 2;
+
+/// What a watch window found.
+#[derive(Clone, Debug)]
+pub struct WindowSummary {
+    pub host: String,
+    /// Wall-clock time of the window's first scan.
+    pub started_at: SystemTime,
+    pub duration_s: f64,
+    /// Leaking processes first, then by blocked waiters, then by pid.
+    pub processes: Vec<ProcessSummary>,
+}
+
+/// One process of the window.
+#[derive(Clone, Debug)]
+pub struct ProcessSummary {
+    pub key: ProcessKey,
+    /// Name, executable, runtime, cgroup, and why it could not be read in full.
+    pub facts: Arc<ProcessFacts>,
+    /// Alive at the newest scan (the window remembers processes that exited in it).
+    pub alive: bool,
+    /// Seconds from the process's start to the last scan that saw it.
+    pub uptime_s: f64,
+    pub verdict: GrowthVerdict,
+    /// No leak proven, but a site grows in a way that may be one.
+    pub suspect: bool,
+    /// Blocked waiters at the last scan that saw the process.
+    pub waiters: u32,
+    /// Least-squares growth of all its sites together.
+    pub growth_per_min: f64,
+    /// Leaking sites first, then by count.
+    pub sites: Vec<SiteSummary>,
+}
+
+/// One site (where waiters block) of one process.
+#[derive(Clone, Debug)]
+pub struct SiteSummary {
+    pub kind: WaiterKind,
+    /// "futex", or Go's wait reason.
+    pub wait: Arc<str>,
+    /// Waiters at the last scan.
+    pub count: u32,
+    pub judgement: SiteJudgement,
+    /// Innermost first; shared with the census's cache.
+    pub stack: Arc<[Frame]>,
+    /// Index in `stack` of the innermost frame of the program's own code (the libc,
+    /// pthread, Rust std and Go runtime frames every waiter shares are not); `None`
+    /// when the stack has nothing but those.
+    pub origin: Option<usize>,
+    /// Short, stable, unique within the process: `kind:wait:f1<f2`, f1 the origin and
+    /// f2 its caller. At most [`MAX_SITE_LABEL`] bytes.
+    pub label: String,
+    /// The futex operations seen at the site (threads only).
+    pub ops: Vec<FutexWait>,
+    /// Goroutines only: the `go` statement that created most of the members.
+    pub created_by: Option<Frame>,
+}
+
+/// One recorded site: what it was and what the verdict saw (verdict test data, the
+/// format of `diagnose --record-observations` and `tests/data/`).
+#[derive(serde::Serialize)]
+pub struct RecordedSite {
+    pub pid: u32,
+    pub comm: String,
+    /// Function names of the site's stack, innermost first.
+    pub stack: Vec<Option<String>>,
+    pub observation: SiteObservation,
+}
+
+/// What the census knows beyond the history: symbolized stacks and creators, and which
+/// processes are alive.
+pub trait SiteCatalog {
+    fn frames(&self, process: &ProcessKey, site: &SiteKey) -> Option<Arc<[Frame]>>;
+    fn creator(&self, process: &ProcessKey, gopc: u64) -> Option<Frame>;
+    fn is_live(&self, process: &ProcessKey) -> bool;
+}
+
+impl SiteCatalog for CensusTaker {
+    fn frames(&self, process: &ProcessKey, site: &SiteKey) -> Option<Arc<[Frame]>> {
+        CensusTaker::frames(self, process, site)
+    }
+    fn creator(&self, process: &ProcessKey, gopc: u64) -> Option<Frame> {
+        CensusTaker::creator(self, process, gopc).cloned()
+    }
+    fn is_live(&self, process: &ProcessKey) -> bool {
+        CensusTaker::is_live(self, process)
+    }
+}
+
+/// Where and when the window was watched.
+#[derive(Clone, Debug)]
+pub struct WindowClock {
+    pub host: String,
+    /// Wall-clock time of the window's first scan.
+    pub started_at: SystemTime,
+}
+
+/// Judges every site of the window and summarizes it; also returns what each site's
+/// verdict saw.
+pub fn summarize(
+    history: &History,
+    catalog: &impl SiteCatalog,
+    policy: &VerdictPolicy,
+    clock: WindowClock,
+) -> (WindowSummary, Vec<RecordedSite>) {
+    let mut processes = Vec::new();
+    let mut recorded = Vec::new();
+    for (key, process) in &history.processes {
+        let mut sites = Vec::new();
+        for (site_key, site) in &process.sites {
+            let obs = history.observe(key, process, site_key, site);
+            let judgement = judge(&obs, policy);
+            let count = obs.counts.last().copied().unwrap_or(0);
+            if count == 0 && judgement.verdict != GrowthVerdict::Leak {
+                continue;
+            }
+            let stack = catalog.frames(key, site_key).unwrap_or_default();
+            recorded.push(RecordedSite {
+                pid: key.pid,
+                comm: process.facts.comm.clone(),
+                stack: stack.iter().map(|f| f.function.clone()).collect(),
+                observation: obs,
+            });
+            let created_by = most_common_creator(site).and_then(|gopc| catalog.creator(key, gopc));
+            sites.push(SiteSummary::new(
+                site_key, count, judgement, stack, created_by, site,
+            ));
+        }
+        if sites.is_empty() && process.facts.error.is_none() {
+            continue;
+        }
+        unique_labels(&mut sites);
+        processes.push(summarize_process(history, catalog, key, process, sites));
+    }
+    let mut summary = WindowSummary {
+        host: clock.host,
+        started_at: clock.started_at,
+        duration_s: history.span_s(),
+        processes,
+    };
+    summary.sort();
+    (summary, recorded)
+}
+
+fn summarize_process(
+    history: &History,
+    catalog: &impl SiteCatalog,
+    key: &ProcessKey,
+    process: &ProcessHistory,
+    sites: Vec<SiteSummary>,
+) -> ProcessSummary {
+    let scans = process.first_scan.max(*history.window().start())..=process.last_scan;
+    let t0 = history.time_of(*history.window().start());
+    let times: Vec<f64> = scans
+        .clone()
+        .map(|i| (history.time_of(i) - t0) as f64 / 1e9)
+        .collect();
+    let totals: Vec<f64> = scans
+        .map(|i| {
+            process
+                .sites
+                .values()
+                .map(|s| s.counts.get(&i).copied().unwrap_or(0) as f64)
+                .sum()
+        })
+        .collect();
+    let leak = sites.iter().any(|s| s.is_leak());
+    ProcessSummary {
+        key: *key,
+        facts: process.facts.clone(),
+        alive: catalog.is_live(key),
+        uptime_s: history
+            .time_of(process.last_scan)
+            .saturating_sub(key.start_mono_ns) as f64
+            / 1e9,
+        verdict: if leak {
+            GrowthVerdict::Leak
+        } else {
+            GrowthVerdict::Ok
+        },
+        suspect: !leak && sites.iter().any(|s| s.judgement.suspect),
+        waiters: sites.iter().map(|s| s.count).sum(),
+        growth_per_min: slope(&times, &totals) * 60.0,
+        sites,
+    }
+}
+
+impl SiteSummary {
+    fn new(
+        key: &SiteKey,
+        count: u32,
+        judgement: SiteJudgement,
+        stack: Arc<[Frame]>,
+        created_by: Option<Frame>,
+        history: &SiteHistory,
+    ) -> Self {
+        let ops: BTreeSet<FutexWait> = history
+            .members
+            .values()
+            .filter_map(|m| match m.detail {
+                WaitDetail::Futex { op, .. } => Some(op),
+                WaitDetail::Goroutine { .. } => None,
+            })
+            .collect();
+        let origin = origin_frame(key.kind, &stack);
+        Self {
+            kind: key.kind,
+            label: site_label(key.kind, &key.wait, &stack, origin),
+            wait: key.wait.clone(),
+            count,
+            judgement,
+            stack,
+            origin,
+            ops: ops.into_iter().collect(),
+            created_by,
+        }
+    }
+
+    pub fn is_leak(&self) -> bool {
+        self.judgement.verdict == GrowthVerdict::Leak
+    }
+
+    /// The frame the site is named after: its origin, else the innermost frame.
+    pub fn origin_frame(&self) -> Option<&Frame> {
+        self.stack.get(self.origin.unwrap_or(0))
+    }
+}
+
+impl ProcessSummary {
+    pub fn is_leak(&self) -> bool {
+        self.verdict == GrowthVerdict::Leak
+    }
+
+    /// The longest any current waiter has been blocked, in seconds.
+    pub fn oldest_wait_s(&self) -> f64 {
+        self.sites
+            .iter()
+            .map(|s| s.judgement.oldest_wait_s)
+            .fold(0.0, f64::max)
+    }
+}
+
+/// Leaks first, then larger populations.
+fn leak_rank(leak: bool) -> u8 {
+    u8::from(!leak)
+}
+
+impl WindowSummary {
+    /// Whether any process leaks: decides `diagnose`'s exit status.
+    pub fn has_leak(&self) -> bool {
+        self.processes.iter().any(ProcessSummary::is_leak)
+    }
+
+    /// Puts leaks first, then larger populations; sites likewise.
+    pub fn sort(&mut self) {
+        for p in &mut self.processes {
+            p.sites.sort_by(|a, b| {
+                leak_rank(a.is_leak())
+                    .cmp(&leak_rank(b.is_leak()))
+                    .then(b.count.cmp(&a.count))
+                    .then_with(|| a.label.cmp(&b.label))
+            });
+        }
+        self.processes.sort_by(|a, b| {
+            leak_rank(a.is_leak())
+                .cmp(&leak_rank(b.is_leak()))
+                .then(b.waiters.cmp(&a.waiters))
+                .then(a.key.cmp(&b.key))
+        });
+    }
+
+    /// The same window with only the processes `keep` accepts.
+    pub fn only(&self, keep: impl Fn(&ProcessSummary) -> bool) -> WindowSummary {
+        WindowSummary {
+            host: self.host.clone(),
+            started_at: self.started_at,
+            duration_s: self.duration_s,
+            processes: self.processes.iter().filter(|p| keep(p)).cloned().collect(),
+        }
+    }
+}
+
+/// The `go` statement that created most of a goroutine site's members.
+fn most_common_creator(site: &SiteHistory) -> Option<u64> {
+    let mut counts: HashMap<u64, u32> = HashMap::new();
+    for m in site.members.values() {
+        if let WaitDetail::Goroutine { gopc } = m.detail {
+            *counts.entry(gopc).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(gopc, n)| (n, std::cmp::Reverse(gopc)))
+        .map(|(gopc, _)| gopc)
+}
+
+/// Whether a frame belongs to the machinery every waiter goes through (libc's futex
+/// and pthread layers, Rust's std sync, the Go runtime), not to the program's own code.
+fn is_runtime_function(kind: WaiterKind, function: &str) -> bool {
+    const GO: &[&str] = &["runtime.", "internal/", "sync.", "sync/"];
+    const NATIVE: &[&str] = &[
+        "_",
+        "pthread_",
+        "futex",
+        "lll_",
+        "sem_",
+        "syscall",
+        "start_thread",
+        "clone",
+        "std::sys::",
+        "std::sync::",
+        "std::thread::",
+        "std::panicking::",
+        "std::rt::",
+        "core::",
+        "alloc::",
+        "parking_lot",
+        "<std::",
+        "<core::",
+        "<alloc::",
+    ];
+    let prefixes = match kind {
+        WaiterKind::Goroutine => GO,
+        WaiterKind::Thread => NATIVE,
+    };
+    prefixes.iter().any(|p| function.starts_with(p))
+}
+
+/// The innermost named frame of the program's own code.
+fn origin_frame(kind: WaiterKind, stack: &[Frame]) -> Option<usize> {
+    stack.iter().position(|f| {
+        f.function
+            .as_deref()
+            .is_some_and(|name| !is_runtime_function(kind, name))
+    })
+}
+
+/// A function name as short as it stays recognizable: Rust's hash suffix and a Go
+/// package's import path dropped.
+fn short_function(kind: WaiterKind, function: &str) -> &str {
+    let mut name = function;
+    // Rust legacy mangling leaves "::h<16 hex>".
+    if let Some(i) = name.rfind("::h") {
+        let hash = &name[i + 3..];
+        if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            name = &name[..i];
+        }
+    }
+    if kind == WaiterKind::Goroutine
+        && let Some(i) = name.rfind('/')
+    {
+        name = &name[i + 1..];
+    }
+    name
+}
+
+/// `kind:wait:f1<f2` from the origin and its caller; from the runtime frames when the
+/// stack has nothing else, from the innermost address when no frame has a name.
+fn site_label(kind: WaiterKind, wait: &str, stack: &[Frame], origin: Option<usize>) -> String {
+    let named = |from: usize| {
+        stack[from.min(stack.len())..]
+            .iter()
+            .filter_map(|f| f.function.as_deref())
+            .filter(move |f| origin.is_none() || !is_runtime_function(kind, f))
+    };
+    let chosen: Vec<&str> = named(origin.unwrap_or(0))
+        .take(SITE_LABEL_FRAMES)
+        .map(|f| short_function(kind, f))
+        .collect();
+    let body = if chosen.is_empty() {
+        stack
+            .first()
+            .map_or_else(|| "?".to_string(), |f| format!("{:#x}", f.address))
+    } else {
+        chosen.join("<")
+    };
+    truncate_label(format!("{}:{wait}:{body}", kind.name()), MAX_SITE_LABEL)
+}
+
+fn truncate_label(mut label: String, max: usize) -> String {
+    if label.len() > max {
+        let mut cut = max - 1;
+        while !label.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        label.truncate(cut);
+        label.push('~');
+    }
+    label
+}
+
+/// Sites of one process sharing a label get a suffix naming their whole stack, so no
+/// two sites ever share a series or a line: `label#1a2b3c`. The suffix hashes function
+/// names, files and lines (not addresses), so it stays the same across restarts.
+fn unique_labels(sites: &mut [SiteSummary]) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for s in sites.iter() {
+        *seen.entry(s.label.clone()).or_default() += 1;
+    }
+    for s in sites.iter_mut() {
+        if seen[&s.label] < 2 {
+            continue;
+        }
+        let suffix = format!("#{:06x}", stack_digest(&s.wait, &s.stack) & 0xff_ffff);
+        let base = truncate_label(s.label.clone(), MAX_SITE_LABEL - suffix.len());
+        s.label = base + &suffix;
+    }
+}
+
+fn stack_digest(wait: &str, stack: &[Frame]) -> u64 {
+    // FNV-1a: stable across runs and Rust versions, unlike the std hasher.
+    struct Fnv(u64);
+    impl Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    wait.hash(&mut h);
+    for f in stack {
+        (&f.function, &f.file, f.line).hash(&mut h);
+    }
+    h.finish()
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Windows built by hand, for the tests of the sinks.
+
+    use super::*;
+    use crate::{census::ProcessFacts, host::cgroup::CgroupLabels};
+
+    pub fn frame(function: &str, file: Option<(&str, u32)>, address: u64) -> Frame {
+        Frame {
+            function: Some(function.into()),
+            file: file.map(|(f, _)| f.into()),
+            line: file.map(|(_, l)| l),
+            address,
+            module: None,
+        }
+    }
+
+    pub fn judgement(verdict: GrowthVerdict, count: u32) -> SiteJudgement {
+        SiteJudgement {
+            verdict,
+            suspect: false,
+            age_spread_s: None,
+            growth_per_min: if verdict == GrowthVerdict::Leak {
+                12.345
+            } else {
+                0.0
+            },
+            arrivals: count,
+            stayed: count,
+            departures: 0,
+            oldest_wait_s: 3.0,
+            reason: "test".into(),
+        }
+    }
+
+    pub fn site(
+        kind: WaiterKind,
+        wait: &str,
+        verdict: GrowthVerdict,
+        count: u32,
+        stack: Vec<Frame>,
+    ) -> SiteSummary {
+        let origin = origin_frame(kind, &stack);
+        SiteSummary {
+            kind,
+            label: site_label(kind, wait, &stack, origin),
+            wait: wait.into(),
+            count,
+            judgement: judgement(verdict, count),
+            stack: stack.into(),
+            origin,
+            ops: Vec::new(),
+            created_by: None,
+        }
+    }
+
+    pub fn process(pid: u32, runtime: &str, mut sites: Vec<SiteSummary>) -> ProcessSummary {
+        unique_labels(&mut sites);
+        let leak = sites.iter().any(|s| s.is_leak());
+        ProcessSummary {
+            key: ProcessKey {
+                pid,
+                start_mono_ns: 1,
+                exec_id: 1,
+            },
+            facts: Arc::new(ProcessFacts {
+                comm: format!("p{pid}"),
+                exe: format!("/bin/p{pid}"),
+                runtime: runtime.into(),
+                error: None,
+                cgroup: CgroupLabels {
+                    cgroup: format!("unit{pid}.service"),
+                    container: String::new(),
+                },
+            }),
+            alive: true,
+            uptime_s: 3725.0,
+            verdict: if leak {
+                GrowthVerdict::Leak
+            } else {
+                GrowthVerdict::Ok
+            },
+            suspect: false,
+            waiters: sites.iter().map(|s| s.count).sum(),
+            growth_per_min: 1.0,
+            sites,
+        }
+    }
+
+    pub fn window(processes: Vec<ProcessSummary>) -> WindowSummary {
+        let mut w = WindowSummary {
+            host: "h".into(),
+            started_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_392_000),
+            duration_s: 15.0,
+            processes,
+        };
+        w.sort();
+        w
+    }
+
+    /// A native leaker (pid 9: a leaking mutex site and a big healthy pool) and a healthy
+    /// process (pid 7).
+    pub fn native_window() -> WindowSummary {
+        let leak_stack = vec![
+            frame("__futex_abstimed_wait_common", None, 0x7f00_0000_1000),
+            frame("___pthread_mutex_lock", None, 0x7f00_0000_2000),
+            frame("leak_on_mutex", Some(("/src/leak.c", 12)), 0x401234),
+            frame("leaked_thread", Some(("/src/leak.c", 30)), 0x401300),
+            frame("start_thread", None, 0x7f00_0000_3000),
+        ];
+        let pool_stack = vec![
+            frame("__futex_abstimed_wait_common", None, 0x7f00_0000_1000),
+            frame("pool_worker", Some(("/src/pool.c", 7)), 0x401500),
+        ];
+        window(vec![
+            process(
+                7,
+                "native",
+                vec![site(
+                    WaiterKind::Thread,
+                    "futex",
+                    GrowthVerdict::Ok,
+                    50,
+                    pool_stack.clone(),
+                )],
+            ),
+            process(
+                9,
+                "native",
+                vec![
+                    site(
+                        WaiterKind::Thread,
+                        "futex",
+                        GrowthVerdict::Ok,
+                        80,
+                        pool_stack,
+                    ),
+                    site(
+                        WaiterKind::Thread,
+                        "futex",
+                        GrowthVerdict::Leak,
+                        5,
+                        leak_stack,
+                    ),
+                ],
+            ),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{testutil::*, *};
+    use crate::{
+        census::{Census, MemberId, ProcessCensus, Waiter},
+        host::cgroup::CgroupLabels,
+    };
+
+    fn fns(names: &[&str]) -> Vec<Frame> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| frame(n, None, 0x1000 + i as u64))
+            .collect()
+    }
+
+    /// Check that a thread site's label skips libc's futex and pthread frames and names
+    /// the program's own innermost function and its caller, which is its origin.
+    #[test]
+    fn thread_site_is_named_after_the_programs_own_frames() {
+        let s = site(
+            WaiterKind::Thread,
+            "futex",
+            GrowthVerdict::Leak,
+            3,
+            fns(&[
+                "__futex_abstimed_wait_common",
+                "__lll_lock_wait",
+                "___pthread_mutex_lock",
+                "leak_on_mutex",
+                "leaked_thread",
+                "start_thread",
+                "clone3",
+            ]),
+        );
+        assert_eq!(s.label, "thread:futex:leak_on_mutex<leaked_thread");
+        assert_eq!(s.origin, Some(3));
+        assert_eq!(
+            s.origin_frame().unwrap().function.as_deref(),
+            Some("leak_on_mutex")
+        );
+    }
+
+    /// Check that goroutine labels skip runtime/sync frames, drop import paths, and that
+    /// Rust hash suffixes and std frames are dropped for threads.
+    #[test]
+    fn go_and_rust_names_are_shortened() {
+        let g = site(
+            WaiterKind::Goroutine,
+            "chan receive",
+            GrowthVerdict::Ok,
+            1,
+            fns(&[
+                "runtime.gopark",
+                "runtime.chanrecv1",
+                "example.com/svc/internal/worker.(*Pool).wait",
+                "main.main.func1",
+            ]),
+        );
+        assert_eq!(
+            g.label,
+            "goroutine:chan receive:worker.(*Pool).wait<main.main.func1"
+        );
+        let r = site(
+            WaiterKind::Thread,
+            "futex",
+            GrowthVerdict::Ok,
+            1,
+            fns(&[
+                "std::sys::pal::unix::futex::futex_wait",
+                "std::sync::mpmc::list::Channel<T>::recv",
+                "mpsc_leak::wait_for_message::h0123456789abcdef",
+            ]),
+        );
+        assert_eq!(r.label, "thread:futex:mpsc_leak::wait_for_message");
+    }
+
+    /// Check that a stack of only runtime frames falls back to them (no origin), an
+    /// unnamed stack to its innermost address, and an over-long label is cut to the limit
+    /// on a char boundary.
+    #[test]
+    fn label_fallbacks_and_truncation() {
+        let only_runtime = site(
+            WaiterKind::Thread,
+            "futex",
+            GrowthVerdict::Ok,
+            1,
+            fns(&["__lll_lock_wait", "clone3"]),
+        );
+        assert_eq!(only_runtime.label, "thread:futex:__lll_lock_wait<clone3");
+        assert_eq!(only_runtime.origin, None);
+        let unnamed = vec![
+            Frame {
+                address: 0x7f00dead,
+                ..Frame::default()
+            },
+            Frame {
+                address: 0x401000,
+                ..Frame::default()
+            },
+        ];
+        let unnamed = site(WaiterKind::Thread, "futex", GrowthVerdict::Ok, 1, unnamed);
+        assert_eq!(unnamed.label, "thread:futex:0x7f00dead");
+        let long_name = "é".repeat(100);
+        let long = site(
+            WaiterKind::Thread,
+            "futex",
+            GrowthVerdict::Ok,
+            1,
+            fns(&[&long_name]),
+        );
+        assert!(long.label.len() <= MAX_SITE_LABEL, "{}", long.label.len());
+        assert!(long.label.ends_with('~'));
+    }
+
+    /// Check that two sites of one process whose short labels collide get distinct,
+    /// stable suffixes instead of being merged.
+    #[test]
+    fn colliding_labels_are_made_unique() {
+        let a = site(
+            WaiterKind::Thread,
+            "futex",
+            GrowthVerdict::Ok,
+            30,
+            fns(&["mid_pool", "a"]),
+        );
+        let b = site(
+            WaiterKind::Thread,
+            "futex",
+            GrowthVerdict::Ok,
+            25,
+            fns(&["mid_pool", "a", "deeper"]),
+        );
+        let other = site(
+            WaiterKind::Thread,
+            "futex",
+            GrowthVerdict::Ok,
+            2,
+            fns(&["tiny"]),
+        );
+        let p = process(1, "native", vec![a, b, other]);
+        let labels: Vec<&str> = p.sites.iter().map(|s| s.label.as_str()).collect();
+        assert!(
+            labels[0].starts_with("thread:futex:mid_pool<a#"),
+            "{labels:?}"
+        );
+        assert!(
+            labels[1].starts_with("thread:futex:mid_pool<a#"),
+            "{labels:?}"
+        );
+        assert_ne!(labels[0], labels[1]);
+        assert_eq!(labels[2], "thread:futex:tiny");
+        let again = process(1, "native", p.sites.clone());
+        assert_eq!(again.sites[0].label, p.sites[0].label, "stable");
+    }
+
+    struct Catalog(HashMap<SiteKey, Arc<[Frame]>>);
+
+    impl SiteCatalog for Catalog {
+        fn frames(&self, _: &ProcessKey, site: &SiteKey) -> Option<Arc<[Frame]>> {
+            self.0.get(site).cloned()
+        }
+        fn creator(&self, _: &ProcessKey, gopc: u64) -> Option<Frame> {
+            Some(frame("main.spawn", Some(("/src/main.go", 40)), gopc))
+        }
+        fn is_live(&self, process: &ProcessKey) -> bool {
+            process.pid == 42
+        }
+    }
+
+    /// Check that a window where one goroutine site grows scan after scan (and another
+    /// stays flat) is summarized with the process's identity, liveness, uptime and
+    /// cgroup from the scan, the growing site judged a leak with its frames, creator and
+    /// origin, and the leak first.
+    #[test]
+    fn summarizes_a_growing_goroutine_site() {
+        let process = ProcessKey {
+            pid: 42,
+            start_mono_ns: 1_000_000_000,
+            exec_id: 3,
+        };
+        let facts = Arc::new(ProcessFacts {
+            comm: "leaky".into(),
+            exe: "/bin/leaky".into(),
+            runtime: "go1.24".into(),
+            error: None,
+            cgroup: CgroupLabels {
+                cgroup: "leaky.service".into(),
+                container: String::new(),
+            },
+        });
+        let leak_site = SiteKey {
+            kind: WaiterKind::Goroutine,
+            wait: "chan send".into(),
+            stack: vec![0x10, 0x20].into(),
+        };
+        let flat_site = SiteKey {
+            kind: WaiterKind::Goroutine,
+            wait: "select".into(),
+            stack: vec![0x30].into(),
+        };
+        let mut history = History::new();
+        let mut goid = 100;
+        for scan in 0..12u64 {
+            let mut census = ProcessCensus {
+                facts: facts.clone(),
+                birth_clock: Some(goid + 10),
+                ..ProcessCensus::default()
+            };
+            let waiter = |goid: u64| Waiter {
+                id: MemberId::Goroutine { goid, seq: 0 },
+                born: goid,
+                blocked_for_ns: None,
+                detail: WaitDetail::Goroutine { gopc: 0x99 },
+            };
+            census.sites.insert(
+                leak_site.clone(),
+                (1..=(scan + 1) * 3).map(waiter).collect(),
+            );
+            census.sites.insert(flat_site.clone(), vec![waiter(1000)]);
+            goid += 3;
+            history.record(&Census {
+                at_mono_ns: 10_000_000_000 + scan * 1_000_000_000,
+                processes: [(process, census)].into_iter().collect(),
+            });
+        }
+        let catalog = Catalog(
+            [
+                (
+                    leak_site.clone(),
+                    Arc::from(vec![
+                        frame("runtime.gopark", None, 0x10),
+                        frame("main.leak", Some(("/src/main.go", 12)), 0x20),
+                    ]),
+                ),
+                (flat_site, Arc::from(vec![frame("main.idle", None, 0x30)])),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let clock = WindowClock {
+            host: "testhost".into(),
+            started_at: SystemTime::UNIX_EPOCH,
+        };
+        let (summary, recorded) = summarize(&history, &catalog, &VerdictPolicy::default(), clock);
+        assert_eq!(recorded.len(), 2);
+        assert_eq!(summary.host, "testhost");
+        assert!((summary.duration_s - 11.0).abs() < 1e-9);
+        let p = &summary.processes[0];
+        assert_eq!(p.key, process);
+        assert!(p.alive);
+        assert!((p.uptime_s - 20.0).abs() < 1e-9, "{}", p.uptime_s);
+        assert_eq!(p.facts.cgroup.cgroup, "leaky.service");
+        assert_eq!(p.verdict, GrowthVerdict::Leak, "{p:#?}");
+        assert_eq!(p.waiters, 37);
+        let leak = &p.sites[0];
+        assert!(leak.is_leak());
+        assert_eq!(leak.kind, WaiterKind::Goroutine);
+        assert_eq!(&*leak.wait, "chan send");
+        assert_eq!(leak.count, 36);
+        assert_eq!(leak.origin, Some(1));
+        assert_eq!(leak.label, "goroutine:chan send:main.leak");
+        assert_eq!(leak.created_by.as_ref().unwrap().address, 0x99);
+        assert!(!p.sites[1].is_leak());
+        assert!(summary.has_leak());
+        assert!(summary.only(|p| p.key.pid != 42).processes.is_empty());
+    }
+}
