@@ -19,6 +19,7 @@ use crate::{
         cgroup::{CgroupLabels, read_cgroup},
         procfs::{self, MemoryMap},
     },
+    isolate,
     sources::{goroutines::GoroutineScan, thread_waiters::ScanRecords},
     stacks::{
         symbolize::{Frame, StackSymbolizer},
@@ -217,6 +218,8 @@ pub struct CensusTaker {
     facts: HashMap<ProcessKey, Arc<ProcessFacts>>,
     /// The watched processes alive at the newest census (with waiters or not).
     live: HashSet<ProcessKey>,
+    /// Go processes whose census panicked, with the reason: not analysed again.
+    panicked: HashMap<ProcessKey, String>,
 }
 
 /// Goroutine creator frames remembered across all processes.
@@ -237,6 +240,7 @@ impl CensusTaker {
             creators: IntMap::default(),
             facts: HashMap::new(),
             live: HashSet::new(),
+            panicked: HashMap::new(),
         }
     }
 
@@ -294,8 +298,32 @@ impl CensusTaker {
             .map(ProcessKey::of)
             .collect();
         self.add_threads(&records.waiters, &mut census);
+        // Processes whose census panicked stay unreadable while they live.
+        let live: HashSet<ProcessKey> = goroutines.iter().map(|s| s.process).collect();
+        self.panicked.retain(|process, _| live.contains(process));
         for scan in goroutines {
-            self.add_goroutines(scan, &mut census);
+            let added = match self.panicked.get(&scan.process) {
+                Some(reason) => Err(reason.clone()),
+                None => isolate::per_process(scan.process.pid, || {
+                    self.add_goroutines(scan, &mut census)
+                })
+                .map_err(|panic| {
+                    log::warn!("pid {}: {panic}", scan.process.pid);
+                    panic.to_string()
+                }),
+            };
+            if let Err(reason) = added {
+                self.panicked.insert(scan.process, reason.clone());
+                let facts = self.facts_of(
+                    scan.process,
+                    String::new,
+                    Some(scan.runtime.clone()),
+                    Some(reason),
+                );
+                let entry = census.processes.entry(scan.process).or_default();
+                entry.facts = facts;
+                entry.sites.clear();
+            }
         }
         census
     }

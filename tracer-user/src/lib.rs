@@ -11,6 +11,8 @@
 //! - [`report`]: the `diagnose` report (text and JSON).
 //! - [`watch`]: the scan loop that wires the stages together.
 //! - [`diagnose`]: the one-shot diagnosis.
+//! - [`isolate`]: panic isolation per process.
+//! - [`sanitize`]: process-controlled text on its way to logs, reports and labels.
 
 pub mod census;
 pub mod daemon;
@@ -19,7 +21,9 @@ pub mod error;
 pub mod fasthash;
 pub mod history;
 pub mod host;
+pub mod isolate;
 pub mod report;
+pub mod sanitize;
 pub mod sources;
 pub mod stacks;
 pub mod summary;

@@ -73,6 +73,13 @@ enum Command {
         /// Dumps kept in --dump-dir; the oldest are deleted.
         #[arg(long, default_value_t = 100)]
         dump_keep: usize,
+        /// The lock file that keeps a second daemon from starting on this host.
+        #[arg(long, value_name = "PATH", default_value = tracer_user::daemon::lock::DEFAULT_LOCK_FILE)]
+        lock_file: std::path::PathBuf,
+        /// /healthz answers 503 when no scan finished for this many seconds (a stalled
+        /// or failing scanner). Default: 5 scan intervals, at least 30 s.
+        #[arg(long, value_name = "SECS")]
+        stall_timeout: Option<f64>,
     },
     /// Developer tools (hidden).
     #[command(hide = true)]
@@ -99,6 +106,7 @@ const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    tracer_user::isolate::install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -178,10 +186,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             dump_cooldown,
             dump_max_per_hour,
             dump_keep,
+            lock_file,
+            stall_timeout,
         } => {
             use tracer_user::daemon;
             if !(interval.is_finite() && (0.05..=3600.0).contains(&interval)) {
                 anyhow::bail!("--interval must be between 0.05 and 3600 seconds");
+            }
+            if stall_timeout.is_some_and(|t| !(t.is_finite() && (0.05..=86400.0).contains(&t))) {
+                anyhow::bail!("--stall-timeout must be between 0.05 and 86400 seconds");
             }
             daemon::run(daemon::RunOptions {
                 listen,
@@ -198,6 +211,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     dump_max_per_hour,
                     dump_keep,
                 ),
+                lock_file,
+                stall_timeout: stall_timeout.map(Duration::from_secs_f64),
             })?;
             Ok(0)
         }

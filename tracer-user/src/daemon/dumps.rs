@@ -16,6 +16,8 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use thiserror::Error;
+
 use crate::{census::ProcessKey, report, summary::WindowSummary};
 
 /// Dump files are `leakscope-<UTC time>-pid<PID>-<comm><suffix>`; rotation touches
@@ -170,22 +172,133 @@ pub fn dump_stem(at: SystemTime, pid: u32, comm: &str) -> String {
     format!("{PREFIX}{time}-pid{pid}-{comm}")
 }
 
-/// Writes `job` as `<dir>/<stem>.json` (mode 0600, through a temporary file, so a
-/// reader never sees half a dump); creates `dir` (mode 0700) if needed.
-pub fn write_dump(dir: &Path, job: &DumpJob) -> std::io::Result<PathBuf> {
-    fs::DirBuilder::new()
+/// Why the dump directory is not safe for root to write in: someone other than root
+/// could plant a symlink or a file there (or swap the directory) and have the daemon
+/// overwrite what they choose.
+#[derive(Debug, Error)]
+pub enum UnsafeDumpDir {
+    #[error("--dump-dir {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--dump-dir {path} is a symlink; give the directory itself")]
+    Symlink { path: PathBuf },
+    #[error("--dump-dir {path} is not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("--dump-dir is unsafe: {path} belongs to uid {uid}, not root")]
+    Owner { path: PathBuf, uid: u32 },
+    #[error("--dump-dir is unsafe: {path} is writable by group or others (mode {mode:o})")]
+    Writable { path: PathBuf, mode: u32 },
+}
+
+impl From<UnsafeDumpDir> for std::io::Error {
+    fn from(e: UnsafeDumpDir) -> Self {
+        std::io::Error::new(std::io::ErrorKind::PermissionDenied, e)
+    }
+}
+
+/// Creates the dump directory (mode 0700) if needed and checks that it is safe:
+/// see [`check_dump_dir`]. Run once at start: an unsafe directory stops the daemon.
+pub fn prepare_dump_dir(dir: &Path) -> Result<(), UnsafeDumpDir> {
+    if let Err(source) = fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)?;
+        .create(dir)
+    {
+        return Err(UnsafeDumpDir::Io {
+            path: dir.to_path_buf(),
+            source,
+        });
+    }
+    check_dump_dir(dir)
+}
+
+/// Checks that `dir` is a directory, not a symlink, owned by this (root) user and not
+/// writable by group or others, and that every directory above it is owned by root or
+/// this user and not writable by others unless sticky (as /tmp is).
+pub fn check_dump_dir(dir: &Path) -> Result<(), UnsafeDumpDir> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    check_dump_dir_owned_by(dir, unsafe { libc::geteuid() })
+}
+
+fn check_dump_dir_owned_by(dir: &Path, owner: u32) -> Result<(), UnsafeDumpDir> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| UnsafeDumpDir::Io { path, source }
+    };
+    let meta = fs::symlink_metadata(dir).map_err(io(dir))?;
+    if meta.file_type().is_symlink() {
+        return Err(UnsafeDumpDir::Symlink {
+            path: dir.to_path_buf(),
+        });
+    }
+    if !meta.is_dir() {
+        return Err(UnsafeDumpDir::NotADirectory {
+            path: dir.to_path_buf(),
+        });
+    }
+    let trusted = |uid: u32| uid == owner || uid == 0;
+    if !trusted(meta.uid()) {
+        return Err(UnsafeDumpDir::Owner {
+            path: dir.to_path_buf(),
+            uid: meta.uid(),
+        });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(UnsafeDumpDir::Writable {
+            path: dir.to_path_buf(),
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    let absolute = fs::canonicalize(dir).map_err(io(dir))?;
+    for ancestor in absolute.ancestors().skip(1) {
+        let meta = fs::metadata(ancestor).map_err(io(ancestor))?;
+        if !trusted(meta.uid()) {
+            return Err(UnsafeDumpDir::Owner {
+                path: ancestor.to_path_buf(),
+                uid: meta.uid(),
+            });
+        }
+        let sticky = meta.mode() & libc::S_ISVTX != 0;
+        if meta.mode() & 0o002 != 0 && !sticky || meta.mode() & 0o020 != 0 && meta.gid() != 0 {
+            return Err(UnsafeDumpDir::Writable {
+                path: ancestor.to_path_buf(),
+                mode: meta.mode() & 0o7777,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Creates `path` for writing: never an existing file, never through a symlink.
+fn create_new(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Writes `job` as `<dir>/<stem>.json` (mode 0600, through a temporary file created
+/// with `O_EXCL | O_NOFOLLOW`, so a reader never sees half a dump and nothing planted
+/// in the directory is written through); creates `dir` (mode 0700) if needed and
+/// checks it ([`check_dump_dir`]) before every dump.
+pub fn write_dump(dir: &Path, job: &DumpJob) -> std::io::Result<PathBuf> {
+    prepare_dump_dir(dir)?;
     let stem = dump_stem(job.at, job.pid, &job.comm);
     let path = dir.join(format!("{stem}.json"));
     let temp = dir.join(format!(".{stem}.json.tmp"));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)?;
+    let mut file = match create_new(&temp) {
+        // Left by a crash (or planted): removed (a symlink itself, not its target).
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            fs::remove_file(&temp)?;
+            create_new(&temp)?
+        }
+        other => other?,
+    };
     file.write_all(report::to_json(&job.summary).as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()?;
@@ -353,6 +466,141 @@ mod tests {
         let text = fs::read_to_string(dir.join(&expected[0])).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["version"], 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn job(pid: u32) -> DumpJob {
+        DumpJob {
+            pid,
+            comm: "leaky".into(),
+            summary: window_of(&[pid], &[]),
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("leakscope-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        dir
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Check that a symlink planted where the dump's temporary file or the dump itself
+    /// goes is never written through: the target keeps its content, the dump is written.
+    #[test]
+    fn planted_symlinks_are_not_followed() {
+        let dir = scratch("dump-symlink");
+        let victim = dir.join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let stem = dump_stem(job(7).at, 7, "leaky");
+        std::os::unix::fs::symlink(&victim, dir.join(format!(".{stem}.json.tmp"))).unwrap();
+        let path = write_dump(&dir, &job(7)).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+
+        let stem = dump_stem(job(8).at, 8, "leaky");
+        std::os::unix::fs::symlink(&victim, dir.join(format!("{stem}.json"))).unwrap();
+        let path = write_dump(&dir, &job(8)).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert!(
+            fs::symlink_metadata(&path).unwrap().is_file(),
+            "link replaced"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(v["processes"][0]["pid"], 8);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Check that an unsafe dump directory is refused with its reason: writable by
+    /// others, a symlink, not a directory, owned by another user, or below a directory
+    /// others may write in without the sticky bit; a new one is created mode 0700.
+    #[test]
+    fn unsafe_dump_dirs_are_refused() {
+        let base = scratch("dump-dir");
+        let fresh = base.join("a/b");
+        prepare_dump_dir(&fresh).unwrap();
+        let mode = fs::metadata(&fresh).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
+
+        let open = base.join("open");
+        fs::create_dir(&open).unwrap();
+        set_mode(&open, 0o777);
+        assert!(matches!(
+            check_dump_dir(&open),
+            Err(UnsafeDumpDir::Writable { .. })
+        ));
+        assert!(
+            write_dump(&open, &job(1)).is_err(),
+            "no dump into an unsafe dir"
+        );
+        assert_eq!(fs::read_dir(&open).unwrap().count(), 0);
+
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        assert!(matches!(
+            check_dump_dir(&link),
+            Err(UnsafeDumpDir::Symlink { .. })
+        ));
+
+        let file = base.join("file");
+        fs::write(&file, b"").unwrap();
+        assert!(matches!(
+            prepare_dump_dir(&file),
+            Err(UnsafeDumpDir::Io { .. } | UnsafeDumpDir::NotADirectory { .. })
+        ));
+
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if me != 0 {
+            assert!(matches!(
+                check_dump_dir_owned_by(&fresh, me + 1),
+                Err(UnsafeDumpDir::Owner { .. })
+            ));
+        }
+        let below_open = open.join("dumps");
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&below_open)
+            .unwrap();
+        assert!(matches!(
+            check_dump_dir(&below_open),
+            Err(UnsafeDumpDir::Writable { path, .. }) if path == open
+        ));
+        set_mode(&open, 0o1777);
+        check_dump_dir(&below_open).unwrap();
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Check that a dump directory owned by another user is refused (as root: chown).
+    #[test]
+    fn dump_dir_of_another_user_is_refused() {
+        let dir = scratch("dump-owner");
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        let other = if me == 0 {
+            std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+            0
+        } else {
+            me + 1
+        };
+        let refused = if me == 0 {
+            check_dump_dir(&dir)
+        } else {
+            check_dump_dir_owned_by(&dir, other)
+        };
+        assert!(
+            matches!(refused, Err(UnsafeDumpDir::Owner { .. })),
+            "{refused:?}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

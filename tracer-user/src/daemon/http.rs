@@ -1,25 +1,37 @@
 //! A minimal HTTP/1.1 server for `/metrics` and `/healthz`: one request per
-//! connection (`Connection: close`), GET and HEAD only, bounded request size, time and
-//! concurrency. Enough for Prometheus and a load balancer's health check.
+//! connection (`Connection: close`), GET and HEAD only. Whoever can reach the port may
+//! be hostile, so every connection is bounded:
+//!
+//! - the request head must arrive whole within [`HEAD_DEADLINE`] (a slowloris client
+//!   sending a byte now and then is cut off) and fit in [`MAX_REQUEST_HEAD`] bytes;
+//!   the answer must be taken within [`WRITE_DEADLINE`];
+//! - at most [`MAX_CONNECTIONS`] are open; when one more arrives, the connection that
+//!   sent nothing for the longest while, still without a whole request, is closed to
+//!   make room, so idle connections can never lock out a scrape;
+//! - the head is parsed as it arrives, each byte looked at once ([`HeadReader`]).
 
 use std::{
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
+use thiserror::Error;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::Semaphore,
+    task::AbortHandle,
 };
 
 /// The largest request head accepted.
-const MAX_REQUEST_HEAD: usize = 8 * 1024;
-/// A connection gets this long to send its request and take the answer.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more are closed at once.
-const MAX_CONNECTIONS: usize = 32;
+pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// A connection gets this long, from its accept, to send its whole request head.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// And this long to take the answer.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections open at once; one more closes the idlest (see the module doc).
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// The Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -33,13 +45,58 @@ pub struct Snapshot {
     pub last_ok: Option<Instant>,
     /// Why the last scan failed, if it did.
     pub last_error: Option<String>,
+    /// When the scan under way started (None between scans).
+    pub scanning_since: Option<Instant>,
 }
 
 /// The state shared between the scanner thread and the server.
 pub struct Shared {
     snapshot: Mutex<Snapshot>,
-    /// `/healthz` fails when no scan succeeded for this long.
+    /// `/healthz` fails when no scan finished for this long.
     stale_after: Duration,
+}
+
+/// What `/healthz` says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// The last scan finished this long ago.
+    Ok(Duration),
+    /// No scan has finished yet.
+    Starting,
+    /// The last scan failed.
+    Failing(String),
+    /// A scan has been running this long (reading this process, if one).
+    Stalled(Duration, Option<u32>),
+    /// No scan finished for this long (and none is running).
+    Stale(Duration),
+}
+
+impl Health {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Health::Ok(_))
+    }
+
+    /// The `/healthz` status and body.
+    fn answer(&self) -> (u16, String) {
+        let body = match self {
+            Health::Ok(ago) => {
+                return (
+                    200,
+                    format!("ok: last scan {:.1} s ago\n", ago.as_secs_f64()),
+                );
+            }
+            Health::Starting => "starting: no scan yet\n".to_string(),
+            Health::Failing(e) => format!("scan failing: {e}\n"),
+            Health::Stalled(running, pid) => format!(
+                "stalled: the scan under way started {:.0} s ago{}\n",
+                running.as_secs_f64(),
+                pid.map(|p| format!(", reading pid {p}"))
+                    .unwrap_or_default()
+            ),
+            Health::Stale(ago) => format!("stale: no scan for {:.0} s\n", ago.as_secs_f64()),
+        };
+        (503, body)
+    }
 }
 
 impl Shared {
@@ -49,6 +106,7 @@ impl Shared {
                 metrics,
                 last_ok: None,
                 last_error: None,
+                scanning_since: None,
             }),
             stale_after,
         }
@@ -68,26 +126,27 @@ impl Shared {
             .clone()
     }
 
-    /// `/healthz`: healthy while scans succeed.
-    fn health(&self, now: Instant) -> (u16, String) {
+    /// Health at `now`: judged here, by the server, not by the scanner, so a scanner
+    /// that hangs is still noticed. `reading` is the process being analysed, if any.
+    pub fn health(&self, now: Instant, reading: Option<u32>) -> Health {
         let s = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(started) = s.scanning_since {
+            let running = now.saturating_duration_since(started);
+            if running > self.stale_after {
+                return Health::Stalled(running, reading);
+            }
+        }
         match (s.last_ok, &s.last_error) {
-            (Some(t), None) if now.duration_since(t) <= self.stale_after => (
-                200,
-                format!(
-                    "ok: last scan {:.1} s ago\n",
-                    now.duration_since(t).as_secs_f64()
-                ),
-            ),
-            (_, Some(e)) => (503, format!("scan failing: {e}\n")),
-            (Some(t), None) => (
-                503,
-                format!(
-                    "stale: no scan for {:.0} s\n",
-                    now.duration_since(t).as_secs_f64()
-                ),
-            ),
-            (None, None) => (503, "starting: no scan yet\n".into()),
+            (_, Some(e)) => Health::Failing(e.clone()),
+            (Some(t), None) => {
+                let ago = now.saturating_duration_since(t);
+                if ago <= self.stale_after {
+                    Health::Ok(ago)
+                } else {
+                    Health::Stale(ago)
+                }
+            }
+            (None, None) => Health::Starting,
         }
     }
 }
@@ -98,6 +157,8 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Bytes,
+    /// Whether the body is left out (a HEAD request).
+    pub head_only: bool,
 }
 
 impl Response {
@@ -106,32 +167,148 @@ impl Response {
             status,
             content_type: "text/plain; charset=utf-8",
             body: Bytes::from(body.into()),
+            head_only: false,
         }
     }
 }
 
-/// Answers a request by its request line (`GET /metrics HTTP/1.1`).
-pub fn route(request_line: &str, shared: &Shared, now: Instant) -> Response {
-    let mut parts = request_line.split_ascii_whitespace();
+/// The methods served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+}
+
+/// A request the server answers: its method and path (query and fragment cut off).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+}
+
+/// Why a request head is refused.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum HeadError {
+    #[error("bad request")]
+    BadRequestLine,
+    #[error("HTTP/1.x only")]
+    Version,
+    #[error("GET or HEAD only")]
+    Method,
+    #[error("request head too large")]
+    TooLarge,
+}
+
+impl HeadError {
+    pub fn status(self) -> u16 {
+        match self {
+            HeadError::BadRequestLine => 400,
+            HeadError::Version => 505,
+            HeadError::Method => 405,
+            HeadError::TooLarge => 431,
+        }
+    }
+}
+
+/// A request head read as it arrives: bytes are appended with [`HeadReader::push`] and
+/// each is looked at once, so a head sent a byte at a time costs what it costs sent
+/// whole. Holds at most [`MAX_REQUEST_HEAD`] bytes.
+#[derive(Debug, Default)]
+pub struct HeadReader {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already looked at.
+    scanned: usize,
+    /// Where the request line ends (its `\n`), once seen.
+    request_line_end: Option<usize>,
+    /// Whether the current line has a byte other than `\r`.
+    line_has_content: bool,
+    /// The outcome, once known.
+    done: Option<Result<Request, HeadError>>,
+}
+
+impl HeadReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `bytes` (what one read returned); `Ok(None)` until the head ends (at its
+    /// first empty line) or is refused. Once known, the outcome is repeated and further
+    /// bytes are ignored.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Option<Request>, HeadError> {
+        if let Some(done) = &self.done {
+            return done.clone().map(Some);
+        }
+        let room = MAX_REQUEST_HEAD - self.buf.len();
+        self.buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        while self.scanned < self.buf.len() {
+            let byte = self.buf[self.scanned];
+            self.scanned += 1;
+            match byte {
+                b'\n' if !self.line_has_content => {
+                    let line_end = self.request_line_end.unwrap_or(self.scanned - 1);
+                    return self.finish(parse_request_line(&self.buf[..line_end]));
+                }
+                b'\n' => {
+                    self.request_line_end.get_or_insert(self.scanned - 1);
+                    self.line_has_content = false;
+                }
+                b'\r' => {}
+                _ => self.line_has_content = true,
+            }
+        }
+        if self.buf.len() == MAX_REQUEST_HEAD {
+            return self.finish(Err(HeadError::TooLarge));
+        }
+        Ok(None)
+    }
+
+    fn finish(
+        &mut self,
+        outcome: Result<Request, HeadError>,
+    ) -> Result<Option<Request>, HeadError> {
+        self.done = Some(outcome.clone());
+        outcome.map(Some)
+    }
+}
+
+/// Parses a whole request head (or its beginning): what [`HeadReader`] makes of `bytes`
+/// pushed at once. `Ok(None)`: incomplete. The entry point of the HTTP fuzz target.
+pub fn parse_request_head(bytes: &[u8]) -> Result<Option<Request>, HeadError> {
+    HeadReader::new().push(bytes)
+}
+
+/// `GET /metrics HTTP/1.1` (a trailing `\r` allowed) into a request.
+fn parse_request_line(line: &[u8]) -> Result<Request, HeadError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = std::str::from_utf8(line).map_err(|_| HeadError::BadRequestLine)?;
+    let mut parts = line.split_ascii_whitespace();
     let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {
-        return Response::text(400, "bad request\n");
+        return Err(HeadError::BadRequestLine);
     };
     if !version.starts_with("HTTP/1.") {
-        return Response::text(505, "HTTP/1.x only\n");
+        return Err(HeadError::Version);
     }
-    if method != "GET" && method != "HEAD" {
-        return Response::text(405, "GET or HEAD only\n");
-    }
-    let path = target.split(['?', '#']).next().unwrap_or("");
-    match path {
+    let method = match method {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        _ => return Err(HeadError::Method),
+    };
+    let path = target.split(['?', '#']).next().unwrap_or("").to_string();
+    Ok(Request { method, path })
+}
+
+/// Answers a request.
+pub fn route(request: &Request, shared: &Shared, now: Instant) -> Response {
+    let mut response = match request.path.as_str() {
         "/metrics" => Response {
             status: 200,
             content_type: METRICS_CONTENT_TYPE,
             body: shared.metrics(),
+            head_only: false,
         },
         "/healthz" => {
-            let (status, body) = shared.health(now);
+            let (status, body) = shared.health(now, crate::isolate::current_pid()).answer();
             Response::text(status, body)
         }
         "/" => Response::text(
@@ -139,7 +316,14 @@ pub fn route(request_line: &str, shared: &Shared, now: Instant) -> Response {
             "leakscope run: goroutine and thread leaks of this host.\n/metrics  Prometheus metrics\n/healthz  health check\n",
         ),
         _ => Response::text(404, "not found\n"),
-    }
+    };
+    response.head_only = request.method == Method::Head;
+    response
+}
+
+/// The answer to a refused head.
+fn refusal(error: HeadError) -> Response {
+    Response::text(error.status(), format!("{error}\n"))
 }
 
 fn reason(status: u16) -> &'static str {
@@ -171,9 +355,69 @@ pub fn head(response: &Response) -> String {
     )
 }
 
+/// One open connection, as the table sees it.
+struct Slot {
+    /// When it last sent a byte (or was accepted).
+    last_input: Instant,
+    /// Its request head is whole: it is being answered, not idle.
+    answering: bool,
+    abort: Option<AbortHandle>,
+}
+
+/// The open connections, at most [`MAX_CONNECTIONS`].
+#[derive(Default)]
+struct Connections {
+    next_id: u64,
+    open: HashMap<u64, Slot>,
+}
+
+impl Connections {
+    /// Makes room for one more connection: closes the one idle longest among those
+    /// still sending their head (if none, the oldest being answered); returns its id.
+    fn make_room(&mut self) -> Option<u64> {
+        if self.open.len() < MAX_CONNECTIONS {
+            return None;
+        }
+        let victim = self
+            .open
+            .iter()
+            .min_by_key(|(_, slot)| (slot.answering, slot.last_input))
+            .map(|(&id, _)| id)?;
+        if let Some(slot) = self.open.remove(&victim)
+            && let Some(abort) = slot.abort
+        {
+            abort.abort();
+        }
+        Some(victim)
+    }
+}
+
+/// A connection's entry in the table; removed when the connection ends (or is closed
+/// to make room: its task is aborted, which drops this).
+struct Registered {
+    table: Arc<Mutex<Connections>>,
+    id: u64,
+}
+
+impl Registered {
+    fn update(&self, change: impl FnOnce(&mut Slot)) {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = table.open.get_mut(&self.id) {
+            change(slot);
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table.open.remove(&self.id);
+    }
+}
+
 /// Serves until the task is dropped.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let table = Arc::new(Mutex::new(Connections::default()));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -184,96 +428,283 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            log::debug!("{peer}: too many connections; closed");
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(CONNECTION_TIMEOUT, handle(stream, &shared)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => log::debug!("{peer}: {e}"),
-                Err(_) => log::debug!("{peer}: timed out"),
+        let registered = {
+            let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+            if t.make_room().is_some() {
+                log::debug!("{peer}: connection limit; closed the idlest connection");
             }
-            drop(permit);
+            let id = t.next_id;
+            t.next_id += 1;
+            t.open.insert(
+                id,
+                Slot {
+                    last_input: Instant::now(),
+                    answering: false,
+                    abort: None,
+                },
+            );
+            Registered {
+                table: table.clone(),
+                id,
+            }
+        };
+        let id = registered.id;
+        let shared = shared.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = handle(stream, &shared, &registered).await {
+                log::debug!("{peer}: {e}");
+            }
         });
+        let abort = task.abort_handle();
+        // The task may have finished (and left the table) already: then nothing to set.
+        if let Some(slot) = table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .open
+            .get_mut(&id)
+        {
+            slot.abort = Some(abort);
+        }
+        // Let the new connection read what it already sent before accepting more: a
+        // scrape that sent its request with its connect is then answering, not idle.
+        tokio::task::yield_now().await;
     }
 }
 
-async fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let mut buf = vec![0u8; MAX_REQUEST_HEAD];
-    let mut len = 0;
-    let head_end = loop {
-        let n = stream.read(&mut buf[len..]).await?;
-        if n == 0 {
-            return Ok(());
+/// Reads one request head within [`HEAD_DEADLINE`], answers within [`WRITE_DEADLINE`].
+async fn handle(
+    mut stream: TcpStream,
+    shared: &Shared,
+    registered: &Registered,
+) -> std::io::Result<()> {
+    let read = tokio::time::timeout(HEAD_DEADLINE, read_head(&mut stream, registered)).await;
+    let response = match read {
+        Err(_) => return Err(std::io::Error::other("no whole request head in time")),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Ok(Some(Ok(request)))) => {
+            let response = route(&request, shared, Instant::now());
+            log::debug!(
+                "{:?} {} -> {}",
+                request.method,
+                request.path,
+                response.status
+            );
+            response
         }
-        len += n;
-        if let Some(end) = find_head_end(&buf[..len]) {
-            break end;
-        }
-        if len == buf.len() {
-            let response = Response::text(431, "request head too large\n");
-            stream.write_all(head(&response).as_bytes()).await?;
-            stream.write_all(&response.body).await?;
-            return stream.shutdown().await;
-        }
+        Ok(Ok(Some(Err(refused)))) => refusal(refused),
     };
-    let request = String::from_utf8_lossy(&buf[..head_end]);
-    let request_line = request.lines().next().unwrap_or("");
-    let response = route(request_line, shared, Instant::now());
-    log::debug!("{request_line} -> {}", response.status);
-    stream.write_all(head(&response).as_bytes()).await?;
-    if !request_line.starts_with("HEAD ") {
-        stream.write_all(&response.body).await?;
-    }
-    stream.shutdown().await
+    registered.update(|slot| slot.answering = true);
+    let write = async {
+        stream.write_all(head(&response).as_bytes()).await?;
+        if !response.head_only {
+            stream.write_all(&response.body).await?;
+        }
+        stream.shutdown().await
+    };
+    tokio::time::timeout(WRITE_DEADLINE, write)
+        .await
+        .map_err(|_| std::io::Error::other("answer not taken in time"))?
 }
 
-/// Where the request head ends (the blank line starts), if it is all there.
-fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .or_else(|| bytes.windows(2).position(|w| w == b"\n\n"))
+/// Reads until the head is whole or refused; `None` if the peer closed first.
+async fn read_head(
+    stream: &mut TcpStream,
+    registered: &Registered,
+) -> std::io::Result<Option<Result<Request, HeadError>>> {
+    let mut reader = HeadReader::new();
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        registered.update(|slot| slot.last_input = Instant::now());
+        match reader.push(&chunk[..n]) {
+            Ok(None) => {}
+            Ok(Some(request)) => return Ok(Some(Ok(request))),
+            Err(e) => return Ok(Some(Err(e))),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn get(path: &str) -> Request {
+        parse_request_head(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap()
+            .unwrap()
+    }
+
     /// Check that the routes answer as documented: metrics with the Prometheus content
-    /// type, health by scan freshness and errors, 404/405/400 otherwise.
+    /// type, health by scan freshness, errors and stalls, 404 otherwise.
     #[test]
     fn routes_answer_as_documented() {
         let shared = Shared::new(Bytes::from_static(b"m 1\n"), Duration::from_secs(10));
         let t0 = Instant::now();
-        let metrics = route("GET /metrics HTTP/1.1", &shared, t0);
+        let metrics = route(&get("/metrics"), &shared, t0);
         assert_eq!(metrics.status, 200);
         assert_eq!(metrics.content_type, METRICS_CONTENT_TYPE);
         assert_eq!(&metrics.body[..], b"m 1\n");
-        assert_eq!(route("GET /metrics?x=1 HTTP/1.0", &shared, t0).status, 200);
-        assert_eq!(route("GET /healthz HTTP/1.1", &shared, t0).status, 503);
+        assert_eq!(route(&get("/metrics?x=1"), &shared, t0).status, 200);
+        assert_eq!(route(&get("/healthz"), &shared, t0).status, 503);
         shared.publish(|s| s.last_ok = Some(t0));
-        assert_eq!(route("GET /healthz HTTP/1.1", &shared, t0).status, 200);
+        assert_eq!(route(&get("/healthz"), &shared, t0).status, 200);
         let later = t0 + Duration::from_secs(11);
-        assert_eq!(route("GET /healthz HTTP/1.1", &shared, later).status, 503);
+        assert_eq!(route(&get("/healthz"), &shared, later).status, 503);
+        assert_eq!(
+            shared.health(later, None),
+            Health::Stale(Duration::from_secs(11))
+        );
         shared.publish(|s| s.last_error = Some("boom".into()));
-        let failing = route("GET /healthz HTTP/1.1", &shared, t0);
+        let failing = route(&get("/healthz"), &shared, t0);
         assert_eq!(failing.status, 503);
         assert!(String::from_utf8_lossy(&failing.body).contains("boom"));
-        assert_eq!(route("GET /nope HTTP/1.1", &shared, t0).status, 404);
-        let post = route("POST /metrics HTTP/1.1", &shared, t0);
-        assert_eq!(post.status, 405);
-        assert!(head(&post).contains("Allow: GET, HEAD\r\n"));
-        assert_eq!(route("garbage", &shared, t0).status, 400);
+        assert_eq!(route(&get("/nope"), &shared, t0).status, 404);
         let h = head(&metrics);
         assert!(h.starts_with("HTTP/1.1 200 OK\r\n"), "{h}");
         assert!(h.contains("Content-Length: 4\r\n"), "{h}");
-        assert_eq!(
-            find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Some(23)
+        let head_only = parse_request_head(b"HEAD /metrics HTTP/1.0\n\n").unwrap();
+        assert!(route(&head_only.unwrap(), &shared, t0).head_only);
+    }
+
+    /// Check that a scan running longer than the stale bound makes health "stalled",
+    /// naming the process being read, even though the last scan was recent.
+    #[test]
+    fn a_scan_running_too_long_is_a_stall() {
+        let shared = Shared::new(Bytes::new(), Duration::from_secs(10));
+        let t0 = Instant::now();
+        shared.publish(|s| {
+            s.last_ok = Some(t0);
+            s.scanning_since = Some(t0);
+        });
+        assert!(shared.health(t0 + Duration::from_secs(9), None).is_ok());
+        let stalled = shared.health(t0 + Duration::from_secs(12), Some(42));
+        assert_eq!(stalled, Health::Stalled(Duration::from_secs(12), Some(42)));
+        let (status, body) = stalled.answer();
+        assert_eq!(status, 503);
+        assert!(
+            body.contains("stalled") && body.contains("pid 42"),
+            "{body}"
         );
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    }
+
+    /// Check that request heads parse to their method and path or to the refusal with
+    /// its status (400, 405 with Allow, 505, 431), and that incomplete heads wait.
+    #[test]
+    fn heads_parse_or_are_refused() {
+        assert_eq!(
+            get("/metrics?x=1#y"),
+            Request {
+                method: Method::Get,
+                path: "/metrics".into()
+            }
+        );
+        assert_eq!(
+            parse_request_head(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            Ok(None)
+        );
+        assert_eq!(parse_request_head(b"GET / HTTP/1.1\r\n"), Ok(None));
+        assert_eq!(parse_request_head(b""), Ok(None));
+        let refused = |bytes: &[u8]| parse_request_head(bytes).unwrap_err();
+        assert_eq!(refused(b"POST / HTTP/1.1\r\n\r\n"), HeadError::Method);
+        assert_eq!(refused(b"GET / SPDY/3\r\n\r\n"), HeadError::Version);
+        assert_eq!(refused(b"garbage\r\n\r\n"), HeadError::BadRequestLine);
+        assert_eq!(refused(b"\r\n"), HeadError::BadRequestLine);
+        assert_eq!(
+            refused(b"GET /\xff HTTP/1.1\n\n"),
+            HeadError::BadRequestLine
+        );
+        assert_eq!(refused(&[b'a'; MAX_REQUEST_HEAD]), HeadError::TooLarge);
+        let post = refusal(HeadError::Method);
+        assert_eq!(post.status, 405);
+        assert!(head(&post).contains("Allow: GET, HEAD\r\n"));
+        assert_eq!(refusal(HeadError::TooLarge).status, 431);
+    }
+
+    /// Check that a head sent a byte at a time is parsed like the whole head, each byte
+    /// looked at once (linear, not rescanned per read), and that an endless head stops
+    /// at the size bound with its bytes looked at once too.
+    #[test]
+    fn heads_are_read_linearly() {
+        let mut text = b"GET /healthz HTTP/1.1\r\n".to_vec();
+        for i in 0..200 {
+            text.extend_from_slice(format!("X-Pad-{i}: {}\r\n", "v".repeat(20)).as_bytes());
+        }
+        text.extend_from_slice(b"\r\n");
+        let mut reader = HeadReader::new();
+        let mut outcome = Ok(None);
+        for byte in &text {
+            outcome = reader.push(std::slice::from_ref(byte));
+            if outcome != Ok(None) {
+                break;
+            }
+        }
+        assert_eq!(outcome, parse_request_head(&text));
+        assert_eq!(outcome.unwrap().unwrap().path, "/healthz");
+        assert_eq!(reader.scanned, text.len(), "each byte looked at once");
+
+        let mut reader = HeadReader::new();
+        let mut pushes = 0;
+        let outcome = loop {
+            pushes += 1;
+            match reader.push(b"x") {
+                Ok(None) => {}
+                other => break other,
+            }
+        };
+        assert_eq!(outcome, Err(HeadError::TooLarge));
+        assert_eq!(pushes, MAX_REQUEST_HEAD);
+        assert_eq!(reader.scanned, MAX_REQUEST_HEAD);
+        assert_eq!(
+            reader.push(b"GET / HTTP/1.1\r\n\r\n"),
+            Err(HeadError::TooLarge)
+        );
+    }
+
+    /// Check that a full table closes the connection idle longest among those still
+    /// sending their head, and one being answered only when no other is left.
+    #[test]
+    fn full_table_closes_the_idlest_head() {
+        let t0 = Instant::now();
+        let mut table = Connections::default();
+        for id in 0..MAX_CONNECTIONS as u64 {
+            let slot = Slot {
+                last_input: t0 + Duration::from_millis(id),
+                answering: id < 3,
+                abort: None,
+            };
+            table.open.insert(id, slot);
+        }
+        assert_eq!(
+            table.make_room(),
+            Some(3),
+            "oldest idle head, not an answer"
+        );
+        assert_eq!(table.make_room(), None, "room left");
+        table.open.insert(
+            100,
+            Slot {
+                last_input: t0,
+                answering: false,
+                abort: None,
+            },
+        );
+        assert_eq!(table.make_room(), Some(100));
+        for id in 4..MAX_CONNECTIONS as u64 {
+            table.open.get_mut(&id).unwrap().answering = true;
+        }
+        let late = t0 + Duration::from_secs(60);
+        table.open.insert(
+            101,
+            Slot {
+                last_input: late,
+                answering: true,
+                abort: None,
+            },
+        );
+        assert_eq!(table.make_room(), Some(0), "all answering: the oldest goes");
     }
 }

@@ -12,11 +12,13 @@
 
 pub mod dumps;
 pub mod http;
+pub mod lock;
 pub mod metrics;
 
 use std::{
     collections::HashSet,
     net::SocketAddr,
+    panic::{AssertUnwindSafe, catch_unwind},
     path::PathBuf,
     sync::{Arc, mpsc},
     thread,
@@ -34,6 +36,7 @@ use crate::{
     census::Scope,
     diagnose::{DiagnoseOptions, preflight},
     error::SourceError,
+    isolate, sanitize,
     summary::WindowSummary,
     verdict::VerdictPolicy,
     watch::Watcher,
@@ -61,6 +64,17 @@ pub struct RunOptions {
     pub limits: Limits,
     /// Dumps, when `--dump-dir` is given.
     pub dumps: Option<DumpPolicy>,
+    /// The single-instance lock (`--lock-file`).
+    pub lock_file: PathBuf,
+    /// `/healthz` fails when no scan finished for this long (`--stall-timeout`);
+    /// `None`: [`default_stall_timeout`].
+    pub stall_timeout: Option<Duration>,
+}
+
+/// The default `--stall-timeout`: five scans, at least 30 s (a first scan of a big host
+/// analyses every Go executable on it).
+pub fn default_stall_timeout(interval: Duration) -> Duration {
+    (interval * 5).max(Duration::from_secs(30))
 }
 
 /// The longest shutdown waits for the scanner before exiting anyway (the kernel frees
@@ -82,6 +96,13 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     if opts.window < opts.interval * 3 {
         bail!("--window must cover at least 3 scans (--interval)");
     }
+    if opts.stall_timeout.is_some_and(|t| t < opts.interval) {
+        bail!("--stall-timeout must be at least one --interval");
+    }
+    let _lock = lock::acquire(&opts.lock_file)?;
+    if let Some(dumps) = &opts.dumps {
+        dumps::prepare_dump_dir(&dumps.dir)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -99,7 +120,9 @@ async fn serve(opts: RunOptions) -> anyhow::Result<()> {
     let listen = listener.local_addr().unwrap_or(opts.listen);
 
     let exporter = Exporter::new(opts.limits);
-    let stale_after = (opts.interval * 5).max(Duration::from_secs(30));
+    let stale_after = opts
+        .stall_timeout
+        .unwrap_or_else(|| default_stall_timeout(opts.interval));
     let shared = Arc::new(Shared::new(exporter.render(), stale_after));
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let (ready_tx, ready_rx) = oneshot::channel::<Result<(), SourceError>>();
@@ -141,7 +164,8 @@ async fn serve(opts: RunOptions) -> anyhow::Result<()> {
             None => String::new(),
         }
     );
-    let server = tokio::spawn(http::serve(listener, shared));
+    let server = tokio::spawn(http::serve(listener, shared.clone()));
+    let watchdog = tokio::spawn(watchdog(shared, opts.interval));
     let why = tokio::select! {
         _ = sigterm.recv() => "SIGTERM",
         _ = sigint.recv() => "SIGINT",
@@ -151,7 +175,43 @@ async fn serve(opts: RunOptions) -> anyhow::Result<()> {
         }
     };
     server.abort();
+    watchdog.abort();
     stop(stop_tx, done_rx, scanner, why).await
+}
+
+/// Says on stderr when the scanner stalls (a scan runs, or none finished, for longer
+/// than `--stall-timeout`) and when it recovers. Runs on the server's thread, so a
+/// hung scanner cannot silence it; `/healthz` says the same to whoever asks.
+async fn watchdog(shared: Arc<Shared>, every: Duration) {
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(200)));
+    let mut stalled = false;
+    loop {
+        ticks.tick().await;
+        let health = shared.health(Instant::now(), isolate::current_pid());
+        match health {
+            http::Health::Stalled(running, pid) if !stalled => {
+                stalled = true;
+                notice!(
+                    "scan stalled: the scan under way started {:.0} s ago{}; /healthz answers 503",
+                    running.as_secs_f64(),
+                    pid.map(|p| format!(", reading pid {p}"))
+                        .unwrap_or_default()
+                );
+            }
+            http::Health::Stale(ago) if !stalled => {
+                stalled = true;
+                notice!(
+                    "scan stalled: none finished for {:.0} s; /healthz answers 503",
+                    ago.as_secs_f64()
+                );
+            }
+            http::Health::Ok(_) if stalled => {
+                stalled = false;
+                notice!("scans finish again");
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Stops the scanner (which drops the Watcher and so unloads the kernel program).
@@ -206,52 +266,50 @@ fn scanner(
         .as_ref()
         .map(|policy| Dumper::start(policy.clone(), exporter.dump_counters()));
     // Without --dump-dir the planner still tells leak transitions, for the log.
-    let mut planner = match &opts.dumps {
+    let planner = match &opts.dumps {
         Some(p) => DumpPlanner::new(p.cooldown, p.max_per_hour),
         None => DumpPlanner::new(Duration::ZERO, 0),
     };
-    let policy = VerdictPolicy::default();
+    let mut state = ScanState {
+        policy: VerdictPolicy::default(),
+        planner,
+        dumper,
+        window: opts.window,
+    };
+    let stall_after = isolate::injected_stall_after_scans();
+    let mut scans = 0u64;
     let mut next = Instant::now();
     let mut failing = false;
     loop {
         if let Ok(()) | Err(mpsc::TryRecvError::Disconnected) = stop.try_recv() {
             break;
         }
-        match watcher.scan() {
-            Ok(stats) => {
-                if failing {
-                    notice!("scans work again");
-                    failing = false;
-                }
-                watcher.trim(opts.window);
-                exporter.observe_scan(Ok(&stats), watcher.history().span_s());
-                let t = Instant::now();
-                let (summary, _) = watcher.summary(&policy);
-                // The window remembers processes that exited; the metrics should not.
-                let summary = summary.only(|p| p.alive);
-                exporter.observe_history(watcher.history());
-                exporter.observe_summary(&summary, t.elapsed().as_secs_f64());
-                let plan = planner.plan(&summary, Instant::now(), SystemTime::now());
-                announce(&summary, &plan);
-                if let Some(dumper) = &dumper {
-                    for (pid, why) in &plan.deferred {
-                        notice!("dump of pid {pid} put off: {why}");
-                        exporter.dump_counters().deferred.inc();
-                    }
-                    for job in plan.dumps {
-                        dumper.send(job);
-                    }
-                }
-                let body = exporter.render();
-                shared.publish(|s| {
-                    s.metrics = body;
-                    s.last_ok = Some(Instant::now());
-                    s.last_error = None;
-                });
+        shared.publish(|s| s.scanning_since = Some(Instant::now()));
+        if stall_after.is_some_and(|n| scans >= n) {
+            // Test hook: a scan that never ends, until the daemon stops.
+            let _ = stop.recv();
+            break;
+        }
+        scans += 1;
+        // A panic outside any one process's analysis fails this scan, not the daemon.
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            scan_and_publish(&mut watcher, &exporter, &mut state, shared)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(format!(
+                "internal error (panic: {})",
+                isolate::panic_message(panic.as_ref())
+            ))
+        });
+        match outcome {
+            Ok(()) if failing => {
+                notice!("scans work again");
+                failing = false;
             }
+            Ok(()) => {}
             Err(e) => {
                 if !failing {
-                    notice!("scan failed: {e}");
+                    notice!("scan failed: {}", sanitize::log_text(&e));
                     failing = true;
                 }
                 log::debug!("scan failed: {e}");
@@ -259,7 +317,8 @@ fn scanner(
                 let body = exporter.render();
                 shared.publish(|s| {
                     s.metrics = body;
-                    s.last_error = Some(e.to_string());
+                    s.last_error = Some(e);
+                    s.scanning_since = None;
                 });
             }
         }
@@ -277,6 +336,53 @@ fn scanner(
     drop(watcher);
 }
 
+/// What the scanner keeps from scan to scan besides the Watcher.
+struct ScanState {
+    policy: VerdictPolicy,
+    planner: DumpPlanner,
+    dumper: Option<Dumper>,
+    window: Duration,
+}
+
+/// One scan: judge, export, plan dumps, publish the metrics.
+fn scan_and_publish(
+    watcher: &mut Watcher,
+    exporter: &Exporter,
+    state: &mut ScanState,
+    shared: &Shared,
+) -> Result<(), String> {
+    let stats = watcher.scan().map_err(|e| e.to_string())?;
+    watcher.trim(state.window);
+    exporter.observe_scan(Ok(&stats), watcher.history().span_s());
+    let t = Instant::now();
+    let (summary, _) = watcher.summary(&state.policy);
+    // The window remembers processes that exited; the metrics should not.
+    let summary = summary.only(|p| p.alive);
+    exporter.observe_history(watcher.history());
+    exporter.observe_summary(&summary, t.elapsed().as_secs_f64());
+    let plan = state
+        .planner
+        .plan(&summary, Instant::now(), SystemTime::now());
+    announce(&summary, &plan);
+    if let Some(dumper) = &state.dumper {
+        for (pid, why) in &plan.deferred {
+            notice!("dump of pid {pid} put off: {why}");
+            exporter.dump_counters().deferred.inc();
+        }
+        for job in plan.dumps {
+            dumper.send(job);
+        }
+    }
+    let body = exporter.render();
+    shared.publish(|s| {
+        s.metrics = body;
+        s.last_ok = Some(Instant::now());
+        s.last_error = None;
+        s.scanning_since = None;
+    });
+    Ok(())
+}
+
 /// Logs verdict changes.
 fn announce(summary: &WindowSummary, plan: &dumps::Plan) {
     for &pid in &plan.new_leaks {
@@ -290,11 +396,12 @@ fn announce(summary: &WindowSummary, plan: &dumps::Plan) {
             .map(|s| s.label.as_str())
             .unwrap_or_default();
         notice!(
-            "LEAK pid {pid} {} ({}): {} blocked waiters, {:+.1}/min; site {site}",
-            p.facts.comm,
-            p.facts.exe,
+            "LEAK pid {pid} {} ({}): {} blocked waiters, {:+.1}/min; site {}",
+            sanitize::log_text(&p.facts.comm),
+            sanitize::log_text(&p.facts.exe),
             p.waiters,
-            p.growth_per_min
+            p.growth_per_min,
+            sanitize::log_text(&site)
         );
     }
     for &pid in &plan.cleared {
@@ -320,7 +427,7 @@ impl Dumper {
                             notice!(
                                 "dumped the report of pid {} ({}) to {}",
                                 job.pid,
-                                job.comm,
+                                sanitize::log_text(&job.comm),
                                 path.display()
                             );
                         }

@@ -24,6 +24,7 @@ use crate::{
         memory::{read_batch, read_memory},
         procfs,
     },
+    isolate,
     sources::{
         ProcessKey, StackKey,
         go::{
@@ -169,12 +170,31 @@ impl GoroutineSource {
             let key = ProcessKey::of(rec);
             live.insert(key);
             if !self.processes.contains_key(&key) {
-                let watched = self.classify(key.pid);
+                let watched = isolate::per_process(key.pid, || self.classify(key.pid))
+                    .unwrap_or_else(|panic| unreadable_after(key.pid, "unknown", &panic));
                 self.processes.insert(key, watched);
             }
             match self.processes.get_mut(&key) {
                 Some(Watched::Go(process)) => {
-                    let goroutines = read_goroutines(key.pid, process, &mut self.buf);
+                    let read = isolate::per_process(key.pid, || {
+                        read_goroutines(key.pid, process, &mut self.buf)
+                    });
+                    let goroutines = match read {
+                        Ok(goroutines) => goroutines,
+                        Err(panic) => {
+                            // Never read again: the next read would likely panic alike.
+                            let runtime = process.program.runtime.clone();
+                            let watched = unreadable_after(key.pid, &runtime, &panic);
+                            self.processes.insert(key, watched);
+                            out.push(GoroutineScan {
+                                process: key,
+                                runtime,
+                                goroutines: Err(panic.to_string()),
+                                symbolizer: bare_symbolizer(),
+                            });
+                            continue;
+                        }
+                    };
                     let (program, bias, exe) =
                         (process.program.clone(), process.bias, process.exe.clone());
                     out.push(GoroutineScan {
@@ -250,6 +270,12 @@ impl GoroutineSource {
             },
         }
     }
+}
+
+/// A process whose analysis panicked: unreadable from now on, with the reason.
+fn unreadable_after(pid: u32, runtime: &str, panic: &isolate::AnalysisPanic) -> Watched {
+    log::warn!("pid {pid}: {panic}");
+    Watched::Unreadable(runtime.to_string(), panic.to_string())
 }
 
 /// Whether the file is a Go executable, cheaply: section names only, read on demand.

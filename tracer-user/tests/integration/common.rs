@@ -452,8 +452,18 @@ pub struct LeakscopeRun {
 /// runs past `timeout` (it is killed first), dies from a signal, or panics: none
 /// of those is an acceptable outcome in any test.
 pub fn run_leakscope(args: &[String], timeout: Duration) -> LeakscopeRun {
+    run_leakscope_env(args, &[], timeout)
+}
+
+/// [`run_leakscope`] with these environment variables set.
+pub fn run_leakscope_env(
+    args: &[String],
+    env: &[(&str, String)],
+    timeout: Duration,
+) -> LeakscopeRun {
     let mut child = Command::new(env!("CARGO_BIN_EXE_leakscope"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

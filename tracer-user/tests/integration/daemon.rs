@@ -43,7 +43,7 @@ fn tool(name: &str) -> PathBuf {
 }
 
 /// A loopback port nobody listens on now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
@@ -51,10 +51,10 @@ fn free_port() -> u16 {
 }
 
 /// A scratch directory under the target dir, emptied first, removed on drop.
-struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> Self {
+    pub fn new(name: &str) -> Self {
         let dir =
             Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -70,15 +70,15 @@ impl Drop for TempDir {
 }
 
 /// A background process whose output goes to a log file; killed and reaped on drop.
-struct Background {
+pub struct Background {
     name: &'static str,
-    child: Child,
+    pub child: Child,
     log: PathBuf,
-    status: Option<ExitStatus>,
+    pub status: Option<ExitStatus>,
 }
 
 impl Background {
-    fn start(name: &'static str, mut command: Command, log: PathBuf) -> Self {
+    pub fn start(name: &'static str, mut command: Command, log: PathBuf) -> Self {
         let out = File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = command
@@ -95,12 +95,12 @@ impl Background {
         }
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Panics (with its log) when the process has exited.
-    fn assert_running(&mut self) {
+    pub fn assert_running(&mut self) {
         if let Some(status) = self.child.try_wait().expect("try_wait") {
             self.status = Some(status);
             panic!(
@@ -111,7 +111,7 @@ impl Background {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -126,7 +126,7 @@ impl Drop for Background {
 }
 
 /// GET over HTTP/1.0 (so no chunked answers): (status, body).
-fn http_get(port: u16, target: &str) -> std::io::Result<(u16, String)> {
+pub fn http_get(port: u16, target: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
@@ -196,7 +196,7 @@ fn pid_label_is(labels: &Value, pid: u32) -> bool {
 }
 
 /// Polls `check` every 250 ms until it returns Some or `timeout` passes.
-fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check() {
@@ -355,6 +355,9 @@ fn daemon_under_prometheus_alerts_on_the_leak_only() {
         "--dump-dir",
     ]);
     daemon_command.arg(&dumps);
+    daemon_command
+        .arg("--lock-file")
+        .arg(scratch.0.join("leakscope.lock"));
     let mut daemon = Background::start(
         "leakscope run",
         daemon_command,
@@ -605,11 +608,14 @@ fn daemon_fails_cleanly_on_a_taken_port() {
     require_root();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
+    let scratch = TempDir::new("leakscope-taken-port");
     let run = run_leakscope(
         &[
             "run".to_string(),
             "--listen".to_string(),
             format!("127.0.0.1:{port}"),
+            "--lock-file".to_string(),
+            scratch.0.join("leakscope.lock").display().to_string(),
         ],
         Duration::from_secs(30),
     );

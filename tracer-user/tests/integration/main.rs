@@ -7,4 +7,5 @@
 mod common;
 mod daemon;
 mod go;
+mod hardening;
 mod native;

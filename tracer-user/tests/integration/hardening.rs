@@ -1,0 +1,307 @@
+//! The daemon under attack from what any local user can do: hold its HTTP port with
+//! idle or trickling connections, start it twice, give it an unsafe dump directory;
+//! and under faults of its own (a panic in one process's analysis, a scan that never
+//! ends), injected through its test hooks.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{Program, Spawned, find_process, require_root, run_leakscope};
+use crate::daemon::{Background, TempDir, free_port, http_get, wait_for};
+
+/// A `leakscope run` watching only `pids`, on its own port and lock file, with `env`.
+fn start_daemon(
+    scratch: &TempDir,
+    pids: &[u32],
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> (Background, u16) {
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_leakscope"));
+    command
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--lock-file")
+        .arg(scratch.0.join("leakscope.lock"))
+        .args(extra);
+    for pid in pids {
+        command.args(["--pid", &pid.to_string()]);
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let daemon = Background::start("leakscope run", command, scratch.0.join("daemon.log"));
+    (daemon, port)
+}
+
+/// Waits until `/healthz` answers 200, or panics with the daemon's log.
+fn wait_healthy(daemon: &mut Background, port: u16) {
+    let healthy = wait_for(Duration::from_secs(30), || {
+        daemon.assert_running();
+        matches!(http_get(port, "/healthz"), Ok((200, _))).then_some(())
+    });
+    assert!(healthy.is_some(), "never healthy:\n{}", daemon.log());
+}
+
+/// One scrape of `/metrics` and one of `/healthz`; both must answer 200.
+fn scrape_both(port: u16, daemon: &Background, when: &str) {
+    for target in ["/metrics", "/healthz"] {
+        match http_get(port, target) {
+            Ok((200, body)) if target == "/healthz" || body.contains("leakscope_scans_total") => {}
+            other => panic!("{target} {when}: {other:?}\ndaemon:\n{}", daemon.log()),
+        }
+    }
+}
+
+/// Opens `n` connections that send nothing.
+fn idle_connections(port: u16, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            TcpStream::connect(("127.0.0.1", port))
+                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"))
+        })
+        .collect()
+}
+
+/// Check that idle connections never lock a scrape out: 32 idle connections
+/// re-opened every 2 s (the old server held each for 10 s), then 1,000 idle
+/// connections at once, while /metrics and /healthz are scraped and must always
+/// answer 200; and that a client trickling its request head a byte at a time is cut
+/// off by the head deadline (5 s), not served for ever.
+#[test]
+fn idle_connections_never_lock_out_a_scrape() {
+    require_root();
+    let scratch = TempDir::new("leakscope-http-attack");
+    let pool = Spawned::start(Program::IdlePool);
+    let (mut daemon, port) = start_daemon(&scratch, &[pool.pid()], &["--interval", "0.5"], &[]);
+    wait_healthy(&mut daemon, port);
+
+    let mut scrapes = 0;
+    let t0 = Instant::now();
+    let mut held = idle_connections(port, 32);
+    let mut reopened = Instant::now();
+    while t0.elapsed() < Duration::from_secs(7) {
+        if reopened.elapsed() >= Duration::from_secs(2) {
+            held = idle_connections(port, 32);
+            reopened = Instant::now();
+        }
+        scrape_both(
+            port,
+            &daemon,
+            "with 32 idle connections re-opened every 2 s",
+        );
+        scrapes += 1;
+        thread::sleep(Duration::from_millis(200));
+    }
+    drop(held);
+    assert!(scrapes >= 10, "only {scrapes} scrapes");
+
+    let held = idle_connections(port, 1000);
+    for _ in 0..10 {
+        scrape_both(port, &daemon, "with 1,000 idle connections");
+    }
+    drop(held);
+
+    let mut trickle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    trickle
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let started = Instant::now();
+    let closed_after = loop {
+        if trickle.write_all(b"G").is_err() {
+            break started.elapsed();
+        }
+        let mut byte = [0u8; 1];
+        match trickle.read(&mut byte) {
+            Ok(0) => break started.elapsed(),
+            Ok(_) => panic!("answered a head that never ended"),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break started.elapsed(),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(9),
+            "a trickling head was still open after 9 s"
+        );
+        thread::sleep(Duration::from_millis(400));
+    };
+    assert!(
+        closed_after >= Duration::from_secs(4),
+        "closed too early: {closed_after:?}"
+    );
+    scrape_both(port, &daemon, "after the trickle");
+    daemon.assert_running();
+}
+
+/// Check that a second daemon with the same lock file exits 2 with one line naming
+/// the first one's pid, and that an unsafe dump directory (writable by others) stops
+/// the daemon at start with status 2 and one line saying why.
+#[test]
+fn second_daemon_and_unsafe_dump_dir_are_refused() {
+    require_root();
+    let scratch = TempDir::new("leakscope-lock");
+    let pool = Spawned::start(Program::IdlePool);
+    let (mut first, port) = start_daemon(&scratch, &[pool.pid()], &["--interval", "0.5"], &[]);
+    wait_healthy(&mut first, port);
+    let lock = scratch.0.join("leakscope.lock").display().to_string();
+    let second = run_leakscope(
+        &[
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--lock-file",
+            &lock,
+        ]
+        .map(String::from),
+        Duration::from_secs(30),
+    );
+    assert_eq!(second.exit_code, 2, "{second:?}");
+    assert_eq!(second.stderr.lines().count(), 1, "{second:?}");
+    assert!(
+        second.stderr.contains("already running")
+            && second.stderr.contains(&first.pid().to_string()),
+        "{second:?}"
+    );
+    scrape_both(port, &first, "after the refused second start");
+
+    let open_dir = scratch.0.join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(
+        &open_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let unsafe_dir = run_leakscope(
+        &[
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--lock-file",
+            &scratch.0.join("other.lock").display().to_string(),
+            "--dump-dir",
+            &open_dir.display().to_string(),
+        ]
+        .map(String::from),
+        Duration::from_secs(30),
+    );
+    assert_eq!(unsafe_dir.exit_code, 2, "{unsafe_dir:?}");
+    assert_eq!(unsafe_dir.stderr.lines().count(), 1, "{unsafe_dir:?}");
+    assert!(
+        unsafe_dir.stderr.contains("writable by group or others"),
+        "{unsafe_dir:?}"
+    );
+}
+
+/// Check that a panic in one process's analysis (injected with
+/// LEAKSCOPE_INJECT_PANIC_PID) marks that process unreadable with the reason, in the
+/// JSON report and the daemon's log, while the daemon keeps serving, stays healthy
+/// and still finds the leak of another process.
+#[test]
+fn a_panic_in_one_process_marks_it_unreadable_only() {
+    require_root();
+    let mut leak = Spawned::launch(
+        Program::MutexLeak.name(),
+        Command::new(crate::common::program_path(Program::MutexLeak)),
+    );
+    let victim = Spawned::start(Program::IdlePool);
+    leak.assert_running("during warm-up");
+    let env = [("LEAKSCOPE_INJECT_PANIC_PID", victim.pid().to_string())];
+
+    let mut args: Vec<String> = ["diagnose", "--duration", "5", "--json"]
+        .map(String::from)
+        .to_vec();
+    for pid in [leak.pid(), victim.pid()] {
+        args.extend(["--pid".to_string(), pid.to_string()]);
+    }
+    let run = crate::common::run_leakscope_env(&args, &env, Duration::from_secs(90));
+    let report: Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
+    let victim_report = find_process(&report, victim.pid()).expect("the victim is reported");
+    let error = victim_report["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("internal error") && error.contains("LEAKSCOPE_INJECT_PANIC_PID"),
+        "victim's error: {victim_report}"
+    );
+    let leak_report = find_process(&report, leak.pid()).expect("the leak is reported");
+    assert_eq!(leak_report["verdict"], "leak", "{leak_report}");
+
+    let scratch = TempDir::new("leakscope-panic");
+    let (mut daemon, port) = start_daemon(
+        &scratch,
+        &[leak.pid(), victim.pid()],
+        &["--interval", "0.5", "--window", "30"],
+        &env,
+    );
+    wait_healthy(&mut daemon, port);
+    let leak_line = format!("leakscope_process_leak{{");
+    let found = wait_for(Duration::from_secs(30), || {
+        daemon.assert_running();
+        let (_, body) = http_get(port, "/metrics").ok()?;
+        body.lines()
+            .any(|l| {
+                l.starts_with(&leak_line)
+                    && l.contains(&format!("pid=\"{}\"", leak.pid()))
+                    && l.ends_with(" 1")
+            })
+            .then_some(())
+    });
+    assert!(found.is_some(), "leak not found:\n{}", daemon.log());
+    scrape_both(port, &daemon, "after the panic");
+    let log = daemon.log();
+    let victim_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&format!("pid {}: internal error", victim.pid())))
+        .collect();
+    assert!(!victim_lines.is_empty(), "no line about the victim:\n{log}");
+    assert!(
+        victim_lines.len() <= 2,
+        "the victim was analysed (and panicked) again and again:\n{log}"
+    );
+}
+
+/// Check that a scan that never ends (injected with LEAKSCOPE_INJECT_STALL_AFTER_SCANS)
+/// turns /healthz to 503 "stalled" after --stall-timeout, with a line in the log, while
+/// /metrics is still served; and that SIGTERM still stops the daemon with status 0.
+#[test]
+fn a_stalled_scan_is_noticed() {
+    require_root();
+    let scratch = TempDir::new("leakscope-stall");
+    let pool = Spawned::start(Program::IdlePool);
+    let (mut daemon, port) = start_daemon(
+        &scratch,
+        &[pool.pid()],
+        &["--interval", "0.2", "--stall-timeout", "1.5"],
+        &[("LEAKSCOPE_INJECT_STALL_AFTER_SCANS", "5".to_string())],
+    );
+    wait_healthy(&mut daemon, port);
+    let stalled = wait_for(Duration::from_secs(20), || {
+        daemon.assert_running();
+        match http_get(port, "/healthz") {
+            Ok((503, body)) if body.contains("stalled") => Some(body),
+            _ => None,
+        }
+    });
+    assert!(
+        stalled.is_some(),
+        "never reported stalled:\n{}",
+        daemon.log()
+    );
+    let (status, _) = http_get(port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    let logged = wait_for(Duration::from_secs(5), || {
+        daemon.log().contains("scan stalled").then_some(())
+    });
+    assert!(logged.is_some(), "no log line:\n{}", daemon.log());
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+    assert_eq!(
+        unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let status = wait_for(Duration::from_secs(5), || daemon.child.try_wait().unwrap());
+    let status = status.unwrap_or_else(|| panic!("did not stop:\n{}", daemon.log()));
+    daemon.status = Some(status);
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+}
