@@ -24,7 +24,7 @@ trap cleanup EXIT
 "$goleaks" send >/dev/null 2>&1 & pids+=($!)
 "$goleaks" pool >/dev/null 2>&1 & pids+=($!)
 dumps=$(mktemp -d)
-"$bin" run --listen 127.0.0.1:9939 --dump-dir "$dumps" 2>"$dumps/daemon.log" & daemon=$!
+"$bin" run --listen 127.0.0.1:9939 --dump-dir "$dumps" --lock-file "$dumps/leakscope.lock" 2>"$dumps/daemon.log" & daemon=$!
 pids+=("$daemon")
 sleep 2
 

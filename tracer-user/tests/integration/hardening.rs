@@ -236,13 +236,13 @@ fn a_panic_in_one_process_marks_it_unreadable_only() {
         &env,
     );
     wait_healthy(&mut daemon, port);
-    let leak_line = format!("leakscope_process_leak{{");
+    let leak_line = "leakscope_process_leak{";
     let found = wait_for(Duration::from_secs(30), || {
         daemon.assert_running();
         let (_, body) = http_get(port, "/metrics").ok()?;
         body.lines()
             .any(|l| {
-                l.starts_with(&leak_line)
+                l.starts_with(leak_line)
                     && l.contains(&format!("pid=\"{}\"", leak.pid()))
                     && l.ends_with(" 1")
             })
