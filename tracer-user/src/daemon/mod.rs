@@ -401,7 +401,7 @@ fn announce(summary: &WindowSummary, plan: &dumps::Plan) {
             sanitize::log_text(&p.facts.exe),
             p.waiters,
             p.growth_per_min,
-            sanitize::log_text(&site)
+            sanitize::log_text(site)
         );
     }
     for &pid in &plan.cleared {
