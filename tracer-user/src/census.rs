@@ -130,9 +130,12 @@ pub enum WaitDetail {
         op: FutexWait,
         addr: u64,
     },
-    /// `gopc`: the return address of the `go` statement that created the goroutine.
+    /// `gopc`: the return address of the `go` statement that created the goroutine;
+    /// `waitsince_ns`: the runtime's `g.waitsince` (CLOCK_MONOTONIC ns, 0 = not yet
+    /// seen by a GC): the park began before about then.
     Goroutine {
         gopc: u64,
+        waitsince_ns: u64,
     },
 }
 
@@ -467,7 +470,10 @@ impl CensusTaker {
                 },
                 born: g.goid,
                 blocked_for_ns: None,
-                detail: WaitDetail::Goroutine { gopc: g.gopc },
+                detail: WaitDetail::Goroutine {
+                    gopc: g.gopc,
+                    waitsince_ns: g.waitsince_ns,
+                },
             };
             entry.sites.entry(site).or_default().push(waiter);
         }

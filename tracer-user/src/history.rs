@@ -2,7 +2,7 @@
 //! each scan saw, and when each member was first and last seen.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeSet, HashMap, VecDeque},
     sync::Arc,
 };
 
@@ -42,7 +42,14 @@ pub struct ProcessHistory {
     pub sites: IntMap<SiteKey, SiteHistory>,
     /// Go processes: the newest goroutine id per scan, to date goroutine ids.
     pub birth_clock: IntMap<usize, u64>,
+    /// Go processes: the GC cycles known to have run (their start, CLOCK_MONOTONIC ns),
+    /// read off the `g.waitsince` of parked goroutines: they bracket when parks began.
+    pub gc_starts: BTreeSet<u64>,
 }
+
+/// GC starts remembered per process (the newest): Go runs a cycle at least every two
+/// minutes once it has run one, far fewer than this in any window.
+const MAX_GC_STARTS: usize = 4096;
 
 /// Everything seen during one watch window. Scans are numbered from the first ever
 /// recorded; a rolling window (the daemon) drops old scans with [`History::trim`].
@@ -133,21 +140,33 @@ impl History {
                     last_scan: scan,
                     sites: IntMap::default(),
                     birth_clock: IntMap::default(),
+                    gc_starts: BTreeSet::new(),
                 });
             entry.last_scan = scan;
             entry.facts = process.facts.clone();
             if let Some(clock) = process.birth_clock {
                 entry.birth_clock.insert(scan, clock);
             }
-            for (key, waiters) in &process.sites {
-                let site = entry.sites.entry(key.clone()).or_default();
+            for (site_key, waiters) in &process.sites {
+                let site = entry.sites.entry(site_key.clone()).or_default();
                 site.counts.insert(scan, waiters.len() as u32);
                 for w in waiters {
+                    if let WaitDetail::Goroutine { waitsince_ns, .. } = w.detail
+                        && waitsince_ns > key.start_mono_ns
+                        && waitsince_ns <= census.at_mono_ns
+                    {
+                        entry.gc_starts.insert(waitsince_ns);
+                    }
                     site.members
                         .entry(w.id)
                         .and_modify(|m| {
                             m.last_scan = scan;
                             m.blocked_for_ns = w.blocked_for_ns;
+                            // One park: g.waitsince only goes from unset to set.
+                            if matches!(w.detail, WaitDetail::Goroutine { waitsince_ns, .. } if waitsince_ns != 0)
+                            {
+                                m.detail = w.detail;
+                            }
                         })
                         .or_insert(MemberSpan {
                             first_scan: scan,
@@ -157,6 +176,9 @@ impl History {
                             detail: w.detail,
                         });
                 }
+            }
+            while entry.gc_starts.len() > MAX_GC_STARTS {
+                entry.gc_starts.pop_first();
             }
         }
     }
@@ -181,30 +203,48 @@ impl History {
             .collect();
         let end_s = secs(self.time_of(process.last_scan));
         let goid_dater = self.goid_dater(process, start);
-        let members = site
-            .members
-            .values()
-            .filter(|m| m.last_scan >= start)
-            .map(|m| {
-                let first = m.first_scan.max(start);
-                // Seen blocked from first to last scan: a lower bound of the wait, and the
-                // only one for goroutines (Go sets g.waitsince only during GC).
-                let seen_s = (self.time_of(m.last_scan) - self.time_of(first)) as f64 / 1e9;
-                MemberObservation {
-                    first: first - start,
-                    last: m.last_scan - start,
-                    blocked_for_s: m
-                        .blocked_for_ns
-                        .map_or(seen_s, |ns| (ns as f64 / 1e9).max(seen_s)),
-                    born: match key.kind {
-                        WaiterKind::Thread => Some(secs(m.born)),
-                        WaiterKind::Goroutine => goid_dater.map(|(clock, rate)| {
-                            end_s - (clock.saturating_sub(m.born)) as f64 / rate
-                        }),
-                    },
+        // Goroutine parks are dated by the runtime's GC cycles once one is known.
+        let parks_dated = key.kind == WaiterKind::Goroutine && !process.gc_starts.is_empty();
+        let mut members: Vec<MemberObservation> = Vec::with_capacity(site.members.len());
+        let mut goids = Vec::new();
+        for m in site.members.values().filter(|m| m.last_scan >= start) {
+            let first = m.first_scan.max(start);
+            // Seen blocked from first to last scan: a lower bound of the wait.
+            let seen_s = (self.time_of(m.last_scan) - self.time_of(first)) as f64 / 1e9;
+            let park = match m.detail {
+                WaitDetail::Goroutine { waitsince_ns, .. } => {
+                    Some(self.park_interval(process_key, process, m, start, waitsince_ns))
                 }
-            })
-            .collect();
+                WaitDetail::Futex { .. } => None,
+            };
+            // g.waitsince: the park began before that GC cycle, a longer lower bound.
+            let runtime_s = park
+                .filter(|p| p.from_runtime)
+                .map(|p| (self.time_of(m.last_scan).saturating_sub(p.hi_ns)) as f64 / 1e9);
+            let blocked_for_s = m
+                .blocked_for_ns
+                .map_or(seen_s, |ns| (ns as f64 / 1e9).max(seen_s))
+                .max(runtime_s.unwrap_or(0.0));
+            members.push(MemberObservation {
+                first: first - start,
+                last: m.last_scan - start,
+                blocked_for_s,
+                wait_age_from_runtime: runtime_s.is_some_and(|r| r > seen_s),
+                parked: park
+                    .filter(|_| parks_dated)
+                    .map(|p| [secs(p.lo_ns), secs(p.hi_ns)]),
+                born: match key.kind {
+                    WaiterKind::Thread => Some(secs(m.born)),
+                    WaiterKind::Goroutine => goid_dater.map(|(clock, rate)| {
+                        end_s - (clock.saturating_sub(m.born)) as f64 / rate
+                    }),
+                },
+            });
+            goids.push(m.born);
+        }
+        if parks_dated {
+            date_parks_within_brackets(&mut members, &goids);
+        }
         SiteObservation {
             times_s,
             counts,
@@ -216,6 +256,41 @@ impl History {
                     .saturating_sub(process_key.start_mono_ns) as f64
                     / 1e9,
             ),
+        }
+    }
+
+    /// When a goroutine member's park began, as far as the runtime and the scans tell:
+    /// after the latest GC cycle known to have started before it was seen parked (that
+    /// cycle's stack scan found it running, or it did not exist yet), after the scan
+    /// before the one that first saw it, after the process started; and before its
+    /// `g.waitsince` (the first cycle that found it parked) and the scan that first saw
+    /// it. A cycle's start is taken as the time of its stack scans, which follow within
+    /// its mark phase (milliseconds).
+    fn park_interval(
+        &self,
+        process_key: &ProcessKey,
+        process: &ProcessHistory,
+        m: &MemberSpan,
+        start: usize,
+        waitsince_ns: u64,
+    ) -> ParkInterval {
+        let first_seen_ns = self.time_of(m.first_scan.max(start));
+        let waitsince = (waitsince_ns > process_key.start_mono_ns
+            && waitsince_ns <= self.time_of(m.last_scan))
+        .then_some(waitsince_ns);
+        let hi_ns = waitsince.map_or(first_seen_ns, |w| w.min(first_seen_ns));
+        let previous_scan_ns = (m.first_scan > start).then(|| self.time_of(m.first_scan - 1));
+        let previous_gc_ns = process.gc_starts.range(..hi_ns).next_back().copied();
+        let lo_ns = [Some(process_key.start_mono_ns), previous_scan_ns, previous_gc_ns]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0)
+            .min(hi_ns);
+        ParkInterval {
+            lo_ns,
+            hi_ns,
+            from_runtime: waitsince.is_some_and(|w| w < first_seen_ns),
         }
     }
 
@@ -232,6 +307,38 @@ impl History {
         let dt = (self.time_of(last.0) - self.time_of(first.0)) as f64 / 1e9;
         let ids = last.1.checked_sub(first.1)? as f64;
         (dt > 0.0 && ids > 0.0).then(|| (last.1, ids / dt))
+    }
+}
+
+/// When a goroutine's park began: between `lo_ns` and `hi_ns` (CLOCK_MONOTONIC).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ParkInterval {
+    lo_ns: u64,
+    hi_ns: u64,
+    /// `hi_ns` is the runtime's `g.waitsince`, before the scans first saw the park.
+    from_runtime: bool,
+}
+
+/// Each member's park date inside its interval: the members sharing an interval (one GC
+/// bracket) spread evenly across it in goroutine id order (ids count up, give or take
+/// the per-P batches of 16, so this only orders members, never widens a bracket).
+fn date_parks_within_brackets(members: &mut [MemberObservation], goids: &[u64]) {
+    let mut brackets: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+    for (i, m) in members.iter().enumerate() {
+        if let Some([lo, hi]) = m.parked {
+            brackets
+                .entry((lo.to_bits(), hi.to_bits()))
+                .or_default()
+                .push(i);
+        }
+    }
+    for ((lo, hi), mut at) in brackets {
+        let (lo, hi) = (f64::from_bits(lo), f64::from_bits(hi));
+        at.sort_by_key(|&i| goids[i]);
+        let k = at.len() as f64;
+        for (j, &i) in at.iter().enumerate() {
+            members[i].born = Some(lo + (j as f64 + 0.5) / k * (hi - lo));
+        }
     }
 }
 
@@ -256,7 +363,10 @@ mod tests {
                 id: MemberId::Goroutine { goid, seq: 0 },
                 born: goid,
                 blocked_for_ns: None,
-                detail: WaitDetail::Goroutine { gopc: 0x3000 },
+                detail: WaitDetail::Goroutine {
+                    gopc: 0x3000,
+                    waitsince_ns: 0,
+                },
             })
             .collect();
         let mut sites = IntMap::default();

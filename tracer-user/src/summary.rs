@@ -311,7 +311,7 @@ impl WindowSummary {
 fn most_common_creator(site: &SiteHistory) -> Option<u64> {
     let mut counts: HashMap<u64, u32> = HashMap::new();
     for m in site.members.values() {
-        if let WaitDetail::Goroutine { gopc } = m.detail {
+        if let WaitDetail::Goroutine { gopc, .. } = m.detail {
             *counts.entry(gopc).or_default() += 1;
         }
     }
@@ -486,6 +486,7 @@ pub(crate) mod testutil {
             stayed: count,
             departures: 0,
             oldest_wait_s: 3.0,
+            oldest_wait_source: None,
             reason: "test".into(),
         }
     }
@@ -818,7 +819,10 @@ mod tests {
                 id: MemberId::Goroutine { goid, seq: 0 },
                 born: goid,
                 blocked_for_ns: None,
-                detail: WaitDetail::Goroutine { gopc: 0x99 },
+                detail: WaitDetail::Goroutine {
+                    gopc: 0x99,
+                    waitsince_ns: 0,
+                },
             };
             census.sites.insert(
                 leak_site.clone(),

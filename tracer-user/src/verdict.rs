@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One member (one uninterrupted wait) of a site, as scan indices into the observation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MemberObservation {
     /// First and last scan that saw this wait.
     pub first: usize,
@@ -19,6 +19,13 @@ pub struct MemberObservation {
     /// `None` when unknown.
     #[serde(alias = "started_s")]
     pub born: Option<f64>,
+    /// Goroutines, once the runtime's GC cycles date parks: the wait began within this
+    /// interval (seconds, window-relative), and `born` is the park's date inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked: Option<[f64; 2]>,
+    /// `blocked_for_s` comes from the runtime's `g.waitsince`, longer than the scans saw.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait_age_from_runtime: bool,
 }
 
 /// A site's population over the window.
@@ -75,6 +82,19 @@ pub enum GrowthVerdict {
     Ok,
 }
 
+/// How a goroutine site's oldest wait was measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitAgeSource {
+    /// From the runtime's `g.waitsince`: the wait began before the GC cycle that first
+    /// found the goroutine parked, so this is a lower bound that covers waits begun
+    /// before leakscope started.
+    Runtime,
+    /// Only what leakscope's own scans saw (no GC cycle has scanned the goroutine since
+    /// it parked).
+    Observed,
+}
+
 /// A verdict with the evidence a person needs to check it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SiteJudgement {
@@ -89,8 +109,11 @@ pub struct SiteJudgement {
     pub stayed: u32,
     /// Waits that ended during the window (the waiter woke, moved or exited).
     pub departures: u32,
-    /// The longest a current member has been blocked, in seconds.
+    /// The longest a current member has been blocked, in seconds (a lower bound for
+    /// goroutines).
     pub oldest_wait_s: f64,
+    /// Goroutine sites: where `oldest_wait_s` came from (threads: always the kernel's).
+    pub oldest_wait_source: Option<WaitAgeSource>,
     /// Seconds between the oldest and the newest birth of the current members, where
     /// births are known.
     pub age_spread_s: Option<f64>,
@@ -214,6 +237,20 @@ fn birth_history(
     })
 }
 
+/// The least time the current members' parks must have been spread over, when every
+/// one has a dated park: from the earliest latest-possible start to the latest
+/// earliest-possible start. `None` when some park is undated.
+fn proven_park_span(current: &[&MemberObservation]) -> Option<f64> {
+    let mut earliest_hi = f64::INFINITY;
+    let mut latest_lo = f64::NEG_INFINITY;
+    for m in current {
+        let [lo, hi] = m.parked?;
+        earliest_hi = earliest_hi.min(hi);
+        latest_lo = latest_lo.max(lo);
+    }
+    (!current.is_empty()).then(|| (latest_lo - earliest_hi).max(0.0))
+}
+
 /// Judges one site: do waiters arrive here and stay, with no sign of the growth stopping?
 ///
 /// Three kinds of evidence, each explained in the reason:
@@ -229,7 +266,14 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
     let end_s = obs.times_s.get(last).copied().unwrap_or(0.0);
     let start_s = obs.times_s.first().copied().unwrap_or(0.0);
     let current: Vec<&MemberObservation> = obs.members.iter().filter(|m| m.last == last).collect();
-    let oldest_wait_s = current.iter().map(|m| m.blocked_for_s).fold(0.0, f64::max);
+    let oldest = current
+        .iter()
+        .max_by(|a, b| a.blocked_for_s.total_cmp(&b.blocked_for_s));
+    let oldest_wait_s = oldest.map_or(0.0, |m| m.blocked_for_s.max(0.0));
+    let oldest_wait_source = (!obs.wait_age_known).then(|| match oldest {
+        Some(m) if m.wait_age_from_runtime => WaitAgeSource::Runtime,
+        _ => WaitAgeSource::Observed,
+    });
     // A process born inside the window has no "before": its first waiters arrived too.
     let arrived = |m: &MemberObservation| m.first > 0 || obs.window_started_before_process;
     let arrivals: Vec<&MemberObservation> = obs.members.iter().filter(|m| arrived(m)).collect();
@@ -247,6 +291,7 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
         stayed,
         departures,
         oldest_wait_s,
+        oldest_wait_source,
         age_spread_s: births.map(|b| b.span_s),
         reason,
     };
@@ -302,28 +347,39 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
         let stuck = b
             .stuck_share
             .is_none_or(|s| s >= policy.lifetime_min_stuck_share);
+        // Goroutine parks dated by GC cycles: the dates inside a cycle's bracket are only
+        // spread by id order, so the brackets alone must prove the spread, and a park
+        // date is no birth: members that leave are a pool re-parking, not a leak.
+        let parks = proven_park_span(&current);
+        let proven =
+            parks.is_none_or(|span| departures == 0 && span >= policy.lifetime_min_span_s);
         if b.members >= policy.lifetime_min_members
             && b.span_s >= policy.lifetime_min_span_s
             && regular
             && recent
             && stuck
+            && proven
             && !stopped
             && last_count >= first_count
         {
+            let what = if parks.is_some() {
+                "goroutines parked"
+            } else {
+                "waiters born"
+            };
+            let since = if b.stuck_share.is_some() {
+                ", each blocked since birth"
+            } else if parks.is_some() {
+                " (dated by the runtime's GC cycles)"
+            } else {
+                ""
+            };
             return judgement(
                 GrowthVerdict::Leak,
                 false,
                 format!(
-                    "{} waiters born steadily over {:.0} s (one every {:.1} s, the newest {:.0} s ago){}, none left; {stayed} arrived during the watch",
-                    b.members,
-                    b.span_s,
-                    b.mean_gap_s,
-                    b.newest_age_s,
-                    if b.stuck_share.is_some() {
-                        ", each blocked since birth"
-                    } else {
-                        ""
-                    },
+                    "{} {what} steadily over {:.0} s (one every {:.1} s, the newest {:.0} s ago){since}, none left; {stayed} arrived during the watch",
+                    b.members, b.span_s, b.mean_gap_s, b.newest_age_s,
                 ),
             );
         }
@@ -398,6 +454,7 @@ mod tests {
             last,
             blocked_for_s: (last - first) as f64,
             born: Some(first as f64),
+            ..MemberObservation::default()
         }
     }
 
@@ -517,6 +574,7 @@ mod tests {
             last: scans - 1,
             blocked_for_s: blocked,
             born: Some(born),
+            ..MemberObservation::default()
         }
     }
 
@@ -543,6 +601,7 @@ mod tests {
             last: 14,
             blocked_for_s: 6.0,
             born: Some(7.9),
+            ..MemberObservation::default()
         });
         let j = judge(&thread_observation(15, members), &VerdictPolicy::default());
         assert_eq!(j.verdict, GrowthVerdict::Leak, "{j:?}");
@@ -634,6 +693,7 @@ mod tests {
             last,
             blocked_for_s: 0.0,
             born: None,
+            ..MemberObservation::default()
         };
         let mut leak: Vec<_> = (0..12).map(|_| unknown(0, scans - 1)).collect();
         leak.push(unknown(8, scans - 1));

@@ -133,7 +133,7 @@ fn summary(version: &str, json: &str) -> String {
         .unwrap_or(0);
     format!(
         "{} ({version}): g {} bytes, sched.sp/pc/bp {}/{}/{}, syscallbp {}, atomicstatus {}, goid {}, \
-         waitreason {}, gopc {}, startpc {}, {reasons} wait reasons",
+         waitsince {}, waitreason {}, gopc {}, startpc {}, {reasons} wait reasons",
         field("version"),
         field("g_size"),
         field("g_sched_sp"),
@@ -142,6 +142,7 @@ fn summary(version: &str, json: &str) -> String {
         field("g_syscallbp"),
         field("g_atomicstatus"),
         field("g_goid"),
+        field("g_waitsince"),
         field("g_waitreason"),
         field("g_gopc"),
         field("g_startpc"),

@@ -69,6 +69,10 @@ pub struct ParkedGoroutine {
     /// Absolute pcs, innermost first (the parking pc, then return addresses).
     pub stack: StackKey,
     pub gopc: u64,
+    /// `g.waitsince`: the runtime's nanotime (CLOCK_MONOTONIC) at the start of the first
+    /// GC cycle that saw this park, so the wait began before about then; 0 when no GC
+    /// has scanned the goroutine since it parked.
+    pub waitsince_ns: u64,
 }
 
 /// `runtime._Gwaiting`: parked by gopark. The GC's `_Gscan` bit (0x1000) is masked off.
@@ -387,6 +391,7 @@ struct ParkedG {
     stack_hi: u64,
     gopc: u64,
     startpc: u64,
+    waitsince: u64,
 }
 
 fn parse_g(bytes: &[u8], l: &GoRuntimeLayout) -> Option<ParkedG> {
@@ -411,6 +416,8 @@ fn parse_g(bytes: &[u8], l: &GoRuntimeLayout) -> Option<ParkedG> {
         stack_hi: at(l.g_stack_hi)?,
         gopc: at(l.g_gopc)?,
         startpc: at(l.g_startpc)?,
+        // An int64; a negative value is a misread, taken as unset.
+        waitsince: at(l.g_waitsince).filter(|&w| (w as i64) > 0).unwrap_or(0),
     })
 }
 
@@ -537,6 +544,7 @@ fn read_goroutines(
             wait_reason,
             stack: stack.clone(),
             gopc: g.gopc,
+            waitsince_ns: g.waitsince,
         });
     }
     process.stacks.retain(|k, _| live.contains(k));
