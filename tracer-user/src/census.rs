@@ -592,6 +592,7 @@ mod tests {
                         wait_reason: "chan receive".into(),
                         stack: vec![0x40_0000].into(),
                         gopc,
+                        waitsince_ns: 0,
                     })
                     .collect(),
                 max_goid: 0,

@@ -206,7 +206,7 @@ impl History {
         // Goroutine parks are dated by the runtime's GC cycles once one is known.
         let parks_dated = key.kind == WaiterKind::Goroutine && !process.gc_starts.is_empty();
         let mut members: Vec<MemberObservation> = Vec::with_capacity(site.members.len());
-        let mut goids = Vec::new();
+        let mut order = Vec::new();
         for m in site.members.values().filter(|m| m.last_scan >= start) {
             let first = m.first_scan.max(start);
             // Seen blocked from first to last scan: a lower bound of the wait.
@@ -235,15 +235,14 @@ impl History {
                     .map(|p| [secs(p.lo_ns), secs(p.hi_ns)]),
                 born: match key.kind {
                     WaiterKind::Thread => Some(secs(m.born)),
-                    WaiterKind::Goroutine => goid_dater.map(|(clock, rate)| {
-                        end_s - (clock.saturating_sub(m.born)) as f64 / rate
-                    }),
+                    WaiterKind::Goroutine => goid_dater
+                        .map(|(clock, rate)| end_s - (clock.saturating_sub(m.born)) as f64 / rate),
                 },
             });
-            goids.push(m.born);
+            order.push((m.born, park.is_some_and(|p| p.open)));
         }
         if parks_dated {
-            date_parks_within_brackets(&mut members, &goids);
+            date_parks_within_brackets(&mut members, &order);
         }
         SiteObservation {
             times_s,
@@ -281,16 +280,21 @@ impl History {
         let hi_ns = waitsince.map_or(first_seen_ns, |w| w.min(first_seen_ns));
         let previous_scan_ns = (m.first_scan > start).then(|| self.time_of(m.first_scan - 1));
         let previous_gc_ns = process.gc_starts.range(..hi_ns).next_back().copied();
-        let lo_ns = [Some(process_key.start_mono_ns), previous_scan_ns, previous_gc_ns]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(0)
-            .min(hi_ns);
+        let lo_ns = [
+            Some(process_key.start_mono_ns),
+            previous_scan_ns,
+            previous_gc_ns,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0)
+        .min(hi_ns);
         ParkInterval {
             lo_ns,
             hi_ns,
             from_runtime: waitsince.is_some_and(|w| w < first_seen_ns),
+            open: previous_scan_ns.is_none() && previous_gc_ns.is_none(),
         }
     }
 
@@ -317,15 +321,21 @@ struct ParkInterval {
     hi_ns: u64,
     /// `hi_ns` is the runtime's `g.waitsince`, before the scans first saw the park.
     from_runtime: bool,
+    /// Only the process's start bounds `lo_ns`: no known GC cycle or scan came before.
+    open: bool,
 }
 
 /// Each member's park date inside its interval: the members sharing an interval (one GC
 /// bracket) spread evenly across it in goroutine id order (ids count up, give or take
-/// the per-P batches of 16, so this only orders members, never widens a bracket).
-fn date_parks_within_brackets(members: &mut [MemberObservation], goids: &[u64]) {
+/// the per-P batches of 16, so this only orders members, never widens a bracket). An
+/// open bracket (back to the process's start) says nothing of how far back its parks
+/// go: they are dated at its end, the latest they can be, which never adds spread.
+fn date_parks_within_brackets(members: &mut [MemberObservation], order: &[(u64, bool)]) {
     let mut brackets: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
-    for (i, m) in members.iter().enumerate() {
-        if let Some([lo, hi]) = m.parked {
+    for (i, m) in members.iter_mut().enumerate() {
+        if let (Some([_, hi]), (_, true)) = (m.parked, order[i]) {
+            m.born = Some(hi);
+        } else if let Some([lo, hi]) = m.parked {
             brackets
                 .entry((lo.to_bits(), hi.to_bits()))
                 .or_default()
@@ -334,7 +344,7 @@ fn date_parks_within_brackets(members: &mut [MemberObservation], goids: &[u64]) 
     }
     for ((lo, hi), mut at) in brackets {
         let (lo, hi) = (f64::from_bits(lo), f64::from_bits(hi));
-        at.sort_by_key(|&i| goids[i]);
+        at.sort_by_key(|&i| order[i].0);
         let k = at.len() as f64;
         for (j, &i) in at.iter().enumerate() {
             members[i].born = Some(lo + (j as f64 + 0.5) / k * (hi - lo));
@@ -345,7 +355,10 @@ fn date_parks_within_brackets(members: &mut [MemberObservation], goids: &[u64]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::census::{ProcessCensus, Waiter};
+    use crate::{
+        census::{ProcessCensus, Waiter},
+        verdict::{GrowthVerdict, WaitAgeSource},
+    };
 
     fn census(at_s: u64, goids: std::ops::Range<u64>) -> Census {
         let process = ProcessKey {
@@ -427,5 +440,201 @@ mod tests {
             "three arrived in the window"
         );
         assert!(!obs.window_started_before_process);
+    }
+
+    /// One park of a simulated goroutine: seconds relative to the first scan.
+    struct Park {
+        goid: u64,
+        seq: u8,
+        /// 0: the leak's site, 1: a pool's.
+        site: u64,
+        from_s: f64,
+        until_s: f64,
+    }
+
+    const BASE_NS: u64 = 10_000_000_000_000;
+
+    fn mono(t_s: f64) -> u64 {
+        (BASE_NS as f64 + t_s * 1e9) as u64
+    }
+
+    /// A Go process started `age_s` before the first of 15 scans (one a second), its GC
+    /// cycles starting at `gcs`, its goroutines parked as `parks` say; g.waitsince is
+    /// set as the runtime sets it: the first cycle that found the park.
+    fn go_window(age_s: f64, gcs: &[f64], parks: &[Park]) -> (History, ProcessKey) {
+        let process = ProcessKey {
+            pid: 9,
+            start_mono_ns: mono(-age_s),
+            exec_id: 0,
+        };
+        let mut h = History::new();
+        for scan in 0..15 {
+            let t = scan as f64;
+            let mut sites: IntMap<SiteKey, Vec<Waiter>> = IntMap::default();
+            for p in parks.iter().filter(|p| p.from_s <= t && t < p.until_s) {
+                let waitsince = gcs
+                    .iter()
+                    .find(|&&g| p.from_s <= g && g <= t)
+                    .map_or(0, |&g| mono(g));
+                let site = SiteKey {
+                    kind: WaiterKind::Goroutine,
+                    wait: "chan receive".into(),
+                    stack: vec![0x1000 + p.site].into(),
+                };
+                sites.entry(site).or_default().push(Waiter {
+                    id: MemberId::Goroutine {
+                        goid: p.goid,
+                        seq: p.seq,
+                    },
+                    born: p.goid,
+                    blocked_for_ns: None,
+                    detail: WaitDetail::Goroutine {
+                        gopc: 0x3000,
+                        waitsince_ns: waitsince,
+                    },
+                });
+            }
+            let mut c = Census {
+                at_mono_ns: mono(t),
+                ..Census::default()
+            };
+            c.processes.insert(
+                process,
+                ProcessCensus {
+                    facts: Arc::default(),
+                    sites,
+                    birth_clock: Some(parks.iter().map(|p| p.goid).max().unwrap_or(0)),
+                },
+            );
+            h.record(&c);
+        }
+        (h, process)
+    }
+
+    /// Judges site `site` of the simulated process.
+    fn judge_site(h: &History, key: &ProcessKey, site: u64) -> crate::verdict::SiteJudgement {
+        let process = &h.processes[key];
+        let (site_key, history) = process
+            .sites
+            .iter()
+            .find(|(k, _)| k.stack[0] == 0x1000 + site)
+            .expect("the site was seen");
+        let obs = h.observe(key, process, site_key, history);
+        crate::verdict::judge(&obs, &crate::verdict::VerdictPolicy::default())
+    }
+
+    /// Goroutines stranded one every `every_s` seconds from `since_s` (window-relative)
+    /// up to the end of the window, goids counting up from 1000.
+    fn stranded(every_s: f64, since_s: f64) -> Vec<Park> {
+        (0..)
+            .map(|k| since_s + every_s * k as f64)
+            .take_while(|&t| t <= 14.0)
+            .enumerate()
+            .map(|(k, from_s)| Park {
+                goid: 1000 + k as u64,
+                seq: 0,
+                site: 0,
+                from_s,
+                until_s: f64::INFINITY,
+            })
+            .collect()
+    }
+
+    /// A busy pool of `workers` goroutines that wake and re-park every `every_s` seconds,
+    /// from well before the window to its end.
+    fn busy_pool(workers: u64, every_s: f64) -> Vec<Park> {
+        let mut parks = Vec::new();
+        for w in 0..workers {
+            let phase = every_s * w as f64 / workers as f64;
+            let mut from_s = -300.0 + phase;
+            let mut seq = 0u8;
+            while from_s <= 14.0 {
+                parks.push(Park {
+                    goid: 10 + w,
+                    seq,
+                    site: 1,
+                    from_s,
+                    until_s: from_s + every_s,
+                });
+                from_s += every_s;
+                seq = seq.wrapping_add(1);
+            }
+        }
+        parks
+    }
+
+    /// Check that a busy pool's slow leak (one goroutine stranded every 10 s for three
+    /// minutes, one arriving during the 15 s watch) is a leak, its waits dated by the GC
+    /// cycles of a program that collects every 2 s, its oldest wait the runtime's
+    /// (about 170 s), while the pool beside it is not.
+    #[test]
+    fn slow_goroutine_leak_in_a_busy_pool_is_dated_by_gc_cycles() {
+        let gcs: Vec<f64> = (0..200).map(|k| -390.0 + 2.0 * k as f64).collect();
+        let mut parks = stranded(10.0, -176.0);
+        parks.extend(busy_pool(300, 1.0));
+        let (h, key) = go_window(400.0, &gcs, &parks);
+        let leak = judge_site(&h, &key, 0);
+        assert_eq!(leak.verdict, GrowthVerdict::Leak, "{leak:?}");
+        assert!(leak.reason.contains("parked steadily"), "{}", leak.reason);
+        assert_eq!(leak.oldest_wait_source, Some(WaitAgeSource::Runtime));
+        assert!(
+            (170.0..=190.0).contains(&leak.oldest_wait_s),
+            "{}",
+            leak.oldest_wait_s
+        );
+        let pool = judge_site(&h, &key, 1);
+        assert_eq!(pool.verdict, GrowthVerdict::Ok, "{pool:?}");
+    }
+
+    /// Check that one goroutine stranded every 30 s for five minutes is a leak in a
+    /// 15 s window even when the program collects only every two minutes (its GC
+    /// brackets alone prove the spread), with no arrival during the watch.
+    #[test]
+    fn thirty_second_goroutine_leak_with_rare_gc_is_found() {
+        let gcs = [-290.0, -170.0, -50.0];
+        let parks = stranded(30.0, -285.0);
+        assert!(
+            parks.iter().all(|p| p.from_s < 0.0),
+            "no arrival in the window"
+        );
+        let (h, key) = go_window(300.0, &gcs, &parks);
+        let leak = judge_site(&h, &key, 0);
+        assert_eq!(leak.verdict, GrowthVerdict::Leak, "{leak:?}");
+        assert_eq!(leak.oldest_wait_source, Some(WaitAgeSource::Runtime));
+        assert!(leak.oldest_wait_s >= 170.0, "{}", leak.oldest_wait_s);
+    }
+
+    /// Check that a fixed idle pool whose goroutines all parked at start-up is no leak,
+    /// with frequent or rare GC cycles, and that a pool built steadily long ago and idle
+    /// since is none either.
+    #[test]
+    fn goroutine_pools_parked_long_ago_are_not_leaks() {
+        let idle: Vec<Park> = (0..32)
+            .map(|w| Park {
+                goid: 10 + w,
+                seq: 0,
+                site: 0,
+                from_s: -199.9 + 0.01 * w as f64,
+                until_s: f64::INFINITY,
+            })
+            .collect();
+        let frequent: Vec<f64> = (0..110).map(|k| -199.0 + 2.0 * k as f64).collect();
+        for gcs in [&frequent[..], &[-110.0][..], &[]] {
+            let (h, key) = go_window(200.0, gcs, &idle);
+            let j = judge_site(&h, &key, 0);
+            assert_eq!((j.verdict, j.suspect), (GrowthVerdict::Ok, false), "{j:?}");
+        }
+        let built: Vec<Park> = (0..60)
+            .map(|w| Park {
+                goid: 10 + w,
+                seq: 0,
+                site: 0,
+                from_s: -300.0 + w as f64,
+                until_s: f64::INFINITY,
+            })
+            .collect();
+        let (h, key) = go_window(310.0, &frequent, &built);
+        let j = judge_site(&h, &key, 0);
+        assert_eq!(j.verdict, GrowthVerdict::Ok, "{j:?}");
     }
 }

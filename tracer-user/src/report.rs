@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::{
     stacks::symbolize::Frame,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
-    verdict::GrowthVerdict,
+    verdict::{GrowthVerdict, WaitAgeSource},
 };
 
 /// Version of the JSON document; bump only on incompatible changes.
@@ -58,6 +58,10 @@ struct SiteJson<'a> {
     suspect: bool,
     growth_per_min: f64,
     oldest_wait_s: f64,
+    /// Addition to version 1, goroutine sites: "runtime" (from `g.waitsince`) or
+    /// "observed" (only what the scans saw).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oldest_wait_source: Option<WaitAgeSource>,
     stack: &'a [Frame],
     arrivals: u32,
     departures: u32,
@@ -87,6 +91,7 @@ impl<'a> SiteJson<'a> {
             suspect: j.suspect,
             growth_per_min: round2(j.growth_per_min),
             oldest_wait_s: round2(j.oldest_wait_s),
+            oldest_wait_source: j.oldest_wait_source,
             stack: &s.stack,
             arrivals: j.arrivals,
             departures: j.departures,
@@ -181,6 +186,28 @@ pub fn human_duration(secs: f64) -> String {
     }
 }
 
+/// A wait age as people read it: "12 s", "14 min", "3 h", "2 d" (rounded down: the
+/// goroutine figures are lower bounds).
+pub fn wait_age(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..120 => format!("{s} s"),
+        120..7200 => format!("{} min", s / 60),
+        7200..172_800 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86400),
+    }
+}
+
+/// A site's oldest wait: threads' is the kernel's; goroutines' is a lower bound, from
+/// the runtime's `g.waitsince` or only as long as leakscope saw it.
+fn oldest_wait(secs: f64, source: Option<WaitAgeSource>) -> String {
+    match source {
+        None => format!("oldest waiting {}", wait_age(secs)),
+        Some(WaitAgeSource::Runtime) => format!("parked \u{2265} {}", wait_age(secs)),
+        Some(WaitAgeSource::Observed) => format!("parked \u{2265} {} (as seen)", wait_age(secs)),
+    }
+}
+
 /// The report for people: leaks in full, other processes in one line each.
 pub fn to_text(summary: &WindowSummary, style: TextStyle) -> String {
     let mut out = String::new();
@@ -236,12 +263,12 @@ fn write_leaking_process(out: &mut String, p: &ProcessSummary, style: TextStyle)
         };
         let _ = writeln!(
             out,
-            "  site: {} {} {} waiters{ops}, {:+.1}/min, oldest waiting {:.0} s",
+            "  site: {} {} {} waiters{ops}, {:+.1}/min, {}",
             s.count,
             s.kind.name(),
             s.wait,
             s.judgement.growth_per_min,
-            s.judgement.oldest_wait_s
+            oldest_wait(s.judgement.oldest_wait_s, s.judgement.oldest_wait_source)
         );
         let _ = writeln!(out, "    why: {}", s.judgement.reason);
         for (i, frame) in s.stack.iter().enumerate() {
@@ -363,6 +390,69 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\x1b[33mSUSPECT\x1b[0m"), "{text}");
+    }
+
+    /// Check that a goroutine site's oldest wait says where it came from: "runtime" in
+    /// the JSON and "parked ≥ 14 min" in the text when g.waitsince dated it, "observed"
+    /// and "(as seen)" when only the scans did; thread sites carry no source.
+    #[test]
+    fn goroutine_wait_age_names_its_source() {
+        use crate::{
+            census::WaiterKind,
+            summary::testutil::{frame, process, site, window},
+        };
+        let goroutine_site = |source, secs| {
+            let mut s = site(
+                WaiterKind::Goroutine,
+                "chan receive",
+                GrowthVerdict::Leak,
+                17,
+                vec![
+                    frame("runtime.gopark", None, 0x40_1000),
+                    frame(
+                        "main.leakSlowRecvNoSender",
+                        Some(("/src/main.go", 42)),
+                        0x40_2000,
+                    ),
+                ],
+            );
+            s.judgement.oldest_wait_s = secs;
+            s.judgement.oldest_wait_source = Some(source);
+            s
+        };
+        let w = window(vec![process(
+            11,
+            "go1.27",
+            vec![goroutine_site(WaitAgeSource::Runtime, 14.0 * 60.0 + 20.0)],
+        )]);
+        let v: serde_json::Value = serde_json::from_str(&to_json(&w)).unwrap();
+        let s = &v["processes"][0]["sites"][0];
+        assert_eq!(s["oldest_wait_source"], "runtime");
+        assert_eq!(s["oldest_wait_s"], 860.0);
+        let text = to_text(&w, TextStyle::default());
+        assert!(text.contains("parked \u{2265} 14 min\n"), "{text}");
+
+        let w = window(vec![process(
+            11,
+            "go1.27",
+            vec![goroutine_site(WaitAgeSource::Observed, 15.2)],
+        )]);
+        let v: serde_json::Value = serde_json::from_str(&to_json(&w)).unwrap();
+        assert_eq!(
+            v["processes"][0]["sites"][0]["oldest_wait_source"],
+            "observed"
+        );
+        let text = to_text(&w, TextStyle::default());
+        assert!(text.contains("parked \u{2265} 15 s (as seen)"), "{text}");
+
+        let v: serde_json::Value = serde_json::from_str(&to_json(&native_window())).unwrap();
+        assert!(
+            v["processes"][0]["sites"][0]
+                .get("oldest_wait_source")
+                .is_none()
+        );
+        let text = to_text(&native_window(), TextStyle::default());
+        assert!(text.contains("oldest waiting 3 s"), "{text}");
     }
 
     /// Check that uptimes read as people write them.

@@ -270,7 +270,7 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
         .iter()
         .max_by(|a, b| a.blocked_for_s.total_cmp(&b.blocked_for_s));
     let oldest_wait_s = oldest.map_or(0.0, |m| m.blocked_for_s.max(0.0));
-    let oldest_wait_source = (!obs.wait_age_known).then(|| match oldest {
+    let oldest_wait_source = (!obs.wait_age_known).then_some(match oldest {
         Some(m) if m.wait_age_from_runtime => WaitAgeSource::Runtime,
         _ => WaitAgeSource::Observed,
     });
@@ -351,8 +351,7 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
         // spread by id order, so the brackets alone must prove the spread, and a park
         // date is no birth: members that leave are a pool re-parking, not a leak.
         let parks = proven_park_span(&current);
-        let proven =
-            parks.is_none_or(|span| departures == 0 && span >= policy.lifetime_min_span_s);
+        let proven = parks.is_none_or(|span| departures == 0 && span >= policy.lifetime_min_span_s);
         if b.members >= policy.lifetime_min_members
             && b.span_s >= policy.lifetime_min_span_s
             && regular
@@ -805,6 +804,57 @@ mod tests {
             leak_cases,
             "every leak case has a leak site found: {leaks_found:?}"
         );
+    }
+
+    /// Goroutine members present all window, parked at `parks` (window-relative s), each
+    /// dated within a 2 s GC bracket by the runtime.
+    fn dated_parks(scans: usize, parks: &[f64]) -> Vec<MemberObservation> {
+        parks
+            .iter()
+            .map(|&p| MemberObservation {
+                first: 0,
+                last: scans - 1,
+                blocked_for_s: 14.0 - p,
+                born: Some(p),
+                parked: Some([p - 2.0, p]),
+                wait_age_from_runtime: true,
+            })
+            .collect()
+    }
+
+    /// Check that goroutines parked one every 10 s over three minutes, dated by the
+    /// runtime, none leaving, are a leak with a runtime wait age; that the same site with
+    /// one member leaving (a pool re-parking) is not; and that parks whose GC brackets
+    /// overlap too much to prove a spread are not either.
+    #[test]
+    fn goroutine_parks_dated_by_the_runtime() {
+        let parks: Vec<f64> = (0..18).map(|k| -170.0 + 10.0 * k as f64).collect();
+        let j = judge(
+            &observation(15, dated_parks(15, &parks)),
+            &VerdictPolicy::default(),
+        );
+        assert_eq!(j.verdict, GrowthVerdict::Leak, "{j:?}");
+        assert_eq!(j.oldest_wait_source, Some(WaitAgeSource::Runtime));
+        assert!(
+            (j.oldest_wait_s - 184.0).abs() < 1e-9,
+            "{}",
+            j.oldest_wait_s
+        );
+
+        let mut leaving = dated_parks(15, &parks);
+        leaving.push(MemberObservation {
+            last: 6,
+            ..leaving[0].clone()
+        });
+        let j = judge(&observation(15, leaving), &VerdictPolicy::default());
+        assert_eq!(j.verdict, GrowthVerdict::Ok, "one left: {j:?}");
+
+        let mut wide = dated_parks(15, &parks);
+        for m in &mut wide {
+            m.parked = Some([-200.0, 0.0]);
+        }
+        let j = judge(&observation(15, wide), &VerdictPolicy::default());
+        assert_eq!(j.verdict, GrowthVerdict::Ok, "nothing proven: {j:?}");
     }
 
     /// Check the slope on a known line.
