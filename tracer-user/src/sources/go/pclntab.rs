@@ -59,7 +59,10 @@ pub const FUNCDATA_INL_TREE: u32 = 3;
 /// Longest name read from the name or file tables.
 const MAX_NAME: usize = 1 << 16;
 /// Deepest inlining followed (the compiler's budget keeps real trees shallow).
-const MAX_INLINE_DEPTH: usize = 256;
+const MAX_INLINE_DEPTH: usize = 64;
+/// Entries decoded from one pc-value table: real tables have one per line or file
+/// change; a hostile one of endless non-zero deltas stops here.
+const MAX_PCVALUE_STEPS: u32 = 1 << 16;
 
 /// Why a pclntab could not be parsed.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -258,7 +261,11 @@ impl Pclntab {
             (None, 0) => return Err(PclntabError::NoTextStart),
             (None, header) => header,
         };
-        let tab = Pclntab {
+        // Sanity checks on the borrowed bytes first: a scan for a header in a large
+        // segment tries many candidates, and copying the rest of the segment for each
+        // would be quadratic.
+        check_functab(bytes, functab, nfunc as usize, format)?;
+        Ok(Pclntab {
             data: bytes.to_vec(),
             format,
             quantum: u64::from(quantum),
@@ -272,28 +279,7 @@ impl Pclntab {
             pctab,
             functab,
             gofunc: None,
-        };
-        // Cheap sanity checks: entries must be sorted at both ends and the
-        // first function record must agree with its functab entry.
-        let first = tab.ftab_entry(0).ok_or(PclntabError::Truncated)?;
-        let last = tab
-            .ftab_entry(tab.nfunc - 1)
-            .ok_or(PclntabError::Truncated)?;
-        let end = tab
-            .ftab_entryoff(tab.nfunc)
-            .ok_or(PclntabError::Truncated)?;
-        if first.0 > last.0 || last.0 > end {
-            return Err(PclntabError::Malformed("functab is not sorted"));
-        }
-        let first_func = tab
-            .func_off(first.1)
-            .ok_or(PclntabError::Malformed("bad funcoff"))?;
-        if tab.field_u32(first_func, 0) != Some(first.0) {
-            return Err(PclntabError::Malformed(
-                "functab and _func disagree on an entry",
-            ));
-        }
-        Ok(tab)
+        })
     }
 
     /// Number of functions.
@@ -388,7 +374,8 @@ impl Pclntab {
     /// name a function and point back inside its function.
     pub fn check_gofunc(&self, data: &[u8], samples: usize) -> GoFuncCheck {
         let mut checked = 0usize;
-        for f in self.funcs() {
+        // Function records without their names: a name costs a scan to its NUL.
+        for f in (0..self.nfunc).filter_map(|i| self.func_record_at(i)) {
             if checked >= samples {
                 break;
             }
@@ -465,8 +452,10 @@ impl Pclntab {
             let (entryoff, funcoff) = self.ftab_entry(i)?;
             let f = self.func_off(funcoff)?;
             let name_off = self.field_u32(f, 4)?;
-            let got = self.cstr(self.funcnametab, name_off as i32)?;
-            if got == want {
+            // Compared in place (name and its NUL): no scan of a NUL-less name.
+            let start = self.funcnametab.checked_add(name_off as usize)?;
+            let got = self.data.get(start..start.checked_add(want.len() + 1)?)?;
+            if got[..want.len()] == *want && got[want.len()] == 0 {
                 self.text_start.checked_add(u64::from(entryoff))
             } else {
                 None
@@ -599,30 +588,36 @@ impl Pclntab {
         (end <= self.data.len()).then_some(off)
     }
 
-    fn func_at(&self, i: usize) -> Option<FuncInfo> {
+    /// The function at functab index `i`, its name left empty.
+    fn func_record_at(&self, i: usize) -> Option<FuncInfo> {
         let (entryoff, funcoff) = self.ftab_entry(i)?;
         let end = self.ftab_entryoff(i + 1)?;
         let f = self.func_off(funcoff)?;
         if self.field_u32(f, 0)? != entryoff {
             return None;
         }
-        let name_off = self.field_u32(f, 4)? as i32;
-        let name = self.cstr(self.funcnametab, name_off).map_or_else(
-            || "?".to_string(),
-            |n| String::from_utf8_lossy(n).into_owned(),
-        );
         let (start_line, func_id) = match self.format {
-            Format::Go120 => (self.field_u32(f, 36)? as i32, self.data[f + 40]),
-            Format::Go118 => (0, self.data[f + 36]),
+            Format::Go120 => (self.field_u32(f, 36)? as i32, *self.data.get(f + 40)?),
+            Format::Go118 => (0, *self.data.get(f + 36)?),
         };
         Some(FuncInfo {
             entry: self.text_start.checked_add(u64::from(entryoff))?,
             end: self.text_start.checked_add(u64::from(end.max(entryoff)))?,
-            name,
+            name: String::new(),
             start_line,
             func_id,
             func_off: f,
         })
+    }
+
+    fn func_at(&self, i: usize) -> Option<FuncInfo> {
+        let mut func = self.func_record_at(i)?;
+        let name_off = self.field_u32(func.func_off, 4)? as i32;
+        func.name = self.cstr(self.funcnametab, name_off).map_or_else(
+            || "?".to_string(),
+            |n| String::from_utf8_lossy(n).into_owned(),
+        );
+        Some(func)
     }
 
     fn field_u32(&self, func_off: usize, field: usize) -> Option<u32> {
@@ -710,6 +705,7 @@ impl Pclntab {
             first: true,
             quantum: self.quantum,
             done: table == 0,
+            steps: 0,
         }
     }
 }
@@ -731,6 +727,7 @@ struct PcValues<'a> {
     first: bool,
     quantum: u64,
     done: bool,
+    steps: u32,
 }
 
 impl PcValues<'_> {
@@ -751,9 +748,10 @@ impl Iterator for PcValues<'_> {
     type Item = (i32, u64);
 
     fn next(&mut self) -> Option<(i32, u64)> {
-        if self.done {
+        if self.done || self.steps >= MAX_PCVALUE_STEPS {
             return None;
         }
+        self.steps += 1;
         match self.step() {
             Some((vdelta, pcdelta, pos)) => {
                 self.first = false;
@@ -768,6 +766,35 @@ impl Iterator for PcValues<'_> {
             }
         }
     }
+}
+
+/// Cheap sanity checks of a functab of `nfunc` entries at `functab`: entries must be
+/// sorted at both ends and the first function record must agree with its entry.
+fn check_functab(
+    bytes: &[u8],
+    functab: usize,
+    nfunc: usize,
+    format: Format,
+) -> Result<(), PclntabError> {
+    let at = |off: Option<usize>| off.and_then(|o| read_u32(bytes, o));
+    let entry = |i: usize| at(i.checked_mul(8).and_then(|o| o.checked_add(functab)));
+    let first = entry(0).ok_or(PclntabError::Truncated)?;
+    let first_funcoff = at(functab.checked_add(4)).ok_or(PclntabError::Truncated)?;
+    let last = entry(nfunc - 1).ok_or(PclntabError::Truncated)?;
+    let end = entry(nfunc).ok_or(PclntabError::Truncated)?;
+    if first > last || last > end {
+        return Err(PclntabError::Malformed("functab is not sorted"));
+    }
+    let first_func = functab
+        .checked_add(first_funcoff as usize)
+        .filter(|&f| f.saturating_add(format.func_size()) <= bytes.len())
+        .ok_or(PclntabError::Malformed("bad funcoff"))?;
+    if read_u32(bytes, first_func) != Some(first) {
+        return Err(PclntabError::Malformed(
+            "functab and _func disagree on an entry",
+        ));
+    }
+    Ok(())
 }
 
 /// Decodes a uvarint that must fit in 32 bits.

@@ -717,3 +717,77 @@ fn garbage_files_are_errors() {
         }
     }
 }
+
+/// An ELF64 executable with only program headers: one `PT_LOAD` per
+/// `(flags, bytes)`, each at its own page-aligned offset and address.
+pub(crate) fn craft_elf(segments: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    const BASE: u64 = 0x40_0000;
+    let phnum = segments.len();
+    let mut out = vec![0u8; 0x1000];
+    out[..4].copy_from_slice(b"\x7fELF");
+    out[4] = 2; // 64-bit
+    out[5] = 1; // little endian
+    out[6] = 1;
+    out[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    out[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86-64
+    out[20..24].copy_from_slice(&1u32.to_le_bytes());
+    out[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    out[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    out[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    out[56..58].copy_from_slice(&(phnum as u16).to_le_bytes());
+    out[58..60].copy_from_slice(&64u16.to_le_bytes()); // e_shentsize
+    for (i, (flags, bytes)) in segments.iter().enumerate() {
+        let off = out.len() as u64;
+        let ph = 64 + i * 56;
+        let put = |out: &mut Vec<u8>, at: usize, v: u64| {
+            out[ph + at..ph + at + 8].copy_from_slice(&v.to_le_bytes())
+        };
+        out[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        out[ph + 4..ph + 8].copy_from_slice(&flags.to_le_bytes());
+        put(&mut out, 8, off);
+        put(&mut out, 16, BASE + off);
+        put(&mut out, 24, BASE + off);
+        put(&mut out, 32, bytes.len() as u64);
+        put(&mut out, 40, bytes.len() as u64);
+        put(&mut out, 48, 0x1000);
+        out.extend_from_slice(bytes);
+        out.resize(out.len().next_multiple_of(0x1000), 0);
+    }
+    out
+}
+
+/// A Go 1.18+ inline-format build-info blob naming `version`.
+pub(crate) fn craft_buildinfo(version: &str) -> Vec<u8> {
+    let mut b = buildinfo::BUILDINFO_MAGIC.to_vec();
+    b.push(8);
+    b.push(2);
+    b.resize(32, 0);
+    b.push(version.len() as u8);
+    b.extend_from_slice(version.as_bytes());
+    b.push(0);
+    b
+}
+
+/// Check that a read-only segment tiled with pclntab headers that fail their
+/// sanity checks is rejected in linear time (each candidate used to copy the
+/// rest of the segment before its checks: hours for this file).
+#[test]
+fn segment_tiled_with_fake_pclntab_headers_is_rejected_quickly() {
+    let mut header = Vec::new();
+    header.extend_from_slice(&pclntab::MAGIC_GO120.to_le_bytes());
+    header.extend_from_slice(&[0, 0, 1, 8]);
+    for word in [1u64, 0, 0, 72, 72, 72, 72, 72] {
+        header.extend_from_slice(&word.to_le_bytes());
+    }
+    let tiled: Vec<u8> = header.iter().copied().cycle().take(16 << 20).collect();
+    let data = craft_elf(&[
+        (PF_W | 4, craft_buildinfo("go1.26.6")),
+        (4, tiled),
+    ]);
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(GoBinary::parse(&data).map(|_| ())));
+    let result = wait
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("pclntab scan still running after 60 s");
+    assert!(matches!(result, Err(GoBinaryError::NoPclntab)), "{result:?}");
+}
