@@ -9,12 +9,9 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    fs::File,
-    os::unix::fs::MetadataExt,
     sync::Arc,
 };
 
-use object::{Object, read::ReadCache};
 use tracer_common::ProcessRecord;
 
 use crate::{
@@ -28,9 +25,8 @@ use crate::{
     sources::{
         ProcessKey, StackKey,
         go::{
-            GoBinary,
-            allgs::{GoRuntimeAddrs, locate_allgs},
             elf::PF_X,
+            executable::{analyse_executable, open_executable},
             layout::GoRuntimeLayout,
         },
     },
@@ -94,14 +90,7 @@ const MAX_KNOWN_EXECUTABLES: usize = 4096;
 /// Frames kept per goroutine stack.
 const MAX_FRAMES: usize = 64;
 
-/// Everything leakscope needs to read one Go executable's goroutines.
-pub struct GoProgram {
-    pub binary: GoBinary,
-    pub layout: GoRuntimeLayout,
-    pub addrs: GoRuntimeAddrs,
-    /// "go1.NN".
-    pub runtime: String,
-}
+pub use crate::sources::go::executable::GoProgram;
 
 /// What an executable turned out to be.
 #[derive(Clone)]
@@ -241,14 +230,23 @@ impl GoroutineSource {
     /// Decides once per process instance whether it is a Go program we can read.
     fn classify(&mut self, pid: u32) -> Watched {
         let exe_path = format!("/proc/{pid}/exe");
-        let Ok(meta) = std::fs::metadata(&exe_path) else {
+        // Opened once: identity and bytes come from the same file, whatever the process
+        // execs or renames meanwhile.
+        let Some(opened) = open_executable(pid) else {
             return Watched::Native;
         };
-        let id = FileIdent::of(&meta);
+        let id = opened.ident;
         let exe = match self.executables.get(&id) {
             Some(exe) => exe.clone(),
             None => {
-                let exe = analyse_executable(&exe_path);
+                let exe = match analyse_executable(&opened) {
+                    Ok(None) => Executable::Native,
+                    Ok(Some(program)) => Executable::Go(Arc::new(program)),
+                    Err(e) => {
+                        log::debug!("{exe_path}: unreadable Go binary: {e}");
+                        Executable::Unreadable(e.runtime, e.kind.to_string())
+                    }
+                };
                 self.executables.insert(id, exe.clone());
                 exe
             }
@@ -256,7 +254,7 @@ impl GoroutineSource {
         match exe {
             Executable::Native => Watched::Native,
             Executable::Unreadable(runtime, reason) => Watched::Unreadable(runtime, reason),
-            Executable::Go(program) => match load_bias(pid, &program, meta.ino()) {
+            Executable::Go(program) => match load_bias(pid, &program, id.ino) {
                 Some(bias) => Watched::Go(GoProcess {
                     program,
                     bias,
@@ -280,63 +278,6 @@ impl GoroutineSource {
 fn unreadable_after(pid: u32, runtime: &str, panic: &isolate::AnalysisPanic) -> Watched {
     log::warn!("pid {pid}: {panic}");
     Watched::Unreadable(runtime.to_string(), panic.to_string())
-}
-
-/// Whether the file is a Go executable, cheaply: section names only, read on demand.
-fn looks_like_go(path: &str) -> bool {
-    let Ok(file) = File::open(path) else {
-        return false;
-    };
-    let cache = ReadCache::new(file);
-    let Ok(obj) = object::File::parse(&cache) else {
-        return false;
-    };
-    if obj.section_by_name(".go.buildinfo").is_some() || obj.section_by_name(".gopclntab").is_some()
-    {
-        return true;
-    }
-    // Without section headers only a full analysis can tell; those binaries are rare.
-    obj.sections().next().is_none()
-}
-
-/// Full analysis of a Go executable: version, layout, where the goroutine table is.
-fn analyse_executable(path: &str) -> Executable {
-    if !looks_like_go(path) {
-        return Executable::Native;
-    }
-    let Ok(data) = std::fs::read(path) else {
-        return Executable::Native;
-    };
-    let binary = match GoBinary::parse(&data) {
-        Ok(b) => b,
-        // Not Go after all (no build info), or too damaged to read: treat as native.
-        Err(e) => {
-            log::debug!("{path}: not a readable Go binary: {e}");
-            return Executable::Native;
-        }
-    };
-    let version = binary.version().clone();
-    let runtime = format!("go{}.{}", version.major, version.minor);
-    let layout = match GoRuntimeLayout::for_binary(&data, &version) {
-        Ok(Some((layout, _))) => layout,
-        Ok(None) => {
-            return Executable::Unreadable(
-                runtime,
-                format!("unsupported Go version {}", version.raw),
-            );
-        }
-        Err(e) => return Executable::Unreadable(runtime, format!("Go runtime layout: {e}")),
-    };
-    let addrs = match locate_allgs(&binary, &data) {
-        Ok(a) => a,
-        Err(e) => return Executable::Unreadable(runtime, format!("goroutine table: {e}")),
-    };
-    Executable::Go(Arc::new(GoProgram {
-        binary,
-        layout,
-        addrs,
-        runtime,
-    }))
 }
 
 /// avma = svma + bias, from the executable's first mapping in the process.

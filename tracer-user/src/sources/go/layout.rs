@@ -56,6 +56,8 @@ pub enum LayoutError {
     NotElf(String),
     #[error("cannot read the DWARF: {0}")]
     Dwarf(String),
+    #[error("DWARF section {section} declares {size} bytes uncompressed")]
+    DwarfTooLarge { section: &'static str, size: u64 },
     #[error("the DWARF has no {0} type")]
     MissingType(&'static str),
     #[error("the DWARF's {ty} has no member {member}")]
@@ -312,6 +314,13 @@ impl DwarfFindings {
 type Reader<'a> = gimli::EndianSlice<'a, gimli::LittleEndian>;
 
 /// Reads what the layout needs from the DWARF; `Ok(None)` without DWARF.
+/// Largest DWARF section inflated (Go's own `.debug_info` is a few MB).
+const MAX_DWARF_SECTION_BYTES: u64 = 256 << 20;
+
+fn dwarf_err(e: object::Error) -> LayoutError {
+    LayoutError::Dwarf(e.to_string())
+}
+
 fn read_dwarf(file: &object::File<'_>) -> Result<Option<DwarfFindings>, LayoutError> {
     let has_info = [".debug_info", ".zdebug_info"]
         .iter()
@@ -319,7 +328,7 @@ fn read_dwarf(file: &object::File<'_>) -> Result<Option<DwarfFindings>, LayoutEr
     if !has_info {
         return Ok(None);
     }
-    let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, object::Error> {
+    let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, LayoutError> {
         let name = id.name();
         let zname = name
             .strip_prefix(".debug_")
@@ -327,13 +336,21 @@ fn read_dwarf(file: &object::File<'_>) -> Result<Option<DwarfFindings>, LayoutEr
         let section = file
             .section_by_name(name)
             .or_else(|| zname.as_deref().and_then(|z| file.section_by_name(z)));
-        match section {
-            Some(s) => s.uncompressed_data(),
-            None => Ok(Cow::Borrowed(&[])),
+        let Some(s) = section else {
+            return Ok(Cow::Borrowed(&[][..]));
+        };
+        // The declared size is checked before inflating: a hostile binary may declare
+        // terabytes behind a few compressed bytes.
+        let compressed = s.compressed_data().map_err(dwarf_err)?;
+        if compressed.uncompressed_size > MAX_DWARF_SECTION_BYTES {
+            return Err(LayoutError::DwarfTooLarge {
+                section: name,
+                size: compressed.uncompressed_size,
+            });
         }
+        s.uncompressed_data().map_err(dwarf_err)
     };
-    let sections =
-        gimli::DwarfSections::load(load).map_err(|e| LayoutError::Dwarf(e.to_string()))?;
+    let sections = gimli::DwarfSections::load(load)?;
     let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
     let err = |e: gimli::Error| LayoutError::Dwarf(e.to_string());
 

@@ -26,6 +26,7 @@
 pub mod allgs;
 pub mod buildinfo;
 pub mod elf;
+pub mod executable;
 pub mod layout;
 pub mod pclntab;
 

@@ -780,14 +780,104 @@ fn segment_tiled_with_fake_pclntab_headers_is_rejected_quickly() {
         header.extend_from_slice(&word.to_le_bytes());
     }
     let tiled: Vec<u8> = header.iter().copied().cycle().take(16 << 20).collect();
-    let data = craft_elf(&[
-        (PF_W | 4, craft_buildinfo("go1.26.6")),
-        (4, tiled),
-    ]);
+    let data = craft_elf(&[(PF_W | 4, craft_buildinfo("go1.26.6")), (4, tiled)]);
     let (done, wait) = std::sync::mpsc::channel();
     std::thread::spawn(move || done.send(GoBinary::parse(&data).map(|_| ())));
     let result = wait
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("pclntab scan still running after 60 s");
-    assert!(matches!(result, Err(GoBinaryError::NoPclntab)), "{result:?}");
+    assert!(
+        matches!(result, Err(GoBinaryError::NoPclntab)),
+        "{result:?}"
+    );
+}
+
+/// A copy of an ELF file with its section headers scrambled as `how` says; the
+/// program headers, which the loader and the Go runtime use, are untouched.
+pub(crate) fn scramble_section_headers(data: &[u8], how: &str) -> Vec<u8> {
+    let mut out = data.to_vec();
+    let u64_at = |d: &[u8], at: usize| u64::from_le_bytes(d[at..at + 8].try_into().unwrap());
+    let shoff = u64_at(&out, 0x28) as usize;
+    let shnum = u16::from_le_bytes(out[0x3c..0x3e].try_into().unwrap()) as usize;
+    match how {
+        // Every section renamed to the same junk.
+        "names" => {
+            for i in 0..shnum {
+                out[shoff + i * 64..shoff + i * 64 + 4].copy_from_slice(&1u32.to_le_bytes());
+            }
+        }
+        // Types, offsets and sizes garbage.
+        "fields" => {
+            for i in 1..shnum {
+                let h = shoff + i * 64;
+                out[h + 4..h + 8].copy_from_slice(&0x6fff_fff7u32.to_le_bytes());
+                out[h + 24..h + 40].fill(0xee);
+            }
+        }
+        // The table itself past the end of the file.
+        "offset" => {
+            let past = (data.len() as u64 + 0x1234).to_le_bytes();
+            out[0x28..0x30].copy_from_slice(&past);
+        }
+        other => panic!("no scramble {other}"),
+    }
+    out
+}
+
+/// Check that a Go binary whose section headers are scrambled (it still runs) is
+/// analysed through its program headers, and one that cannot be analysed at all is
+/// an unreadable Go program, never "not Go".
+#[test]
+fn scrambled_section_headers_are_still_go() {
+    use executable::{UnreadableGoKind, analyse_go_bytes};
+    for (version, name) in [(GO_126, "normal"), (GO_126, "pie-stripped")] {
+        let data = std::fs::read(fixture(version, variant(name))).unwrap();
+        for how in ["names", "fields", "offset"] {
+            let what = format!("go{version} {name}, scrambled {how}");
+            let scrambled = scramble_section_headers(&data, how);
+            let program = analyse_go_bytes(&scrambled)
+                .unwrap_or_else(|e| panic!("{what}: {e}"))
+                .unwrap_or_else(|| panic!("{what}: taken for a native binary"));
+            assert_eq!(program.runtime, "go1.26", "{what}");
+        }
+    }
+    // Build info present, pclntab gone: unreadable, with the reason.
+    let data = std::fs::read(fixture(GO_126, variant("stripped"))).unwrap();
+    let mut broken = scramble_section_headers(&data, "names");
+    let magic = pclntab::MAGIC_GO120.to_le_bytes();
+    let mut at = 0;
+    while let Some(pos) = broken[at..].windows(4).position(|w| w == magic) {
+        broken[at + pos] ^= 0xff;
+        at += pos + 1;
+    }
+    let err = analyse_go_bytes(&broken).err().expect("taken for healthy");
+    assert!(
+        matches!(err.kind, UnreadableGoKind::Binary(GoBinaryError::NoPclntab)),
+        "{err:?}"
+    );
+}
+
+/// Check that a compressed DWARF section declaring a huge uncompressed size is
+/// refused before anything is inflated.
+#[test]
+fn compressed_dwarf_bomb_is_refused_before_inflating() {
+    use object::ObjectSection;
+    let data = std::fs::read(fixture(GO_126, variant("normal"))).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let info = file.section_by_name(".debug_info").unwrap();
+    let (offset, _) = info.file_range().unwrap();
+    assert_eq!(
+        info.compressed_data().unwrap().format,
+        object::CompressionFormat::Zlib,
+        "Go compresses its DWARF"
+    );
+    let mut bomb = data.clone();
+    // Elf64_Chdr: ch_type u32, reserved u32, ch_size u64, ch_addralign u64.
+    let at = offset as usize + 8;
+    bomb[at..at + 8].copy_from_slice(&(8u64 << 30).to_le_bytes());
+    let err = layout::GoRuntimeLayout::from_dwarf_bytes(&bomb).unwrap_err();
+    assert!(
+        matches!(err, layout::LayoutError::DwarfTooLarge { size, .. } if size == 8 << 30),
+        "{err:?}"
+    );
 }
