@@ -518,8 +518,13 @@ fn bare_frames(stack: &[u64]) -> Vec<Frame> {
 /// A process's name, executable and cgroup; falls back to the thread's comm when the process is
 /// already gone.
 fn read_facts(pid: u32, fallback_comm: impl FnOnce() -> String) -> ProcessFacts {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|s| s.trim_end().to_string())
+    // The name exactly as the kernel has it (a trailing space or bytes that are not
+    // UTF-8 included, the latter replaced): sinks escape it, none drops it.
+    let comm = std::fs::read(format!("/proc/{pid}/comm"))
+        .map(|bytes| {
+            let name = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+            String::from_utf8_lossy(name).into_owned()
+        })
         .unwrap_or_else(|_| fallback_comm());
     let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
         .map(|p| p.to_string_lossy().into_owned())

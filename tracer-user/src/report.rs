@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
+    sanitize,
     stacks::symbolize::Frame,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
     verdict::{GrowthVerdict, WaitAgeSource},
@@ -246,8 +247,8 @@ fn write_leaking_process(out: &mut String, p: &ProcessSummary, style: TextStyle)
         "{}  pid {} {} ({}, {})  {} blocked waiters, {:+.1}/min, up {}{}",
         style.red("LEAK"),
         p.key.pid,
-        style.bold(&f.comm),
-        f.exe,
+        style.bold(&sanitize::log_text(&f.comm)),
+        sanitize::log_text(&f.exe),
         f.runtime,
         p.waiters,
         p.growth_per_min,
@@ -290,8 +291,10 @@ fn write_other_process(out: &mut String, p: &ProcessSummary, style: TextStyle) {
     if let Some(error) = &p.facts.error {
         let _ = writeln!(
             out,
-            "  ??    pid {:<7} {:<16} {error}",
-            p.key.pid, p.facts.comm
+            "  ??    pid {:<7} {:<16} {}",
+            p.key.pid,
+            sanitize::log_text(&p.facts.comm),
+            sanitize::log_text(error)
         );
         return;
     }
@@ -310,7 +313,7 @@ fn write_other_process(out: &mut String, p: &ProcessSummary, style: TextStyle) {
         out,
         "  {tag} pid {:<7} {:<16} {:>6} waiters in {} site(s){suspect_site}",
         p.key.pid,
-        p.facts.comm,
+        sanitize::log_text(&p.facts.comm),
         p.waiters,
         p.sites.len()
     );
@@ -318,9 +321,10 @@ fn write_other_process(out: &mut String, p: &ProcessSummary, style: TextStyle) {
 
 /// One stack frame as a line: address, function, file:line.
 pub fn render_frame(f: &Frame) -> String {
-    let function = f.function.as_deref().unwrap_or("??");
+    let function = sanitize::log_text(f.function.as_deref().unwrap_or("??"));
+    let file = f.file.as_deref().map(sanitize::log_text);
     let address = format!("{:#x}", f.address);
-    match (&f.file, f.line) {
+    match (file, f.line) {
         (Some(file), Some(line)) => format!("{address} {function}  {file}:{line}"),
         (Some(file), None) => format!("{address} {function}  {file}"),
         _ => format!("{address} {function}"),
@@ -462,5 +466,41 @@ mod tests {
         assert_eq!(human_duration(723.0), "12m03s");
         assert_eq!(human_duration(3725.0), "1h02m");
         assert_eq!(human_duration(4.0 * 86400.0 + 7300.0), "4d02h");
+    }
+
+    /// Check that the text report cannot be made to print a forged line or a terminal
+    /// escape by a process's comm, exe, error or frame names (escaped, not raw), while
+    /// the JSON keeps the names exactly.
+    #[test]
+    fn text_escapes_what_processes_control() {
+        let mut window = native_window();
+        for p in &mut window.processes {
+            let mut facts = (*p.facts).clone();
+            facts.comm = "x\nLEAK pid 1 ".into();
+            facts.exe = "/tmp/\x1b[2J\u{202e}bin".into();
+            if !p.is_leak() {
+                facts.error = Some("bad \x1b]0;title\x07 table".into());
+            }
+            p.facts = std::sync::Arc::new(facts);
+        }
+        let leak = window.processes.iter_mut().find(|p| p.is_leak()).unwrap();
+        let mut stack = leak.sites[0].stack.to_vec();
+        stack[2].function = Some("evil\n    0x1 fake_frame".into());
+        stack[2].file = Some("/src/\x1b[8mhidden.c".into());
+        leak.sites[0].stack = stack.into();
+        let text = to_text(&window, TextStyle::default());
+        assert!(
+            !text.contains('\x1b') && !text.contains('\u{202e}'),
+            "{text}"
+        );
+        assert!(!text.contains('\x07'), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("LEAK pid 1")), "{text}");
+        assert!(
+            !text.lines().any(|l| l.trim_start().starts_with("0x1 fake")),
+            "{text}"
+        );
+        assert!(text.contains("x\\x0aLEAK pid 1 "), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&to_json(&window)).unwrap();
+        assert_eq!(v["processes"][0]["comm"], "x\nLEAK pid 1 ");
     }
 }

@@ -18,6 +18,7 @@ use std::{
 use crate::{
     census::{CensusTaker, FutexWait, ProcessFacts, ProcessKey, SiteKey, WaitDetail, WaiterKind},
     history::{History, ProcessHistory, SiteHistory},
+    sanitize,
     stacks::symbolize::Frame,
     verdict::{GrowthVerdict, SiteJudgement, SiteObservation, VerdictPolicy, judge, slope},
 };
@@ -390,18 +391,37 @@ fn site_label(kind: WaiterKind, wait: &str, stack: &[Frame], origin: Option<usiz
             .filter_map(|f| f.function.as_deref())
             .filter(move |f| origin.is_none() || !is_runtime_function(kind, f))
     };
-    let chosen: Vec<&str> = named(origin.unwrap_or(0))
+    let chosen: Vec<String> = named(origin.unwrap_or(0))
         .take(SITE_LABEL_FRAMES)
-        .map(|f| short_function(kind, f))
+        .map(|f| sanitize::log_text(short_function(kind, f)).into_owned())
         .collect();
     let body = if chosen.is_empty() {
         stack
             .first()
-            .map_or_else(|| "?".to_string(), |f| format!("{:#x}", f.address))
+            .map_or_else(|| "?".to_string(), unnamed_frame_label)
     } else {
         chosen.join("<")
     };
+    let wait = sanitize::log_text(wait);
     truncate_label(format!("{}:{wait}:{body}", kind.name()), MAX_SITE_LABEL)
+}
+
+/// A frame without a name, in a label (which metrics show to anyone who can scrape):
+/// its module's file name and a hash of its address keyed with a secret drawn at
+/// start, `libfoo.so@3fa91c`, never the address itself, which would tell where a
+/// (root) process's code is mapped and so undo its ASLR. Stable while the daemon runs.
+fn unnamed_frame_label(frame: &Frame) -> String {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let hash = KEY.get_or_init(Default::default).hash_one(frame.address) & 0xff_ffff;
+    let module = frame
+        .module
+        .as_deref()
+        .and_then(|m| m.rsplit('/').next())
+        .filter(|m| !m.is_empty())
+        .unwrap_or("?");
+    format!("{}@{hash:06x}", sanitize::capped(module, 32))
 }
 
 fn truncate_label(mut label: String, max: usize) -> String {
@@ -684,8 +704,9 @@ mod tests {
     }
 
     /// Check that a stack of only runtime frames falls back to them (no origin), an
-    /// unnamed stack to its innermost address, and an over-long label is cut to the limit
-    /// on a char boundary.
+    /// unnamed stack to its innermost frame's module and a keyed hash of its address
+    /// (never the address), hostile names are escaped, and an over-long label is cut to
+    /// the limit on a char boundary.
     #[test]
     fn label_fallbacks_and_truncation() {
         let only_runtime = site(
@@ -707,8 +728,42 @@ mod tests {
                 ..Frame::default()
             },
         ];
+        let again = site(
+            WaiterKind::Thread,
+            "futex",
+            GrowthVerdict::Ok,
+            1,
+            unnamed.clone(),
+        );
         let unnamed = site(WaiterKind::Thread, "futex", GrowthVerdict::Ok, 1, unnamed);
-        assert_eq!(unnamed.label, "thread:futex:0x7f00dead");
+        // No raw code address in a label (ASLR): a keyed hash, stable within the run.
+        let body = unnamed.label.strip_prefix("thread:futex:?@").unwrap();
+        assert!(
+            body.len() == 6 && !unnamed.label.contains("7f00dead"),
+            "{}",
+            unnamed.label
+        );
+        assert_eq!(again.label, unnamed.label);
+        let in_module = vec![Frame {
+            address: 0x7f00dead,
+            module: Some("/usr/lib/x86_64-linux-gnu/libfoo.so.1".into()),
+            ..Frame::default()
+        }];
+        let in_module = site(WaiterKind::Thread, "futex", GrowthVerdict::Ok, 1, in_module);
+        assert!(
+            in_module.label.starts_with("thread:futex:libfoo.so.1@"),
+            "{}",
+            in_module.label
+        );
+        // Names from a binary are text a process controls: escaped in the label.
+        let hostile = site(
+            WaiterKind::Thread,
+            "futex",
+            GrowthVerdict::Ok,
+            1,
+            fns(&["evil\n\x1b[2Jfn"]),
+        );
+        assert_eq!(hostile.label, "thread:futex:evil\\x0a\\x1b[2Jfn");
         let long_name = "é".repeat(100);
         let long = site(
             WaiterKind::Thread,

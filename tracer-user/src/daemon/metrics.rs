@@ -17,12 +17,16 @@ use prometheus::{
 
 use crate::{
     history::History,
+    sanitize,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
     watch::ScanStats,
 };
 
 /// Labels of every per-process series (and, first, of every per-site series).
 pub const PROCESS_LABELS: [&str; 6] = ["pid", "comm", "exe", "runtime", "cgroup", "container"];
+/// The longest `exe` (and `cgroup`) label, in bytes: longer paths keep their end after
+/// a `~` (see [`sanitize::capped`]).
+pub const MAX_EXE_LABEL: usize = 160;
 /// Labels a per-site series adds to [`PROCESS_LABELS`].
 pub const SITE_LABELS: [&str; 3] = ["kind", "wait", "site"];
 
@@ -421,12 +425,16 @@ impl Exporter {
     fn observe_process(&self, process: &ProcessSummary) {
         let facts = &process.facts;
         let pid = process.key.pid.to_string();
+        // What the process controls is escaped; the path is capped (it has no bound).
+        let comm = sanitize::log_text(&facts.comm);
+        let exe = sanitize::capped(&facts.exe, MAX_EXE_LABEL);
+        let cgroup = sanitize::capped(&facts.cgroup.cgroup, MAX_EXE_LABEL);
         let labels = [
             pid.as_str(),
-            &facts.comm,
-            &facts.exe,
+            &comm,
+            &exe,
             &facts.runtime,
-            &facts.cgroup.cgroup,
+            &cgroup,
             &facts.cgroup.container,
         ];
         let flag = |on: bool| if on { 1.0 } else { 0.0 };
@@ -449,9 +457,13 @@ impl Exporter {
         for s in &process.sites {
             *by_wait.entry((s.kind.name(), &s.wait)).or_default() += s.count;
         }
-        for ((kind, wait), n) in by_wait {
+        // As many wait reasons as sites at most, the largest first.
+        let mut by_wait: Vec<((&str, &str), u32)> = by_wait.into_iter().collect();
+        by_wait.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for ((kind, wait), n) in by_wait.into_iter().take(self.limits.max_sites) {
+            let wait = sanitize::log_text(wait);
             let mut l: Vec<&str> = labels.to_vec();
-            l.extend([kind, wait]);
+            l.extend([kind, &wait]);
             self.waiters_by_wait.with_label_values(&l).set(f64::from(n));
         }
         let (sites, omitted) = capped_sites(process, self.limits.max_sites);
@@ -463,7 +475,8 @@ impl Exporter {
             .set(omitted as f64);
         for s in sites {
             let mut l: Vec<&str> = labels.to_vec();
-            l.extend([s.kind.name(), &s.wait, &s.label]);
+            let wait = sanitize::log_text(&s.wait);
+            l.extend([s.kind.name(), &wait, &s.label]);
             let j = &s.judgement;
             self.site_waiters
                 .with_label_values(&l)
@@ -638,5 +651,77 @@ mod tests {
             "exited process's series gone"
         );
         assert!(text.contains(r#"pid="11""#));
+    }
+
+    /// Check that what a process controls reaches the labels escaped (no raw newline,
+    /// ESC or bidi override in the exposition), the exe label is capped keeping its
+    /// file name, a comm ending in a space is kept as is, and the per-wait-reason series
+    /// are capped by max_sites, largest first.
+    #[test]
+    fn hostile_names_are_escaped_and_capped() {
+        let exporter = Exporter::new(Limits {
+            max_processes: 10,
+            max_sites: 2,
+        });
+        let waits: Vec<SiteSummary> = ["chan receive", "select", "sleep", "IO wait"]
+            .iter()
+            .enumerate()
+            .map(|(i, wait)| {
+                let stack = vec![frame(&format!("main.f{i}"), None, 0x1000 + i as u64)];
+                site(
+                    WaiterKind::Goroutine,
+                    wait,
+                    GrowthVerdict::Ok,
+                    10 + i as u32,
+                    stack,
+                )
+            })
+            .collect();
+        let mut p = process(20, "go1.24", waits);
+        let long_exe = format!("/tmp/{}\u{202e}/\x1b[2Jevil\nbin", "d".repeat(400));
+        p.facts = std::sync::Arc::new(crate::census::ProcessFacts {
+            comm: "x\n\x1b[31mLEAK ".into(),
+            exe: long_exe,
+            ..(*p.facts).clone()
+        });
+        exporter.observe_summary(&window(vec![p]), 0.01);
+        let text = String::from_utf8(exporter.render().to_vec()).unwrap();
+        assert!(
+            !text.contains('\x1b') && !text.contains('\u{202e}'),
+            "{text}"
+        );
+        let leak_line = text
+            .lines()
+            .find(|l| l.starts_with("leakscope_process_leak{"))
+            .expect("the process is exported");
+        assert!(
+            leak_line.contains(r#"comm="x\\x0a\\x1b[31mLEAK ""#),
+            "{leak_line}"
+        );
+        let exe = leak_line
+            .split("exe=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(exe.len() <= MAX_EXE_LABEL + 8, "{exe}");
+        assert!(
+            exe.starts_with('~') && exe.ends_with("evil\\\\x0abin"),
+            "{exe}"
+        );
+        let by_wait: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("leakscope_process_waiters_by_wait{"))
+            .collect();
+        assert_eq!(by_wait.len(), 2, "capped by max_sites: {by_wait:?}");
+        assert!(
+            by_wait.iter().any(|l| l.contains(r#"wait="IO wait""#)),
+            "{by_wait:?}"
+        );
+        assert!(
+            by_wait.iter().any(|l| l.contains(r#"wait="sleep""#)),
+            "{by_wait:?}"
+        );
     }
 }

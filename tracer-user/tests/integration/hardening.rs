@@ -305,3 +305,77 @@ fn a_stalled_scan_is_noticed() {
     daemon.status = Some(status);
     assert_eq!(status.code(), Some(0), "{}", daemon.log());
 }
+
+/// Check that a leaking process whose name and executable path hold a terminal escape,
+/// a newline, a byte that is not UTF-8 and a trailing space is still found (text, JSON,
+/// metrics, daemon log), that the JSON has its name exactly, and that no sink prints
+/// the escape or the newline raw (no forged "LEAK" line).
+#[test]
+fn hostile_process_names_are_escaped_everywhere() {
+    use std::os::unix::ffi::OsStrExt;
+    require_root();
+    let scratch = TempDir::new("leakscope-hostile-name");
+    let name: &[u8] = b"\x1b[2Jx\nLEAK 1\xff ";
+    let path = scratch.0.join(std::ffi::OsStr::from_bytes(name));
+    std::fs::hard_link(crate::common::program_path(Program::MutexLeak), &path)
+        .expect("hard link the leaker under a hostile name");
+    let mut leak = Spawned::launch("hostile-named mutex_leak", Command::new(&path));
+    thread::sleep(crate::common::WARM_UP);
+    leak.assert_running("during warm-up");
+    let pid = leak.pid().to_string();
+    let no_raw = |what: &str, text: &str| {
+        assert!(!text.contains('\x1b'), "raw ESC in {what}:\n{text}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("LEAK 1")),
+            "forged line in {what}:\n{text}"
+        );
+    };
+
+    let args = |json: bool| {
+        let mut a = vec!["diagnose", "--duration", "5", "--pid", &pid];
+        if json {
+            a.push("--json");
+        }
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let text = run_leakscope(&args(false), Duration::from_secs(90));
+    assert_eq!(text.exit_code, 1, "{text:?}");
+    no_raw("the text report", &text.stdout);
+    assert!(
+        text.stdout.contains("\\x1b[2Jx\\x0aLEAK 1"),
+        "{}",
+        text.stdout
+    );
+    let json = run_leakscope(&args(true), Duration::from_secs(90));
+    let report: Value = serde_json::from_str(&json.stdout).expect("JSON report");
+    let p = find_process(&report, leak.pid()).expect("the leaker is reported");
+    assert_eq!(p["comm"], "\x1b[2Jx\nLEAK 1\u{fffd} ", "{p}");
+    assert_eq!(p["verdict"], "leak", "{p}");
+
+    let (mut daemon, port) = start_daemon(
+        &scratch,
+        &[leak.pid()],
+        &["--interval", "0.5", "--window", "30"],
+        &[],
+    );
+    wait_healthy(&mut daemon, port);
+    let series = wait_for(Duration::from_secs(30), || {
+        daemon.assert_running();
+        let (_, body) = http_get(port, "/metrics").ok()?;
+        let line = body.lines().find(|l| {
+            l.starts_with("leakscope_process_leak{")
+                && l.contains(&format!("pid=\"{pid}\""))
+                && l.ends_with(" 1")
+        })?;
+        Some((line.to_string(), body))
+    });
+    let (line, body) = series.unwrap_or_else(|| panic!("leak not exported:\n{}", daemon.log()));
+    no_raw("/metrics", &body);
+    assert!(line.contains(r#"comm="\\x1b[2Jx\\x0aLEAK 1"#), "{line}");
+    let logged = wait_for(Duration::from_secs(10), || {
+        let log = daemon.log();
+        log.contains(&format!("LEAK pid {pid} ")).then_some(log)
+    });
+    let log = logged.unwrap_or_else(|| panic!("no LEAK line:\n{}", daemon.log()));
+    no_raw("the daemon log", &log);
+}
