@@ -39,15 +39,19 @@ pub enum Program {
     NofpLeak,
     /// Rust: leaks a thread every 250 ms in `wait_for_message` -> `Receiver::recv`.
     MpscLeak,
+    /// C posing as a Go 1.26 binary with a fake goroutine table full of attacks on
+    /// the reader (`hostile_go [MODE]`, see its source).
+    HostileGo,
 }
 
 impl Program {
-    const ALL: [Program; 5] = [
+    const ALL: [Program; 6] = [
         Program::MutexLeak,
         Program::CondvarLeak,
         Program::IdlePool,
         Program::NofpLeak,
         Program::MpscLeak,
+        Program::HostileGo,
     ];
 
     /// The binary's file name, which is also the process comm (under 16 bytes).
@@ -58,6 +62,7 @@ impl Program {
             Program::IdlePool => "idle_pool",
             Program::NofpLeak => "nofp_leak",
             Program::MpscLeak => "mpsc_leak",
+            Program::HostileGo => "hostile_go",
         }
     }
 
@@ -79,6 +84,15 @@ impl Program {
                 cc.args(["-O2", "-g", "-fomit-frame-pointer", "-pthread", "-o"])
                     .arg(output)
                     .arg(sources.join("nofp_leak.c"));
+                cc
+            }
+            Program::HostileGo => {
+                // Not position independent: its fake pclntab names its own code by
+                // absolute address, with no relocation to apply.
+                let mut cc = Command::new(cc_program());
+                cc.args(["-O0", "-g", "-no-pie", "-fno-omit-frame-pointer", "-o"])
+                    .arg(output)
+                    .arg(sources.join("hostile_go.c"));
                 cc
             }
             Program::MutexLeak | Program::CondvarLeak | Program::IdlePool => {

@@ -8,4 +8,5 @@ mod common;
 mod daemon;
 mod go;
 mod hardening;
+mod hostile;
 mod native;
