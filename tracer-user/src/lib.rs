@@ -22,6 +22,7 @@ pub mod fasthash;
 pub mod history;
 pub mod host;
 pub mod isolate;
+pub mod pprof;
 pub mod report;
 pub mod sanitize;
 pub mod sources;

@@ -1,7 +1,14 @@
 //! The `leakscope` command line.
 
-use std::{io::IsTerminal, process::ExitCode, time::Duration};
+use std::{
+    fs::File,
+    io::{IsTerminal, Write},
+    path::Path,
+    process::ExitCode,
+    time::Duration,
+};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracer_user::{
     diagnose::{DiagnoseOptions, diagnose, stderr_is_terminal},
@@ -31,6 +38,13 @@ enum Command {
         /// Print the report as JSON (version 1, see README) on stdout.
         #[arg(long)]
         json: bool,
+        /// Also write the blocked waiters as a pprof profile (gzipped profile.proto) to
+        /// FILE, for `go tool pprof`.
+        #[arg(long, value_name = "FILE")]
+        pprof: Option<std::path::PathBuf>,
+        /// Also write a flame graph (SVG) of the blocked waiters to FILE, leak sites in red.
+        #[arg(long, value_name = "FILE")]
+        flamegraph: Option<std::path::PathBuf>,
         /// Seconds between scans.
         #[arg(long, default_value_t = 1.0, hide = true)]
         interval: f64,
@@ -80,6 +94,19 @@ enum Command {
         /// or failing scanner). Default: 5 scan intervals, at least 30 s.
         #[arg(long, value_name = "SECS")]
         stall_timeout: Option<f64>,
+    },
+    /// A live view of the processes with the most and the fastest-growing blocked
+    /// populations, their top sites and verdicts. `q` quits.
+    Top {
+        /// Seconds between scans (and screen refreshes).
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Seconds of history the verdicts judge (a rolling window).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..=86400))]
+        window: u64,
+        /// Watch only this process (repeatable). Default: every process on the host.
+        #[arg(long = "pid", value_name = "PID")]
+        pids: Vec<u32>,
     },
     /// Developer tools (hidden).
     #[command(hide = true)]
@@ -134,6 +161,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Creates (truncates) an output file named on the command line.
+fn create_output(path: &Path) -> anyhow::Result<File> {
+    File::create(path).with_context(|| format!("cannot create {}", path.display()))
+}
+
 /// leakscope must not slow down what it watches: when the CPU is contended, its scans
 /// wait, the watched programs do not.
 const OWN_NICE: libc::c_int = 10;
@@ -156,6 +188,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             duration,
             pids,
             json,
+            pprof,
+            flamegraph,
             interval,
             record_observations,
         } => {
@@ -166,7 +200,23 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 progress: stderr_is_terminal(),
                 record_observations,
             };
+            // Opened first: a path that cannot be written fails now, not after the watch.
+            let pprof = pprof
+                .map(|p| create_output(&p).map(|f| (p, f)))
+                .transpose()?;
+            let flamegraph = flamegraph
+                .map(|p| create_output(&p).map(|f| (p, f)))
+                .transpose()?;
             let summary = diagnose(&opts)?;
+            if let Some((path, mut file)) = pprof {
+                file.write_all(&tracer_user::pprof::to_pprof_gz(&summary))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if let Some((path, mut file)) = flamegraph {
+                let svg = tracer_user::flamegraph::to_svg(&summary).context("flame graph")?;
+                file.write_all(&svg)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             if json {
                 println!("{}", report::to_json(&summary));
             } else {
@@ -213,6 +263,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 ),
                 lock_file,
                 stall_timeout: stall_timeout.map(Duration::from_secs_f64),
+            })?;
+            Ok(0)
+        }
+        Command::Top {
+            interval,
+            window,
+            pids,
+        } => {
+            if !(interval.is_finite() && (0.2..=60.0).contains(&interval)) {
+                anyhow::bail!("--interval must be between 0.2 and 60 seconds");
+            }
+            tracer_user::top::run(tracer_user::top::TopOptions {
+                interval: Duration::from_secs_f64(interval),
+                window: Duration::from_secs(window),
+                pids,
             })?;
             Ok(0)
         }

@@ -18,12 +18,12 @@ use std::{
 
 use thiserror::Error;
 
-use crate::{census::ProcessKey, report, summary::WindowSummary};
+use crate::{census::ProcessKey, pprof, report, summary::WindowSummary};
 
 /// Dump files are `leakscope-<UTC time>-pid<PID>-<comm><suffix>`; rotation touches
 /// nothing else in the directory.
 const PREFIX: &str = "leakscope-";
-/// What one dump may consist of: the JSON report, and later its pprof profile.
+/// What one dump consists of: the JSON report and its pprof profile.
 const SUFFIXES: [&str; 2] = [".json", ".pb.gz"];
 
 /// The dump rules.
@@ -282,15 +282,29 @@ fn create_new(path: &Path) -> std::io::Result<fs::File> {
         .open(path)
 }
 
-/// Writes `job` as `<dir>/<stem>.json` (mode 0600, through a temporary file created
-/// with `O_EXCL | O_NOFOLLOW`, so a reader never sees half a dump and nothing planted
-/// in the directory is written through); creates `dir` (mode 0700) if needed and
-/// checks it ([`check_dump_dir`]) before every dump.
+/// Writes `job` as `<dir>/<stem>.pb.gz` (its pprof profile), then `<dir>/<stem>.json`
+/// (so a reader that sees the JSON finds the profile beside it), each with mode 0600,
+/// through a temporary file created with `O_EXCL | O_NOFOLLOW`, so a reader never sees
+/// half a file and nothing planted in the directory is written through; creates `dir`
+/// (mode 0700) if needed and checks it ([`check_dump_dir`]) before every dump. Returns
+/// the JSON's path.
 pub fn write_dump(dir: &Path, job: &DumpJob) -> std::io::Result<PathBuf> {
     prepare_dump_dir(dir)?;
     let stem = dump_stem(job.at, job.pid, &job.comm);
-    let path = dir.join(format!("{stem}.json"));
-    let temp = dir.join(format!(".{stem}.json.tmp"));
+    write_atomically(
+        dir,
+        &format!("{stem}.pb.gz"),
+        &pprof::to_pprof_gz(&job.summary),
+    )?;
+    let mut json = report::to_json(&job.summary);
+    json.push('\n');
+    write_atomically(dir, &format!("{stem}.json"), json.as_bytes())
+}
+
+/// Writes `<dir>/<name>` through a temporary file renamed over it.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let path = dir.join(name);
+    let temp = dir.join(format!(".{name}.tmp"));
     let mut file = match create_new(&temp) {
         // Left by a crash (or planted): removed (a symlink itself, not its target).
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -299,8 +313,7 @@ pub fn write_dump(dir: &Path, job: &DumpJob) -> std::io::Result<PathBuf> {
         }
         other => other?,
     };
-    file.write_all(report::to_json(&job.summary).as_bytes())?;
-    file.write_all(b"\n")?;
+    file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
     fs::rename(&temp, &path)?;
@@ -427,8 +440,9 @@ mod tests {
         assert_eq!(pids(&plan), [3]);
     }
 
-    /// Check that rotation keeps the newest dumps, deletes all files of an old dump
-    /// together, and leaves files not named like dumps alone.
+    /// Check that a dump is a JSON report with its gzipped profile beside it, that
+    /// rotation keeps the newest dumps, deletes all files of an old dump together, and
+    /// leaves files not named like dumps alone.
     #[test]
     fn rotation_keeps_newest_and_ignores_other_files() {
         let dir = std::env::temp_dir().join(format!("leakscope-rotate-{}", std::process::id()));
@@ -449,23 +463,30 @@ mod tests {
         }
         assert!(stems[0].starts_with("leakscope-20270115T"), "{}", stems[0]);
         assert!(stems[0].ends_with("-pid100-a_b_c"), "{}", stems[0]);
-        fs::write(dir.join(format!("{}.pb.gz", stems[0])), b"x").unwrap();
         fs::write(dir.join("notes.txt"), b"mine").unwrap();
         fs::write(dir.join("leakscope-notes.txt"), b"mine").unwrap();
         let deleted = rotate(&dir, 3).unwrap();
-        assert_eq!(deleted.len(), 3, "{deleted:?}");
+        assert_eq!(deleted.len(), 4, "two dumps of two files each: {deleted:?}");
         let mut left: Vec<String> = fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         left.sort();
-        let mut expected: Vec<String> = stems[2..].iter().map(|s| format!("{s}.json")).collect();
+        let mut expected: Vec<String> = stems[2..]
+            .iter()
+            .flat_map(|s| [format!("{s}.json"), format!("{s}.pb.gz")])
+            .collect();
         expected.extend(["leakscope-notes.txt".into(), "notes.txt".into()]);
         expected.sort();
         assert_eq!(left, expected);
         let text = fs::read_to_string(dir.join(&expected[0])).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["version"], 1);
+        let gz = fs::read(dir.join(&expected[1])).unwrap();
+        assert!(
+            expected[1].ends_with(".pb.gz") && gz.starts_with(&[0x1f, 0x8b]),
+            "gzip"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

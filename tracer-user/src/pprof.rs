@@ -1,0 +1,465 @@
+//! The blocked waiters of a window as a pprof profile (gzipped `profile.proto`, the
+//! format of Go's goroutine profile), for `go tool pprof` and every tool that reads it.
+//!
+//! One sample per site: the site's stack, its waiter count, and labels naming the
+//! process (`pid`, `comm`), the `kind`, the `wait` reason, the `verdict` (`leak`,
+//! `suspect` or `ok`) and the `site` label. Two sample types: `waiters` (every blocked
+//! waiter) and `leaked` (the waiters of leaking sites only), the default when the window
+//! has a leak, so `go tool pprof -top` puts the leak sites on top. The runtime and libc
+//! frames every waiter shares (inner to the program's own frames) are named in
+//! `drop_frames`, which pprof applies, so a site's own function is the leaf it shows;
+//! the wait reason stays in the labels.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    io::Write,
+    time::UNIX_EPOCH,
+};
+
+use flate2::{Compression, write::GzEncoder};
+use prost::Message;
+
+use crate::{
+    stacks::symbolize::Frame,
+    summary::{ProcessSummary, SiteSummary, WindowSummary},
+};
+
+/// The messages of profile.proto (github.com/google/pprof/proto/profile.proto) leakscope
+/// writes; field numbers as there.
+mod proto {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Profile {
+        #[prost(message, repeated, tag = "1")]
+        pub sample_type: Vec<ValueType>,
+        #[prost(message, repeated, tag = "2")]
+        pub sample: Vec<Sample>,
+        #[prost(message, repeated, tag = "4")]
+        pub location: Vec<Location>,
+        #[prost(message, repeated, tag = "5")]
+        pub function: Vec<Function>,
+        #[prost(string, repeated, tag = "6")]
+        pub string_table: Vec<String>,
+        #[prost(int64, tag = "7")]
+        pub drop_frames: i64,
+        #[prost(int64, tag = "9")]
+        pub time_nanos: i64,
+        #[prost(int64, tag = "10")]
+        pub duration_nanos: i64,
+        #[prost(message, optional, tag = "11")]
+        pub period_type: Option<ValueType>,
+        #[prost(int64, tag = "12")]
+        pub period: i64,
+        #[prost(int64, repeated, tag = "13")]
+        pub comment: Vec<i64>,
+        #[prost(int64, tag = "14")]
+        pub default_sample_type: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ValueType {
+        #[prost(int64, tag = "1")]
+        pub r#type: i64,
+        #[prost(int64, tag = "2")]
+        pub unit: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sample {
+        #[prost(uint64, repeated, tag = "1")]
+        pub location_id: Vec<u64>,
+        #[prost(int64, repeated, tag = "2")]
+        pub value: Vec<i64>,
+        #[prost(message, repeated, tag = "3")]
+        pub label: Vec<Label>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Label {
+        #[prost(int64, tag = "1")]
+        pub key: i64,
+        #[prost(int64, tag = "2")]
+        pub str: i64,
+        #[prost(int64, tag = "3")]
+        pub num: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Location {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(uint64, tag = "3")]
+        pub address: u64,
+        #[prost(message, repeated, tag = "4")]
+        pub line: Vec<Line>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Line {
+        #[prost(uint64, tag = "1")]
+        pub function_id: u64,
+        #[prost(int64, tag = "2")]
+        pub line: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Function {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(int64, tag = "2")]
+        pub name: i64,
+        #[prost(int64, tag = "3")]
+        pub system_name: i64,
+        #[prost(int64, tag = "4")]
+        pub filename: i64,
+    }
+}
+
+pub use proto::Profile;
+
+type LocationKey = (u32, u64, Vec<(u64, i64)>);
+
+/// Builds a profile.proto message, interning strings, functions and locations.
+#[derive(Default)]
+struct Builder {
+    profile: Profile,
+    strings: HashMap<String, i64>,
+    functions: HashMap<(String, String), u64>,
+    /// A location per (pid, address, inline chain): addresses mean different code in
+    /// different processes.
+    locations: HashMap<LocationKey, u64>,
+    /// Names of the runtime/libc frames inner to the sites' own frames, as pprof
+    /// simplifies them, for `drop_frames`.
+    dropped: BTreeSet<String>,
+}
+
+impl Builder {
+    fn new() -> Self {
+        let mut b = Self::default();
+        b.string(""); // string_table[0] must be "".
+        b
+    }
+
+    fn string(&mut self, s: &str) -> i64 {
+        if let Some(&i) = self.strings.get(s) {
+            return i;
+        }
+        let i = self.profile.string_table.len() as i64;
+        self.profile.string_table.push(s.to_string());
+        self.strings.insert(s.to_string(), i);
+        i
+    }
+
+    fn value_type(&mut self, kind: &str, unit: &str) -> proto::ValueType {
+        proto::ValueType {
+            r#type: self.string(kind),
+            unit: self.string(unit),
+        }
+    }
+
+    fn function(&mut self, frame: &Frame) -> u64 {
+        let name = frame
+            .function
+            .clone()
+            .unwrap_or_else(|| unnamed_function(frame));
+        let file = frame.file.clone().unwrap_or_default();
+        let key = (name, file);
+        if let Some(&id) = self.functions.get(&key) {
+            return id;
+        }
+        let id = self.profile.function.len() as u64 + 1;
+        let function = proto::Function {
+            id,
+            name: self.string(&key.0),
+            system_name: self.string(&key.0),
+            filename: self.string(&key.1),
+        };
+        self.profile.function.push(function);
+        self.functions.insert(key, id);
+        id
+    }
+
+    /// One location for an inline chain: frames sharing one address, innermost first
+    /// (pprof's order for inlined lines, too).
+    fn location(&mut self, pid: u32, chain: &[Frame]) -> u64 {
+        let lines: Vec<proto::Line> = chain
+            .iter()
+            .map(|f| proto::Line {
+                function_id: self.function(f),
+                line: f.line.map_or(0, i64::from),
+            })
+            .collect();
+        let address = chain[0].address;
+        let key = (
+            pid,
+            address,
+            lines.iter().map(|l| (l.function_id, l.line)).collect(),
+        );
+        if let Some(&id) = self.locations.get(&key) {
+            return id;
+        }
+        let id = self.profile.location.len() as u64 + 1;
+        self.profile.location.push(proto::Location {
+            id,
+            address,
+            line: lines,
+        });
+        self.locations.insert(key, id);
+        id
+    }
+
+    fn str_label(&mut self, key: &str, value: &str) -> proto::Label {
+        proto::Label {
+            key: self.string(key),
+            str: self.string(value),
+            num: 0,
+        }
+    }
+
+    fn add_site(&mut self, process: &ProcessSummary, site: &SiteSummary) {
+        let pid = process.key.pid;
+        let location_id = inline_chains(&site.stack)
+            .map(|chain| self.location(pid, chain))
+            .collect();
+        if let Some(origin) = site.origin {
+            for frame in &site.stack[..origin] {
+                if let Some(name) = &frame.function {
+                    self.dropped.insert(simplified(name).to_string());
+                }
+            }
+        }
+        let verdict = if site.is_leak() {
+            "leak"
+        } else if site.judgement.suspect {
+            "suspect"
+        } else {
+            "ok"
+        };
+        let count = i64::from(site.count);
+        let mut label = vec![
+            proto::Label {
+                key: self.string("pid"),
+                str: 0,
+                num: i64::from(pid),
+            },
+            self.str_label("comm", &process.facts.comm),
+            self.str_label("kind", site.kind.name()),
+            self.str_label("wait", &site.wait),
+            self.str_label("verdict", verdict),
+            self.str_label("site", &site.label),
+        ];
+        if let Some(creator) = site.created_by.as_ref().and_then(|f| f.function.as_deref()) {
+            label.push(self.str_label("created_by", creator));
+        }
+        self.profile.sample.push(proto::Sample {
+            location_id,
+            value: vec![count, if site.is_leak() { count } else { 0 }],
+            label,
+        });
+    }
+}
+
+/// What pprof's `drop_frames` regexp is matched against: the name cut at its first '('
+/// (pprof's simplifyFunc), except in "(anonymous namespace)" and "operator()".
+fn simplified(name: &str) -> &str {
+    let mut from = 0;
+    while let Some(i) = name[from..].find('(').map(|i| i + from) {
+        let rest = &name[i..];
+        if rest.starts_with("(anonymous namespace)") {
+            from = i + "(anonymous namespace)".len();
+        } else if name[..i].ends_with("operator") && rest.starts_with("()") {
+            from = i + 2;
+        } else {
+            return &name[..i];
+        }
+    }
+    name
+}
+
+/// The name a frame without symbols is shown by: its address, and the binary it is in.
+fn unnamed_function(frame: &Frame) -> String {
+    match frame.module.as_deref().and_then(|m| m.rsplit('/').next()) {
+        Some(module) => format!("{:#x} ({module})", frame.address),
+        None => format!("{:#x}", frame.address),
+    }
+}
+
+/// Consecutive frames at one address: one pc expanded into its inlined calls.
+fn inline_chains(stack: &[Frame]) -> impl Iterator<Item = &[Frame]> {
+    stack.chunk_by(|a, b| a.address == b.address)
+}
+
+/// Escapes a string for a Go (RE2) regexp.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The profile of a window's blocked waiters.
+pub fn profile(summary: &WindowSummary) -> Profile {
+    let mut b = Builder::new();
+    let waiters = b.value_type("waiters", "count");
+    let leaked = b.value_type("leaked", "count");
+    b.profile.sample_type = vec![waiters.clone(), leaked.clone()];
+    b.profile.period_type = Some(waiters);
+    b.profile.period = 1;
+    if summary.has_leak() {
+        b.profile.default_sample_type = leaked.r#type;
+    }
+    for process in &summary.processes {
+        for site in &process.sites {
+            b.add_site(process, site);
+        }
+    }
+    let drop: Vec<String> = b.dropped.iter().map(|n| regex_escape(n)).collect();
+    b.profile.drop_frames = b.string(&drop.join("|"));
+    let comment = format!(
+        "leakscope: blocked waiters on {} over {:.0} s",
+        summary.host, summary.duration_s
+    );
+    b.profile.comment = vec![b.string(&comment)];
+    b.profile.time_nanos = summary
+        .started_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    b.profile.duration_nanos = (summary.duration_s * 1e9) as i64;
+    b.profile
+}
+
+/// The gzipped profile.proto bytes of a window, as `go tool pprof` reads them.
+pub fn to_pprof_gz(summary: &WindowSummary) -> Vec<u8> {
+    let bytes = profile(summary).encode_to_vec();
+    let mut gz = GzEncoder::new(Vec::with_capacity(bytes.len() / 2), Compression::default());
+    gz.write_all(&bytes).expect("writing to memory");
+    gz.finish().expect("writing to memory")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use flate2::read::GzDecoder;
+
+    use super::*;
+    use crate::summary::testutil::native_window;
+
+    fn decode(gz: &[u8]) -> Profile {
+        let mut bytes = Vec::new();
+        GzDecoder::new(gz).read_to_end(&mut bytes).unwrap();
+        Profile::decode(bytes.as_slice()).unwrap()
+    }
+
+    fn label<'a>(p: &'a Profile, sample: &proto::Sample, key: &str) -> Option<&'a str> {
+        sample
+            .label
+            .iter()
+            .find(|l| p.string_table[l.key as usize] == key)
+            .map(|l| p.string_table[l.str as usize].as_str())
+    }
+
+    fn leaf_function<'a>(p: &'a Profile, sample: &proto::Sample, depth: usize) -> &'a str {
+        let loc = &p.location[sample.location_id[depth] as usize - 1];
+        let f = &p.function[loc.line[0].function_id as usize - 1];
+        &p.string_table[f.name as usize]
+    }
+
+    /// Check that a recorded native window becomes a gzipped profile.proto with one
+    /// sample per site, the two sample types (leaked the default), labels naming the
+    /// process and verdict, function names, files and lines, and drop_frames naming the
+    /// libc frames inner to the sites' own frames.
+    #[test]
+    fn native_window_becomes_a_profile() {
+        let window = native_window();
+        let p = decode(&to_pprof_gz(&window));
+        assert_eq!(p.string_table[0], "");
+        let types: Vec<&str> = p
+            .sample_type
+            .iter()
+            .map(|t| p.string_table[t.r#type as usize].as_str())
+            .collect();
+        assert_eq!(types, ["waiters", "leaked"]);
+        assert_eq!(p.string_table[p.default_sample_type as usize], "leaked");
+        assert_eq!(p.sample.len(), 3);
+        let leak = p
+            .sample
+            .iter()
+            .find(|s| label(&p, s, "verdict") == Some("leak"))
+            .unwrap();
+        assert_eq!(leak.value, [5, 5]);
+        assert_eq!(label(&p, leak, "comm"), Some("p9"));
+        assert_eq!(label(&p, leak, "kind"), Some("thread"));
+        assert_eq!(label(&p, leak, "wait"), Some("futex"));
+        let pid = leak
+            .label
+            .iter()
+            .find(|l| p.string_table[l.key as usize] == "pid")
+            .unwrap();
+        assert_eq!(pid.num, 9);
+        assert_eq!(leaf_function(&p, leak, 2), "leak_on_mutex");
+        let loc = &p.location[leak.location_id[2] as usize - 1];
+        assert_eq!(loc.address, 0x401234);
+        assert_eq!(loc.line[0].line, 12);
+        let f = &p.function[loc.line[0].function_id as usize - 1];
+        assert_eq!(p.string_table[f.filename as usize], "/src/leak.c");
+        let ok = p
+            .sample
+            .iter()
+            .filter(|s| label(&p, s, "verdict") == Some("ok"))
+            .collect::<Vec<_>>();
+        assert_eq!(ok.len(), 2);
+        assert!(ok.iter().all(|s| s.value[1] == 0));
+        assert_eq!(
+            p.string_table[p.drop_frames as usize],
+            "___pthread_mutex_lock|__futex_abstimed_wait_common"
+        );
+        assert!(p.time_nanos > 0 && p.duration_nanos == 15_000_000_000);
+    }
+
+    /// Check that Go's inlined frames (one pc, several functions) share one location
+    /// with the innermost line first, and that drop_frames holds names as pprof
+    /// simplifies them, escaped.
+    #[test]
+    fn inline_chains_share_a_location() {
+        use crate::{
+            census::WaiterKind,
+            summary::testutil::{frame, process, site, window},
+            verdict::GrowthVerdict,
+        };
+        let stack = vec![
+            frame("runtime.gopark", None, 0x10),
+            frame("sync.(*WaitGroup).Wait", Some(("/go/sync/wg.go", 9)), 0x20),
+            frame("main.inner", Some(("/m.go", 3)), 0x30),
+            frame("main.outer", Some(("/m.go", 8)), 0x30),
+        ];
+        let w = window(vec![process(
+            4,
+            "go1.24",
+            vec![site(
+                WaiterKind::Goroutine,
+                "sync.WaitGroup.Wait",
+                GrowthVerdict::Leak,
+                2,
+                stack,
+            )],
+        )]);
+        let p = profile(&w);
+        assert_eq!(p.sample[0].location_id.len(), 3);
+        let inlined = &p.location[p.sample[0].location_id[2] as usize - 1];
+        assert_eq!(inlined.line.len(), 2);
+        assert_eq!(leaf_function(&p, &p.sample[0], 2), "main.inner");
+        assert_eq!(
+            p.string_table[p.drop_frames as usize],
+            r"runtime\.gopark|sync\."
+        );
+        assert_eq!(
+            simplified("ns::(anonymous namespace)::f(int)"),
+            "ns::(anonymous namespace)::f"
+        );
+        assert_eq!(simplified("S::operator()(int)"), "S::operator()");
+    }
+}

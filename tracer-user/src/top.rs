@@ -1,0 +1,348 @@
+//! `leakscope top`: a live terminal view of the processes with the most and the
+//! fastest-growing blocked populations, their top sites and verdicts, refreshed after
+//! every scan; `q` quits.
+//!
+//! [`render`] turns a window summary into screen lines (pure, tested); [`run`] owns
+//! the terminal (raw mode, alternate screen, restored on every exit path).
+
+use std::{
+    collections::HashSet,
+    io::{IsTerminal, Write},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use crossterm::{
+    cursor,
+    event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers},
+    execute, queue,
+    style::{Attribute, Color, Print, ResetColor, SetAttribute, SetForegroundColor},
+    terminal::{self, ClearType},
+};
+
+use crate::{
+    census::Scope,
+    diagnose::{DiagnoseOptions, preflight},
+    report::human_duration,
+    summary::{ProcessSummary, SiteSummary, WindowSummary},
+    verdict::VerdictPolicy,
+    watch::{ScanStats, Watcher},
+};
+
+/// How `top` watches.
+#[derive(Clone, Debug)]
+pub struct TopOptions {
+    /// Time between scans (and screen refreshes).
+    pub interval: Duration,
+    /// History the verdicts judge (a rolling window).
+    pub window: Duration,
+    /// Only these processes; empty means the whole host.
+    pub pids: Vec<u32>,
+}
+
+/// How a screen line is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineStyle {
+    Plain,
+    /// The title and column headings.
+    Heading,
+    Leak,
+    Suspect,
+}
+
+/// Sites shown under a leaking or suspect process.
+const SITES_SHOWN: usize = 3;
+
+/// Leaks first, then the fastest-growing, then the largest populations.
+fn rank(processes: &[ProcessSummary]) -> Vec<&ProcessSummary> {
+    let mut ranked: Vec<&ProcessSummary> = processes.iter().filter(|p| p.alive).collect();
+    ranked.sort_by(|a, b| {
+        b.is_leak()
+            .cmp(&a.is_leak())
+            .then(b.suspect.cmp(&a.suspect))
+            .then(b.growth_per_min.total_cmp(&a.growth_per_min))
+            .then(b.waiters.cmp(&a.waiters))
+            .then(a.key.cmp(&b.key))
+    });
+    ranked
+}
+
+fn verdict_of(leak: bool, suspect: bool) -> (&'static str, LineStyle) {
+    match (leak, suspect) {
+        (true, _) => ("LEAK", LineStyle::Leak),
+        (false, true) => ("suspect", LineStyle::Suspect),
+        (false, false) => ("ok", LineStyle::Plain),
+    }
+}
+
+/// Cuts `line` to `width` characters.
+fn fit(mut line: String, width: usize) -> String {
+    if let Some((cut, _)) = line.char_indices().nth(width) {
+        line.truncate(cut);
+    }
+    line
+}
+
+fn process_line(p: &ProcessSummary) -> (LineStyle, String) {
+    let (verdict, style) = verdict_of(p.is_leak(), p.suspect);
+    let comm: String = p.facts.comm.chars().take(15).collect();
+    let runtime: String = p.facts.runtime.chars().take(7).collect();
+    let line = format!(
+        "{:>7} {comm:<15} {runtime:<7} {:>7} {:>+9.1} {verdict:<7} {:>6}",
+        p.key.pid,
+        p.waiters,
+        p.growth_per_min,
+        human_duration(p.uptime_s)
+    );
+    (style, line)
+}
+
+fn site_line(s: &SiteSummary) -> (LineStyle, String) {
+    let (verdict, style) = verdict_of(s.is_leak(), s.judgement.suspect);
+    let line = format!(
+        "        {:>6} {:>+8.1}/m {verdict:<7} {}",
+        s.count, s.judgement.growth_per_min, s.label
+    );
+    (style, line)
+}
+
+/// The screen for one window: a title, column headings, then one line per process
+/// (leaks first, then the fastest-growing) with the top sites of leaking and suspect
+/// processes under it; at most `height` lines of at most `width` characters.
+pub fn render(
+    summary: &WindowSummary,
+    stats: &ScanStats,
+    width: usize,
+    height: usize,
+) -> Vec<(LineStyle, String)> {
+    let ranked = rank(&summary.processes);
+    let leaks = ranked.iter().filter(|p| p.is_leak()).count();
+    let mut lines = vec![
+        (
+            LineStyle::Heading,
+            format!(
+                "leakscope top  {}  window {:.0} s  {} processes, {} waiters  {} leaking  q: quit",
+                summary.host, summary.duration_s, stats.processes, stats.waiters, leaks
+            ),
+        ),
+        (
+            LineStyle::Heading,
+            format!(
+                "{:>7} {:<15} {:<7} {:>7} {:>9} {:<7} {:>6}",
+                "PID", "COMM", "RUNTIME", "WAITERS", "GROWTH/m", "VERDICT", "UP"
+            ),
+        ),
+    ];
+    for p in ranked {
+        lines.push(process_line(p));
+        if p.is_leak() || p.suspect {
+            let mut sites: Vec<&SiteSummary> = p.sites.iter().collect();
+            sites.sort_by(|a, b| {
+                b.is_leak()
+                    .cmp(&a.is_leak())
+                    .then(b.judgement.suspect.cmp(&a.judgement.suspect))
+                    .then(b.count.cmp(&a.count))
+            });
+            lines.extend(sites.into_iter().take(SITES_SHOWN).map(site_line));
+        }
+        if lines.len() >= height {
+            break;
+        }
+    }
+    lines.truncate(height);
+    lines
+        .into_iter()
+        .map(|(style, line)| (style, fit(line, width)))
+        .collect()
+}
+
+/// Restores the terminal however `run` ends (error, panic, `q`).
+struct TerminalGuard;
+
+impl TerminalGuard {
+    fn enter() -> anyhow::Result<Self> {
+        terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
+        let guard = Self;
+        execute!(
+            std::io::stdout(),
+            terminal::EnterAlternateScreen,
+            cursor::Hide
+        )
+        .context("terminal")?;
+        Ok(guard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = execute!(
+            std::io::stdout(),
+            ResetColor,
+            cursor::Show,
+            terminal::LeaveAlternateScreen
+        );
+        let _ = terminal::disable_raw_mode();
+    }
+}
+
+fn draw(lines: &[(LineStyle, String)]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    queue!(out, cursor::MoveTo(0, 0))?;
+    for (row, (style, text)) in lines.iter().enumerate() {
+        queue!(
+            out,
+            cursor::MoveTo(0, row as u16),
+            terminal::Clear(ClearType::CurrentLine)
+        )?;
+        match style {
+            LineStyle::Plain => queue!(out, Print(text))?,
+            LineStyle::Heading => queue!(
+                out,
+                SetAttribute(Attribute::Reverse),
+                Print(text),
+                SetAttribute(Attribute::Reset)
+            )?,
+            LineStyle::Leak => {
+                queue!(out, SetForegroundColor(Color::Red), Print(text), ResetColor)?
+            }
+            LineStyle::Suspect => queue!(
+                out,
+                SetForegroundColor(Color::Yellow),
+                Print(text),
+                ResetColor
+            )?,
+        }
+    }
+    queue!(
+        out,
+        cursor::MoveTo(0, lines.len() as u16),
+        terminal::Clear(ClearType::FromCursorDown)
+    )?;
+    out.flush()
+}
+
+/// Whether a key asks to quit: `q`, Esc, or Ctrl-C (raw mode delivers it as a key).
+fn is_quit(key: &KeyEvent) -> bool {
+    key.kind != KeyEventKind::Release
+        && (matches!(
+            key.code,
+            KeyCode::Char('q') | KeyCode::Char('Q') | KeyCode::Esc
+        ) || (key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL)))
+}
+
+/// Waits for input until `deadline`; returns whether the user quit (a resize only
+/// redraws, at the next scan).
+fn wait_for_keys(deadline: Instant) -> anyhow::Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || !event::poll(left).context("terminal input")? {
+            return Ok(false);
+        }
+        if let Event::Key(key) = event::read().context("terminal input")?
+            && is_quit(&key)
+        {
+            return Ok(true);
+        }
+    }
+}
+
+/// Runs the live view until the user quits.
+pub fn run(opts: TopOptions) -> anyhow::Result<()> {
+    preflight(&DiagnoseOptions {
+        pids: opts.pids.clone(),
+        ..DiagnoseOptions::default()
+    })?;
+    if !std::io::stdout().is_terminal() {
+        bail!("top needs a terminal (use `diagnose` for a report)");
+    }
+    let scope = if opts.pids.is_empty() {
+        Scope::Host
+    } else {
+        Scope::Pids(opts.pids.iter().copied().collect::<HashSet<_>>())
+    };
+    let mut watcher = Watcher::new(scope)?;
+    let policy = VerdictPolicy::default();
+    let _guard = TerminalGuard::enter()?;
+    draw(&[(
+        LineStyle::Heading,
+        "leakscope top: first scan…  q: quit".into(),
+    )])?;
+    let mut next = Instant::now();
+    loop {
+        let stats = watcher.scan()?;
+        watcher.trim(opts.window);
+        let (summary, _) = watcher.summary(&policy);
+        let (width, height) = terminal::size().unwrap_or((80, 24));
+        draw(&render(
+            &summary,
+            &stats,
+            usize::from(width),
+            usize::from(height),
+        ))?;
+        next += opts.interval;
+        if next < Instant::now() {
+            next = Instant::now();
+        }
+        if wait_for_keys(next)? {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::testutil::native_window;
+
+    /// Check that an 80x24 screen lists the leaking process first, in the leak style,
+    /// with its leak site under it, the healthy process after, and no line wider than
+    /// the terminal.
+    #[test]
+    fn renders_leaks_first_within_80_columns() {
+        let stats = ScanStats {
+            processes: 2,
+            waiters: 135,
+            ..ScanStats::default()
+        };
+        let lines = render(&native_window(), &stats, 80, 24);
+        assert!(
+            lines.iter().all(|(_, l)| l.chars().count() <= 80),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[0].1.starts_with("leakscope top  h  window 15 s"),
+            "{lines:#?}"
+        );
+        assert!(lines[1].1.contains("PID") && lines[1].1.contains("VERDICT"));
+        assert_eq!(lines[2].0, LineStyle::Leak);
+        assert!(
+            lines[2].1.contains("p9") && lines[2].1.contains("LEAK"),
+            "{lines:#?}"
+        );
+        assert!(lines[2].1.contains("1h02m"), "{lines:#?}");
+        assert_eq!(lines[3].0, LineStyle::Leak);
+        assert!(
+            lines[3]
+                .1
+                .contains("thread:futex:leak_on_mutex<leaked_thread")
+        );
+        let healthy = lines.iter().position(|(_, l)| l.contains("p7")).unwrap();
+        assert!(healthy > 3 && lines[healthy].0 == LineStyle::Plain);
+        assert_eq!(
+            render(&native_window(), &stats, 80, 3).len(),
+            3,
+            "cut to height"
+        );
+    }
+
+    /// Check that only `q`, Esc and Ctrl-C quit.
+    #[test]
+    fn quit_keys() {
+        let key = |code, modifiers| KeyEvent::new(code, modifiers);
+        assert!(is_quit(&key(KeyCode::Char('q'), KeyModifiers::NONE)));
+        assert!(is_quit(&key(KeyCode::Esc, KeyModifiers::NONE)));
+        assert!(is_quit(&key(KeyCode::Char('c'), KeyModifiers::CONTROL)));
+        assert!(!is_quit(&key(KeyCode::Char('c'), KeyModifiers::NONE)));
+        assert!(!is_quit(&key(KeyCode::Char('x'), KeyModifiers::NONE)));
+    }
+}
