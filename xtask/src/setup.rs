@@ -13,8 +13,9 @@ const CLANG: &str = "clang-19";
 const BPF_HELPERS_HEADER: &str = "/usr/include/bpf/bpf_helpers.h";
 /// Installed together whenever any is missing: one apt transaction. `prometheus`
 /// provides `prometheus` and `promtool`, which the daemon's tests run; they also check
-/// with `bpftool` that nothing stays loaded in the kernel after the daemon stops.
-const PACKAGES: [&str; 4] = ["clang-19", "libbpf-dev", "prometheus", "bpftool"];
+/// with `bpftool` that nothing stays loaded in the kernel after the daemon stops;
+/// `leakscope top` is tested in a real terminal, `tmux`.
+const PACKAGES: [&str; 5] = ["clang-19", "libbpf-dev", "prometheus", "bpftool", "tmux"];
 /// The kernel's own type information: leakscope's CO-RE programs need it to load.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -32,6 +33,9 @@ fn missing_packages() -> Vec<&'static str> {
     }
     if find_program("bpftool").is_none() {
         missing.push("bpftool");
+    }
+    if find_program("tmux").is_none() {
+        missing.push("tmux");
     }
     missing
 }

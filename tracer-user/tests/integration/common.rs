@@ -270,6 +270,48 @@ fn fetch_go(version: &str) -> Result<PathBuf, String> {
     Ok(root)
 }
 
+/// The Go toolchain whose `go tool pprof` the tests run: it ships pprof prebuilt
+/// (newer ones build it on first use).
+pub const PPROF_GO: &str = "1.24.11";
+
+/// The output of `go tool pprof ARGS... PROFILE` (e.g. `-top`), the real pprof
+/// reading leakscope's profile. Panics with pprof's stderr when it fails.
+pub fn go_tool_pprof(args: &[&str], profile: &Path) -> String {
+    let output = go_command(PPROF_GO)
+        .arg("tool")
+        .arg("pprof")
+        .args(args)
+        .arg(profile)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run go tool pprof");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "go tool pprof {args:?} {} failed ({}):\n{stdout}\n{}",
+        profile.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The function names of `go tool pprof -top`'s rows, largest flat first.
+pub fn pprof_top_functions(top: &str) -> Vec<&str> {
+    top.lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .skip(1)
+        .filter_map(|l| {
+            // flat flat% sum% cum cum% name...: the name is what follows the 5th column.
+            let mut rest = l.trim_start();
+            for _ in 0..5 {
+                rest = rest.split_once(char::is_whitespace)?.1.trim_start();
+            }
+            Some(rest.trim_end_matches(" (inline)"))
+        })
+        .collect()
+}
+
 /// A `go` command of toolchain `version`, isolated from the environment: that
 /// toolchain only (no automatic toolchain switch), no network (the programs use
 /// the standard library only), build cache and GOPATH under the target dir.

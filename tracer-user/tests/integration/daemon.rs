@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{
-    Program, Spawned, WARM_UP, check_report_shape, program_path, require_root, run_leakscope,
+    Program, Spawned, WARM_UP, check_report_shape, go_tool_pprof, pprof_top_functions,
+    program_path, require_root, run_leakscope,
 };
 
 /// The shipped deploy files.
@@ -319,7 +320,8 @@ fn bpf_object_exists(id: &str) -> bool {
 /// Check that a running `leakscope run`, scraped by a real Prometheus with the shipped
 /// rules, exports a rising blocked population and a leak verdict for a leaking program
 /// and fires its alerts, while a steady pool's series stays "ok" and alert-free; that
-/// the leak's report is dumped; that the dashboard and rules name only exported
+/// the leak's report is dumped with a pprof profile beside it that `go tool pprof -top`
+/// opens with the leak site on top; that the dashboard and rules name only exported
 /// metrics; and that SIGTERM ends it with status 0 within a second, its kernel objects
 /// gone.
 #[test]
@@ -514,6 +516,14 @@ fn daemon_under_prometheus_alerts_on_the_leak_only() {
     check_report_shape(&report).unwrap_or_else(|e| panic!("dump: {e}"));
     assert_eq!(report["processes"][0]["pid"], leak_pid);
     assert_eq!(report["processes"][0]["verdict"], "leak");
+    // Its pprof profile beside it, opened by the real pprof, leak site on top.
+    let profile = dumps.join(leak_dump.replace(".json", ".pb.gz"));
+    let top = go_tool_pprof(&["-top"], &profile);
+    assert_eq!(
+        pprof_top_functions(&top).first(),
+        Some(&"leak_on_mutex"),
+        "{top}"
+    );
     assert!(
         daemon.log().contains(&format!("LEAK pid {leak_pid} ")),
         "{}",

@@ -1,6 +1,8 @@
 //! leakscope's integration tests: one test binary (so the test programs are built
 //! once per run) running the real `leakscope` binary against small programs that
-//! leak, or do not leak, blocked threads (`native`) or goroutines (`go`).
+//! leak, or do not leak, blocked threads (`native`) or goroutines (`go`); `reports`
+//! opens its outputs in the tools people use (`go tool pprof`, a flame graph, `top` in
+//! tmux).
 //!
 //! Most tests need root and fail, rather than skip, without it.
 
@@ -10,3 +12,4 @@ mod go;
 mod hardening;
 mod hostile;
 mod native;
+mod reports;

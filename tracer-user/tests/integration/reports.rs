@@ -1,0 +1,243 @@
+//! leakscope's outputs opened where people look: the `--pprof` profile in the real
+//! `go tool pprof`, the `--flamegraph` SVG, and `leakscope top` in a real terminal
+//! (tmux), each on a host running a leaking Go program and a leaking C program.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::common::{
+    DIAGNOSE_SECONDS, GO_NEWEST, GoBuild, GoFlavor, Program, Spawned, WARM_UP, go_program_path,
+    go_tool_pprof, pprof_top_functions, program_path, require_root, run_leakscope,
+};
+
+/// Where the Go leaker parks: `main.sendResult`, inlined into
+/// `main.leakSendNoReceiver` (pprof shows the innermost of an inline chain).
+const GO_LEAK_FUNCTIONS: [&str; 2] = ["main.sendResult", "main.leakSendNoReceiver"];
+/// Where the C leaker blocks.
+const C_LEAK_FUNCTION: &str = "leak_on_mutex";
+
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts the Go leaker (a goroutine parked on a channel send every 250 ms) and the C
+/// leaker (a thread blocked on a mutex every 250 ms), warmed up.
+fn start_leakers() -> (Spawned, Spawned) {
+    let build = GoBuild {
+        version: GO_NEWEST,
+        flavor: GoFlavor::Plain,
+        package: "leaks",
+    };
+    let mut go = Command::new(go_program_path(build));
+    go.arg("send");
+    let mut go = Spawned::launch("goleaks send", go);
+    let mut c = Spawned::launch(
+        Program::MutexLeak.name(),
+        Command::new(program_path(Program::MutexLeak)),
+    );
+    thread::sleep(WARM_UP);
+    go.assert_running("during warm-up");
+    c.assert_running("during warm-up");
+    (go, c)
+}
+
+/// Check that `diagnose --pprof` writes a profile the real `go tool pprof -top` opens
+/// with the Go and the C leak sites as its two top rows, whose labels name the verdict
+/// and both programs, and that `--flamegraph` writes an SVG naming both leak sites,
+/// marked as leaks.
+#[test]
+fn pprof_and_flame_graph_show_the_go_and_c_leak_sites() {
+    require_root();
+    let scratch = Scratch::new("leakscope-reports");
+    let (go, c) = start_leakers();
+    let profile = scratch.0.join("waiters.pb.gz");
+    let svg = scratch.0.join("waiters.svg");
+    let args: Vec<String> = [
+        "diagnose",
+        "--duration",
+        &DIAGNOSE_SECONDS.to_string(),
+        "--pid",
+        &go.pid().to_string(),
+        "--pid",
+        &c.pid().to_string(),
+        "--pprof",
+        profile.to_str().unwrap(),
+        "--flamegraph",
+        svg.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run = run_leakscope(&args, Duration::from_secs(120));
+    assert_eq!(run.exit_code, 1, "a leak was found: {run:?}");
+
+    let top = go_tool_pprof(&["-top"], &profile);
+    assert!(top.contains("Type: leaked"), "{top}");
+    let rows = pprof_top_functions(&top);
+    let first_two = &rows[..2.min(rows.len())];
+    assert!(first_two.contains(&C_LEAK_FUNCTION), "{top}");
+    assert!(
+        first_two.iter().any(|f| GO_LEAK_FUNCTIONS.contains(f)),
+        "{top}"
+    );
+    let tags = go_tool_pprof(&["-tags"], &profile);
+    for expected in [
+        "verdict",
+        "leak",
+        "goleaks",
+        "mutex_leak",
+        "chan send",
+        "futex",
+    ] {
+        assert!(tags.contains(expected), "no {expected:?} in:\n{tags}");
+    }
+
+    let svg = fs::read_to_string(&svg).expect("the flame graph was written");
+    assert!(svg.starts_with("<?xml"), "not an SVG");
+    assert!(
+        svg.contains(&format!("{C_LEAK_FUNCTION} mutex_leak.c:")) && svg.contains("(leak)"),
+        "the C leak site is not named"
+    );
+    assert!(
+        GO_LEAK_FUNCTIONS
+            .iter()
+            .any(|f| svg.contains(&format!("{f} leaks.go:"))),
+        "the Go leak site is not named"
+    );
+    assert!(svg.contains("LEAK goleaks (pid") && svg.contains("LEAK mutex_leak (pid"));
+}
+
+/// A tmux server of this test's own, killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Self {
+        let tmux = Self {
+            socket: format!("leakscope-test-{}", std::process::id()),
+        };
+        let status = tmux
+            .command()
+            .args(["new-session", "-d", "-x", "80", "-y", "24", command])
+            .status()
+            .expect("tmux is needed to test `leakscope top` (cargo xtask setup installs it)");
+        assert!(status.success(), "tmux new-session failed: {status}");
+        tmux
+    }
+
+    fn command(&self) -> Command {
+        let mut tmux = Command::new("tmux");
+        tmux.args(["-L", &self.socket]).stdin(Stdio::null());
+        tmux
+    }
+
+    /// The screen as text, or None once the session is gone.
+    fn screen(&self) -> Option<String> {
+        let out = self.command().args(["capture-pane", "-p"]).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn send_keys(&self, keys: &str) {
+        let status = self.command().args(["send-keys", keys]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self
+            .command()
+            .arg("kill-server")
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Polls `check` until it returns Some or `timeout` passes.
+fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Check that `leakscope top` in an 80x24 tmux terminal shows both leakers as LEAK
+/// with their leak sites, within 80 columns, and exits 0 when `q` is pressed.
+#[test]
+fn top_in_a_terminal_shows_the_leaks_and_quits_on_q() {
+    require_root();
+    let scratch = Scratch::new("leakscope-top");
+    let (go, c) = start_leakers();
+    let status_file = scratch.0.join("status");
+    let command = format!(
+        "{} top --pid {} --pid {}; echo $? > {}",
+        env!("CARGO_BIN_EXE_leakscope"),
+        go.pid(),
+        c.pid(),
+        status_file.display()
+    );
+    let tmux = Tmux::start(&command);
+    let leak_line = |screen: &str, pid: u32| {
+        screen
+            .lines()
+            .any(|l| l.trim_start().starts_with(&format!("{pid} ")) && l.contains("LEAK"))
+    };
+    let screen = wait_for(Duration::from_secs(60), || {
+        let screen = tmux.screen()?;
+        (leak_line(&screen, go.pid()) && leak_line(&screen, c.pid())).then_some(screen)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "top never showed both leaks; last screen:\n{}",
+            tmux.screen().unwrap_or_default()
+        )
+    });
+    assert!(screen.starts_with("leakscope top"), "{screen}");
+    assert!(
+        screen.contains(&format!("thread:futex:{C_LEAK_FUNCTION}")),
+        "{screen}"
+    );
+    assert!(screen.contains("goroutine:chan send:main."), "{screen}");
+    assert!(screen.lines().all(|l| l.chars().count() <= 80), "{screen}");
+
+    tmux.send_keys("q");
+    let status = wait_for(Duration::from_secs(5), || {
+        fs::read_to_string(&status_file).ok()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "top did not exit on q; screen:\n{}",
+            tmux.screen().unwrap_or_default()
+        )
+    });
+    assert_eq!(status.trim(), "0", "top's exit status");
+}
