@@ -11,6 +11,7 @@ use inferno::flamegraph::{
 };
 
 use crate::{
+    sanitize,
     stacks::symbolize::Frame,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
 };
@@ -23,22 +24,27 @@ const LEAK_RED: Color = Color {
     b: 40,
 };
 
-/// A frame's name in the graph; `;` separates frames in the folded format.
+/// Text a process controls, made safe for the graph: escaped control characters (XML
+/// forbids most of them), and no `;`, which separates frames in the folded format.
+fn graph_text(text: &str) -> String {
+    sanitize::log_text(text).replace(';', ":")
+}
+
+/// A frame's name in the graph.
 fn frame_name(frame: &Frame) -> String {
-    let name = match (&frame.function, &frame.file, frame.line) {
+    match (&frame.function, &frame.file, frame.line) {
         (Some(f), Some(file), Some(line)) => {
             let file = file.rsplit('/').next().unwrap_or(file);
-            format!("{f} {file}:{line}")
+            graph_text(&format!("{f} {file}:{line}"))
         }
-        (Some(f), _, _) => f.clone(),
+        (Some(f), _, _) => graph_text(f),
         (None, _, _) => format!("{:#x}", frame.address),
-    };
-    name.replace(';', ":")
+    }
 }
 
 fn process_name(p: &ProcessSummary) -> String {
     let tag = if p.is_leak() { "LEAK " } else { "" };
-    format!("{tag}{} (pid {})", p.facts.comm, p.key.pid).replace(';', ":")
+    format!("{tag}{} (pid {})", graph_text(&p.facts.comm), p.key.pid)
 }
 
 /// One folded line: `process;outermost;...;innermost;[wait] count`.
@@ -56,7 +62,7 @@ fn folded_line(p: &ProcessSummary, site: &SiteSummary, leak_frames: &mut Vec<Str
         line,
         ";[{} {}] {}",
         site.kind.name(),
-        site.wait.replace(';', ":"),
+        graph_text(&site.wait),
         site.count
     );
     line
@@ -88,12 +94,13 @@ pub fn to_svg(summary: &WindowSummary) -> std::io::Result<Vec<u8>> {
     opts.deterministic = true;
     opts.palette_map = Some(&mut palette);
     let mut svg = Vec::new();
-    if lines.is_empty() {
-        // inferno refuses empty input; an empty window is still a valid graph.
-        lines.push(format!("no blocked waiters on {} 0", summary.host));
+    let drawn = flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut svg);
+    match drawn {
+        // With no waiters inferno still writes a graph saying so, then reports the
+        // empty input; a window without waiters is no error.
+        Err(_) if lines.is_empty() && !svg.is_empty() => Ok(svg),
+        other => other.map(|()| svg),
     }
-    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut svg)?;
-    Ok(svg)
 }
 
 #[cfg(test)]

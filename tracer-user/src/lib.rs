@@ -8,7 +8,9 @@
 //! - [`history`]: the censuses of a watch window, per site.
 //! - [`verdict`]: pure judgement of a site's history.
 //! - [`summary`]: one typed summary of a watch window, which every sink renders.
-//! - [`report`]: the `diagnose` report (text and JSON).
+//! - [`report`]: the `diagnose` report (text and JSON); [`pprof`]: the profile;
+//!   [`flamegraph`]: the SVG.
+//! - [`top`]: the live terminal view.
 //! - [`watch`]: the scan loop that wires the stages together.
 //! - [`diagnose`]: the one-shot diagnosis.
 //! - [`isolate`]: panic isolation per process.
@@ -19,6 +21,7 @@ pub mod daemon;
 pub mod diagnose;
 pub mod error;
 pub mod fasthash;
+pub mod flamegraph;
 pub mod history;
 pub mod host;
 pub mod isolate;
@@ -28,5 +31,6 @@ pub mod sanitize;
 pub mod sources;
 pub mod stacks;
 pub mod summary;
+pub mod top;
 pub mod verdict;
 pub mod watch;

@@ -24,6 +24,7 @@ use crate::{
     census::Scope,
     diagnose::{DiagnoseOptions, preflight},
     report::human_duration,
+    sanitize,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
     verdict::VerdictPolicy,
     watch::{ScanStats, Watcher},
@@ -85,7 +86,7 @@ fn fit(mut line: String, width: usize) -> String {
 
 fn process_line(p: &ProcessSummary) -> (LineStyle, String) {
     let (verdict, style) = verdict_of(p.is_leak(), p.suspect);
-    let comm: String = p.facts.comm.chars().take(15).collect();
+    let comm: String = sanitize::log_text(&p.facts.comm).chars().take(15).collect();
     let runtime: String = p.facts.runtime.chars().take(7).collect();
     let line = format!(
         "{:>7} {comm:<15} {runtime:<7} {:>7} {:>+9.1} {verdict:<7} {:>6}",
