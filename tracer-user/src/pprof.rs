@@ -420,6 +420,31 @@ mod tests {
         assert!(p.time_nanos > 0 && p.duration_nanos == 15_000_000_000);
     }
 
+    /// Check that a recorded real run becomes one sample per site, the leakers' waiters
+    /// counted as leaked and the pool's not, each leaker's own frame the leaf pprof
+    /// shows once the libc frame is dropped.
+    #[test]
+    fn recorded_run_becomes_a_profile() {
+        let window = crate::summary::testutil::recorded_native_window();
+        let p = decode(&to_pprof_gz(&window));
+        assert_eq!(p.sample.len(), 4);
+        for s in &p.sample {
+            let comm = label(&p, s, "comm").unwrap();
+            let leaked = s.value[1];
+            if comm == "idle_pool" {
+                assert_eq!(leaked, 0);
+            } else {
+                assert!(leaked > 0 && leaked == s.value[0], "{comm}: {:?}", s.value);
+                assert_eq!(label(&p, s, "verdict"), Some("leak"));
+            }
+            assert_eq!(leaf_function(&p, s, 1), format!("{comm}_site"));
+        }
+        assert_eq!(
+            p.string_table[p.drop_frames as usize],
+            "__futex_abstimed_wait_common"
+        );
+    }
+
     /// Check that Go's inlined frames (one pc, several functions) share one location
     /// with the innermost line first, and that drop_frames holds names as pprof
     /// simplifies them, escaped.

@@ -149,9 +149,12 @@ impl TextStyle {
     /// Colour when `to_terminal` and the user did not ask for none (`NO_COLOR`, see
     /// no-color.org: set and not empty).
     pub fn for_output(to_terminal: bool) -> Self {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Self::choose(to_terminal, std::env::var_os("NO_COLOR").as_deref())
+    }
+
+    fn choose(to_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> Self {
         Self {
-            color: to_terminal && !no_color,
+            color: to_terminal && no_color.is_none_or(|v| v.is_empty()),
         }
     }
 
@@ -457,6 +460,48 @@ mod tests {
         );
         let text = to_text(&native_window(), TextStyle::default());
         assert!(text.contains("oldest waiting 3 s"), "{text}");
+    }
+
+    /// Check that colour is on only for a terminal, and off when NO_COLOR is set to
+    /// anything but the empty string.
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        let on = |terminal, no_color: Option<&str>| {
+            TextStyle::choose(terminal, no_color.map(std::ffi::OsStr::new)).color
+        };
+        assert!(on(true, None));
+        assert!(on(true, Some("")));
+        assert!(!on(true, Some("1")));
+        assert!(!on(false, None));
+    }
+
+    /// Check that a recorded real run renders with its three leakers as LEAK (named
+    /// after their own frames) before the pool, in text and in JSON.
+    #[test]
+    fn recorded_run_renders_leakers_first() {
+        let window = crate::summary::testutil::recorded_native_window();
+        let text = to_text(&window, TextStyle::default());
+        let leaks: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("LEAK  pid"))
+            .collect();
+        assert_eq!(leaks.len(), 3, "{text}");
+        assert!(leaks.iter().all(|l| l.contains("_leak")), "{text}");
+        assert!(text.contains("mutex_leak_site"), "{text}");
+        assert!(text.contains("ok    pid 26446   idle_pool"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&to_json(&window)).unwrap();
+        let verdicts: Vec<(&str, &str)> = v["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["comm"].as_str().unwrap(), p["verdict"].as_str().unwrap()))
+            .collect();
+        assert_eq!(verdicts.len(), 4);
+        assert_eq!(verdicts[3], ("idle_pool", "ok"), "{verdicts:?}");
+        assert!(
+            verdicts[..3].iter().all(|(_, v)| *v == "leak"),
+            "{verdicts:?}"
+        );
     }
 
     /// Check that uptimes read as people write them.

@@ -576,6 +576,40 @@ pub(crate) mod testutil {
         w
     }
 
+    /// A recorded real run (`tests/data/native-leaks-and-pool-10s.json`: mutex, condvar
+    /// and Rust mpsc leakers beside a 16-worker pool, each site with what the verdict
+    /// saw and a function of its stack), judged again and summarized.
+    pub fn recorded_native_window() -> WindowSummary {
+        #[derive(serde::Deserialize)]
+        struct Recorded {
+            pid: u32,
+            comm: String,
+            function: String,
+            observation: SiteObservation,
+        }
+        let recorded: Vec<Recorded> =
+            serde_json::from_str(include_str!("../tests/data/native-leaks-and-pool-10s.json"))
+                .expect("recorded run parses");
+        let processes = recorded
+            .into_iter()
+            .map(|r| {
+                let judgement = judge(&r.observation, &VerdictPolicy::default());
+                let count = r.observation.counts.last().copied().unwrap_or(0);
+                let stack = vec![
+                    frame("__futex_abstimed_wait_common", None, 0x7f00_0000_1000),
+                    frame(&format!("{}_site", r.comm), None, 0x40_1000),
+                    frame(&r.function, None, 0x7f00_0000_2000),
+                ];
+                let mut s = site(WaiterKind::Thread, "futex", judgement.verdict, count, stack);
+                s.judgement = judgement;
+                let mut p = process(r.pid, "native", vec![s]);
+                Arc::make_mut(&mut p.facts).comm = r.comm;
+                p
+            })
+            .collect();
+        window(processes)
+    }
+
     /// A native leaker (pid 9: a leaking mutex site and a big healthy pool) and a healthy
     /// process (pid 7).
     pub fn native_window() -> WindowSummary {

@@ -63,8 +63,9 @@ fn start_leakers() -> (Spawned, Spawned) {
 
 /// Check that `diagnose --pprof` writes a profile the real `go tool pprof -top` opens
 /// with the Go and the C leak sites as its two top rows, whose labels name the verdict
-/// and both programs, and that `--flamegraph` writes an SVG naming both leak sites,
-/// marked as leaks.
+/// and both programs, that `--flamegraph` writes an SVG naming both leak sites, marked
+/// as leaks, and that the text report, piped, is plain and gives each leaking
+/// process's uptime.
 #[test]
 fn pprof_and_flame_graph_show_the_go_and_c_leak_sites() {
     require_root();
@@ -90,6 +91,20 @@ fn pprof_and_flame_graph_show_the_go_and_c_leak_sites() {
     .collect();
     let run = run_leakscope(&args, Duration::from_secs(120));
     assert_eq!(run.exit_code, 1, "a leak was found: {run:?}");
+    // The text report, piped: plain, each leaking process with its uptime.
+    assert!(
+        !run.stdout.contains('\x1b'),
+        "colour in a pipe:\n{}",
+        run.stdout
+    );
+    for pid in [go.pid(), c.pid()] {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("LEAK  pid {pid} ")))
+            .unwrap_or_else(|| panic!("no LEAK line for {pid}:\n{}", run.stdout));
+        assert!(line.contains(", up "), "{line}");
+    }
 
     let top = go_tool_pprof(&["-top"], &profile);
     assert!(top.contains("Type: leaked"), "{top}");
