@@ -33,6 +33,8 @@ mod proto {
         pub sample_type: Vec<ValueType>,
         #[prost(message, repeated, tag = "2")]
         pub sample: Vec<Sample>,
+        #[prost(message, repeated, tag = "3")]
+        pub mapping: Vec<Mapping>,
         #[prost(message, repeated, tag = "4")]
         pub location: Vec<Location>,
         #[prost(message, repeated, tag = "5")]
@@ -84,9 +86,31 @@ mod proto {
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Mapping {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(uint64, tag = "2")]
+        pub memory_start: u64,
+        #[prost(uint64, tag = "3")]
+        pub memory_limit: u64,
+        #[prost(int64, tag = "5")]
+        pub filename: i64,
+        #[prost(bool, tag = "7")]
+        pub has_functions: bool,
+        #[prost(bool, tag = "8")]
+        pub has_filenames: bool,
+        #[prost(bool, tag = "9")]
+        pub has_line_numbers: bool,
+        #[prost(bool, tag = "10")]
+        pub has_inline_frames: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
     pub struct Location {
         #[prost(uint64, tag = "1")]
         pub id: u64,
+        #[prost(uint64, tag = "2")]
+        pub mapping_id: u64,
         #[prost(uint64, tag = "3")]
         pub address: u64,
         #[prost(message, repeated, tag = "4")]
@@ -180,7 +204,7 @@ impl Builder {
 
     /// One location for an inline chain: frames sharing one address, innermost first
     /// (pprof's order for inlined lines, too).
-    fn location(&mut self, pid: u32, chain: &[Frame]) -> u64 {
+    fn location(&mut self, pid: u32, mapping_id: u64, chain: &[Frame]) -> u64 {
         let lines: Vec<proto::Line> = chain
             .iter()
             .map(|f| proto::Line {
@@ -200,9 +224,13 @@ impl Builder {
         let id = self.profile.location.len() as u64 + 1;
         self.profile.location.push(proto::Location {
             id,
+            mapping_id,
             address,
             line: lines,
         });
+        let mapping = &mut self.profile.mapping[mapping_id as usize - 1];
+        mapping.memory_start = mapping.memory_start.min(address);
+        mapping.memory_limit = mapping.memory_limit.max(address.saturating_add(1));
         self.locations.insert(key, id);
         id
     }
@@ -215,10 +243,42 @@ impl Builder {
         }
     }
 
-    fn add_site(&mut self, process: &ProcessSummary, site: &SiteSummary) {
+    /// One mapping per process, named after its executable and marked symbolized, so
+    /// pprof neither looks for the binaries nor complains that it cannot.
+    fn mapping(&mut self, process: &ProcessSummary) -> u64 {
+        let id = self.profile.mapping.len() as u64 + 1;
+        let mapping = proto::Mapping {
+            id,
+            memory_start: u64::MAX,
+            memory_limit: 0,
+            filename: self.string(&process.facts.exe),
+            has_functions: true,
+            has_filenames: true,
+            has_line_numbers: true,
+            has_inline_frames: true,
+        };
+        self.profile.mapping.push(mapping);
+        id
+    }
+
+    fn add_process(&mut self, process: &ProcessSummary) {
+        if process.sites.is_empty() {
+            return;
+        }
+        let mapping_id = self.mapping(process);
+        for site in &process.sites {
+            self.add_site(process, mapping_id, site);
+        }
+        let mapping = &mut self.profile.mapping[mapping_id as usize - 1];
+        if mapping.memory_start > mapping.memory_limit {
+            (mapping.memory_start, mapping.memory_limit) = (0, 0);
+        }
+    }
+
+    fn add_site(&mut self, process: &ProcessSummary, mapping_id: u64, site: &SiteSummary) {
         let pid = process.key.pid;
         let location_id = inline_chains(&site.stack)
-            .map(|chain| self.location(pid, chain))
+            .map(|chain| self.location(pid, mapping_id, chain))
             .collect();
         if let Some(origin) = site.origin {
             for frame in &site.stack[..origin] {
@@ -312,9 +372,7 @@ pub fn profile(summary: &WindowSummary) -> Profile {
         b.profile.default_sample_type = leaked.r#type;
     }
     for process in &summary.processes {
-        for site in &process.sites {
-            b.add_site(process, site);
-        }
+        b.add_process(process);
     }
     let drop: Vec<String> = b.dropped.iter().map(|n| regex_escape(n)).collect();
     b.profile.drop_frames = b.string(&drop.join("|"));
@@ -418,6 +476,11 @@ mod tests {
             "___pthread_mutex_lock|__futex_abstimed_wait_common"
         );
         assert!(p.time_nanos > 0 && p.duration_nanos == 15_000_000_000);
+        assert_eq!(p.mapping.len(), 2, "one per process");
+        let mapping = &p.mapping[(loc.mapping_id - 1) as usize];
+        assert_eq!(p.string_table[mapping.filename as usize], "/bin/p9");
+        assert!(mapping.has_functions && mapping.memory_start <= 0x401234);
+        assert!(0x401234 < mapping.memory_limit);
     }
 
     /// Check that a recorded real run becomes one sample per site, the leakers' waiters
