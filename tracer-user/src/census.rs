@@ -197,6 +197,15 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// These processes, or the whole host when there are none (`--pid`).
+    pub fn of_pids(pids: &[u32]) -> Self {
+        if pids.is_empty() {
+            Self::Host
+        } else {
+            Self::Pids(pids.iter().copied().collect())
+        }
+    }
+
     pub fn includes(&self, pid: u32) -> bool {
         match self {
             Self::Host => true,

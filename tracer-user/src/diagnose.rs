@@ -4,7 +4,6 @@
 //! verdict (per site) → summary, which `main` renders.
 
 use std::{
-    collections::HashSet,
     io::{IsTerminal, Write},
     path::PathBuf,
     time::{Duration, Instant},
@@ -58,11 +57,7 @@ pub fn preflight(opts: &DiagnoseOptions) -> Result<(), DiagnoseError> {
 /// Runs one diagnosis.
 pub fn diagnose(opts: &DiagnoseOptions) -> Result<WindowSummary, DiagnoseError> {
     preflight(opts)?;
-    let scope = if opts.pids.is_empty() {
-        Scope::Host
-    } else {
-        Scope::Pids(opts.pids.iter().copied().collect::<HashSet<_>>())
-    };
+    let scope = Scope::of_pids(&opts.pids);
     let mut watcher = Watcher::new(scope)?;
     let start = Instant::now();
     let mut next_scan = start;

@@ -6,7 +6,6 @@
 //! the terminal (raw mode, alternate screen, restored on every exit path).
 
 use std::{
-    collections::HashSet,
     io::{IsTerminal, Write},
     time::{Duration, Instant},
 };
@@ -256,11 +255,7 @@ pub fn run(opts: TopOptions) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() {
         bail!("top needs a terminal (use `diagnose` for a report)");
     }
-    let scope = if opts.pids.is_empty() {
-        Scope::Host
-    } else {
-        Scope::Pids(opts.pids.iter().copied().collect::<HashSet<_>>())
-    };
+    let scope = Scope::of_pids(&opts.pids);
     let mut watcher = Watcher::new(scope)?;
     let policy = VerdictPolicy::default();
     let _guard = TerminalGuard::enter()?;

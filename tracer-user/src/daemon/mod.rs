@@ -16,7 +16,6 @@ pub mod lock;
 pub mod metrics;
 
 use std::{
-    collections::HashSet,
     net::SocketAddr,
     panic::{AssertUnwindSafe, catch_unwind},
     path::PathBuf,
@@ -248,11 +247,7 @@ fn scanner(
     stop: mpsc::Receiver<()>,
     ready: oneshot::Sender<Result<(), SourceError>>,
 ) {
-    let scope = if opts.pids.is_empty() {
-        Scope::Host
-    } else {
-        Scope::Pids(opts.pids.iter().copied().collect::<HashSet<_>>())
-    };
+    let scope = Scope::of_pids(&opts.pids);
     let mut watcher = match Watcher::new(scope) {
         Ok(w) => w,
         Err(e) => {

@@ -4,15 +4,17 @@
 
 use std::{
     fs,
-    path::{Path, PathBuf},
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use crate::common::{
-    DIAGNOSE_SECONDS, GO_NEWEST, GoBuild, GoFlavor, Program, Spawned, WARM_UP, go_program_path,
-    go_tool_pprof, pprof_top_functions, program_path, require_root, run_leakscope,
+use crate::{
+    common::{
+        DIAGNOSE_SECONDS, GO_NEWEST, GoBuild, GoFlavor, Program, Spawned, WARM_UP, go_program_path,
+        go_tool_pprof, pprof_top_functions, program_path, require_root, run_leakscope,
+    },
+    daemon::TempDir,
 };
 
 /// Where the Go leaker parks: `main.sendResult`, inlined into
@@ -20,25 +22,6 @@ use crate::common::{
 const GO_LEAK_FUNCTIONS: [&str; 2] = ["main.sendResult", "main.leakSendNoReceiver"];
 /// Where the C leaker blocks.
 const C_LEAK_FUNCTION: &str = "leak_on_mutex";
-
-/// A scratch directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("scratch dir");
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Starts the Go leaker (a goroutine parked on a channel send every 250 ms) and the C
 /// leaker (a thread blocked on a mutex every 250 ms), warmed up.
@@ -69,7 +52,7 @@ fn start_leakers() -> (Spawned, Spawned) {
 #[test]
 fn pprof_and_flame_graph_show_the_go_and_c_leak_sites() {
     require_root();
-    let scratch = Scratch::new("leakscope-reports");
+    let scratch = TempDir::new("leakscope-reports");
     let (go, c) = start_leakers();
     let profile = scratch.0.join("waiters.pb.gz");
     let svg = scratch.0.join("waiters.svg");
@@ -210,7 +193,7 @@ fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Optio
 #[test]
 fn top_in_a_terminal_shows_the_leaks_and_quits_on_q() {
     require_root();
-    let scratch = Scratch::new("leakscope-top");
+    let scratch = TempDir::new("leakscope-top");
     let (go, c) = start_leakers();
     let status_file = scratch.0.join("status");
     let command = format!(
