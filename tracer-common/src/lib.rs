@@ -23,6 +23,7 @@ pub const COMM_LEN: usize = 16;
 /// x86-64 syscall numbers the waiter records carry in `syscall_nr`.
 pub const SYS_FUTEX: u64 = 202;
 pub const SYS_FUTEX_WAITV: u64 = 449;
+pub const SYS_FUTEX_WAIT: u64 = 455;
 
 /// `enum ls_fd_kind`: what the file descriptor a waiter's syscall waits on is
 /// ([`ThreadWaiterRecord::fd_kind`]).

@@ -10,7 +10,9 @@ use std::{
     sync::Arc,
 };
 
-use tracer_common::{SYS_FUTEX, SYS_FUTEX_WAITV, ThreadWaiterRecord, WAITER_IN_FUTEX_WAITV};
+use tracer_common::{
+    SYS_FUTEX, SYS_FUTEX_WAIT, SYS_FUTEX_WAITV, ThreadWaiterRecord, WAITER_IN_FUTEX_WAITV,
+};
 
 pub use crate::sources::{ProcessKey, StackKey};
 use crate::{
@@ -20,7 +22,11 @@ use crate::{
         procfs::{self, MemoryMap},
     },
     isolate,
-    sources::{goroutines::GoroutineScan, thread_waiters::ScanRecords},
+    sources::{
+        goroutines::GoroutineScan,
+        syscalls::{FdKind, syscall_name},
+        thread_waiters::ScanRecords,
+    },
     stacks::{
         symbolize::{Frame, StackSymbolizer},
         unwind::{StackUnwinder, UserRegs},
@@ -51,6 +57,8 @@ pub enum FutexWait {
     LockPi2,
     WaitRequeuePi,
     Waitv,
+    /// futex_wait(2), the futex2 wait on one word.
+    Wait2,
 }
 
 impl FutexWait {
@@ -59,6 +67,9 @@ impl FutexWait {
     pub fn classify(syscall_nr: u64, op: u64, flags: u32) -> Option<Self> {
         if syscall_nr == SYS_FUTEX_WAITV || flags & WAITER_IN_FUTEX_WAITV != 0 {
             return Some(Self::Waitv);
+        }
+        if syscall_nr == SYS_FUTEX_WAIT {
+            return Some(Self::Wait2);
         }
         if syscall_nr != SYS_FUTEX {
             return None;
@@ -82,6 +93,7 @@ impl FutexWait {
             Self::LockPi2 => "FUTEX_LOCK_PI2",
             Self::WaitRequeuePi => "FUTEX_WAIT_REQUEUE_PI",
             Self::Waitv => "futex_waitv",
+            Self::Wait2 => "futex_wait",
         }
     }
 }
@@ -89,7 +101,7 @@ impl FutexWait {
 /// What kind of waiter a site holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WaiterKind {
-    /// A thread blocked in a futex wait.
+    /// A thread asleep in a system call.
     Thread,
     /// A goroutine parked by the Go runtime.
     Goroutine,
@@ -104,8 +116,8 @@ impl WaiterKind {
     }
 }
 
-/// Where waiters block: their kind, what they wait on ("futex", or a Go wait reason such
-/// as "chan send"), and the stack.
+/// Where waiters block: their kind, what they wait on (a thread's syscall, "futex",
+/// "read", "epoll_wait"..., or a Go wait reason such as "chan send"), and the stack.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SiteKey {
     pub kind: WaiterKind,
@@ -116,7 +128,7 @@ pub struct SiteKey {
 /// Who a member of a site is, across scans.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MemberId {
-    /// One uninterrupted futex wait of one thread.
+    /// One uninterrupted wait of one thread.
     Thread(WaitId),
     /// One uninterrupted park of one goroutine: its id (never reused within a process)
     /// and its `trackingSeq`, which changes whenever the goroutine runs.
@@ -129,6 +141,11 @@ pub enum WaitDetail {
     Futex {
         op: FutexWait,
         addr: u64,
+    },
+    /// A thread in any other syscall; for syscalls on one file descriptor, the fd and
+    /// what kind of file it is.
+    Syscall {
+        fd: Option<(i32, FdKind)>,
     },
     /// `gopc`: the return address of the `go` statement that created the goroutine;
     /// `waitsince_ns`: the runtime's `g.waitsince` (CLOCK_MONOTONIC ns, 0 = not yet
@@ -232,13 +249,12 @@ pub struct CensusTaker {
     live: HashSet<ProcessKey>,
     /// Go processes whose census panicked, with the reason: not analysed again.
     panicked: HashMap<ProcessKey, String>,
+    /// Each syscall's wait label, made once.
+    wait_names: IntMap<u64, Arc<str>>,
 }
 
 /// Goroutine creator frames remembered across all processes.
 const MAX_CREATORS: usize = 65_536;
-
-/// The wait label of every thread site.
-const FUTEX: &str = "futex";
 
 impl CensusTaker {
     pub fn new(scope: Scope) -> Self {
@@ -253,6 +269,7 @@ impl CensusTaker {
             facts: HashMap::new(),
             live: HashSet::new(),
             panicked: HashMap::new(),
+            wait_names: IntMap::default(),
         }
     }
 
@@ -343,12 +360,11 @@ impl CensusTaker {
     fn add_threads(&mut self, records: &[ThreadWaiterRecord], census: &mut Census) {
         let mut maps: HashMap<u32, Option<Vec<MemoryMap>>> = HashMap::new();
         let mut live_waits = HashSet::new();
-        let futex: Arc<str> = FUTEX.into();
         for rec in records {
             if !self.watches(rec.tgid) {
                 continue;
             }
-            let Some(op) = FutexWait::classify(rec.syscall_nr, rec.args[1], rec.flags) else {
+            let Some((wait_name, detail)) = self.thread_wait(rec) else {
                 continue;
             };
             let process = ProcessKey {
@@ -368,38 +384,13 @@ impl CensusTaker {
                 sp: rec.sp,
                 bp: rec.bp,
             };
-            let parked_at = (wait.thread, regs);
-            live_waits.insert(parked_at);
-            let stack = match self.stacks.get(&parked_at) {
-                Some(stack) => stack.clone(),
-                None => {
-                    let process_maps = maps
-                        .entry(rec.tgid)
-                        .or_insert_with(|| procfs::read_maps(rec.tgid).ok());
-                    let addrs = match process_maps {
-                        Some(m) => self.unwinder.unwind(rec.tgid, m, regs),
-                        None => vec![rec.ip],
-                    };
-                    let stack: StackKey = addrs.into();
-                    self.stacks.insert(parked_at, stack.clone());
-                    stack
-                }
-            };
+            live_waits.insert((wait.thread, regs));
             let site = SiteKey {
                 kind: WaiterKind::Thread,
-                wait: futex.clone(),
-                stack,
+                wait: wait_name,
+                stack: self.thread_stack(rec.tgid, wait.thread, regs, &mut maps),
             };
-            if !self.sites.contains_key(&(process, site.clone())) {
-                let process_maps = maps
-                    .entry(rec.tgid)
-                    .or_insert_with(|| procfs::read_maps(rec.tgid).ok());
-                let frames = match process_maps {
-                    Some(m) => self.symbolizer.symbolize(rec.tgid, m, &site.stack),
-                    None => bare_frames(&site.stack),
-                };
-                self.sites.insert((process, site.clone()), frames.into());
-            }
+            self.symbolize_thread_site(process, &site, &mut maps);
             let facts = self.facts_of(
                 process,
                 || String::from_utf8_lossy(rec.comm_bytes()).into_owned(),
@@ -410,10 +401,7 @@ impl CensusTaker {
                 id: MemberId::Thread(wait),
                 born: rec.thread_start_mono_ns,
                 blocked_for_ns: Some(rec.sched_now_ns.saturating_sub(rec.last_arrival_ns)),
-                detail: WaitDetail::Futex {
-                    op,
-                    addr: rec.args[0],
-                },
+                detail,
             };
             let entry = census
                 .processes
@@ -427,6 +415,77 @@ impl CensusTaker {
         // Threads no longer parked there will never be seen again: forget their stacks.
         self.stacks
             .retain(|parked_at, _| live_waits.contains(parked_at));
+    }
+
+    /// What a thread waits in: the site's wait label (its syscall's name) and the
+    /// member's detail; `None` for futex calls that do not wait (wakes, requeues).
+    fn thread_wait(&mut self, rec: &ThreadWaiterRecord) -> Option<(Arc<str>, WaitDetail)> {
+        let nr = rec.syscall_nr;
+        if matches!(nr, SYS_FUTEX | SYS_FUTEX_WAITV | SYS_FUTEX_WAIT) {
+            let op = FutexWait::classify(nr, rec.args[1], rec.flags)?;
+            let detail = WaitDetail::Futex {
+                op,
+                addr: rec.args[0],
+            };
+            return Some((self.wait_name(SYS_FUTEX), detail));
+        }
+        let fd = FdKind::from_record(rec.fd_kind, rec.fd_detail).map(|kind| (rec.fd, kind));
+        Some((self.wait_name(nr), WaitDetail::Syscall { fd }))
+    }
+
+    /// The wait label of syscall `nr`, one shared string per syscall.
+    fn wait_name(&mut self, nr: u64) -> Arc<str> {
+        self.wait_names
+            .entry(nr)
+            .or_insert_with(|| match syscall_name(nr) {
+                Some(name) => name.into(),
+                None => format!("syscall_{nr}").into(),
+            })
+            .clone()
+    }
+
+    /// A thread's stack, unwound once while it waits at the same saved registers.
+    fn thread_stack(
+        &mut self,
+        pid: u32,
+        thread: ThreadKey,
+        regs: UserRegs,
+        maps: &mut HashMap<u32, Option<Vec<MemoryMap>>>,
+    ) -> StackKey {
+        if let Some(stack) = self.stacks.get(&(thread, regs)) {
+            return stack.clone();
+        }
+        let process_maps = maps
+            .entry(pid)
+            .or_insert_with(|| procfs::read_maps(pid).ok());
+        let addrs = match process_maps {
+            Some(m) => self.unwinder.unwind(pid, m, regs),
+            None => vec![regs.ip],
+        };
+        let stack: StackKey = addrs.into();
+        self.stacks.insert((thread, regs), stack.clone());
+        stack
+    }
+
+    /// Names a thread site's frames the first time it is seen, while its process lives.
+    fn symbolize_thread_site(
+        &mut self,
+        process: ProcessKey,
+        site: &SiteKey,
+        maps: &mut HashMap<u32, Option<Vec<MemoryMap>>>,
+    ) {
+        if self.sites.contains_key(&(process, site.clone())) {
+            return;
+        }
+        let pid = process.pid;
+        let process_maps = maps
+            .entry(pid)
+            .or_insert_with(|| procfs::read_maps(pid).ok());
+        let frames = match process_maps {
+            Some(m) => self.symbolizer.symbolize(pid, m, &site.stack),
+            None => bare_frames(&site.stack),
+        };
+        self.sites.insert((process, site.clone()), frames.into());
     }
 
     fn add_goroutines(&mut self, scan: &GoroutineScan, census: &mut Census) {
@@ -514,6 +573,28 @@ impl CensusTaker {
     }
 }
 
+/// The kind of file most members of a site wait on (ties go to the lower kind, so
+/// the answer is stable); `None` when no member waits on an fd.
+pub fn prevailing_fd_kind<'a>(details: impl IntoIterator<Item = &'a WaitDetail>) -> Option<FdKind> {
+    let mut counts: Vec<(FdKind, u32)> = Vec::new();
+    for detail in details {
+        let WaitDetail::Syscall {
+            fd: Some((_, kind)),
+        } = detail
+        else {
+            continue;
+        };
+        match counts.iter_mut().find(|(k, _)| k == kind) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((*kind, 1)),
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(kind, n)| (n, std::cmp::Reverse(kind)))
+        .map(|(kind, _)| kind)
+}
+
 fn bare_frames(stack: &[u64]) -> Vec<Frame> {
     stack
         .iter()
@@ -550,6 +631,105 @@ fn read_facts(pid: u32, fallback_comm: impl FnOnce() -> String) -> ProcessFacts 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::syscalls::SocketKind;
+
+    fn record(syscall_nr: u64, args: [u64; 6], fd_kind: u32, fd_detail: u32) -> ThreadWaiterRecord {
+        ThreadWaiterRecord {
+            syscall_nr,
+            args,
+            fd: args[0] as i32,
+            fd_kind,
+            fd_detail,
+            ..Default::default()
+        }
+    }
+
+    /// Check that a thread's wait is named by its syscall, futex waits of every flavour
+    /// share "futex" and keep their op, fd waits carry the fd's kind, futex wakes are no
+    /// waits, and an unassigned number still gets a name.
+    #[test]
+    fn thread_waits_are_named_by_syscall() {
+        use tracer_common::fd_kind;
+        let mut taker = CensusTaker::new(Scope::Host);
+        let mut wait = |rec: ThreadWaiterRecord| {
+            taker
+                .thread_wait(&rec)
+                .map(|(name, detail)| (name.to_string(), detail))
+        };
+        assert_eq!(
+            wait(record(0, [5, 0, 1, 0, 0, 0], fd_kind::SOCKET, 1 | 1 << 16)),
+            Some((
+                "read".into(),
+                WaitDetail::Syscall {
+                    fd: Some((5, FdKind::Socket(SocketKind::Unix)))
+                }
+            ))
+        );
+        assert_eq!(
+            wait(record(61, [42, 0, 0, 0, 0, 0], fd_kind::NONE, 0)),
+            Some(("wait4".into(), WaitDetail::Syscall { fd: None }))
+        );
+        assert_eq!(
+            wait(record(
+                SYS_FUTEX,
+                [0x1000, 128, 0, 0, 0, 0],
+                fd_kind::NONE,
+                0
+            )),
+            Some((
+                "futex".into(),
+                WaitDetail::Futex {
+                    op: FutexWait::Wait,
+                    addr: 0x1000
+                }
+            ))
+        );
+        assert_eq!(
+            wait(record(
+                SYS_FUTEX_WAIT,
+                [0x2000, 0, 0, 0, 0, 0],
+                fd_kind::NONE,
+                0
+            ))
+            .map(|(name, _)| name),
+            Some("futex".into())
+        );
+        assert_eq!(
+            wait(record(SYS_FUTEX, [0x1000, 1, 0, 0, 0, 0], fd_kind::NONE, 0)),
+            None,
+            "FUTEX_WAKE is no wait"
+        );
+        assert_eq!(
+            wait(record(400, [0; 6], fd_kind::NONE, 0)).map(|(name, _)| name),
+            Some("syscall_400".into())
+        );
+    }
+
+    /// Check that a site's fd kind is the one most of its members wait on, and none when
+    /// no member waits on an fd.
+    #[test]
+    fn prevailing_fd_kind_is_the_most_common() {
+        let on = |kind| WaitDetail::Syscall {
+            fd: Some((3, kind)),
+        };
+        let details = [
+            on(FdKind::Pipe),
+            on(FdKind::Socket(SocketKind::Tcp)),
+            WaitDetail::Syscall { fd: None },
+            on(FdKind::Socket(SocketKind::Tcp)),
+        ];
+        assert_eq!(
+            prevailing_fd_kind(&details),
+            Some(FdKind::Socket(SocketKind::Tcp))
+        );
+        assert_eq!(
+            prevailing_fd_kind(&[WaitDetail::Goroutine {
+                gopc: 1,
+                waitsince_ns: 0
+            }]),
+            None
+        );
+    }
 
     /// Check that the futex ops glibc and Rust std block in are waits, wakes are not, and
     /// the private/realtime flags do not change the classification.

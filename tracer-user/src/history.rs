@@ -215,7 +215,7 @@ impl History {
                 WaitDetail::Goroutine { waitsince_ns, .. } => {
                     Some(self.park_interval(process_key, process, m, start, waitsince_ns))
                 }
-                WaitDetail::Futex { .. } => None,
+                WaitDetail::Futex { .. } | WaitDetail::Syscall { .. } => None,
             };
             // g.waitsince: the park began before that GC cycle, a longer lower bound.
             let runtime_s = park

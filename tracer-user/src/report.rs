@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::{
     sanitize,
+    sources::syscalls::{FdKind, SocketKind},
     stacks::symbolize::Frame,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
     verdict::{GrowthVerdict, WaitAgeSource},
@@ -71,6 +72,12 @@ struct SiteJson<'a> {
     reason: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ops: Vec<&'static str>,
+    /// Addition to version 1, threads in a syscall on one fd: what most members wait on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fd_kind: Option<&'static str>,
+    /// Addition to version 1, when `fd_kind` is "socket": its protocol.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    socket: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     created_by: Option<&'a Frame>,
     /// Addition to version 1: the site's label, as in the metrics.
@@ -99,6 +106,8 @@ impl<'a> SiteJson<'a> {
             age_spread_s: j.age_spread_s.map(round2),
             reason: &j.reason,
             ops: s.ops.iter().map(|op| op.name()).collect(),
+            fd_kind: s.fd_kind.map(FdKind::name),
+            socket: s.fd_kind.and_then(FdKind::socket).map(SocketKind::name),
             created_by: s.created_by.as_ref(),
             site: &s.label,
         }
@@ -265,9 +274,16 @@ fn write_leaking_process(out: &mut String, p: &ProcessSummary, style: TextStyle)
             let names: Vec<&str> = s.ops.iter().map(|op| op.name()).collect();
             format!(" [{}]", names.join(", "))
         };
+        let on_fd = match s.fd_kind {
+            Some(kind) => match kind.socket() {
+                Some(socket) => format!(" (fd: {} {})", socket.name(), kind.name()),
+                None => format!(" (fd: {})", kind.name()),
+            },
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "  site: {} {} {} waiters{ops}, {:+.1}/min, {}",
+            "  site: {} {} {} waiters{ops}{on_fd}, {:+.1}/min, {}",
             s.count,
             s.kind.name(),
             s.wait,

@@ -16,9 +16,13 @@ use std::{
 };
 
 use crate::{
-    census::{CensusTaker, FutexWait, ProcessFacts, ProcessKey, SiteKey, WaitDetail, WaiterKind},
+    census::{
+        CensusTaker, FutexWait, ProcessFacts, ProcessKey, SiteKey, WaitDetail, WaiterKind,
+        prevailing_fd_kind,
+    },
     history::{History, ProcessHistory, SiteHistory},
     sanitize,
+    sources::syscalls::{FdKind, is_libc_syscall_wrapper},
     stacks::symbolize::Frame,
     verdict::{GrowthVerdict, SiteJudgement, SiteObservation, VerdictPolicy, judge, slope},
 };
@@ -64,7 +68,7 @@ pub struct ProcessSummary {
 #[derive(Clone, Debug)]
 pub struct SiteSummary {
     pub kind: WaiterKind,
-    /// "futex", or Go's wait reason.
+    /// A thread's syscall ("futex", "read", "epoll_wait"...), or Go's wait reason.
     pub wait: Arc<str>,
     /// Waiters at the last scan.
     pub count: u32,
@@ -80,6 +84,8 @@ pub struct SiteSummary {
     pub label: String,
     /// The futex operations seen at the site (threads only).
     pub ops: Vec<FutexWait>,
+    /// Threads in a syscall on one fd: the kind of file most members wait on.
+    pub fd_kind: Option<FdKind>,
     /// Goroutines only: the `go` statement that created most of the members.
     pub created_by: Option<Frame>,
 }
@@ -227,9 +233,10 @@ impl SiteSummary {
             .values()
             .filter_map(|m| match m.detail {
                 WaitDetail::Futex { op, .. } => Some(op),
-                WaitDetail::Goroutine { .. } => None,
+                WaitDetail::Syscall { .. } | WaitDetail::Goroutine { .. } => None,
             })
             .collect();
+        let fd_kind = prevailing_fd_kind(history.members.values().map(|m| &m.detail));
         let origin = origin_frame(key.kind, &stack);
         Self {
             kind: key.kind,
@@ -240,6 +247,7 @@ impl SiteSummary {
             stack,
             origin,
             ops: ops.into_iter().collect(),
+            fd_kind,
             created_by,
         }
     }
@@ -323,7 +331,8 @@ fn most_common_creator(site: &SiteHistory) -> Option<u64> {
 }
 
 /// Whether a frame belongs to the machinery every waiter goes through (libc's futex
-/// and pthread layers, Rust's std sync, the Go runtime), not to the program's own code.
+/// and pthread layers and syscall wrappers, Rust's std sync, the Go runtime), not to
+/// the program's own code.
 fn is_runtime_function(kind: WaiterKind, function: &str) -> bool {
     const GO: &[&str] = &["runtime.", "internal/", "sync.", "sync/"];
     const NATIVE: &[&str] = &[
@@ -352,6 +361,7 @@ fn is_runtime_function(kind: WaiterKind, function: &str) -> bool {
         WaiterKind::Thread => NATIVE,
     };
     prefixes.iter().any(|p| function.starts_with(p))
+        || (kind == WaiterKind::Thread && is_libc_syscall_wrapper(function))
 }
 
 /// The innermost named frame of the program's own code.
@@ -528,6 +538,7 @@ pub(crate) mod testutil {
             stack: stack.into(),
             origin,
             ops: Vec::new(),
+            fd_kind: None,
             created_by: None,
         }
     }
@@ -701,6 +712,29 @@ mod tests {
             s.origin_frame().unwrap().function.as_deref(),
             Some("leak_on_mutex")
         );
+    }
+
+    /// Check that a thread site in another syscall is named after the program's frames
+    /// too: the C library's wrapper of the call (`accept4`, `epoll_wait`) is skipped like
+    /// its `__libc_*` aliases.
+    #[test]
+    fn syscall_site_skips_the_libc_wrapper() {
+        let accept = site(
+            WaiterKind::Thread,
+            "accept4",
+            GrowthVerdict::Ok,
+            1,
+            fns(&["accept4", "conn_accept", "acceptor", "start_thread"]),
+        );
+        assert_eq!(accept.label, "thread:accept4:conn_accept<acceptor");
+        let read = site(
+            WaiterKind::Thread,
+            "read",
+            GrowthVerdict::Leak,
+            9,
+            fns(&["__GI___libc_read", "read_reply", "handler"]),
+        );
+        assert_eq!(read.label, "thread:read:read_reply<handler");
     }
 
     /// Check that goroutine labels skip runtime/sync frames, drop import paths, and that

@@ -258,6 +258,60 @@ fn cases(args: &AccuracyArgs) -> Vec<Case> {
             case(kind, "long-lived", "--workers 200", &[], Start::Early),
         ]);
     }
+    // Threads asleep in other syscalls than futex: leaks in read, accept and waitpid, a
+    // server whose clients drop one request in ten, and steady servers, event loops and
+    // periodic sleepers.
+    all.extend([
+        case(
+            Kind::Thread,
+            "read-leak",
+            "--rate 2",
+            &["leak_read_reply_never_sent"],
+            Start::Before(SHORT_LEAD_S),
+        ),
+        case(
+            Kind::Thread,
+            "accept-leak",
+            "--rate 2",
+            &["leak_accept_no_client"],
+            Start::Before(SHORT_LEAD_S),
+        ),
+        case(
+            Kind::Thread,
+            "waitpid-leak",
+            "--rate 1",
+            &["leak_waitpid_child_never_exits"],
+            Start::Before(SHORT_LEAD_S),
+        ),
+        case(
+            Kind::Thread,
+            "conn-server#dropping",
+            "--keepalive 0 --rate 20 --leak-every 10",
+            &["conn_read_request"],
+            Start::Before(SHORT_LEAD_S),
+        ),
+        case(
+            Kind::Thread,
+            "conn-server",
+            "--keepalive 32 --rate 20",
+            &[],
+            Start::Before(SHORT_LEAD_S),
+        ),
+        case(
+            Kind::Thread,
+            "epoll-loop",
+            "--loops 4 --rate 200",
+            &[],
+            Start::Before(SHORT_LEAD_S),
+        ),
+        case(
+            Kind::Thread,
+            "nanosleepers",
+            "--workers 100 --min-ms 200 --max-ms 3000",
+            &[],
+            Start::Before(SHORT_LEAD_S),
+        ),
+    ]);
     // Bystanders: small healthy processes, so the leaks are a few among many.
     let healthy: [(Kind, &str, &str); 4] = [
         (Kind::Thread, "idle-pool", "--workers 8 --rate 5"),

@@ -7,6 +7,7 @@ use tracer_common::ProcessRecord;
 
 pub mod go;
 pub mod goroutines;
+pub mod syscalls;
 pub mod thread_waiters;
 
 /// One process instance: a pid is reused, a program is replaced by execve; neither may

@@ -42,16 +42,20 @@ pub enum Program {
     /// C posing as a Go 1.26 binary with a fake goroutine table full of attacks on
     /// the reader (`hostile_go [MODE]`, see its source).
     HostileGo,
+    /// `shapes/threads.c`, the accuracy suite's thread shapes: the mode and its
+    /// parameters come as arguments (see [`Spawned::start_with_args`]).
+    ShapeThreads,
 }
 
 impl Program {
-    const ALL: [Program; 6] = [
+    const ALL: [Program; 7] = [
         Program::MutexLeak,
         Program::CondvarLeak,
         Program::IdlePool,
         Program::NofpLeak,
         Program::MpscLeak,
         Program::HostileGo,
+        Program::ShapeThreads,
     ];
 
     /// The binary's file name, which is also the process comm (under 16 bytes).
@@ -63,6 +67,7 @@ impl Program {
             Program::NofpLeak => "nofp_leak",
             Program::MpscLeak => "mpsc_leak",
             Program::HostileGo => "hostile_go",
+            Program::ShapeThreads => "shape-threads",
         }
     }
 
@@ -93,6 +98,16 @@ impl Program {
                 cc.args(["-O0", "-g", "-no-pie", "-fno-omit-frame-pointer", "-o"])
                     .arg(output)
                     .arg(sources.join("hostile_go.c"));
+                cc
+            }
+            Program::ShapeThreads => {
+                // As `cargo xtask accuracy` builds it: no sibling calls, so a tail
+                // call cannot drop a named site's frame.
+                let mut cc = Command::new(cc_program());
+                cc.args(["-O2", "-g", "-fno-omit-frame-pointer"])
+                    .args(["-fno-optimize-sibling-calls", "-pthread", "-o"])
+                    .arg(output)
+                    .arg(sources.join("shapes/threads.c"));
                 cc
             }
             Program::MutexLeak | Program::CondvarLeak | Program::IdlePool => {
@@ -423,15 +438,24 @@ pub struct Spawned {
 impl Spawned {
     /// Starts `program` and lets it run for [`WARM_UP`], checking it is still alive.
     pub fn start(program: Program) -> Spawned {
+        Self::start_with_args(program, &[])
+    }
+
+    /// Starts `program` with `args` and lets it run for [`WARM_UP`], checking it is
+    /// still alive.
+    pub fn start_with_args(program: Program, args: &[&str]) -> Spawned {
         let path = program_path(program);
         let child = Command::new(&path)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
         let mut spawned = Spawned {
-            name: program.name().to_string(),
+            name: format!("{} {}", program.name(), args.join(" "))
+                .trim_end()
+                .to_string(),
             child,
             reaped: false,
         };

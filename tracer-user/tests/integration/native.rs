@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::common::{
     DIAGNOSE_SECONDS, Program, Spawned, any_site_stack_contains, diagnose, find_process,
-    frame_index, leak_sites_containing, process_verdict, require_root, run_leakscope,
+    frame_index, leak_sites_containing, process_verdict, require_root, run_leakscope, sites,
     summarize_pid,
 };
 
@@ -21,6 +21,16 @@ const MIN_LEAK_SITE_COUNT: u64 = 5;
 /// at least [`MIN_LEAK_SITE_COUNT`] threads whose stack contains `leak_function`,
 /// and returns that site.
 fn assert_thread_leak_at<'a>(report: &'a Value, pid: u32, leak_function: &str) -> &'a Value {
+    assert_thread_leak_in(report, pid, leak_function, "futex")
+}
+
+/// [`assert_thread_leak_at`] for threads asleep in syscall `wait` ("read", "wait4"...).
+fn assert_thread_leak_in<'a>(
+    report: &'a Value,
+    pid: u32,
+    leak_function: &str,
+    wait: &str,
+) -> &'a Value {
     let summary = summarize_pid(report, pid);
     let process = find_process(report, pid)
         .unwrap_or_else(|| panic!("the leaking pid {pid} is not in the report:\n{report:#}"));
@@ -38,7 +48,7 @@ fn assert_thread_leak_at<'a>(report: &'a Value, pid: u32, leak_function: &str) -
         panic!("no site has `{leak_function}` in its stack:\n{summary}");
     };
     assert_eq!(site["kind"], "thread", "site kind:\n{summary}");
-    assert_eq!(site["wait"], "futex", "site wait:\n{summary}");
+    assert_eq!(site["wait"], wait, "site wait:\n{summary}");
     let count = site["count"].as_u64().unwrap_or(0);
     assert!(
         count >= MIN_LEAK_SITE_COUNT,
@@ -234,5 +244,115 @@ fn non_root_is_an_error() {
     assert!(
         stderr.contains("root"),
         "the reason should name root:\n{stderr}"
+    );
+}
+
+/// Starts shape-threads in `mode_args` (e.g. "read-leak --rate 4"), diagnoses only it,
+/// and checks it is reported as a leak (exit code 1) at `leak_function`, in syscall
+/// `wait`; returns the leak site.
+fn check_shape_leak(mode_args: &str, leak_function: &str, wait: &str) -> Value {
+    require_root();
+    let args: Vec<&str> = mode_args.split_whitespace().collect();
+    let leaker = Spawned::start_with_args(Program::ShapeThreads, &args);
+    let (exit_code, report) = diagnose(&[leaker.pid()], DIAGNOSE_SECONDS);
+    let site = assert_thread_leak_in(&report, leaker.pid(), leak_function, wait).clone();
+    assert_eq!(
+        exit_code,
+        1,
+        "a leak was found, so diagnose must exit 1:\n{}",
+        summarize_pid(&report, leaker.pid())
+    );
+    site
+}
+
+/// Starts shape-threads in a steady `mode_args`, diagnoses it, and checks it is judged
+/// "ok" (exit code 0) while its site at `function` was seen waiting in `wait` on an fd
+/// of kind `fd_kind`: a steady shape must be watched, not missed.
+fn check_shape_steady(mode_args: &str, function: &str, wait: &str, fd_kind: &str) {
+    require_root();
+    let args: Vec<&str> = mode_args.split_whitespace().collect();
+    let steady = Spawned::start_with_args(Program::ShapeThreads, &args);
+    let (exit_code, report) = diagnose(&[steady.pid()], DIAGNOSE_SECONDS);
+    let summary = summarize_pid(&report, steady.pid());
+    assert_eq!(
+        process_verdict(&report, steady.pid()),
+        "ok",
+        "{mode_args}:\n{summary}"
+    );
+    assert_eq!(exit_code, 0, "no leak, so diagnose must exit 0:\n{summary}");
+    let process = find_process(&report, steady.pid()).expect("judged, so listed");
+    let seen = sites(process)
+        .iter()
+        .find(|site| frame_index(site, function).is_some())
+        .unwrap_or_else(|| panic!("no site at `{function}`:\n{summary}"));
+    assert_eq!(seen["wait"], wait, "{summary}");
+    assert_eq!(seen["fd_kind"], fd_kind, "{summary}");
+}
+
+/// Check that threads blocked forever in read(2) on a socketpair whose peer never
+/// writes are reported as a leak at `leak_read_reply_never_sent`, waiting in "read" on a
+/// unix socket.
+#[test]
+fn read_leak_on_a_socketpair_is_reported_at_its_function() {
+    let site = check_shape_leak("read-leak --rate 4", "leak_read_reply_never_sent", "read");
+    assert_eq!(site["fd_kind"], "socket", "{site:#}");
+    assert_eq!(site["socket"], "unix", "{site:#}");
+}
+
+/// Check that threads blocked forever in accept(2) on listeners nobody connects to are
+/// reported as a leak at `leak_accept_no_client`, on a tcp socket.
+#[test]
+fn accept_leak_is_reported_at_its_function() {
+    let site = check_shape_leak("accept-leak --rate 4", "leak_accept_no_client", "accept");
+    assert_eq!(site["fd_kind"], "socket", "{site:#}");
+    assert_eq!(site["socket"], "tcp", "{site:#}");
+}
+
+/// Check that threads blocked forever in waitpid(3) (the wait4 syscall) on children that
+/// never exit are reported as a leak at `leak_waitpid_child_never_exits`, with no fd.
+#[test]
+fn waitpid_leak_is_reported_at_its_function() {
+    let site = check_shape_leak(
+        "waitpid-leak --rate 4",
+        "leak_waitpid_child_never_exits",
+        "wait4",
+    );
+    assert!(site.get("fd_kind").is_none(), "wait4 has no fd: {site:#}");
+}
+
+/// Check that a thread-per-connection server whose clients drop one request in ten
+/// (they connect and never send it) is reported as a leak where its request threads
+/// read, `conn_read_request`, though nine in ten of them finish.
+#[test]
+fn dropped_requests_leak_server_threads_in_read() {
+    check_shape_leak(
+        "conn-server --keepalive 0 --rate 20 --leak-every 10",
+        "conn_read_request",
+        "read",
+    );
+}
+
+/// Check that a steady thread-per-connection server (idle keep-alive connections
+/// waiting in read, short connections coming and going) is no leak, while its reading
+/// threads are seen in "read" on sockets.
+#[test]
+fn steady_thread_per_connection_server_is_not_a_leak() {
+    check_shape_steady(
+        "conn-server --keepalive 16 --rate 20",
+        "conn_read_request",
+        "read",
+        "socket",
+    );
+}
+
+/// Check that event loops parked in epoll_wait and woken often are no leak, while they
+/// are seen in "epoll_wait" on an epoll fd.
+#[test]
+fn epoll_event_loops_are_not_a_leak() {
+    check_shape_steady(
+        "epoll-loop --loops 4 --rate 100",
+        "event_loop_wait",
+        "epoll_wait",
+        "epoll",
     );
 }

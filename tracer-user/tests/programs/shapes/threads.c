@@ -1,5 +1,6 @@
 /* shape-threads: the population shapes leakscope's verdict must tell apart, as
- * threads blocked in futex waits (pthread mutex, condvar, rwlock, raw futex).
+ * threads blocked in futex waits (pthread mutex, condvar, rwlock, raw futex) and
+ * in other system calls (read, accept, waitpid, epoll_wait, nanosleep).
  *
  *   shape-threads MODE [--PARAM VALUE]... [-v]
  *
@@ -46,10 +47,37 @@
  *                                          each with its own period in the range
  *   long-lived      --workers 200          threads blocked from the start, forever, in
  *                                          long_lived_wait_for_shutdown; constant count
+ *   conn-server     --keepalive 32 --rate 20 --idle-min-ms 500 --idle-max-ms 3000
+ *                   --leak-every 0
+ *                                          a thread-per-connection TCP server on loopback
+ *                                          (conn_accept in accept4, one thread per
+ *                                          connection reading requests in
+ *                                          conn_read_request) and its clients in the same
+ *                                          process: --keepalive connections sending a
+ *                                          request every --idle-min-ms..--idle-max-ms, and
+ *                                          --rate short connections/s (one request each).
+ *                                          With --leak-every N (a leak mode, then), every
+ *                                          Nth short client connects and never sends its
+ *                                          request: its server thread waits forever
+ *   epoll-loop      --loops 4 --rate 200   event loops, each in event_loop_wait
+ *                                          (epoll_wait, no timeout) on its eventfd,
+ *                                          woken --rate times/s each
+ *   nanosleepers    --workers 100 --min-ms 200 --max-ms 3000
+ *                                          periodic jobs sleeping in nanosleep between
+ *                                          runs (periodic_nanosleep), each its own period
+ *
+ * Leak modes in other system calls, --rate threads/s (default 4), at most --max:
+ *
+ *   read-leak       each thread reads a socketpair whose peer never writes, in
+ *                   leak_read_reply_never_sent
+ *   accept-leak     each thread accepts on its own loopback listener nobody connects
+ *                   to, in leak_accept_no_client
+ *   waitpid-leak    each thread forks a child that pauses until this process dies and
+ *                   waits for it in leak_waitpid_child_never_exits
  *
  * -v prints, once a second on stderr, how many threads wait in each role.
  * Thread stacks are 64 KiB so thousands of threads stay cheap. Timers use
- * nanosleep, which is no futex wait, so the driving threads are not waiters.
+ * nanosleep: the driving threads are waiters too (in nanosleep), steady ones.
  *
  * Build: cc -O2 -g -fno-omit-frame-pointer -fno-optimize-sibling-calls -pthread
  * (no sibling calls: a tail call would drop the named site's frame).
@@ -65,7 +93,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -117,7 +154,7 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Sleeps without a futex wait (nanosleep), so timing threads are no waiters. */
+/* Sleeps without a futex wait (nanosleep): timing threads are steady nanosleep waiters. */
 static void sleep_s(double seconds) {
     if (seconds <= 0)
         return;
@@ -724,6 +761,343 @@ static void run_long_lived(void) {
         sleep_s(3600);
 }
 
+/* ---- syscall waits: shared ----------------------------------------------------------------- */
+
+/* Each leaked connection or listener holds descriptors: allow the hard limit. */
+static void raise_fd_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
+/* A TCP listener on 127.0.0.1 and an ephemeral port; its address in `addr` if given. */
+static int tcp_listener(struct sockaddr_in *addr) {
+    struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof local;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&local, sizeof local) != 0 || listen(fd, 4096) != 0 ||
+        getsockname(fd, (struct sockaddr *)&local, &len) != 0) {
+        fprintf(stderr, "shape-threads: listener: %s\n", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (addr)
+        *addr = local;
+    return fd;
+}
+
+static int tcp_connect(const struct sockaddr_in *addr) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (const struct sockaddr *)addr, sizeof *addr) == 0)
+        return fd;
+    fprintf(stderr, "shape-threads: connect: %s\n", strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* The common leak driver: --rate threads/s running `fn`, at most --max. */
+static void run_rate_leak(void *(*fn)(void *), const char *role, double default_rate) {
+    double rate = param("rate", default_rate);
+    long max = (long)param("max", 4000);
+    check_all_args_used();
+    raise_fd_limit();
+    role_leak = add_role(role);
+    if (g_verbose)
+        spawn(reporter, NULL);
+    spawn_at_rate(fn, rate, max);
+}
+
+/* ---- read-leak -------------------------------------------------------------------------------- */
+
+/* The peer end of the socketpair stays open and silent: read never returns. */
+__attribute__((noinline)) void leak_read_reply_never_sent(int fd) {
+    char byte;
+    while (read(fd, &byte, 1) < 0 && errno == EINTR) {
+    }
+    NO_TAIL_CALL();
+}
+
+static void *read_leaker(void *arg) {
+    (void)arg;
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+        fprintf(stderr, "shape-threads: socketpair: %s\n", strerror(errno));
+        return NULL;
+    }
+    WAITING(role_leak, leak_read_reply_never_sent(pair[0]));
+    return NULL;
+}
+
+static void run_read_leak(void) { run_rate_leak(read_leaker, "leak_read_reply_never_sent", 4); }
+
+/* ---- accept-leak ------------------------------------------------------------------------------ */
+
+/* Nobody ever connects to this listener. */
+__attribute__((noinline)) void leak_accept_no_client(int listener) {
+    while (accept(listener, NULL, NULL) < 0 && errno == EINTR) {
+    }
+    NO_TAIL_CALL();
+}
+
+static void *accept_leaker(void *arg) {
+    (void)arg;
+    int listener = tcp_listener(NULL);
+    if (listener >= 0)
+        WAITING(role_leak, leak_accept_no_client(listener));
+    return NULL;
+}
+
+static void run_accept_leak(void) { run_rate_leak(accept_leaker, "leak_accept_no_client", 4); }
+
+/* ---- waitpid-leak ----------------------------------------------------------------------------- */
+
+/* The child pauses until it is killed, which happens only when this process dies. */
+__attribute__((noinline)) void leak_waitpid_child_never_exits(pid_t child) {
+    while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {
+    }
+    NO_TAIL_CALL();
+}
+
+static void *waitpid_leaker(void *arg) {
+    (void)arg;
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child == 0) {
+        /* Killed with the forking thread, which lives as long as this process. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(0);
+        for (;;)
+            pause();
+    }
+    if (child < 0) {
+        fprintf(stderr, "shape-threads: fork: %s\n", strerror(errno));
+        return NULL;
+    }
+    WAITING(role_leak, leak_waitpid_child_never_exits(child));
+    return NULL;
+}
+
+static void run_waitpid_leak(void) {
+    run_rate_leak(waitpid_leaker, "leak_waitpid_child_never_exits", 4);
+}
+
+/* ---- conn-server ------------------------------------------------------------------------------ */
+
+static struct sockaddr_in server_addr;
+static int role_conn, role_client;
+static double conn_idle_min_ms, conn_idle_max_ms;
+
+/* One request line in, one reply out: the server's wait for the next request. */
+__attribute__((noinline)) ssize_t conn_read_request(int fd, char *buf, size_t len) {
+    ssize_t n;
+    while ((n = read(fd, buf, len)) < 0 && errno == EINTR) {
+    }
+    NO_TAIL_CALL();
+    return n;
+}
+
+static void *conn_handler(void *arg) {
+    int fd = (int)(intptr_t)arg;
+    char buf[64];
+    for (;;) {
+        ssize_t n;
+        WAITING(role_conn, n = conn_read_request(fd, buf, sizeof buf));
+        if (n <= 0 || write(fd, "ok\n", 3) != 3)
+            break;
+        do_job((unsigned long)n);
+    }
+    close(fd);
+    return NULL;
+}
+
+__attribute__((noinline)) int conn_accept(int listener) {
+    int fd;
+    while ((fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC)) < 0 && errno == EINTR) {
+    }
+    NO_TAIL_CALL();
+    return fd;
+}
+
+/* One thread per connection, the classic server. */
+static void *acceptor(void *arg) {
+    int listener = (int)(intptr_t)arg;
+    for (;;) {
+        int fd = conn_accept(listener);
+        if (fd >= 0 && !spawn(conn_handler, (void *)(intptr_t)fd))
+            close(fd);
+    }
+    return NULL;
+}
+
+/* A request and its reply, as a client. */
+__attribute__((noinline)) bool client_round_trip(int fd) {
+    char buf[8];
+    if (write(fd, "GET\n", 4) != 4)
+        return false;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) < 0 && errno == EINTR) {
+    }
+    NO_TAIL_CALL();
+    return n > 0;
+}
+
+/* A keep-alive client: one connection, a request every --idle-min-ms..--idle-max-ms. */
+static void *keepalive_client(void *arg) {
+    uint64_t state = (uintptr_t)arg * 0x9e3779b97f4a7c15ULL | 1;
+    int fd = tcp_connect(&server_addr);
+    while (fd >= 0) {
+        sleep_s(rng_range(&state, conn_idle_min_ms, conn_idle_max_ms) / 1000);
+        if (!client_round_trip(fd))
+            break;
+    }
+    return NULL;
+}
+
+/* Connections whose request is never sent stay open here (the peer "dropped" it). */
+static int dropped_fds[100000];
+static atomic_int dropped;
+
+/* A short connection: connect, one request, close; or, when `drop`, connect and
+ * never send the request, leaving the server's thread in conn_read_request. */
+static void *short_client(void *arg) {
+    bool drop = arg != NULL;
+    int fd = tcp_connect(&server_addr);
+    if (fd < 0)
+        return NULL;
+    if (drop) {
+        int slot = atomic_fetch_add(&dropped, 1);
+        if (slot < (int)(sizeof dropped_fds / sizeof dropped_fds[0])) {
+            dropped_fds[slot] = fd;
+            return NULL;
+        }
+    }
+    WAITING(role_client, client_round_trip(fd));
+    close(fd);
+    return NULL;
+}
+
+static void run_conn_server(void) {
+    int keepalive = (int)param("keepalive", 32);
+    double rate = param("rate", 20);
+    double leak_every = param("leak-every", 0);
+    conn_idle_min_ms = param("idle-min-ms", 500);
+    conn_idle_max_ms = param("idle-max-ms", 3000);
+    check_all_args_used();
+    raise_fd_limit();
+    role_conn = add_role("conn_read_request");
+    role_client = add_role("client_round_trip");
+    int listener = tcp_listener(&server_addr);
+    if (listener < 0)
+        exit(1);
+    spawn(acceptor, (void *)(intptr_t)listener);
+    for (int i = 0; i < keepalive; i++)
+        spawn(keepalive_client, (void *)(uintptr_t)(i + 1));
+    if (g_verbose)
+        spawn(reporter, NULL);
+    double start = now_s();
+    for (long n = 1;; n++) {
+        bool drop = leak_every > 0 && n % (long)leak_every == 0;
+        spawn(short_client, drop ? (void *)1 : NULL);
+        sleep_s(start + n / rate - now_s());
+    }
+}
+
+/* ---- epoll-loop ------------------------------------------------------------------------------- */
+
+#define MAX_LOOPS 64
+static int loop_eventfds[MAX_LOOPS];
+
+/* An event loop's only wait: epoll_wait without a timeout. */
+__attribute__((noinline)) int event_loop_wait(int epfd, struct epoll_event *events, int max) {
+    int n;
+    while ((n = epoll_wait(epfd, events, max, -1)) < 0 && errno == EINTR) {
+    }
+    NO_TAIL_CALL();
+    return n;
+}
+
+static void *event_loop(void *arg) {
+    int efd = (int)(intptr_t)arg;
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = efd};
+    if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, efd, &ev) != 0) {
+        fprintf(stderr, "shape-threads: epoll: %s\n", strerror(errno));
+        return NULL;
+    }
+    for (;;) {
+        struct epoll_event events[8];
+        int n;
+        WAITING(role_pool, n = event_loop_wait(epfd, events, 8));
+        for (int i = 0; i < n; i++) {
+            uint64_t count;
+            if (read(events[i].data.fd, &count, sizeof count) == sizeof count)
+                do_job(count);
+        }
+    }
+    return NULL;
+}
+
+static void run_epoll_loop(void) {
+    int loops = (int)param("loops", 4);
+    double rate = param("rate", 200);
+    check_all_args_used();
+    if (loops < 1 || loops > MAX_LOOPS) {
+        fprintf(stderr, "shape-threads: --loops must be 1..%d\n", MAX_LOOPS);
+        exit(2);
+    }
+    role_pool = add_role("event_loop_wait");
+    for (int i = 0; i < loops; i++) {
+        loop_eventfds[i] = eventfd(0, EFD_CLOEXEC);
+        spawn(event_loop, (void *)(intptr_t)loop_eventfds[i]);
+    }
+    if (g_verbose)
+        spawn(reporter, NULL);
+    const uint64_t one = 1;
+    for (double next = now_s();; next += 1.0 / rate) {
+        sleep_s(next - now_s());
+        for (int i = 0; i < loops; i++)
+            if (write(loop_eventfds[i], &one, sizeof one) != sizeof one)
+                fprintf(stderr, "shape-threads: eventfd write: %s\n", strerror(errno));
+    }
+}
+
+/* ---- nanosleepers ----------------------------------------------------------------------------- */
+
+/* A periodic job's sleep between runs. */
+__attribute__((noinline)) void periodic_nanosleep(double ms) {
+    sleep_s(ms / 1000);
+    NO_TAIL_CALL();
+}
+
+static void *nanosleeper(void *arg) {
+    uint64_t state = (uintptr_t)arg * 0x9e3779b97f4a7c15ULL | 1;
+    double period = rng_range(&state, sleep_min_ms, sleep_max_ms);
+    for (double ms = rng_range(&state, 0, period);; ms = period) {
+        WAITING(role_pool, periodic_nanosleep(ms));
+        do_job((unsigned long)ms);
+    }
+    return NULL;
+}
+
+static void run_nanosleepers(void) {
+    int workers = (int)param("workers", 100);
+    sleep_min_ms = param("min-ms", 200);
+    sleep_max_ms = param("max-ms", 3000);
+    check_all_args_used();
+    role_pool = add_role("periodic_nanosleep");
+    for (int i = 0; i < workers; i++)
+        spawn(nanosleeper, (void *)(uintptr_t)(i + 1));
+    if (g_verbose)
+        spawn(reporter, NULL);
+    for (;;)
+        sleep_s(3600);
+}
+
 /* ---- main ------------------------------------------------------------------------------------------- */
 
 static const struct {
@@ -740,6 +1114,12 @@ static const struct {
     {"ramp", run_ramp},
     {"sleepers", run_sleepers},
     {"long-lived", run_long_lived},
+    {"read-leak", run_read_leak},
+    {"accept-leak", run_accept_leak},
+    {"waitpid-leak", run_waitpid_leak},
+    {"conn-server", run_conn_server},
+    {"epoll-loop", run_epoll_loop},
+    {"nanosleepers", run_nanosleepers},
 };
 
 int main(int argc, char **argv) {
