@@ -447,6 +447,32 @@ fn cgo_build_leak_patterns_are_reported() {
     });
 }
 
+/// Check that goroutines stuck in a cgo call blocked in C read(2) (each holds its
+/// thread; the goroutines are in a syscall, not parked) are reported as a thread leak
+/// at the C function `leak_cgo_read_never_answered`, waiting in "read" on a pipe.
+#[test]
+fn cgo_call_blocked_in_c_read_is_a_thread_leak() {
+    require_root();
+    let build = goleaks(GO_NEWEST, GoFlavor::Cgo);
+    go_program_path(build);
+    let mut leaker = launch(build, "cgoread");
+    thread::sleep(WARM_UP);
+    leaker.assert_running("during warm-up");
+    let (exit_code, report) = diagnose(&[leaker.pid()], DIAGNOSE_SECONDS);
+    let summary = summarize_pid(&report, leaker.pid());
+    let process = find_process(&report, leaker.pid())
+        .unwrap_or_else(|| panic!("the cgo leaker is not in the report:\n{summary}"));
+    assert_go_process(process, build, &summary);
+    let sites = leak_sites_containing(process, "leak_cgo_read_never_answered");
+    let site = sites
+        .first()
+        .unwrap_or_else(|| panic!("no leak site at the blocked C read:\n{summary}"));
+    assert_eq!(site["kind"], "thread", "{summary}");
+    assert_eq!(site["wait"], "read", "{summary}");
+    assert_eq!(site["fd_kind"], "pipe", "{summary}");
+    assert_eq!(exit_code, 1, "a leak was found:\n{summary}");
+}
+
 /// Check that a Go process started after a host-wide `leakscope diagnose`
 /// began (its first scans saw no such process) is picked up and its leak
 /// reported. Other tests' processes may be in the host-wide report too; only

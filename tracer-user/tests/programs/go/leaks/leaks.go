@@ -20,6 +20,11 @@
 //	                                                                "chan receive"
 //	select   main.leakSelectContext    select on a never-cancelled context's
 //	                                   Done() and a never-ready chan  "select"
+//	cgoread  main.leakCgoRead          (cgo builds only) a cgo call blocked in C
+//	                                   read(2) on a silent pipe, in
+//	                                   leak_cgo_read_never_answered: a leak of
+//	                                   threads (each call holds one), not of
+//	                                   parked goroutines
 //
 // Every leaking goroutine is started by the `go` statements in main.spawnLeak,
 // so its creator ("created by") is main.spawnLeak.
@@ -145,6 +150,13 @@ func leakSelectContext(ctx context.Context, reply <-chan int) {
 // that never becomes ready.
 var neverCancelled, cancelNeverCalled = context.WithCancel(context.Background())
 
+// leakCgoRead blocks in C code that waits for an answer never sent.
+//
+//go:noinline
+func leakCgoRead() {
+	cgoBlockingRead()
+}
+
 // spawnLeak starts the i-th leaking goroutine of `pattern`.
 //
 //go:noinline
@@ -166,10 +178,12 @@ func spawnLeak(pattern string, i int) {
 		go leakRangeNeverClosed(results)
 	case "select":
 		go leakSelectContext(neverCancelled, make(chan int))
+	case "cgoread":
+		go leakCgoRead()
 	}
 }
 
-var leakPatterns = []string{"send", "recv", "nilchan", "mutex", "waitgroup", "range", "select"}
+var leakPatterns = []string{"send", "recv", "nilchan", "mutex", "waitgroup", "range", "select", "cgoread"}
 
 func isLeakPattern(pattern string) bool {
 	for _, p := range leakPatterns {
