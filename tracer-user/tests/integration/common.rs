@@ -661,6 +661,11 @@ pub fn check_report_shape(report: &Value) -> Result<(), String> {
             expect_verdict(site, &at)?;
             expect_number(site, "growth_per_min", &at)?;
             expect_number(site, "oldest_wait_s", &at)?;
+            for optional in ["fd_kind", "socket"] {
+                if site.get(optional).is_some() {
+                    expect_str(site, optional, &at)?;
+                }
+            }
             for (j, frame) in expect_array(site, "stack", &at)?.iter().enumerate() {
                 let at = format!("{at} frame {j}");
                 expect_nullable(frame, "function", &at, Value::is_string)?;
