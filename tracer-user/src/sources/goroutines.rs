@@ -85,6 +85,12 @@ const MAX_GOROUTINES: u64 = 4_000_000;
 const MAX_SYSTEM_STARTS: usize = 4096;
 /// A parked goroutine's used stack beyond this is not walked further.
 const MAX_STACK_READ: u64 = 256 * 1024;
+/// Stack bytes read in one batch.
+const MAX_STACK_BATCH_BYTES: usize = 8 << 20;
+/// Stack bytes read in full per process and scan (real parked goroutines use a few
+/// KiB each); past it each stack is read only this far from its top.
+const STACK_BYTES_PER_SCAN: usize = 32 << 20;
+const OVER_BUDGET_STACK_READ: usize = 4096;
 /// Executables remembered as not Go (or unreadable) before the list is cleared.
 const MAX_KNOWN_EXECUTABLES: usize = 4096;
 /// Frames kept per goroutine stack.
@@ -587,14 +593,43 @@ fn walk_stacks(
     buf: &mut Vec<u8>,
 ) -> Vec<Vec<u64>> {
     let mut out = Vec::with_capacity(gs.len());
-    for chunk in gs.chunks(1024) {
+    // A per-scan budget of stack bytes: stack ranges are the process's word, and past
+    // the budget each stack is read only near its top (the parking frames).
+    let mut budget = STACK_BYTES_PER_SCAN;
+    let lens: Vec<usize> = gs
+        .iter()
+        .map(|(_, g)| {
+            let full = g.stack_hi.saturating_sub(g.sp).min(MAX_STACK_READ) as usize;
+            let len = if full <= budget {
+                full
+            } else {
+                full.min(OVER_BUDGET_STACK_READ)
+            };
+            budget = budget.saturating_sub(len);
+            len
+        })
+        .collect();
+    let mut start = 0;
+    while start < gs.len() {
+        // Batches bounded in count and in bytes: a thousand goroutines each claiming
+        // the largest stack would need 256 MB at once.
+        let mut bytes = 0usize;
+        let n = lens[start..]
+            .iter()
+            .take(1024)
+            .take_while(|&&len| {
+                bytes += len;
+                bytes <= MAX_STACK_BATCH_BYTES
+            })
+            .count()
+            .max(1);
+        let chunk = &gs[start..start + n];
         let ranges: Vec<(u64, usize)> = chunk
             .iter()
-            .map(|(_, g)| {
-                let len = g.stack_hi.saturating_sub(g.sp).min(MAX_STACK_READ);
-                (g.sp, len as usize)
-            })
+            .zip(&lens[start..start + n])
+            .map(|((_, g), &len)| (g.sp, len))
             .collect();
+        start += n;
         let ok = read_batch(pid, &ranges, buf);
         let mut at = 0usize;
         for (i, (_, g)) in chunk.iter().enumerate() {

@@ -12,6 +12,7 @@
  *   churn    goroutines whose gopc / startpc change every 20 ms to never-seen values
  *   garbage  g pointers into unmapped memory, near 2^64, misaligned; random fields
  *   sites    20,000 parked goroutines, each at a stack of its own
+ *   deep     4,096 parked goroutines each claiming a 256 KiB used stack
  *   huge     allglen of 15 million over a table of 4096 pointers
  *   all      every attack above but `huge` (which makes the whole table unreadable)
  *
@@ -209,6 +210,14 @@ static void attack_sites(void) {
     }
 }
 
+static void attack_deep(void) {
+    size_t bytes = 512 * 1024;
+    uint64_t *stack = calloc(bytes / 8, 8);
+    uint64_t sp = (uint64_t)(uintptr_t)stack;
+    for (int i = 0; i < 4096 && ngs < MAX_GS; i++)
+        parked_g(text(0x41), sp, sp + 8 * (i % 64), sp, sp + bytes / 2);
+}
+
 static void publish(uint64_t len) {
     fake_allgs[0] = (uint64_t)(uintptr_t)table;
     fake_allgs[1] = len;
@@ -225,6 +234,7 @@ int main(int argc, char **argv) {
     if (churn) attack_churn_setup();
     if (all || strcmp(mode, "garbage") == 0) attack_garbage();
     if (all || strcmp(mode, "sites") == 0) attack_sites();
+    if (all || strcmp(mode, "deep") == 0) attack_deep();
     if (strcmp(mode, "huge") == 0) {
         for (int i = 0; i < 4096; i++) parked_g(text(0x41), 0, 0, 0, 0);
         publish(15u * 1000 * 1000);
