@@ -251,6 +251,10 @@ pub struct CensusTaker {
     panicked: HashMap<ProcessKey, String>,
     /// Each syscall's wait label, made once.
     wait_names: IntMap<u64, Arc<str>>,
+    /// Keep the Go runtime's own threads (idle Ms in futex) among a Go process's sites.
+    show_runtime_threads: bool,
+    /// Whether a Go process's thread site is the runtime's own, decided once per site.
+    runtime_thread_sites: IntMap<(ProcessKey, SiteKey), bool>,
 }
 
 /// Goroutine creator frames remembered across all processes.
@@ -270,7 +274,16 @@ impl CensusTaker {
             live: HashSet::new(),
             panicked: HashMap::new(),
             wait_names: IntMap::default(),
+            show_runtime_threads: false,
+            runtime_thread_sites: IntMap::default(),
         }
+    }
+
+    /// Whether the Go runtime's own threads (idle Ms parked in `runtime.futex` by
+    /// `notesleep`/`stopm`, ...) count among a Go process's thread sites. Hidden by
+    /// default: they are never a leak and would clutter every Go process's report.
+    pub fn set_show_runtime_threads(&mut self, show: bool) {
+        self.show_runtime_threads = show;
     }
 
     pub fn scope(&self) -> &Scope {
@@ -286,6 +299,8 @@ impl CensusTaker {
     /// daemon's caches must not grow with every site a host ever had.
     pub fn retain_sites(&mut self, keep: impl Fn(&ProcessKey, &SiteKey) -> bool) {
         self.sites.retain(|(process, site), _| keep(process, site));
+        self.runtime_thread_sites
+            .retain(|(process, site), _| keep(process, site));
         let live: HashSet<ProcessKey> = self.sites.keys().map(|(p, _)| *p).collect();
         self.creators
             .retain(|(process, _), _| live.contains(process));
@@ -353,8 +368,27 @@ impl CensusTaker {
                 entry.facts = facts;
                 entry.sites.clear();
             }
+            if !self.show_runtime_threads {
+                self.hide_runtime_threads(scan, &mut census);
+            }
         }
         census
+    }
+
+    /// Drops a Go process's thread sites whose every frame is the Go runtime's own, named
+    /// from the binary's pclntab (so stripped binaries too); a thread blocked in C code
+    /// (cgo) or in the program's own code stays.
+    fn hide_runtime_threads(&mut self, scan: &GoroutineScan, census: &mut Census) {
+        let Some(entry) = census.processes.get_mut(&scan.process) else {
+            return;
+        };
+        let decided = &mut self.runtime_thread_sites;
+        entry.sites.retain(|site, _| {
+            site.kind != WaiterKind::Thread
+                || !*decided
+                    .entry((scan.process, site.clone()))
+                    .or_insert_with(|| is_go_runtime_stack(&(scan.symbolizer)(&site.stack)))
+        });
     }
 
     fn add_threads(&mut self, records: &[ThreadWaiterRecord], census: &mut Census) {
@@ -595,6 +629,22 @@ pub fn prevailing_fd_kind<'a>(details: impl IntoIterator<Item = &'a WaitDetail>)
         .map(|(kind, _)| kind)
 }
 
+/// A stack of the Go runtime alone: its innermost frame and every named frame are in the
+/// runtime (`runtime.futex` < `runtime.notesleep` < `runtime.stopm` < ...). Frames the
+/// pclntab does not name (C code, garbage past the stack's end) are no evidence either
+/// way, but the innermost must be named.
+fn is_go_runtime_stack(frames: &[Frame]) -> bool {
+    let runtime = |f: &Frame| {
+        f.function.as_deref().is_some_and(|name| {
+            name.starts_with("runtime.")
+                || name.starts_with("internal/runtime/")
+                || name.starts_with("runtime/internal/")
+        })
+    };
+    frames.first().is_some_and(runtime)
+        && frames.iter().filter(|f| f.function.is_some()).all(runtime)
+}
+
 fn bare_frames(stack: &[u64]) -> Vec<Frame> {
     stack
         .iter()
@@ -729,6 +779,42 @@ mod tests {
             }]),
             None
         );
+    }
+
+    /// Check that an idle M's stack (runtime.futex < notesleep < stopm ...) is the Go
+    /// runtime's own, and that stacks reaching the program's code or unnamed C code
+    /// inside, or unnamed innermost, are not.
+    #[test]
+    fn go_runtime_thread_stacks_are_recognized() {
+        let named = |names: &[Option<&str>]| -> Vec<Frame> {
+            names
+                .iter()
+                .map(|n| Frame {
+                    function: n.map(str::to_string),
+                    ..Frame::default()
+                })
+                .collect()
+        };
+        let idle_m = named(&[
+            Some("runtime.futex"),
+            Some("runtime.futexsleep"),
+            Some("runtime.notesleep"),
+            Some("internal/runtime/sys.Something"),
+            Some("runtime.stopm"),
+            Some("runtime.findRunnable"),
+            Some("runtime.schedule"),
+            None,
+        ]);
+        assert!(is_go_runtime_stack(&idle_m));
+        let program = named(&[
+            Some("runtime.futex"),
+            Some("runtime.notetsleepg"),
+            Some("main.waitForever"),
+        ]);
+        assert!(!is_go_runtime_stack(&program));
+        let cgo = named(&[None, None, Some("runtime.asmcgocall")]);
+        assert!(!is_go_runtime_stack(&cgo), "C code innermost");
+        assert!(!is_go_runtime_stack(&[]));
     }
 
     /// Check that the futex ops glibc and Rust std block in are waits, wakes are not, and

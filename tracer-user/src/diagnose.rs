@@ -26,6 +26,8 @@ pub struct DiagnoseOptions {
     pub progress: bool,
     /// Write every site's observation here (JSON), to keep real runs as verdict test data.
     pub record_observations: Option<PathBuf>,
+    /// Keep the Go runtime's own threads (idle Ms) among Go processes' thread sites.
+    pub show_runtime_threads: bool,
 }
 
 impl Default for DiagnoseOptions {
@@ -36,6 +38,7 @@ impl Default for DiagnoseOptions {
             pids: Vec::new(),
             progress: false,
             record_observations: None,
+            show_runtime_threads: false,
         }
     }
 }
@@ -59,6 +62,7 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<WindowSummary, DiagnoseError> 
     preflight(opts)?;
     let scope = Scope::of_pids(&opts.pids);
     let mut watcher = Watcher::new(scope)?;
+    watcher.set_show_runtime_threads(opts.show_runtime_threads);
     let start = Instant::now();
     let mut next_scan = start;
     loop {

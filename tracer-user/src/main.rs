@@ -51,6 +51,10 @@ enum Command {
         /// Write each site's observed series as JSON to this file (verdict test data).
         #[arg(long, hide = true)]
         record_observations: Option<std::path::PathBuf>,
+        /// Also report the Go runtime's own threads (idle Ms parked in runtime.futex by
+        /// notesleep/stopm, ...) among Go processes' thread sites; hidden by default.
+        #[arg(long)]
+        show_runtime_threads: bool,
     },
     /// Run as a daemon: keep watching the host, serve Prometheus metrics on /metrics
     /// (and /healthz), dump the report of each process whose verdict turns to "leak".
@@ -94,6 +98,10 @@ enum Command {
         /// or failing scanner). Default: 5 scan intervals, at least 30 s.
         #[arg(long, value_name = "SECS")]
         stall_timeout: Option<f64>,
+        /// Also export the Go runtime's own threads (idle Ms) among Go processes' thread
+        /// sites; hidden by default.
+        #[arg(long)]
+        show_runtime_threads: bool,
     },
     /// A live view of the processes with the most and the fastest-growing blocked
     /// populations, their top sites and verdicts. `q` quits.
@@ -192,6 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             flamegraph,
             interval,
             record_observations,
+            show_runtime_threads,
         } => {
             let opts = DiagnoseOptions {
                 duration: Duration::from_secs(duration),
@@ -199,6 +208,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 pids,
                 progress: stderr_is_terminal(),
                 record_observations,
+                show_runtime_threads,
             };
             // Opened first: a path that cannot be written fails now, not after the watch.
             let pprof = pprof
@@ -238,6 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             dump_keep,
             lock_file,
             stall_timeout,
+            show_runtime_threads,
         } => {
             use tracer_user::daemon;
             if !(interval.is_finite() && (0.05..=3600.0).contains(&interval)) {
@@ -263,6 +274,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 ),
                 lock_file,
                 stall_timeout: stall_timeout.map(Duration::from_secs_f64),
+                show_runtime_threads,
             })?;
             Ok(0)
         }

@@ -366,10 +366,13 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
             } else {
                 "waiters born"
             };
-            let since = if b.stuck_share.is_some() {
+            let dated = if parks.is_some() {
+                "; dated by the runtime's GC cycles"
+            } else {
+                ""
+            };
+            let stuck = if b.stuck_share.is_some() {
                 ", each blocked since birth"
-            } else if parks.is_some() {
-                " (dated by the runtime's GC cycles)"
             } else {
                 ""
             };
@@ -377,7 +380,7 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
                 GrowthVerdict::Leak,
                 false,
                 format!(
-                    "{} {what} steadily over {:.0} s (one every {:.1} s, the newest {:.0} s ago){since}, none left; {stayed} arrived during the watch",
+                    "{} {what} steadily over {:.0} s (one every {:.1} s, the newest {:.0} s ago{dated}){stuck}, none left; {stayed} arrived during the watch",
                     b.members, b.span_s, b.mean_gap_s, b.newest_age_s,
                 ),
             );

@@ -46,6 +46,12 @@ impl Watcher {
         })
     }
 
+    /// Whether the Go runtime's own threads count among Go processes' thread sites
+    /// (hidden by default; see [`CensusTaker::set_show_runtime_threads`]).
+    pub fn set_show_runtime_threads(&mut self, show: bool) {
+        self.taker.set_show_runtime_threads(show);
+    }
+
     /// One scan of every source, folded into the history.
     pub fn scan(&mut self) -> Result<ScanStats, SourceError> {
         let t0 = Instant::now();

@@ -68,6 +68,8 @@ pub struct RunOptions {
     /// `/healthz` fails when no scan finished for this long (`--stall-timeout`);
     /// `None`: [`default_stall_timeout`].
     pub stall_timeout: Option<Duration>,
+    /// Keep the Go runtime's own threads (idle Ms) among Go processes' thread sites.
+    pub show_runtime_threads: bool,
 }
 
 /// The default `--stall-timeout`: five scans, at least 30 s (a first scan of a big host
@@ -255,6 +257,7 @@ fn scanner(
             return;
         }
     };
+    watcher.set_show_runtime_threads(opts.show_runtime_threads);
     let _ = ready.send(Ok(()));
     let dumper = opts
         .dumps

@@ -557,3 +557,114 @@ fn expected_wait_reasons_exist_in_each_toolchain() {
         );
     }
 }
+
+/// How long `goslowleak` runs before the diagnosis: its stranded goroutines (one
+/// every 6 s) are then spread over more than 30 s before the window, and the 15 s
+/// window adds only two or three more.
+const SLOW_LEAK_HEAD_START: Duration = Duration::from_secs(36);
+
+/// Check that a slow goroutine leak inside a busy pool (300 workers taking 3000
+/// jobs a second; one goroutine stranded every 6 s; a GC cycle every second) that
+/// has run for 36 s is found by a default 15 s diagnosis from its goroutines' park
+/// dates, with too few arrivals in the window to prove it alone, and that its
+/// oldest wait is the runtime's (`g.waitsince`), longer than the window; the pool
+/// beside it is no leak.
+#[test]
+fn slow_goroutine_leak_in_a_busy_pool_is_found_with_runtime_wait_ages() {
+    require_root();
+    let build = GoBuild {
+        version: GO_NEWEST,
+        flavor: GoFlavor::Plain,
+        package: "slowleak",
+    };
+    let path = go_program_path(build);
+    let mut leaker = Spawned::launch("goslowleak", std::process::Command::new(&path));
+    thread::sleep(SLOW_LEAK_HEAD_START);
+    leaker.assert_running("during its head start");
+    let (_, report) = diagnose(&[leaker.pid()], 15);
+    leaker.assert_running("while leakscope watched");
+    let summary = summarize_pid(&report, leaker.pid());
+    assert_eq!(
+        process_verdict(&report, leaker.pid()),
+        "leak",
+        "goslowleak after 36 s:\n{summary}"
+    );
+    let process = find_process(&report, leaker.pid()).expect("checked above");
+    let leak_sites = leak_sites_containing(process, "main.leakStrandedReply");
+    assert_eq!(leak_sites.len(), 1, "one leak site:\n{summary}");
+    let site = leak_sites[0];
+    assert_eq!(site["kind"], "goroutine", "{summary}");
+    assert_eq!(site["wait"], "chan receive", "{summary}");
+    assert!(
+        site["arrivals"].as_u64().is_some_and(|a| a < 3),
+        "the window alone should hold fewer than 3 arrivals, so that only the park \
+         dates can prove the leak:\n{summary}"
+    );
+    assert_eq!(
+        site["oldest_wait_source"], "runtime",
+        "the oldest wait should come from g.waitsince:\n{summary}"
+    );
+    let oldest = site["oldest_wait_s"].as_f64().unwrap_or(0.0);
+    assert!(
+        (30.0..=60.0).contains(&oldest),
+        "the first stranded goroutine parked about 45 s before the end of the window, \
+         leakscope says {oldest} s:\n{summary}"
+    );
+    for pool in sites(process)
+        .iter()
+        .filter(|s| crate::common::stack_contains(s, "main.busyPoolWaitForJob"))
+    {
+        assert_eq!(pool["verdict"], "ok", "the busy pool:\n{summary}");
+    }
+}
+
+/// Check that a Go process's own runtime threads (idle Ms parked in
+/// runtime.futex) are left out of its sites by default and reported with
+/// `--show-runtime-threads`.
+#[test]
+fn go_runtime_threads_are_hidden_unless_asked_for() {
+    require_root();
+    let build = goleaks(GO_NEWEST, GoFlavor::Plain);
+    go_program_path(build);
+    let mut pool = launch(build, "pool");
+    thread::sleep(WARM_UP);
+    pool.assert_running("during warm-up");
+    let runtime_thread_sites = |report: &Value| -> usize {
+        find_process(report, pool.pid())
+            .map(|p| {
+                sites(p)
+                    .iter()
+                    .filter(|s| s["kind"] == "thread")
+                    .filter(|s| {
+                        crate::common::stack_functions(s)
+                            .first()
+                            .copied()
+                            .flatten()
+                            .is_some_and(|f| f.starts_with("runtime."))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let (_, hidden) = diagnose(&[pool.pid()], 3);
+    assert_eq!(
+        runtime_thread_sites(&hidden),
+        0,
+        "runtime threads by default:\n{}",
+        summarize_pid(&hidden, pool.pid())
+    );
+    let mut args: Vec<String> = ["diagnose", "--duration", "3", "--json", "--pid"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(pool.pid().to_string());
+    args.push("--show-runtime-threads".into());
+    let run = crate::common::run_leakscope(&args, Duration::from_secs(60));
+    let shown: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}): {}", run.stderr));
+    assert!(
+        runtime_thread_sites(&shown) >= 1,
+        "runtime threads with --show-runtime-threads:\n{}",
+        summarize_pid(&shown, pool.pid())
+    );
+}
