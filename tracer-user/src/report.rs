@@ -520,6 +520,37 @@ mod tests {
         );
     }
 
+    /// Check the text of a small window line for line, all but the oldest-wait clause
+    /// (a snapshot: a change to the text report shows here first).
+    #[test]
+    fn text_snapshot() {
+        let text = to_text(&native_window(), TextStyle::default());
+        assert!(
+            text.starts_with(
+                "leakscope: watched h for 15 s from 2026-11-23T00:00:00Z\n\
+             1 leaking process(es):\n\
+             \n\
+             LEAK  pid 9 p9 (/bin/p9, native)  85 blocked waiters, +1.0/min, up 1h02m\n\
+             \x20 site: 5 thread futex waiters, +12.3/min, "
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "    why: test\n\
+             \x20   0x7f0000001000 __futex_abstimed_wait_common\n\
+             \x20   0x7f0000002000 ___pthread_mutex_lock\n\
+             \x20   0x401234 leak_on_mutex  /src/leak.c:12\n\
+             \x20   0x401300 leaked_thread  /src/leak.c:30\n\
+             \x20   0x7f0000003000 start_thread\n\
+             \n\
+             processes with blocked waiters and no leak:\n\
+             \x20 ok    pid 7       p7                   50 waiters in 1 site(s)\n"
+            ),
+            "{text}"
+        );
+    }
+
     /// Check that uptimes read as people write them.
     #[test]
     fn durations_read_naturally() {
