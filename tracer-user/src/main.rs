@@ -115,6 +115,9 @@ enum Command {
         /// Watch only this process (repeatable). Default: every process on the host.
         #[arg(long = "pid", value_name = "PID")]
         pids: Vec<u32>,
+        /// Also show the Go runtime's own threads among Go processes' thread sites.
+        #[arg(long)]
+        show_runtime_threads: bool,
     },
     /// Developer tools (hidden).
     #[command(hide = true)]
@@ -282,6 +285,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             interval,
             window,
             pids,
+            show_runtime_threads,
         } => {
             if !(interval.is_finite() && (0.2..=60.0).contains(&interval)) {
                 anyhow::bail!("--interval must be between 0.2 and 60 seconds");
@@ -290,6 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 interval: Duration::from_secs_f64(interval),
                 window: Duration::from_secs(window),
                 pids,
+                show_runtime_threads,
             })?;
             Ok(0)
         }

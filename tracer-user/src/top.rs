@@ -38,6 +38,8 @@ pub struct TopOptions {
     pub window: Duration,
     /// Only these processes; empty means the whole host.
     pub pids: Vec<u32>,
+    /// Show the Go runtime's own threads too.
+    pub show_runtime_threads: bool,
 }
 
 /// How a screen line is shown.
@@ -257,6 +259,7 @@ pub fn run(opts: TopOptions) -> anyhow::Result<()> {
     }
     let scope = Scope::of_pids(&opts.pids);
     let mut watcher = Watcher::new(scope)?;
+    watcher.set_show_runtime_threads(opts.show_runtime_threads);
     let policy = VerdictPolicy::default();
     let _guard = TerminalGuard::enter()?;
     draw(&[(
