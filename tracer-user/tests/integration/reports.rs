@@ -6,15 +6,16 @@ use std::{
     fs,
     process::{Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crate::{
     common::{
-        DIAGNOSE_SECONDS, GO_NEWEST, GoBuild, GoFlavor, Program, Spawned, WARM_UP, go_program_path,
-        go_tool_pprof, pprof_top_functions, program_path, require_root, run_leakscope,
+        DIAGNOSE_SECONDS, GO_NEWEST, GoBuild, GoFlavor, PPROF_GO, Program, Spawned, WARM_UP,
+        go_command, go_program_path, go_tool_pprof, pprof_top_functions, program_path,
+        require_root, run_leakscope,
     },
-    daemon::TempDir,
+    daemon::{Background, TempDir, free_port, http_get, wait_for},
 };
 
 /// Where the Go leaker parks: `main.sendResult`, inlined into
@@ -46,9 +47,9 @@ fn start_leakers() -> (Spawned, Spawned) {
 
 /// Check that `diagnose --pprof` writes a profile the real `go tool pprof -top` opens
 /// with the Go and the C leak sites as its two top rows, whose labels name the verdict
-/// and both programs, that `--flamegraph` writes an SVG naming both leak sites, marked
-/// as leaks, and that the text report, piped, is plain and gives each leaking
-/// process's uptime.
+/// and both programs, and whose `go tool pprof -http` top view lists them first; that
+/// `--flamegraph` writes an SVG naming both leak sites, marked as leaks; and that the
+/// text report, piped, is plain and gives each leaking process's uptime.
 #[test]
 fn pprof_and_flame_graph_show_the_go_and_c_leak_sites() {
     require_root();
@@ -109,6 +110,7 @@ fn pprof_and_flame_graph_show_the_go_and_c_leak_sites() {
     ] {
         assert!(tags.contains(expected), "no {expected:?} in:\n{tags}");
     }
+    check_pprof_web_ui(&profile, &scratch.0.join("pprof-http.log"));
 
     let svg = fs::read_to_string(&svg).expect("the flame graph was written");
     assert!(svg.starts_with("<?xml"), "not an SVG");
@@ -123,6 +125,31 @@ fn pprof_and_flame_graph_show_the_go_and_c_leak_sites() {
         "the Go leak site is not named"
     );
     assert!(svg.contains("LEAK goleaks (pid") && svg.contains("LEAK mutex_leak (pid"));
+}
+
+/// Serves `profile` with `go tool pprof -http` and checks that its top view lists both
+/// leak sites above the frames that only call them (start_thread, the goroutine's
+/// wrapper).
+fn check_pprof_web_ui(profile: &std::path::Path, log: &std::path::Path) {
+    let port = free_port();
+    let mut command = go_command(PPROF_GO);
+    command
+        .args(["tool", "pprof", "-no_browser"])
+        .arg(format!("-http=127.0.0.1:{port}"))
+        .arg(profile);
+    let mut pprof = Background::start("go tool pprof -http", command, log.to_path_buf());
+    let page = wait_for(Duration::from_secs(30), || {
+        match http_get(port, "/ui/top") {
+            Ok((200, body)) => Some(body),
+            _ => None,
+        }
+    });
+    pprof.assert_running();
+    let page = page.unwrap_or_else(|| panic!("no /ui/top; pprof said:\n{}", pprof.log()));
+    let at = |name: &str| page.find(name).unwrap_or(usize::MAX);
+    let go_leak = GO_LEAK_FUNCTIONS.iter().map(|f| at(f)).min().unwrap();
+    assert!(at(C_LEAK_FUNCTION) < at("start_thread"), "{page}");
+    assert!(go_leak < at("main.spawnLeak.gowrap1"), "{page}");
 }
 
 /// A tmux server of this test's own, killed when dropped.
@@ -171,20 +198,6 @@ impl Drop for Tmux {
             .arg("kill-server")
             .stderr(Stdio::null())
             .status();
-    }
-}
-
-/// Polls `check` until it returns Some or `timeout` passes.
-fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(found) = check() {
-            return Some(found);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(250));
     }
 }
 
