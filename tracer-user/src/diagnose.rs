@@ -10,7 +10,11 @@ use std::{
 };
 
 use crate::{
-    census::Scope, error::DiagnoseError, summary::WindowSummary, verdict::VerdictPolicy,
+    census::Scope,
+    error::DiagnoseError,
+    sources::threads::{ThreadSourceChoice, ThreadSourceKind},
+    summary::WindowSummary,
+    verdict::VerdictPolicy,
     watch::Watcher,
 };
 
@@ -28,6 +32,8 @@ pub struct DiagnoseOptions {
     pub record_observations: Option<PathBuf>,
     /// Keep the Go runtime's own threads (idle Ms) among Go processes' thread sites.
     pub show_runtime_threads: bool,
+    /// Where thread waiters come from (`--thread-source`).
+    pub thread_source: ThreadSourceChoice,
 }
 
 impl Default for DiagnoseOptions {
@@ -39,6 +45,7 @@ impl Default for DiagnoseOptions {
             progress: false,
             record_observations: None,
             show_runtime_threads: false,
+            thread_source: ThreadSourceChoice::Auto,
         }
     }
 }
@@ -61,8 +68,16 @@ pub fn preflight(opts: &DiagnoseOptions) -> Result<(), DiagnoseError> {
 pub fn diagnose(opts: &DiagnoseOptions) -> Result<WindowSummary, DiagnoseError> {
     preflight(opts)?;
     let scope = Scope::of_pids(&opts.pids);
-    let mut watcher = Watcher::new(scope)?;
+    let mut watcher = Watcher::new(scope, opts.thread_source)?;
     watcher.set_show_runtime_threads(opts.show_runtime_threads);
+    // One line where leakscope runs degraded; quiet when all is as usual.
+    if watcher.thread_source() == ThreadSourceKind::Procfs
+        && opts.thread_source != ThreadSourceChoice::Procfs
+    {
+        log::warn!("thread source: {}", watcher.thread_source_reason());
+    } else {
+        log::info!("thread source: {}", watcher.thread_source_reason());
+    }
     let start = Instant::now();
     let mut next_scan = start;
     loop {

@@ -9,6 +9,8 @@ pub enum SourceError {
         "no kernel BTF at /sys/kernel/btf/vmlinux: leakscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
     )]
     NoBtf,
+    #[error("the kernel cannot run the task iterator: {0} (try --thread-source procfs)")]
+    Unsupported(String),
     #[error("cannot load the kernel programs: {0}")]
     Load(String),
     #[error("scan failed: {0}")]

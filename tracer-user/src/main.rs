@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use tracer_user::{
     diagnose::{DiagnoseOptions, diagnose, stderr_is_terminal},
     report,
+    sources::threads::ThreadSourceChoice,
 };
 
 /// Finds goroutine and thread leaks on this host: processes whose population of blocked
@@ -55,6 +56,10 @@ enum Command {
         /// notesleep/stopm, ...) among Go processes' thread sites; hidden by default.
         #[arg(long)]
         show_runtime_threads: bool,
+        /// Where blocked threads come from: the BPF task iterator (bpf), /proc (procfs,
+        /// slower; for kernels older than 5.15), or bpf where the kernel supports it (auto).
+        #[arg(long, value_name = "SOURCE", default_value = "auto", value_parser = parse_thread_source)]
+        thread_source: ThreadSourceChoice,
     },
     /// Run as a daemon: keep watching the host, serve Prometheus metrics on /metrics
     /// (and /healthz), dump the report of each process whose verdict turns to "leak".
@@ -102,6 +107,9 @@ enum Command {
         /// sites; hidden by default.
         #[arg(long)]
         show_runtime_threads: bool,
+        /// Where blocked threads come from: bpf, procfs or auto (see diagnose).
+        #[arg(long, value_name = "SOURCE", default_value = "auto", value_parser = parse_thread_source)]
+        thread_source: ThreadSourceChoice,
     },
     /// A live view of the processes with the most and the fastest-growing blocked
     /// populations, their top sites and verdicts. `q` quits.
@@ -118,6 +126,9 @@ enum Command {
         /// Also show the Go runtime's own threads among Go processes' thread sites.
         #[arg(long)]
         show_runtime_threads: bool,
+        /// Where blocked threads come from: bpf, procfs or auto (see diagnose).
+        #[arg(long, value_name = "SOURCE", default_value = "auto", value_parser = parse_thread_source)]
+        thread_source: ThreadSourceChoice,
     },
     /// Developer tools (hidden).
     #[command(hide = true)]
@@ -136,6 +147,15 @@ enum DebugCommand {
         /// An unstripped Go executable.
         binary: std::path::PathBuf,
     },
+}
+
+fn parse_thread_source(name: &str) -> Result<ThreadSourceChoice, String> {
+    ThreadSourceChoice::parse(name).ok_or_else(|| {
+        format!(
+            "unknown thread source {name:?}: {}",
+            ThreadSourceChoice::NAMES.join(", ")
+        )
+    })
 }
 
 /// Exit statuses of `diagnose`.
@@ -204,6 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             interval,
             record_observations,
             show_runtime_threads,
+            thread_source,
         } => {
             let opts = DiagnoseOptions {
                 duration: Duration::from_secs(duration),
@@ -212,6 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 progress: stderr_is_terminal(),
                 record_observations,
                 show_runtime_threads,
+                thread_source,
             };
             // Opened first: a path that cannot be written fails now, not after the watch.
             let pprof = pprof
@@ -252,6 +274,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             lock_file,
             stall_timeout,
             show_runtime_threads,
+            thread_source,
         } => {
             use tracer_user::daemon;
             if !(interval.is_finite() && (0.05..=3600.0).contains(&interval)) {
@@ -278,6 +301,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 lock_file,
                 stall_timeout: stall_timeout.map(Duration::from_secs_f64),
                 show_runtime_threads,
+                thread_source,
             })?;
             Ok(0)
         }
@@ -286,6 +310,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             window,
             pids,
             show_runtime_threads,
+            thread_source,
         } => {
             if !(interval.is_finite() && (0.2..=60.0).contains(&interval)) {
                 anyhow::bail!("--interval must be between 0.2 and 60 seconds");
@@ -295,6 +320,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 window: Duration::from_secs(window),
                 pids,
                 show_runtime_threads,
+                thread_source,
             })?;
             Ok(0)
         }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::{
     sanitize,
     sources::syscalls::{FdKind, SocketKind},
+    sources::threads::ThreadSourceKind,
     stacks::symbolize::Frame,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
     verdict::{GrowthVerdict, WaitAgeSource},
@@ -25,6 +26,9 @@ struct ReportJson<'a> {
     /// RFC 3339, UTC.
     started_at: String,
     duration_s: f64,
+    /// Addition to version 1: where thread waiters came from, "bpf" (the task
+    /// iterator) or "procfs" (the /proc fallback).
+    thread_source: &'static str,
     processes: Vec<ProcessJson<'a>>,
 }
 
@@ -142,6 +146,7 @@ pub fn to_json(summary: &WindowSummary) -> String {
         host: &summary.host,
         started_at: humantime::format_rfc3339_seconds(summary.started_at).to_string(),
         duration_s: round2(summary.duration_s),
+        thread_source: summary.thread_source.name(),
         processes: summary.processes.iter().map(ProcessJson::of).collect(),
     };
     serde_json::to_string_pretty(&doc).expect("report serializes")
@@ -227,10 +232,14 @@ pub fn to_text(summary: &WindowSummary, style: TextStyle) -> String {
     let leaks: Vec<_> = summary.processes.iter().filter(|p| p.is_leak()).collect();
     let _ = writeln!(
         out,
-        "leakscope: watched {} for {:.0} s from {}",
+        "leakscope: watched {} for {:.0} s from {} (threads from {})",
         summary.host,
         summary.duration_s,
-        humantime::format_rfc3339_seconds(summary.started_at)
+        humantime::format_rfc3339_seconds(summary.started_at),
+        match summary.thread_source {
+            ThreadSourceKind::Bpf => "the BPF task iterator",
+            ThreadSourceKind::Procfs => "/proc",
+        }
     );
     if leaks.is_empty() {
         let _ = writeln!(out, "no leak found.");
@@ -362,6 +371,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&to_json(&native_window())).unwrap();
         assert_eq!(v["version"], 1);
         assert_eq!(v["started_at"], "2026-11-23T00:00:00Z");
+        assert_eq!(v["thread_source"], "bpf");
         let p = &v["processes"][0];
         assert_eq!(p["pid"], 9);
         assert_eq!(p["verdict"], "leak");
@@ -527,7 +537,7 @@ mod tests {
         let text = to_text(&native_window(), TextStyle::default());
         assert!(
             text.starts_with(
-                "leakscope: watched h for 15 s from 2026-11-23T00:00:00Z\n\
+                "leakscope: watched h for 15 s from 2026-11-23T00:00:00Z (threads from the BPF task iterator)\n\
              1 leaking process(es):\n\
              \n\
              LEAK  pid 9 p9 (/bin/p9, native)  85 blocked waiters, +1.0/min, up 1h02m\n\

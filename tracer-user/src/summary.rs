@@ -23,6 +23,7 @@ use crate::{
     history::{History, ProcessHistory, SiteHistory},
     sanitize,
     sources::syscalls::{FdKind, is_libc_syscall_wrapper},
+    sources::threads::ThreadSourceKind,
     stacks::symbolize::Frame,
     verdict::{GrowthVerdict, SiteJudgement, SiteObservation, VerdictPolicy, judge, slope},
 };
@@ -39,6 +40,8 @@ pub struct WindowSummary {
     /// Wall-clock time of the window's first scan.
     pub started_at: SystemTime,
     pub duration_s: f64,
+    /// Where the thread waiters came from: the BPF task iterator or /proc.
+    pub thread_source: ThreadSourceKind,
     /// Leaking processes first, then by blocked waiters, then by pid.
     pub processes: Vec<ProcessSummary>,
 }
@@ -127,6 +130,8 @@ pub struct WindowClock {
     pub host: String,
     /// Wall-clock time of the window's first scan.
     pub started_at: SystemTime,
+    /// Where the thread waiters came from.
+    pub thread_source: ThreadSourceKind,
 }
 
 /// Judges every site of the window and summarizes it; also returns what each site's
@@ -170,6 +175,7 @@ pub fn summarize(
         host: clock.host,
         started_at: clock.started_at,
         duration_s: history.span_s(),
+        thread_source: clock.thread_source,
         processes,
     };
     summary.sort();
@@ -311,6 +317,7 @@ impl WindowSummary {
             host: self.host.clone(),
             started_at: self.started_at,
             duration_s: self.duration_s,
+            thread_source: self.thread_source,
             processes: self.processes.iter().filter(|p| keep(p)).cloned().collect(),
         }
     }
@@ -581,6 +588,7 @@ pub(crate) mod testutil {
             host: "h".into(),
             started_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_392_000),
             duration_s: 15.0,
+            thread_source: ThreadSourceKind::Bpf,
             processes,
         };
         w.sort();
@@ -975,10 +983,12 @@ mod tests {
         let clock = WindowClock {
             host: "testhost".into(),
             started_at: SystemTime::UNIX_EPOCH,
+            thread_source: ThreadSourceKind::Procfs,
         };
         let (summary, recorded) = summarize(&history, &catalog, &VerdictPolicy::default(), clock);
         assert_eq!(recorded.len(), 2);
         assert_eq!(summary.host, "testhost");
+        assert_eq!(summary.thread_source, ThreadSourceKind::Procfs);
         assert!((summary.duration_s - 11.0).abs() < 1e-9);
         let p = &summary.processes[0];
         assert_eq!(p.key, process);

@@ -40,6 +40,8 @@ pub struct TopOptions {
     pub pids: Vec<u32>,
     /// Show the Go runtime's own threads too.
     pub show_runtime_threads: bool,
+    /// Where thread waiters come from (`--thread-source`).
+    pub thread_source: crate::sources::threads::ThreadSourceChoice,
 }
 
 /// How a screen line is shown.
@@ -258,7 +260,7 @@ pub fn run(opts: TopOptions) -> anyhow::Result<()> {
         bail!("top needs a terminal (use `diagnose` for a report)");
     }
     let scope = Scope::of_pids(&opts.pids);
-    let mut watcher = Watcher::new(scope)?;
+    let mut watcher = Watcher::new(scope, opts.thread_source)?;
     watcher.set_show_runtime_threads(opts.show_runtime_threads);
     let policy = VerdictPolicy::default();
     let _guard = TerminalGuard::enter()?;

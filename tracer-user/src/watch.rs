@@ -7,7 +7,10 @@ use crate::{
     census::{CensusTaker, Scope},
     error::SourceError,
     history::History,
-    sources::{goroutines::GoroutineSource, thread_waiters::ThreadWaiterSource},
+    sources::{
+        goroutines::GoroutineSource,
+        threads::{ThreadSource, ThreadSourceChoice, ThreadSourceKind},
+    },
     summary::{RecordedSite, WindowClock, WindowSummary, summarize},
     verdict::VerdictPolicy,
 };
@@ -24,7 +27,9 @@ pub struct ScanStats {
 
 /// Watches the host (or some processes) scan by scan.
 pub struct Watcher {
-    threads: ThreadWaiterSource,
+    threads: ThreadSource,
+    /// Which thread source is in use, and why (one line, for logs).
+    thread_source_reason: String,
     goroutines: GoroutineSource,
     taker: CensusTaker,
     history: History,
@@ -34,10 +39,13 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Loads the kernel programs; nothing is scanned yet.
-    pub fn new(scope: Scope) -> Result<Self, SourceError> {
+    /// Opens the thread source (loads the kernel programs, or falls back to /proc as
+    /// `thread_source` allows); nothing is scanned yet.
+    pub fn new(scope: Scope, thread_source: ThreadSourceChoice) -> Result<Self, SourceError> {
+        let (threads, thread_source_reason) = ThreadSource::open(thread_source)?;
         Ok(Self {
-            threads: ThreadWaiterSource::load()?,
+            threads,
+            thread_source_reason,
             goroutines: GoroutineSource::new(),
             taker: CensusTaker::new(scope),
             history: History::new(),
@@ -55,9 +63,9 @@ impl Watcher {
     /// One scan of every source, folded into the history.
     pub fn scan(&mut self) -> Result<ScanStats, SourceError> {
         let t0 = Instant::now();
-        let records = self.threads.scan()?;
-        let t1 = Instant::now();
         let taker = &self.taker;
+        let records = self.threads.scan(&|pid| taker.watches(pid))?;
+        let t1 = Instant::now();
         let go_scans = self
             .goroutines
             .scan(&records.processes, |pid| taker.watches(pid));
@@ -88,6 +96,17 @@ impl Watcher {
             .retain_sites(|process, site| history.has_site(process, site));
     }
 
+    /// The thread source in use.
+    pub fn thread_source(&self) -> ThreadSourceKind {
+        self.threads.kind()
+    }
+
+    /// Which thread source is in use and why, e.g. "procfs: no bpf_task_pt_regs (Linux
+    /// 5.15+)".
+    pub fn thread_source_reason(&self) -> &str {
+        &self.thread_source_reason
+    }
+
     pub fn history(&self) -> &History {
         &self.history
     }
@@ -102,6 +121,7 @@ impl Watcher {
         let clock = WindowClock {
             host: self.host.clone(),
             started_at,
+            thread_source: self.threads.kind(),
         };
         summarize(&self.history, &self.taker, policy, clock)
     }

@@ -854,7 +854,7 @@ fn stack_functions(site: &Value) -> impl Iterator<Item = &str> {
         .filter_map(|frame| frame["function"].as_str())
 }
 
-fn stack_contains(site: &Value, function: &str) -> bool {
+pub fn stack_contains(site: &Value, function: &str) -> bool {
     stack_functions(site).any(|name| name.contains(function))
 }
 

@@ -6,7 +6,9 @@
 
 mod accuracy;
 mod bench;
+mod cpio;
 mod go_layouts;
+mod kernels;
 mod setup;
 mod util;
 
@@ -32,7 +34,7 @@ struct Cli {
 enum Task {
     /// Install what building and running leakscope needs (clang-19, libbpf-dev).
     Setup,
-    /// Set up, build the workspace and run every test (needs root).
+    /// Set up, build the workspace and run every test, then `kernels` (needs root).
     Test,
     /// Check formatting and run clippy with warnings as errors.
     Lint,
@@ -54,6 +56,9 @@ enum Task {
     /// Regenerate tracer-user/src/sources/go/layouts.json (Go runtime layouts per version)
     /// by building a probe with each supported Go toolchain and reading its DWARF.
     GoLayouts,
+    /// Boot Debian 12's kernels (6.1, 6.12) under qemu and check leakscope's verdicts
+    /// there, with each thread source (needs root).
+    Kernels(kernels::KernelsArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +82,7 @@ fn run_task(task: Task) -> Result<ExitCode> {
         Task::Bench(args) => bench::bench(&args)?,
         Task::Accuracy(args) => return accuracy::accuracy(&args),
         Task::GoLayouts => go_layouts::go_layouts()?,
+        Task::Kernels(args) => kernels::kernels(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -92,7 +98,10 @@ fn test() -> Result<()> {
     }
     setup::setup()?;
     run(cargo().args(["build", "--workspace"]))?;
-    run(cargo().args(["test", "--workspace"]))
+    run(cargo().args(["test", "--workspace"]))?;
+    // Debian 12's kernels under qemu, each with the iterator and the /proc fallback
+    // (4 boots, about 2 minutes; see the README's Supported kernels).
+    kernels::kernels(&kernels::KernelsArgs::all())
 }
 
 fn lint() -> Result<()> {

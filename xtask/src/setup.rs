@@ -84,3 +84,67 @@ pub fn setup() -> Result<()> {
     }
     Ok(())
 }
+
+/// What `cargo xtask kernels` runs besides the build: qemu's x86 system emulator, and a
+/// static busybox for the guest's userland. Installed only when that task runs.
+const KERNEL_TOOLS: [(&str, &str); 2] = [
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("busybox", "busybox-static"),
+];
+
+/// Installs qemu and busybox-static with apt-get when missing.
+pub fn setup_kernel_tools() -> Result<()> {
+    let missing = || -> Vec<&'static str> {
+        KERNEL_TOOLS
+            .iter()
+            .filter(|(program, package)| match *package {
+                // A dynamic busybox cannot run in the guest without its libraries.
+                "busybox-static" => !is_static_busybox(),
+                _ => find_program(program).is_none(),
+            })
+            .map(|(_, package)| *package)
+            .collect()
+    };
+    let packages = missing();
+    if packages.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "setup: {} missing, and installing needs root (`apt-get install {}`)",
+            packages.join(" and "),
+            packages.join(" ")
+        );
+    }
+    println!("setup: installing {}", packages.join(" "));
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&packages))
+    .or_else(|_| {
+        // The package lists may be missing or stale on a fresh machine.
+        run(Command::new("apt-get").arg("update"))?;
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&packages))
+    })?;
+    let still_missing = missing();
+    if !still_missing.is_empty() {
+        bail!(
+            "setup: apt-get install succeeded but {} still missing",
+            still_missing.join(" and ")
+        );
+    }
+    Ok(())
+}
+
+/// Whether the busybox on PATH is statically linked (no ELF interpreter).
+fn is_static_busybox() -> bool {
+    let Some(path) = find_program("busybox") else {
+        return false;
+    };
+    Command::new("ldd").arg(path).output().is_ok_and(|out| {
+        !out.status.success() || String::from_utf8_lossy(&out.stdout).contains("not a dynamic")
+    })
+}

@@ -18,6 +18,7 @@ use prometheus::{
 use crate::{
     history::History,
     sanitize,
+    sources::threads::ThreadSourceKind,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
     watch::ScanStats,
 };
@@ -63,6 +64,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "leakscope_dumps_deferred_total",
     "leakscope_dump_errors_total",
     "leakscope_build_info",
+    "leakscope_thread_source",
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",
 ];
@@ -141,6 +143,7 @@ pub struct Exporter {
     history_members: IntGauge,
     cpu_seconds: Counter,
     rss_bytes: IntGauge,
+    thread_source: GaugeVec,
     dumps: DumpCounters,
 }
 
@@ -314,6 +317,11 @@ impl Exporter {
                 "process_resident_memory_bytes",
                 "leakscope's resident memory, in bytes.",
             ),
+            thread_source: gauge_vec(
+                "leakscope_thread_source",
+                "1 for the thread source in use: bpf (the task iterator) or procfs (the /proc fallback, slower).",
+                &["source"],
+            ),
             dumps: DumpCounters {
                 written: counter(
                     "leakscope_dumps_written_total",
@@ -346,6 +354,14 @@ impl Exporter {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);
         exporter
+    }
+
+    /// Says which thread source the scans use (set once, when the source is open).
+    pub fn set_thread_source(&self, kind: ThreadSourceKind) {
+        self.thread_source.reset();
+        self.thread_source
+            .with_label_values(&[kind.name()])
+            .set(1.0);
     }
 
     /// The counters the dump writer updates.
@@ -607,8 +623,13 @@ mod tests {
         exporter.observe_scan(Ok(&ScanStats::default()), 1.0);
         exporter.observe_history(&History::new());
         exporter.dump_counters().written.inc();
+        exporter.set_thread_source(ThreadSourceKind::Procfs);
         exporter.observe_summary(&summary, 0.01);
         let text = String::from_utf8(exporter.render().to_vec()).unwrap();
+        assert!(
+            text.contains(r#"leakscope_thread_source{source="procfs"} 1"#),
+            "{text}"
+        );
         assert!(
             text.contains(
                 r#"leakscope_process_leak{cgroup="unit10.service",comm="p10",container="",exe="/bin/p10",pid="10",runtime="native"} 1"#

@@ -36,6 +36,7 @@ use crate::{
     diagnose::{DiagnoseOptions, preflight},
     error::SourceError,
     isolate, sanitize,
+    sources::threads::ThreadSourceChoice,
     summary::WindowSummary,
     verdict::VerdictPolicy,
     watch::Watcher,
@@ -70,6 +71,8 @@ pub struct RunOptions {
     pub stall_timeout: Option<Duration>,
     /// Keep the Go runtime's own threads (idle Ms) among Go processes' thread sites.
     pub show_runtime_threads: bool,
+    /// Where thread waiters come from (`--thread-source`).
+    pub thread_source: ThreadSourceChoice,
 }
 
 /// The default `--stall-timeout`: five scans, at least 30 s (a first scan of a big host
@@ -126,7 +129,8 @@ async fn serve(opts: RunOptions) -> anyhow::Result<()> {
         .unwrap_or_else(|| default_stall_timeout(opts.interval));
     let shared = Arc::new(Shared::new(exporter.render(), stale_after));
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let (ready_tx, ready_rx) = oneshot::channel::<Result<(), SourceError>>();
+    // The scanner answers with the thread source it opened (and why), or why it could not.
+    let (ready_tx, ready_rx) = oneshot::channel::<Result<String, SourceError>>();
     let (done_tx, mut done_rx) = oneshot::channel::<()>();
     let scanner = {
         let shared = shared.clone();
@@ -144,7 +148,7 @@ async fn serve(opts: RunOptions) -> anyhow::Result<()> {
     // Loading the kernel program: the only startup step that may fail.
     tokio::select! {
         ready = ready_rx => match ready {
-            Ok(Ok(())) => {}
+            Ok(Ok(thread_source)) => notice!("thread source: {thread_source}"),
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => bail!("the scanner thread died while starting"),
         },
@@ -247,10 +251,10 @@ fn scanner(
     exporter: Exporter,
     shared: &Shared,
     stop: mpsc::Receiver<()>,
-    ready: oneshot::Sender<Result<(), SourceError>>,
+    ready: oneshot::Sender<Result<String, SourceError>>,
 ) {
     let scope = Scope::of_pids(&opts.pids);
-    let mut watcher = match Watcher::new(scope) {
+    let mut watcher = match Watcher::new(scope, opts.thread_source) {
         Ok(w) => w,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -258,7 +262,8 @@ fn scanner(
         }
     };
     watcher.set_show_runtime_threads(opts.show_runtime_threads);
-    let _ = ready.send(Ok(()));
+    exporter.set_thread_source(watcher.thread_source());
+    let _ = ready.send(Ok(watcher.thread_source_reason().to_string()));
     let dumper = opts
         .dumps
         .as_ref()

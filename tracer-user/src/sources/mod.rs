@@ -1,5 +1,5 @@
-//! Sources of waiters: the kernel task iterator for threads, each Go process's goroutine
-//! table. Both name processes and stacks alike.
+//! Sources of waiters: the kernel task iterator for threads (or, where the kernel lacks
+//! it, `/proc`), each Go process's goroutine table. All name processes and stacks alike.
 
 use std::sync::Arc;
 
@@ -7,8 +7,10 @@ use tracer_common::ProcessRecord;
 
 pub mod go;
 pub mod goroutines;
+pub mod procfs_threads;
 pub mod syscalls;
 pub mod thread_waiters;
+pub mod threads;
 
 /// One process instance: a pid is reused, a program is replaced by execve; neither may
 /// merge two programs' waiters.

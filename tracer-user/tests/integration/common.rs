@@ -602,6 +602,11 @@ fn drain_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHand
 /// documented shape. Panics (showing stderr) when stdout is not a JSON report,
 /// which includes every exit-code-2 failure.
 pub fn diagnose(pids: &[u32], duration_s: u32) -> (i32, Value) {
+    diagnose_with(pids, duration_s, &[])
+}
+
+/// [`diagnose`] with more arguments, e.g. `--thread-source procfs`.
+pub fn diagnose_with(pids: &[u32], duration_s: u32, extra: &[&str]) -> (i32, Value) {
     let mut args = vec![
         "diagnose".to_string(),
         "--duration".to_string(),
@@ -612,6 +617,7 @@ pub fn diagnose(pids: &[u32], duration_s: u32) -> (i32, Value) {
         args.push(pid.to_string());
     }
     args.push("--json".to_string());
+    args.extend(extra.iter().map(|arg| arg.to_string()));
 
     let timeout = Duration::from_secs(u64::from(duration_s)) + LEAKSCOPE_TIMEOUT_SLACK;
     let run = run_leakscope(&args, timeout);

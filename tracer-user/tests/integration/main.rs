@@ -8,6 +8,7 @@
 
 mod common;
 mod daemon;
+mod fallback;
 mod go;
 mod hardening;
 mod hostile;
