@@ -1046,8 +1046,10 @@ mod tests {
             assert!(all[i + 1..].iter().all(|other| other.name != case.name));
             assert_eq!(case.expect_leak, !case.leak_functions.is_empty());
         }
-        assert_eq!(all.iter().filter(|case| case.expect_leak).count(), 8);
-        assert_eq!(all.len(), 26);
+        // Shapes are only ever added: the suite must never shrink below the cases that
+        // issue 5 set (8 leaks among 26), whatever later issues add.
+        assert!(all.iter().filter(|case| case.expect_leak).count() >= 8);
+        assert!(all.iter().filter(|case| !case.expect_leak).count() >= 18);
     }
 
     #[test]
