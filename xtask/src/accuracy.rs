@@ -38,7 +38,8 @@ use serde_json::{Value, json};
 
 use crate::go_layouts::GO_VERSIONS;
 use crate::util::{
-    cargo, describe, exit_code_of, go_command, is_root, run, target_dir, workspace_root,
+    cargo, describe, exit_code_of, go_command, is_root, run, set_parent_death_signal, target_dir,
+    workspace_root,
 };
 
 const SHAPES_DIR: &str = "tracer-user/tests/programs/shapes";
@@ -455,22 +456,6 @@ impl Drop for Fleet {
         for running in &mut self.running {
             let _ = running.child.wait();
         }
-    }
-}
-
-/// Makes the kernel kill the child if xtask dies first (even by SIGKILL), so no
-/// shape program outlives the measurement.
-fn set_parent_death_signal(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the hook runs between fork and exec and only calls prctl, a
-    // plain syscall (async-signal-safe).
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
     }
 }
 

@@ -31,7 +31,7 @@ const BUDGET_SLOWDOWN_PERCENT: f64 = 5.0;
 const HTTP_BUDGET_SLOWDOWN_PERCENT: f64 = 2.0;
 
 /// The Go toolchain the Go workloads are built with.
-const GO_VERSION: &str = "1.26.6";
+pub const GO_VERSION: &str = "1.26.6";
 
 /// Head start leakscope gets before the workload starts, so the measured run is
 /// traced from its beginning rather than while the kernel programs still load.

@@ -10,6 +10,7 @@ mod cpio;
 mod go_layouts;
 mod kernels;
 mod setup;
+mod soak;
 mod util;
 
 use std::process::{Command, ExitCode};
@@ -59,6 +60,9 @@ enum Task {
     /// Boot Debian 12's kernels (6.1, 6.12) under qemu and check leakscope's verdicts
     /// there, with each thread source (needs root).
     Kernels(kernels::KernelsArgs),
+    /// Run the release daemon for a while against churning, partly hostile processes
+    /// and check it stays healthy, flat in memory and finds every leak (needs root).
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +87,7 @@ fn run_task(task: Task) -> Result<ExitCode> {
         Task::Accuracy(args) => return accuracy::accuracy(&args),
         Task::GoLayouts => go_layouts::go_layouts()?,
         Task::Kernels(args) => kernels::kernels(&args)?,
+        Task::Soak(args) => soak::soak(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -101,8 +106,15 @@ fn test() -> Result<()> {
     run(cargo().args(["test", "--workspace"]))?;
     // Debian 12's kernels under qemu, each with the iterator and the /proc fallback
     // (4 boots, about 2 minutes; see the README's Supported kernels).
-    kernels::kernels(&kernels::KernelsArgs::all())
+    kernels::kernels(&kernels::KernelsArgs::all())?;
+    // The daemon under churn and attack, shortened for CI (see README, "Soak").
+    soak::soak(&soak::SoakArgs {
+        minutes: CI_SOAK_MINUTES,
+    })
 }
+
+/// Minutes of soak `cargo xtask test` runs.
+const CI_SOAK_MINUTES: u64 = 2;
 
 fn lint() -> Result<()> {
     // Run both even if the first fails, so one pass shows every problem.

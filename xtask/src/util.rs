@@ -115,3 +115,19 @@ pub fn go_command(version: &str) -> Result<Command> {
         .env_remove("GOOS");
     Ok(go)
 }
+
+/// Makes the kernel kill the child if xtask dies first (even by SIGKILL), so no
+/// shape program outlives the measurement.
+pub fn set_parent_death_signal(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs between fork and exec and only calls prctl, a
+    // plain syscall (async-signal-safe).
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
