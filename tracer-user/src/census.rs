@@ -23,7 +23,7 @@ use crate::{
     },
     isolate,
     sources::{
-        goroutines::GoroutineScan,
+        goroutines::{GoSymbolizer, GoroutineMember, GoroutineScan},
         syscalls::{FdKind, syscall_name},
         thread_waiters::ScanRecords,
     },
@@ -125,17 +125,14 @@ pub struct SiteKey {
     pub stack: StackKey,
 }
 
-/// Who a member of a site is, across scans.
+/// Who a member of a thread site is, across scans.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MemberId {
     /// One uninterrupted wait of one thread.
     Thread(WaitId),
-    /// One uninterrupted park of one goroutine: its id (never reused within a process)
-    /// and its `trackingSeq`, which changes whenever the goroutine runs.
-    Goroutine { goid: u64, seq: u8 },
 }
 
-/// Kind-specific facts about a waiter.
+/// Kind-specific facts about a thread waiter.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum WaitDetail {
     Futex {
@@ -147,20 +144,14 @@ pub enum WaitDetail {
     Syscall {
         fd: Option<(i32, FdKind)>,
     },
-    /// `gopc`: the return address of the `go` statement that created the goroutine;
-    /// `waitsince_ns`: the runtime's `g.waitsince` (CLOCK_MONOTONIC ns, 0 = not yet
-    /// seen by a GC): the park began before about then.
-    Goroutine {
-        gopc: u64,
-        waitsince_ns: u64,
-    },
 }
 
-/// One blocked waiter at the moment of a scan.
+/// One blocked thread at the moment of a scan. (Goroutine parks are
+/// [`GoroutineMember`]s, reported by change: see [`SiteMembers`].)
 #[derive(Clone, Debug, PartialEq)]
 pub struct Waiter {
     pub id: MemberId,
-    /// Orders members by creation: a thread's CLOCK_MONOTONIC start, a goroutine's id.
+    /// Orders members by creation: the thread's CLOCK_MONOTONIC start.
     pub born: u64,
     /// How long the waiter has been blocked, when a source can tell: for threads the
     /// time off CPU since the scheduler last ran them, which also covers waits begun
@@ -182,18 +173,50 @@ pub struct ProcessFacts {
     pub cgroup: CgroupLabels,
 }
 
+/// The members of one site in one census.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SiteMembers {
+    /// Thread sites: every waiter (the kernel lists them all at each scan).
+    All(Vec<Waiter>),
+    /// Goroutine sites: what changed since the process's previous read. A park that
+    /// goes on costs nothing here, however many there are.
+    Changes(GoroutineChanges),
+}
+
+/// What changed at a goroutine site since the process's previous read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GoroutineChanges {
+    pub arrived: Vec<GoroutineMember>,
+    pub departed: Vec<GoroutineMember>,
+    /// Parks that go on, dated by a GC cycle since (their `g.waitsince`).
+    pub dated: Vec<GoroutineMember>,
+    /// Current members per creator (`gopc`).
+    pub creators: Vec<(u64, u32)>,
+}
+
+/// One site in one census.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SiteCensus {
+    /// Waiters at the site now.
+    pub count: u32,
+    pub members: SiteMembers,
+}
+
 /// One process in one census.
 #[derive(Clone, Debug, Default)]
 pub struct ProcessCensus {
     pub facts: Arc<ProcessFacts>,
-    pub sites: IntMap<SiteKey, Vec<Waiter>>,
+    pub sites: IntMap<SiteKey, SiteCensus>,
     /// Go processes: the newest goroutine id at this scan (see [`crate::sources::goroutines::GoroutineTable`]).
     pub birth_clock: Option<u64>,
+    /// Whether this scan read the process's goroutines (a huge process is read less often
+    /// than every scan; in between its goroutine sites keep their last read's state).
+    pub goroutines_read: bool,
 }
 
 impl ProcessCensus {
     pub fn waiters(&self) -> usize {
-        self.sites.values().map(Vec::len).sum()
+        self.sites.values().map(|s| s.count as usize).sum()
     }
 }
 
@@ -324,7 +347,7 @@ impl CensusTaker {
 
     /// Builds the census of one scan: the thread waiters of the kernel records and the
     /// parked goroutines the goroutine source read.
-    pub fn take(&mut self, records: &ScanRecords, goroutines: &[GoroutineScan]) -> Census {
+    pub fn take(&mut self, records: &ScanRecords, goroutines: Vec<GoroutineScan>) -> Census {
         let mut census = Census {
             at_mono_ns: records
                 .processes
@@ -342,34 +365,30 @@ impl CensusTaker {
             .map(ProcessKey::of)
             .collect();
         self.add_threads(&records.waiters, &mut census);
-        // Processes whose census panicked stay unreadable while they live.
-        let live: HashSet<ProcessKey> = goroutines.iter().map(|s| s.process).collect();
+        // Processes whose census panicked stay unreadable while they live (read or not).
+        let live = &self.live;
         self.panicked.retain(|process, _| live.contains(process));
         for scan in goroutines {
-            let added = match self.panicked.get(&scan.process) {
+            if !self.show_runtime_threads {
+                self.hide_runtime_threads(&scan, &mut census);
+            }
+            let (process, runtime) = (scan.process, scan.runtime.clone());
+            let added = match self.panicked.get(&process) {
                 Some(reason) => Err(reason.clone()),
-                None => isolate::per_process(scan.process.pid, || {
-                    self.add_goroutines(scan, &mut census)
-                })
-                .map_err(|panic| {
-                    log::warn!("pid {}: {panic}", scan.process.pid);
-                    panic.to_string()
-                }),
+                None => {
+                    isolate::per_process(process.pid, || self.add_goroutines(scan, &mut census))
+                        .map_err(|panic| {
+                            log::warn!("pid {}: {panic}", process.pid);
+                            panic.to_string()
+                        })
+                }
             };
             if let Err(reason) = added {
-                self.panicked.insert(scan.process, reason.clone());
-                let facts = self.facts_of(
-                    scan.process,
-                    String::new,
-                    Some(scan.runtime.clone()),
-                    Some(reason),
-                );
-                let entry = census.processes.entry(scan.process).or_default();
+                self.panicked.insert(process, reason.clone());
+                let facts = self.facts_of(process, String::new, Some(runtime), Some(reason));
+                let entry = census.processes.entry(process).or_default();
                 entry.facts = facts;
                 entry.sites.clear();
-            }
-            if !self.show_runtime_threads {
-                self.hide_runtime_threads(scan, &mut census);
             }
         }
         census
@@ -444,7 +463,14 @@ impl CensusTaker {
                     facts,
                     ..ProcessCensus::default()
                 });
-            entry.sites.entry(site).or_default().push(waiter);
+            let site = entry.sites.entry(site).or_insert_with(|| SiteCensus {
+                count: 0,
+                members: SiteMembers::All(Vec::new()),
+            });
+            site.count += 1;
+            if let SiteMembers::All(waiters) = &mut site.members {
+                waiters.push(waiter);
+            }
         }
         // Threads no longer parked there will never be seen again: forget their stacks.
         self.stacks
@@ -522,7 +548,7 @@ impl CensusTaker {
         self.sites.insert((process, site.clone()), frames.into());
     }
 
-    fn add_goroutines(&mut self, scan: &GoroutineScan, census: &mut Census) {
+    fn add_goroutines(&mut self, scan: GoroutineScan, census: &mut Census) {
         let process = scan.process;
         if !self.watches(process.pid) {
             return;
@@ -538,47 +564,54 @@ impl CensusTaker {
             });
         // Thread records may have created the entry before the runtime was known.
         entry.facts = facts;
-        let Ok(table) = &scan.goroutines else {
+        let (Ok(table), true) = (scan.goroutines, scan.fresh) else {
             return;
         };
         entry.birth_clock = Some(table.max_goid);
-        for g in &table.parked {
+        entry.goroutines_read = true;
+        for group in table.sites {
             let site = SiteKey {
                 kind: WaiterKind::Goroutine,
-                wait: g.wait_reason.clone(),
-                stack: g.stack.clone(),
+                wait: group.wait_reason,
+                stack: group.stack,
             };
             self.sites
                 .entry((process, site.clone()))
                 .or_insert_with(|| (scan.symbolizer)(&site.stack).into());
-            if self.creators.len() >= MAX_CREATORS
-                && !self.creators.contains_key(&(process, g.gopc))
-            {
-                // A process whose goroutines come from ever new creators (a hostile one):
-                // it thrashes its own entries, never grows the cache or evicts others'.
-                self.creators.retain(|(p, _), _| *p != process);
-            }
-            self.creators.entry((process, g.gopc)).or_insert_with(|| {
-                // Symbolized as a caller frame (pc - 1): gopc is the return address of
-                // the call that created the goroutine.
-                let mut frame = (scan.symbolizer)(&[0, g.gopc]).pop().unwrap_or_default();
-                frame.address = g.gopc;
-                frame
+            self.name_creator(process, group.gopc, &scan.symbolizer);
+            // Groups differing only by creator share a site.
+            let site = entry.sites.entry(site).or_insert_with(|| SiteCensus {
+                count: 0,
+                members: SiteMembers::Changes(GoroutineChanges::default()),
             });
-            let waiter = Waiter {
-                id: MemberId::Goroutine {
-                    goid: g.goid,
-                    seq: g.wait_seq,
-                },
-                born: g.goid,
-                blocked_for_ns: None,
-                detail: WaitDetail::Goroutine {
-                    gopc: g.gopc,
-                    waitsince_ns: g.waitsince_ns,
-                },
-            };
-            entry.sites.entry(site).or_default().push(waiter);
+            site.count += group.parked;
+            if let SiteMembers::Changes(changes) = &mut site.members {
+                if changes.arrived.is_empty() {
+                    changes.arrived = group.arrived;
+                } else {
+                    changes.arrived.extend(group.arrived);
+                }
+                changes.departed.extend(group.departed);
+                changes.dated.extend(group.dated);
+                changes.creators.push((group.gopc, group.parked));
+            }
         }
+    }
+
+    /// Names a goroutine creator (`gopc`) once.
+    fn name_creator(&mut self, process: ProcessKey, gopc: u64, symbolizer: &GoSymbolizer) {
+        if self.creators.len() >= MAX_CREATORS && !self.creators.contains_key(&(process, gopc)) {
+            // A process whose goroutines come from ever new creators (a hostile one):
+            // it thrashes its own entries, never grows the cache or evicts others'.
+            self.creators.retain(|(p, _), _| *p != process);
+        }
+        self.creators.entry((process, gopc)).or_insert_with(|| {
+            // Symbolized as a caller frame (pc - 1): gopc is the return address of
+            // the call that created the goroutine.
+            let mut frame = symbolizer(&[0, gopc]).pop().unwrap_or_default();
+            frame.address = gopc;
+            frame
+        });
     }
 
     /// A process's facts, read once per process instance; a later source may fill in the
@@ -773,9 +806,9 @@ mod tests {
             Some(FdKind::Socket(SocketKind::Tcp))
         );
         assert_eq!(
-            prevailing_fd_kind(&[WaitDetail::Goroutine {
-                gopc: 1,
-                waitsince_ns: 0
+            prevailing_fd_kind(&[WaitDetail::Futex {
+                op: FutexWait::Wait,
+                addr: 1
             }]),
             None
         );
@@ -864,15 +897,21 @@ mod tests {
         let scan = |pid: u32, gopcs: std::ops::Range<u64>| GoroutineScan {
             process: key(pid),
             runtime: "go1.26".into(),
+            fresh: true,
             goroutines: Ok(crate::sources::goroutines::GoroutineTable {
-                parked: gopcs
-                    .map(|gopc| crate::sources::goroutines::ParkedGoroutine {
-                        goid: gopc,
-                        wait_seq: 0,
+                sites: gopcs
+                    .map(|gopc| crate::sources::goroutines::GoroutineSite {
                         wait_reason: "chan receive".into(),
                         stack: vec![0x40_0000].into(),
                         gopc,
-                        waitsince_ns: 0,
+                        parked: 1,
+                        arrived: vec![GoroutineMember {
+                            goid: gopc,
+                            seq: 0,
+                            waitsince_ns: 0,
+                        }],
+                        departed: Vec::new(),
+                        dated: Vec::new(),
                     })
                     .collect(),
                 max_goid: 0,
@@ -880,10 +919,10 @@ mod tests {
             symbolizer: Box::new(|pcs: &[u64]| pcs.iter().map(|_| Frame::default()).collect()),
         };
         let records = ScanRecords::default();
-        taker.take(&records, &[scan(1, 0..10)]);
+        taker.take(&records, vec![scan(1, 0..10)]);
         for round in 0..3u64 {
             let start = 100 + round * MAX_CREATORS as u64;
-            taker.take(&records, &[scan(2, start..start + MAX_CREATORS as u64)]);
+            taker.take(&records, vec![scan(2, start..start + MAX_CREATORS as u64)]);
             assert!(taker.creators.len() <= MAX_CREATORS);
         }
         assert!(taker.creator(&key(1), 5).is_some());

@@ -12,7 +12,10 @@ use std::{
 use crate::{
     census::Scope,
     error::DiagnoseError,
-    sources::threads::{ThreadSourceChoice, ThreadSourceKind},
+    sources::{
+        goroutines::ReadPacing,
+        threads::{ThreadSourceChoice, ThreadSourceKind},
+    },
     summary::WindowSummary,
     verdict::VerdictPolicy,
     watch::Watcher,
@@ -68,7 +71,8 @@ pub fn preflight(opts: &DiagnoseOptions) -> Result<(), DiagnoseError> {
 pub fn diagnose(opts: &DiagnoseOptions) -> Result<WindowSummary, DiagnoseError> {
     preflight(opts)?;
     let scope = Scope::of_pids(&opts.pids);
-    let mut watcher = Watcher::new(scope, opts.thread_source)?;
+    // A diagnosis is short: every scan reads every process.
+    let mut watcher = Watcher::new(scope, opts.thread_source, ReadPacing::EVERY_SCAN)?;
     watcher.set_show_runtime_threads(opts.show_runtime_threads);
     // One line where leakscope runs degraded; quiet when all is as usual.
     if watcher.thread_source() == ThreadSourceKind::Procfs

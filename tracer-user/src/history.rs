@@ -2,34 +2,223 @@
 //! each scan saw, and when each member was first and last seen.
 
 use std::{
-    collections::{BTreeSet, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     sync::Arc,
 };
 
 use crate::{
-    census::{Census, MemberId, ProcessFacts, ProcessKey, SiteKey, WaitDetail, WaiterKind},
+    census::{
+        Census, GoroutineChanges, MemberId, ProcessFacts, ProcessKey, SiteKey, SiteMembers,
+        WaitDetail, Waiter, WaiterKind,
+    },
     fasthash::IntMap,
+    sources::goroutines::GoroutineMember,
     verdict::{MemberObservation, SiteObservation},
 };
 
-/// One member's stay at a site, as scan indices.
+/// One thread wait's stay at a site, as scan indices.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemberSpan {
     pub first_scan: usize,
     pub last_scan: usize,
-    /// Creation order: thread start (CLOCK_MONOTONIC ns) or goroutine id.
+    /// Creation order: thread start (CLOCK_MONOTONIC ns).
     pub born: u64,
     /// Blocked time when last seen, where the source can tell.
     pub blocked_for_ns: Option<u64>,
     pub detail: WaitDetail,
 }
 
+/// A goroutine span still open: the park went on at the process's latest read.
+const OPEN: u32 = u32::MAX;
+
+/// One goroutine park's stay at a site in 24 bytes: goroutine id and park sequence in
+/// one word, first and last scan (`OPEN` while it lasts), and its `g.waitsince`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct GoroutineSpan {
+    key: u64,
+    first: u32,
+    last: u32,
+    waitsince_ns: u64,
+}
+
+fn span_key(m: &GoroutineMember) -> u64 {
+    (m.goid << 8) | u64::from(m.seq)
+}
+
+/// The goroutine parks of one site over the window, sorted by key. A read costs per
+/// change: arrivals append (goroutine ids grow) or merge in, departures are found by
+/// binary search, parks that go on cost nothing.
+#[derive(Clone, Debug)]
+pub struct GoroutineSpans {
+    spans: Vec<GoroutineSpan>,
+    /// The earliest last scan of a closed span: nothing to trim before it.
+    oldest_closed: u32,
+}
+
+impl Default for GoroutineSpans {
+    fn default() -> Self {
+        Self {
+            spans: Vec::new(),
+            oldest_closed: OPEN,
+        }
+    }
+}
+
+impl GoroutineSpans {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    fn find(&mut self, m: &GoroutineMember) -> Option<&mut GoroutineSpan> {
+        let key = span_key(m);
+        let i = self.spans.binary_search_by_key(&key, |s| s.key).ok()?;
+        self.spans.get_mut(i)
+    }
+
+    fn arrive(&mut self, members: &[GoroutineMember], scan: u32) {
+        let open = |m: &GoroutineMember| GoroutineSpan {
+            key: span_key(m),
+            first: scan,
+            last: OPEN,
+            waitsince_ns: m.waitsince_ns,
+        };
+        let mut late = Vec::new();
+        for m in members {
+            match self.spans.last() {
+                Some(last) if last.key >= span_key(m) => late.push(open(m)),
+                _ => self.spans.push(open(m)),
+            }
+        }
+        late.sort_unstable_by_key(|s| s.key);
+        late.dedup_by_key(|s| s.key);
+        // The same park seen again (a wrapped sequence) goes on; the rest are new.
+        late.retain(
+            |new| match self.spans.binary_search_by_key(&new.key, |s| s.key) {
+                Ok(i) => {
+                    self.spans[i].last = OPEN;
+                    false
+                }
+                Err(_) => true,
+            },
+        );
+        if late.is_empty() {
+            return;
+        }
+        // Merge in place from the back: no second copy of a million spans.
+        let old = self.spans.len();
+        self.spans.resize(old + late.len(), late[0]);
+        let (mut a, mut b, mut to) = (old, late.len(), old + late.len());
+        while b > 0 {
+            to -= 1;
+            if a > 0 && self.spans[a - 1].key > late[b - 1].key {
+                self.spans[to] = self.spans[a - 1];
+                a -= 1;
+            } else {
+                self.spans[to] = late[b - 1];
+                b -= 1;
+            }
+        }
+    }
+
+    fn date(&mut self, members: &[GoroutineMember]) {
+        for m in members {
+            if let Some(span) = self.find(m) {
+                span.waitsince_ns = m.waitsince_ns;
+            }
+        }
+    }
+
+    fn depart(&mut self, members: &[GoroutineMember], last_seen: u32) {
+        for m in members {
+            if let Some(span) = self.find(m)
+                && span.last == OPEN
+            {
+                span.last = last_seen;
+                self.oldest_closed = self.oldest_closed.min(last_seen);
+            }
+        }
+    }
+
+    fn trim(&mut self, first: u32) {
+        if self.oldest_closed >= first {
+            return;
+        }
+        self.spans.retain(|s| s.last >= first);
+        self.oldest_closed = self.spans.iter().map(|s| s.last).min().unwrap_or(OPEN);
+    }
+}
+
 /// A site's population over the window.
 #[derive(Clone, Debug, Default)]
 pub struct SiteHistory {
-    /// Waiter count per scan index (absent scans count 0).
-    pub counts: IntMap<usize, u32>,
+    /// Waiter count per scan index. Thread sites: every scan, absent scans count 0.
+    /// Goroutine sites: the scans that read the process's goroutines.
+    pub counts: BTreeMap<usize, u32>,
+    /// Thread waits.
     pub members: IntMap<MemberId, MemberSpan>,
+    /// Goroutine parks.
+    pub goroutines: GoroutineSpans,
+    /// Goroutine sites: current members per creator (`gopc`).
+    pub creators: IntMap<u64, u32>,
+}
+
+impl SiteHistory {
+    /// Members (waits) the window holds for this site.
+    pub fn member_count(&self) -> usize {
+        self.members.len() + self.goroutines.len()
+    }
+
+    /// The waiter count at `scan`: for goroutine sites, as of the latest read by then.
+    pub fn count_at(&self, kind: WaiterKind, scan: usize) -> u32 {
+        match kind {
+            WaiterKind::Thread => self.counts.get(&scan).copied().unwrap_or(0),
+            WaiterKind::Goroutine => self
+                .counts
+                .range(..=scan)
+                .next_back()
+                .map_or(0, |(_, &n)| n),
+        }
+    }
+
+    /// The `go` statement that created most of a goroutine site's current members.
+    pub fn most_common_creator(&self) -> Option<u64> {
+        self.creators
+            .iter()
+            .max_by_key(|&(&gopc, &n)| (n, std::cmp::Reverse(gopc)))
+            .map(|(&gopc, _)| gopc)
+    }
+
+    fn record_goroutines(&mut self, changes: &GoroutineChanges, scan: usize, previous_read: usize) {
+        self.goroutines.arrive(&changes.arrived, scan as u32);
+        self.goroutines.date(&changes.dated);
+        self.goroutines
+            .depart(&changes.departed, previous_read as u32);
+        self.creators.clear();
+        self.creators.extend(changes.creators.iter().copied());
+    }
+
+    /// Thread sites list every member each scan: the seen ones are extended or begun.
+    fn record_threads(&mut self, waiters: &[Waiter], scan: usize) {
+        for w in waiters {
+            self.members
+                .entry(w.id)
+                .and_modify(|m| {
+                    m.last_scan = scan;
+                    m.blocked_for_ns = w.blocked_for_ns;
+                })
+                .or_insert(MemberSpan {
+                    first_scan: scan,
+                    last_scan: scan,
+                    born: w.born,
+                    blocked_for_ns: w.blocked_for_ns,
+                    detail: w.detail,
+                });
+        }
+    }
 }
 
 /// A process's sites over the window.
@@ -40,11 +229,14 @@ pub struct ProcessHistory {
     pub first_scan: usize,
     pub last_scan: usize,
     pub sites: IntMap<SiteKey, SiteHistory>,
-    /// Go processes: the newest goroutine id per scan, to date goroutine ids.
+    /// Go processes: the newest goroutine id per read, to date goroutine ids.
     pub birth_clock: IntMap<usize, u64>,
     /// Go processes: the GC cycles known to have run (their start, CLOCK_MONOTONIC ns),
     /// read off the `g.waitsince` of parked goroutines: they bracket when parks began.
     pub gc_starts: BTreeSet<u64>,
+    /// Go processes: the scans that read its goroutines (a huge process is read less
+    /// often than every scan).
+    pub goroutine_reads: VecDeque<usize>,
 }
 
 /// GC starts remembered per process (the newest): Go runs a cycle at least every two
@@ -111,12 +303,43 @@ impl History {
         self.processes.retain(|_, p| p.last_scan >= first);
         for p in self.processes.values_mut() {
             p.birth_clock.retain(|&scan, _| scan >= first);
-            p.sites.retain(|_, site| {
+            // Keep the newest read before the window: goroutine counts hold until the next.
+            while p.goroutine_reads.len() > 1 && p.goroutine_reads[1] <= first {
+                p.goroutine_reads.pop_front();
+            }
+            p.sites.retain(|key, site| {
                 site.members.retain(|_, m| m.last_scan >= first);
-                site.counts.retain(|&scan, _| scan >= first);
-                !site.members.is_empty()
+                site.goroutines.trim(first as u32);
+                let keep_from = match key.kind {
+                    WaiterKind::Thread => first,
+                    // The count in force at the window start stays, as its first point.
+                    WaiterKind::Goroutine => site
+                        .counts
+                        .range(..=first)
+                        .next_back()
+                        .map_or(first, |(&s, _)| s),
+                };
+                site.counts.retain(|&scan, _| scan >= keep_from);
+                site.member_count() > 0
             });
         }
+    }
+
+    /// Seconds from a Go process's latest goroutine read to the newest scan: how fresh
+    /// its goroutine data is (`None`: never read in the window).
+    pub fn goroutine_read_age_s(&self, process: &ProcessHistory) -> Option<f64> {
+        let last = *process.goroutine_reads.back()?;
+        let newest = self.scan_times_ns.back()?;
+        Some(newest.saturating_sub(self.time_of(last)) as f64 / 1e9)
+    }
+
+    /// Members (waits) the whole window holds: leakscope's memory grows with it.
+    pub fn members(&self) -> usize {
+        self.processes
+            .values()
+            .flat_map(|p| p.sites.values())
+            .map(SiteHistory::member_count)
+            .sum()
     }
 
     /// Whether the window still holds this site of this process.
@@ -141,40 +364,33 @@ impl History {
                     sites: IntMap::default(),
                     birth_clock: IntMap::default(),
                     gc_starts: BTreeSet::new(),
+                    goroutine_reads: VecDeque::new(),
                 });
             entry.last_scan = scan;
             entry.facts = process.facts.clone();
             if let Some(clock) = process.birth_clock {
                 entry.birth_clock.insert(scan, clock);
             }
-            for (site_key, waiters) in &process.sites {
+            // Goroutines that left were last seen at the previous read.
+            let previous_read = entry.goroutine_reads.back().copied().unwrap_or(scan);
+            if process.goroutines_read {
+                entry.goroutine_reads.push_back(scan);
+            }
+            for (site_key, site_census) in &process.sites {
                 let site = entry.sites.entry(site_key.clone()).or_default();
-                site.counts.insert(scan, waiters.len() as u32);
-                for w in waiters {
-                    if let WaitDetail::Goroutine { waitsince_ns, .. } = w.detail
-                        && waitsince_ns > key.start_mono_ns
-                        && waitsince_ns <= census.at_mono_ns
-                    {
-                        entry.gc_starts.insert(waitsince_ns);
+                site.counts.insert(scan, site_census.count);
+                match &site_census.members {
+                    SiteMembers::All(waiters) => site.record_threads(waiters, scan),
+                    SiteMembers::Changes(changes) => {
+                        let gc_starts = changes
+                            .arrived
+                            .iter()
+                            .chain(&changes.dated)
+                            .map(|m| m.waitsince_ns)
+                            .filter(|&w| w > key.start_mono_ns && w <= census.at_mono_ns);
+                        entry.gc_starts.extend(gc_starts);
+                        site.record_goroutines(changes, scan, previous_read);
                     }
-                    site.members
-                        .entry(w.id)
-                        .and_modify(|m| {
-                            m.last_scan = scan;
-                            m.blocked_for_ns = w.blocked_for_ns;
-                            // One park: g.waitsince only goes from unset to set.
-                            if matches!(w.detail, WaitDetail::Goroutine { waitsince_ns, .. } if waitsince_ns != 0)
-                            {
-                                m.detail = w.detail;
-                            }
-                        })
-                        .or_insert(MemberSpan {
-                            first_scan: scan,
-                            last_scan: scan,
-                            born: w.born,
-                            blocked_for_ns: w.blocked_for_ns,
-                            detail: w.detail,
-                        });
                 }
             }
             while entry.gc_starts.len() > MAX_GC_STARTS {
@@ -184,7 +400,8 @@ impl History {
     }
 
     /// The narrow, pure view of one site that the verdict judges: the scans from the
-    /// process's first to its last appearance, times in seconds from the window start.
+    /// process's first to its last appearance (for goroutine sites, the scans that read
+    /// its goroutines), times in seconds from the window start.
     pub fn observe(
         &self,
         process_key: &ProcessKey,
@@ -192,58 +409,25 @@ impl History {
         key: &SiteKey,
         site: &SiteHistory,
     ) -> SiteObservation {
-        let t0 = self.scan_times_ns.front().copied().unwrap_or(0);
-        let secs = |ns: u64| ns as f64 / 1e9 - t0 as f64 / 1e9;
         let start = process.first_scan.max(self.first_scan);
-        let range = start..=process.last_scan;
-        let times_s = range.clone().map(|i| secs(self.time_of(i))).collect();
-        let counts = range
-            .clone()
-            .map(|i| site.counts.get(&i).copied().unwrap_or(0))
+        let scans: Vec<usize> = match key.kind {
+            WaiterKind::Thread => (start..=process.last_scan).collect(),
+            WaiterKind::Goroutine => process
+                .goroutine_reads
+                .iter()
+                .copied()
+                .filter(|&s| s >= start)
+                .collect(),
+        };
+        let times_s = scans.iter().map(|&i| self.secs(self.time_of(i))).collect();
+        let counts = scans
+            .iter()
+            .map(|i| site.counts.get(i).copied().unwrap_or(0))
             .collect();
-        let end_s = secs(self.time_of(process.last_scan));
-        let goid_dater = self.goid_dater(process, start);
-        // Goroutine parks are dated by the runtime's GC cycles once one is known.
-        let parks_dated = key.kind == WaiterKind::Goroutine && !process.gc_starts.is_empty();
-        let mut members: Vec<MemberObservation> = Vec::with_capacity(site.members.len());
-        let mut order = Vec::new();
-        for m in site.members.values().filter(|m| m.last_scan >= start) {
-            let first = m.first_scan.max(start);
-            // Seen blocked from first to last scan: a lower bound of the wait.
-            let seen_s = (self.time_of(m.last_scan) - self.time_of(first)) as f64 / 1e9;
-            let park = match m.detail {
-                WaitDetail::Goroutine { waitsince_ns, .. } => {
-                    Some(self.park_interval(process_key, process, m, start, waitsince_ns))
-                }
-                WaitDetail::Futex { .. } | WaitDetail::Syscall { .. } => None,
-            };
-            // g.waitsince: the park began before that GC cycle, a longer lower bound.
-            let runtime_s = park
-                .filter(|p| p.from_runtime)
-                .map(|p| (self.time_of(m.last_scan).saturating_sub(p.hi_ns)) as f64 / 1e9);
-            let blocked_for_s = m
-                .blocked_for_ns
-                .map_or(seen_s, |ns| (ns as f64 / 1e9).max(seen_s))
-                .max(runtime_s.unwrap_or(0.0));
-            members.push(MemberObservation {
-                first: first - start,
-                last: m.last_scan - start,
-                blocked_for_s,
-                wait_age_from_runtime: runtime_s.is_some_and(|r| r > seen_s),
-                parked: park
-                    .filter(|_| parks_dated)
-                    .map(|p| [secs(p.lo_ns), secs(p.hi_ns)]),
-                born: match key.kind {
-                    WaiterKind::Thread => Some(secs(m.born)),
-                    WaiterKind::Goroutine => goid_dater
-                        .map(|(clock, rate)| end_s - (clock.saturating_sub(m.born)) as f64 / rate),
-                },
-            });
-            order.push((m.born, park.is_some_and(|p| p.open)));
-        }
-        if parks_dated {
-            date_parks_within_brackets(&mut members, &order);
-        }
+        let members = match key.kind {
+            WaiterKind::Thread => self.observe_threads(site, start),
+            WaiterKind::Goroutine => self.observe_goroutines(process_key, process, site, &scans),
+        };
         SiteObservation {
             times_s,
             counts,
@@ -258,44 +442,102 @@ impl History {
         }
     }
 
-    /// When a goroutine member's park began, as far as the runtime and the scans tell:
-    /// after the latest GC cycle known to have started before it was seen parked (that
-    /// cycle's stack scan found it running, or it did not exist yet), after the scan
-    /// before the one that first saw it, after the process started; and before its
-    /// `g.waitsince` (the first cycle that found it parked) and the scan that first saw
-    /// it. A cycle's start is taken as the time of its stack scans, which follow within
-    /// its mark phase (milliseconds).
-    fn park_interval(
+    /// Seconds from the window start.
+    fn secs(&self, ns: u64) -> f64 {
+        let t0 = self.scan_times_ns.front().copied().unwrap_or(0);
+        ns as f64 / 1e9 - t0 as f64 / 1e9
+    }
+
+    fn observe_threads(&self, site: &SiteHistory, start: usize) -> Vec<MemberObservation> {
+        site.members
+            .values()
+            .filter(|m| m.last_scan >= start)
+            .map(|m| {
+                let first = m.first_scan.max(start);
+                // Seen blocked from first to last scan: a lower bound of the wait.
+                let seen_s = (self.time_of(m.last_scan) - self.time_of(first)) as f64 / 1e9;
+                MemberObservation {
+                    first: first - start,
+                    last: m.last_scan - start,
+                    blocked_for_s: m
+                        .blocked_for_ns
+                        .map_or(seen_s, |ns| (ns as f64 / 1e9).max(seen_s)),
+                    wait_age_from_runtime: false,
+                    parked: None,
+                    born: Some(self.secs(m.born)),
+                }
+            })
+            .collect()
+    }
+
+    /// Goroutine parks as positions among the reads `scans`; an open park lasts to the
+    /// last read. Parks are dated by the runtime's GC cycles once one is known.
+    fn observe_goroutines(
         &self,
         process_key: &ProcessKey,
         process: &ProcessHistory,
-        m: &MemberSpan,
-        start: usize,
-        waitsince_ns: u64,
-    ) -> ParkInterval {
-        let first_seen_ns = self.time_of(m.first_scan.max(start));
-        let waitsince = (waitsince_ns > process_key.start_mono_ns
-            && waitsince_ns <= self.time_of(m.last_scan))
-        .then_some(waitsince_ns);
-        let hi_ns = waitsince.map_or(first_seen_ns, |w| w.min(first_seen_ns));
-        let previous_scan_ns = (m.first_scan > start).then(|| self.time_of(m.first_scan - 1));
-        let previous_gc_ns = process.gc_starts.range(..hi_ns).next_back().copied();
-        let lo_ns = [
-            Some(process_key.start_mono_ns),
-            previous_scan_ns,
-            previous_gc_ns,
-        ]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(0)
-        .min(hi_ns);
-        ParkInterval {
-            lo_ns,
-            hi_ns,
-            from_runtime: waitsince.is_some_and(|w| w < first_seen_ns),
-            open: previous_scan_ns.is_none() && previous_gc_ns.is_none(),
+        site: &SiteHistory,
+        scans: &[usize],
+    ) -> Vec<MemberObservation> {
+        let (Some(&start), Some(&end)) = (scans.first(), scans.last()) else {
+            return Vec::new();
+        };
+        let end_s = self.secs(self.time_of(end));
+        let goid_dater = self.goid_dater(process, start);
+        let parks_dated = !process.gc_starts.is_empty();
+        let last_pos = scans.len() - 1;
+        let spans = site
+            .goroutines
+            .spans
+            .iter()
+            .filter(|m| m.last as usize >= start);
+        let mut members = Vec::with_capacity(site.goroutines.len());
+        let mut open = Vec::new();
+        for m in spans {
+            let first = scans
+                .partition_point(|&s| s < m.first as usize)
+                .min(last_pos);
+            let last = if m.last == OPEN {
+                last_pos
+            } else {
+                scans
+                    .partition_point(|&s| s <= m.last as usize)
+                    .saturating_sub(1)
+                    .max(first)
+            };
+            let (first_ns, last_ns) = (self.time_of(scans[first]), self.time_of(scans[last]));
+            let seen_s = last_ns.saturating_sub(first_ns) as f64 / 1e9;
+            // The read before the one that first saw it did not see it.
+            let previous_read_ns =
+                (m.first as usize > start && first > 0).then(|| self.time_of(scans[first - 1]));
+            let park = park_interval(
+                process_key,
+                process,
+                (first_ns, last_ns, previous_read_ns),
+                m.waitsince_ns,
+            );
+            // g.waitsince: the park began before that GC cycle, a longer lower bound.
+            let runtime_s = park
+                .from_runtime
+                .then(|| last_ns.saturating_sub(park.hi_ns) as f64 / 1e9);
+            let goid = m.key >> 8;
+            members.push(MemberObservation {
+                first,
+                last,
+                blocked_for_s: seen_s.max(runtime_s.unwrap_or(0.0)),
+                wait_age_from_runtime: runtime_s.is_some_and(|r| r > seen_s),
+                parked: parks_dated.then(|| [self.secs(park.lo_ns), self.secs(park.hi_ns)]),
+                born: goid_dater
+                    .map(|(clock, rate)| end_s - clock.saturating_sub(goid) as f64 / rate),
+            });
+            if parks_dated {
+                open.push(park.open);
+            }
         }
+        if parks_dated {
+            date_parks_within_brackets(&mut members, &open);
+        }
+        members
     }
 
     /// Dates goroutine ids: the newest id at the end of the window and how many ids per
@@ -311,6 +553,41 @@ impl History {
         let dt = (self.time_of(last.0) - self.time_of(first.0)) as f64 / 1e9;
         let ids = last.1.checked_sub(first.1)? as f64;
         (dt > 0.0 && ids > 0.0).then(|| (last.1, ids / dt))
+    }
+}
+
+/// When a goroutine member's park began, as far as the runtime and the reads tell:
+/// after the latest GC cycle known to have started before it was seen parked (that
+/// cycle's stack scan found it running, or it did not exist yet), after the read before
+/// the one that first saw it, after the process started; and before its `g.waitsince`
+/// (the first cycle that found it parked) and the read that first saw it. A cycle's
+/// start is taken as the time of its stack scans, which follow within its mark phase
+/// (milliseconds). `seen` is (first seen, last seen, the read before), CLOCK_MONOTONIC.
+fn park_interval(
+    process_key: &ProcessKey,
+    process: &ProcessHistory,
+    (first_seen_ns, last_seen_ns, previous_read_ns): (u64, u64, Option<u64>),
+    waitsince_ns: u64,
+) -> ParkInterval {
+    let waitsince = (waitsince_ns > process_key.start_mono_ns && waitsince_ns <= last_seen_ns)
+        .then_some(waitsince_ns);
+    let hi_ns = waitsince.map_or(first_seen_ns, |w| w.min(first_seen_ns));
+    let previous_gc_ns = process.gc_starts.range(..hi_ns).next_back().copied();
+    let lo_ns = [
+        Some(process_key.start_mono_ns),
+        previous_read_ns,
+        previous_gc_ns,
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(0)
+    .min(hi_ns);
+    ParkInterval {
+        lo_ns,
+        hi_ns,
+        from_runtime: waitsince.is_some_and(|w| w < first_seen_ns),
+        open: previous_read_ns.is_none() && previous_gc_ns.is_none(),
     }
 }
 
@@ -330,25 +607,28 @@ struct ParkInterval {
 /// the per-P batches of 16, so this only orders members, never widens a bracket). An
 /// open bracket (back to the process's start) says nothing of how far back its parks
 /// go: they are dated at its end, the latest they can be, which never adds spread.
-fn date_parks_within_brackets(members: &mut [MemberObservation], order: &[(u64, bool)]) {
-    let mut brackets: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
-    for (i, m) in members.iter_mut().enumerate() {
-        if let (Some([_, hi]), (_, true)) = (m.parked, order[i]) {
-            m.born = Some(hi);
-        } else if let Some([lo, hi]) = m.parked {
-            brackets
-                .entry((lo.to_bits(), hi.to_bits()))
-                .or_default()
-                .push(i);
+fn date_parks_within_brackets(members: &mut [MemberObservation], open: &[bool]) {
+    // Two passes, no per-member lists: a site may hold a million members. `members` come
+    // in goroutine id order (the spans are sorted by it).
+    let bracket = |m: &MemberObservation| m.parked.map(|[lo, hi]| (lo.to_bits(), hi.to_bits()));
+    let mut sizes: HashMap<(u64, u64), (u32, u32)> = HashMap::new();
+    for (m, &open) in members.iter_mut().zip(open) {
+        match (m.parked, open) {
+            (Some([_, hi]), true) => m.born = Some(hi),
+            (Some(_), false) => sizes.entry(bracket(m).unwrap_or_default()).or_default().0 += 1,
+            (None, _) => {}
         }
     }
-    for ((lo, hi), mut at) in brackets {
-        let (lo, hi) = (f64::from_bits(lo), f64::from_bits(hi));
-        at.sort_by_key(|&i| order[i].0);
-        let k = at.len() as f64;
-        for (j, &i) in at.iter().enumerate() {
-            members[i].born = Some(lo + (j as f64 + 0.5) / k * (hi - lo));
-        }
+    for (m, &open) in members.iter_mut().zip(open) {
+        let Some(key) = bracket(m).filter(|_| !open) else {
+            continue;
+        };
+        let Some((k, j)) = sizes.get_mut(&key) else {
+            continue;
+        };
+        let (lo, hi) = (f64::from_bits(key.0), f64::from_bits(key.1));
+        m.born = Some(lo + (f64::from(*j) + 0.5) / f64::from(*k) * (hi - lo));
+        *j += 1;
     }
 }
 
@@ -356,44 +636,63 @@ fn date_parks_within_brackets(members: &mut [MemberObservation], order: &[(u64, 
 mod tests {
     use super::*;
     use crate::{
-        census::{ProcessCensus, Waiter},
+        census::{ProcessCensus, SiteCensus},
         verdict::{GrowthVerdict, WaitAgeSource},
     };
 
-    fn census(at_s: u64, goids: std::ops::Range<u64>) -> Census {
-        let process = ProcessKey {
-            pid: 7,
-            start_mono_ns: 1,
-            exec_id: 0,
-        };
-        let site = SiteKey {
+    fn site_key() -> SiteKey {
+        SiteKey {
             kind: WaiterKind::Goroutine,
             wait: "chan send".into(),
             stack: vec![0x1000, 0x2000].into(),
-        };
-        let waiters = goids
-            .map(|goid| Waiter {
-                id: MemberId::Goroutine { goid, seq: 0 },
-                born: goid,
-                blocked_for_ns: None,
-                detail: WaitDetail::Goroutine {
-                    gopc: 0x3000,
-                    waitsince_ns: 0,
-                },
+        }
+    }
+
+    fn members(goids: &[u64]) -> Vec<GoroutineMember> {
+        goids
+            .iter()
+            .map(|&goid| GoroutineMember {
+                goid,
+                seq: 0,
+                waitsince_ns: 0,
             })
-            .collect();
+            .collect()
+    }
+
+    fn process_7() -> ProcessKey {
+        ProcessKey {
+            pid: 7,
+            start_mono_ns: 1,
+            exec_id: 0,
+        }
+    }
+
+    /// One read of process 7: `count` parked at the site, what arrived and departed.
+    fn census(at_s: u64, count: u32, arrived: &[u64], departed: &[u64]) -> Census {
         let mut sites = IntMap::default();
-        sites.insert(site, waiters);
+        sites.insert(
+            site_key(),
+            SiteCensus {
+                count,
+                members: SiteMembers::Changes(GoroutineChanges {
+                    arrived: members(arrived),
+                    departed: members(departed),
+                    dated: Vec::new(),
+                    creators: vec![(0x3000, count)],
+                }),
+            },
+        );
         let mut c = Census {
             at_mono_ns: at_s * 1_000_000_000,
             ..Census::default()
         };
         c.processes.insert(
-            process,
+            process_7(),
             ProcessCensus {
                 facts: Arc::default(),
                 sites,
                 birth_clock: None,
+                goroutines_read: true,
             },
         );
         c
@@ -405,17 +704,13 @@ mod tests {
     fn trimmed_window_observes_only_recent_scans() {
         let mut h = History::new();
         for s in 0..10u64 {
-            // goroutine s*10 arrives at scan s and stays; goroutine 1000 leaves after scan 2.
-            let mut c = census(s, 0..(s + 1));
-            if s <= 2 {
-                c = census(s, 0..(s + 1));
-                let p = c.processes.values_mut().next().unwrap();
-                let waiters = p.sites.values_mut().next().unwrap();
-                waiters.push(Waiter {
-                    id: MemberId::Goroutine { goid: 1000, seq: 0 },
-                    ..waiters[0].clone()
-                });
-            }
+            // goroutine s arrives at scan s and stays; goroutine 1000 leaves after scan 2.
+            let c = match s {
+                0 => census(s, 2, &[0, 1000], &[]),
+                1 | 2 => census(s, s as u32 + 2, &[s], &[]),
+                3 => census(s, 4, &[s], &[1000]),
+                _ => census(s, s as u32 + 1, &[s], &[]),
+            };
             h.record(&c);
         }
         h.trim(3_000_000_000);
@@ -425,12 +720,12 @@ mod tests {
         let (key, process) = h.processes.iter().next().unwrap();
         assert_eq!(key.pid, 7);
         let (site_key, site) = process.sites.iter().next().unwrap();
-        assert!(
-            !site
-                .members
-                .contains_key(&MemberId::Goroutine { goid: 1000, seq: 0 }),
-            "left before the window"
+        assert_eq!(
+            site.member_count(),
+            10,
+            "goroutine 1000 left before the window"
         );
+        assert_eq!(site.most_common_creator(), Some(0x3000));
         let obs = h.observe(key, process, site_key, site);
         assert_eq!(obs.counts, vec![7, 8, 9, 10]);
         assert_eq!(obs.times_s, vec![0.0, 1.0, 2.0, 3.0]);
@@ -439,7 +734,114 @@ mod tests {
             3,
             "three arrived in the window"
         );
+        assert!(obs.members.iter().all(|m| m.last == 3), "all still there");
         assert!(!obs.window_started_before_process);
+    }
+
+    /// Check that a process read only every third scan is observed at its reads (not as
+    /// empty in between), that a departure closes at the read that last saw it, and that
+    /// counts between reads hold the latest read's.
+    #[test]
+    fn sparse_reads_are_observed_at_their_reads() {
+        let mut h = History::new();
+        for s in 0..9u64 {
+            let c = match s {
+                0 => census(s, 3, &[1, 2, 10], &[]),
+                3 => census(s, 4, &[11], &[]),
+                6 => census(s, 4, &[12], &[1]),
+                _ => {
+                    // The process still shows up (its threads); its goroutines were not read.
+                    let mut c = Census {
+                        at_mono_ns: s * 1_000_000_000,
+                        ..Census::default()
+                    };
+                    c.processes.insert(process_7(), ProcessCensus::default());
+                    c
+                }
+            };
+            h.record(&c);
+        }
+        let (key, process) = h.processes.iter().next().unwrap();
+        let (site_key, site) = process.sites.iter().next().unwrap();
+        assert_eq!(site.count_at(WaiterKind::Goroutine, 4), 4);
+        assert_eq!(h.goroutine_read_age_s(process), Some(2.0));
+        let obs = h.observe(key, process, site_key, site);
+        assert_eq!(obs.times_s, vec![0.0, 3.0, 6.0]);
+        assert_eq!(obs.counts, vec![3, 4, 4]);
+        let departed: Vec<_> = obs.members.iter().filter(|m| m.last < 2).collect();
+        assert_eq!(departed.len(), 1);
+        assert_eq!((departed[0].first, departed[0].last), (0, 1));
+        assert_eq!(obs.members.iter().filter(|m| m.first > 0).count(), 2);
+    }
+
+    /// Check that arrivals out of goroutine-id order merge into the sorted spans, and
+    /// that departures close them and trimming drops them once out of the window.
+    #[test]
+    fn spans_stay_sorted_and_departures_close_them() {
+        let mut spans = GoroutineSpans::default();
+        spans.arrive(&members(&[5, 9, 2]), 0);
+        spans.arrive(&members(&[7, 1, 12]), 1);
+        let keys: Vec<u64> = spans.spans.iter().map(|s| s.key >> 8).collect();
+        assert_eq!(keys, vec![1, 2, 5, 7, 9, 12]);
+        spans.depart(&members(&[5, 99]), 1);
+        spans.trim(1);
+        assert_eq!(spans.len(), 6, "closed at scan 1, still in a window from 1");
+        spans.trim(2);
+        assert_eq!(spans.len(), 5);
+        assert!(spans.spans.iter().all(|s| s.last == OPEN));
+    }
+
+    /// Turns each scan's full list of parks per site into what the goroutine source
+    /// reports: the changes since the previous read.
+    #[derive(Default)]
+    struct Differ {
+        previous: HashMap<SiteKey, HashMap<(u64, u8), u64>>,
+    }
+
+    impl Differ {
+        fn read(
+            &mut self,
+            now: HashMap<SiteKey, Vec<GoroutineMember>>,
+        ) -> IntMap<SiteKey, SiteCensus> {
+            let mut sites = IntMap::default();
+            let keys: Vec<SiteKey> = self.previous.keys().chain(now.keys()).cloned().collect();
+            let mut next = HashMap::new();
+            for key in keys {
+                if sites.contains_key(&key) {
+                    continue;
+                }
+                let before = self.previous.remove(&key).unwrap_or_default();
+                let current = now.get(&key).cloned().unwrap_or_default();
+                let mut changes = GoroutineChanges::default();
+                for m in &current {
+                    match before.get(&(m.goid, m.seq)) {
+                        None => changes.arrived.push(*m),
+                        Some(0) if m.waitsince_ns != 0 => changes.dated.push(*m),
+                        Some(_) => {}
+                    }
+                }
+                let ids: HashMap<(u64, u8), u64> = current
+                    .iter()
+                    .map(|m| ((m.goid, m.seq), m.waitsince_ns))
+                    .collect();
+                changes.departed = before
+                    .keys()
+                    .filter(|id| !ids.contains_key(id))
+                    .map(|&(goid, seq)| GoroutineMember {
+                        goid,
+                        seq,
+                        waitsince_ns: 0,
+                    })
+                    .collect();
+                changes.creators = vec![(0x3000, current.len() as u32)];
+                let count = current.len() as u32;
+                next.insert(key.clone(), ids);
+                let members = SiteMembers::Changes(changes);
+                sites.insert(key, SiteCensus { count, members });
+            }
+            self.previous = next;
+            sites
+        }
     }
 
     /// One park of a simulated goroutine: seconds relative to the first scan.
@@ -468,9 +870,10 @@ mod tests {
             exec_id: 0,
         };
         let mut h = History::new();
+        let mut differ = Differ::default();
         for scan in 0..15 {
             let t = scan as f64;
-            let mut sites: IntMap<SiteKey, Vec<Waiter>> = IntMap::default();
+            let mut sites: HashMap<SiteKey, Vec<GoroutineMember>> = HashMap::new();
             for p in parks.iter().filter(|p| p.from_s <= t && t < p.until_s) {
                 let waitsince = gcs
                     .iter()
@@ -481,17 +884,10 @@ mod tests {
                     wait: "chan receive".into(),
                     stack: vec![0x1000 + p.site].into(),
                 };
-                sites.entry(site).or_default().push(Waiter {
-                    id: MemberId::Goroutine {
-                        goid: p.goid,
-                        seq: p.seq,
-                    },
-                    born: p.goid,
-                    blocked_for_ns: None,
-                    detail: WaitDetail::Goroutine {
-                        gopc: 0x3000,
-                        waitsince_ns: waitsince,
-                    },
+                sites.entry(site).or_default().push(GoroutineMember {
+                    goid: p.goid,
+                    seq: p.seq,
+                    waitsince_ns: waitsince,
                 });
             }
             let mut c = Census {
@@ -502,8 +898,9 @@ mod tests {
                 process,
                 ProcessCensus {
                     facts: Arc::default(),
-                    sites,
+                    sites: differ.read(sites),
                     birth_clock: Some(parks.iter().map(|p| p.goid).max().unwrap_or(0)),
+                    goroutines_read: true,
                 },
             );
             h.record(&c);

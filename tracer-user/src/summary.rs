@@ -124,6 +124,65 @@ impl SiteCatalog for CensusTaker {
     }
 }
 
+/// Goroutine sites' judgements, by the read they were made from: a site is judged again
+/// only once its process was read again, not at every summary (a site of a million
+/// goroutines costs a tenth of a second to observe and judge, and the daemon summarizes
+/// after every scan while a huge process is read far less often).
+#[derive(Default)]
+pub struct JudgementCache {
+    entries: HashMap<(ProcessKey, SiteKey), CachedJudgement>,
+}
+
+struct CachedJudgement {
+    /// The scan of the read judged.
+    read: usize,
+    judgement: SiteJudgement,
+    count: u32,
+}
+
+impl JudgementCache {
+    /// Judges one site, or takes its judgement from the cache when its goroutines were
+    /// not read since. Returns the judgement, the current count and, when judged afresh,
+    /// the observation.
+    fn judge(
+        &mut self,
+        history: &History,
+        (key, process): (&ProcessKey, &ProcessHistory),
+        (site_key, site): (&SiteKey, &SiteHistory),
+        policy: &VerdictPolicy,
+    ) -> (SiteJudgement, u32, Option<SiteObservation>) {
+        let read = match site_key.kind {
+            WaiterKind::Goroutine => process.goroutine_reads.back().copied(),
+            WaiterKind::Thread => None,
+        };
+        let cache_key = (*key, site_key.clone());
+        if let Some(read) = read
+            && let Some(cached) = self.entries.get(&cache_key)
+            && cached.read == read
+        {
+            return (cached.judgement.clone(), cached.count, None);
+        }
+        let obs = history.observe(key, process, site_key, site);
+        let judgement = judge(&obs, policy);
+        let count = obs.counts.last().copied().unwrap_or(0);
+        if let Some(read) = read {
+            let cached = CachedJudgement {
+                read,
+                judgement: judgement.clone(),
+                count,
+            };
+            self.entries.insert(cache_key, cached);
+        }
+        (judgement, count, Some(obs))
+    }
+
+    /// Forgets the sites the window no longer holds.
+    fn retain(&mut self, history: &History) {
+        self.entries
+            .retain(|(process, site), _| history.has_site(process, site));
+    }
+}
+
 /// Where and when the window was watched.
 #[derive(Clone, Debug)]
 pub struct WindowClock {
@@ -135,32 +194,38 @@ pub struct WindowClock {
 }
 
 /// Judges every site of the window and summarizes it; also returns what each site's
-/// verdict saw.
+/// verdict saw, for the sites judged afresh (`cache` keeps the judgements of goroutine
+/// sites whose process was not read since the previous summary).
 pub fn summarize(
     history: &History,
     catalog: &impl SiteCatalog,
     policy: &VerdictPolicy,
     clock: WindowClock,
+    cache: &mut JudgementCache,
 ) -> (WindowSummary, Vec<RecordedSite>) {
+    cache.retain(history);
     let mut processes = Vec::new();
     let mut recorded = Vec::new();
     for (key, process) in &history.processes {
         let mut sites = Vec::new();
         for (site_key, site) in &process.sites {
-            let obs = history.observe(key, process, site_key, site);
-            let judgement = judge(&obs, policy);
-            let count = obs.counts.last().copied().unwrap_or(0);
+            let (judgement, count, obs) =
+                cache.judge(history, (key, process), (site_key, site), policy);
             if count == 0 && judgement.verdict != GrowthVerdict::Leak {
                 continue;
             }
             let stack = catalog.frames(key, site_key).unwrap_or_default();
-            recorded.push(RecordedSite {
-                pid: key.pid,
-                comm: process.facts.comm.clone(),
-                stack: stack.iter().map(|f| f.function.clone()).collect(),
-                observation: obs,
-            });
-            let created_by = most_common_creator(site).and_then(|gopc| catalog.creator(key, gopc));
+            if let Some(observation) = obs {
+                recorded.push(RecordedSite {
+                    pid: key.pid,
+                    comm: process.facts.comm.clone(),
+                    stack: stack.iter().map(|f| f.function.clone()).collect(),
+                    observation,
+                });
+            }
+            let created_by = site
+                .most_common_creator()
+                .and_then(|gopc| catalog.creator(key, gopc));
             sites.push(SiteSummary::new(
                 site_key, count, judgement, stack, created_by, site,
             ));
@@ -199,8 +264,8 @@ fn summarize_process(
         .map(|i| {
             process
                 .sites
-                .values()
-                .map(|s| s.counts.get(&i).copied().unwrap_or(0) as f64)
+                .iter()
+                .map(|(k, s)| s.count_at(k.kind, i) as f64)
                 .sum()
         })
         .collect();
@@ -239,7 +304,7 @@ impl SiteSummary {
             .values()
             .filter_map(|m| match m.detail {
                 WaitDetail::Futex { op, .. } => Some(op),
-                WaitDetail::Syscall { .. } | WaitDetail::Goroutine { .. } => None,
+                WaitDetail::Syscall { .. } => None,
             })
             .collect();
         let fd_kind = prevailing_fd_kind(history.members.values().map(|m| &m.detail));
@@ -321,20 +386,6 @@ impl WindowSummary {
             processes: self.processes.iter().filter(|p| keep(p)).cloned().collect(),
         }
     }
-}
-
-/// The `go` statement that created most of a goroutine site's members.
-fn most_common_creator(site: &SiteHistory) -> Option<u64> {
-    let mut counts: HashMap<u64, u32> = HashMap::new();
-    for m in site.members.values() {
-        if let WaitDetail::Goroutine { gopc, .. } = m.detail {
-            *counts.entry(gopc).or_default() += 1;
-        }
-    }
-    counts
-        .into_iter()
-        .max_by_key(|&(gopc, n)| (n, std::cmp::Reverse(gopc)))
-        .map(|(gopc, _)| gopc)
 }
 
 /// Whether a frame belongs to the machinery every waiter goes through (libc's futex
@@ -683,8 +734,9 @@ pub(crate) mod testutil {
 mod tests {
     use super::{testutil::*, *};
     use crate::{
-        census::{Census, MemberId, ProcessCensus, Waiter},
+        census::{Census, GoroutineChanges, ProcessCensus, SiteCensus, SiteMembers},
         host::cgroup::CgroupLabels,
+        sources::goroutines::GoroutineMember,
     };
 
     fn fns(names: &[&str]) -> Vec<Frame> {
@@ -946,20 +998,35 @@ mod tests {
                 birth_clock: Some(goid + 10),
                 ..ProcessCensus::default()
             };
-            let waiter = |goid: u64| Waiter {
-                id: MemberId::Goroutine { goid, seq: 0 },
-                born: goid,
-                blocked_for_ns: None,
-                detail: WaitDetail::Goroutine {
-                    gopc: 0x99,
-                    waitsince_ns: 0,
-                },
+            census.goroutines_read = true;
+            let member = |goid: u64| GoroutineMember {
+                goid,
+                seq: 0,
+                waitsince_ns: 0,
+            };
+            let site = |count: u32, arrived: Vec<GoroutineMember>| SiteCensus {
+                count,
+                members: SiteMembers::Changes(GoroutineChanges {
+                    arrived,
+                    creators: vec![(0x99, count)],
+                    ..GoroutineChanges::default()
+                }),
             };
             census.sites.insert(
                 leak_site.clone(),
-                (1..=(scan + 1) * 3).map(waiter).collect(),
+                site(
+                    (scan as u32 + 1) * 3,
+                    (scan * 3 + 1..=(scan + 1) * 3).map(member).collect(),
+                ),
             );
-            census.sites.insert(flat_site.clone(), vec![waiter(1000)]);
+            let flat_arrivals = if scan == 0 {
+                vec![member(1000)]
+            } else {
+                Vec::new()
+            };
+            census
+                .sites
+                .insert(flat_site.clone(), site(1, flat_arrivals));
             goid += 3;
             history.record(&Census {
                 at_mono_ns: 10_000_000_000 + scan * 1_000_000_000,
@@ -985,7 +1052,14 @@ mod tests {
             started_at: SystemTime::UNIX_EPOCH,
             thread_source: ThreadSourceKind::Procfs,
         };
-        let (summary, recorded) = summarize(&history, &catalog, &VerdictPolicy::default(), clock);
+        let mut cache = JudgementCache::default();
+        let (summary, recorded) = summarize(
+            &history,
+            &catalog,
+            &VerdictPolicy::default(),
+            clock.clone(),
+            &mut cache,
+        );
         assert_eq!(recorded.len(), 2);
         assert_eq!(summary.host, "testhost");
         assert_eq!(summary.thread_source, ThreadSourceKind::Procfs);

@@ -24,6 +24,7 @@ use crate::{
     diagnose::{DiagnoseOptions, preflight},
     report::human_duration,
     sanitize,
+    sources::goroutines::ReadPacing,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
     verdict::VerdictPolicy,
     watch::{ScanStats, Watcher},
@@ -260,7 +261,7 @@ pub fn run(opts: TopOptions) -> anyhow::Result<()> {
         bail!("top needs a terminal (use `diagnose` for a report)");
     }
     let scope = Scope::of_pids(&opts.pids);
-    let mut watcher = Watcher::new(scope, opts.thread_source)?;
+    let mut watcher = Watcher::new(scope, opts.thread_source, ReadPacing::WATCHING)?;
     watcher.set_show_runtime_threads(opts.show_runtime_threads);
     let policy = VerdictPolicy::default();
     let _guard = TerminalGuard::enter()?;

@@ -8,10 +8,10 @@ use crate::{
     error::SourceError,
     history::History,
     sources::{
-        goroutines::GoroutineSource,
+        goroutines::{GoroutineSource, ReadPacing},
         threads::{ThreadSource, ThreadSourceChoice, ThreadSourceKind},
     },
-    summary::{RecordedSite, WindowClock, WindowSummary, summarize},
+    summary::{JudgementCache, RecordedSite, WindowClock, WindowSummary, summarize},
     verdict::VerdictPolicy,
 };
 
@@ -36,21 +36,28 @@ pub struct Watcher {
     /// Wall-clock and monotonic time of the newest scan, to date the window.
     last_scan_at: Option<(SystemTime, Instant)>,
     host: String,
+    judged: JudgementCache,
 }
 
 impl Watcher {
     /// Opens the thread source (loads the kernel programs, or falls back to /proc as
-    /// `thread_source` allows); nothing is scanned yet.
-    pub fn new(scope: Scope, thread_source: ThreadSourceChoice) -> Result<Self, SourceError> {
+    /// `thread_source` allows); nothing is scanned yet. `pacing` says how often a Go
+    /// process whose reads are expensive is read.
+    pub fn new(
+        scope: Scope,
+        thread_source: ThreadSourceChoice,
+        pacing: ReadPacing,
+    ) -> Result<Self, SourceError> {
         let (threads, thread_source_reason) = ThreadSource::open(thread_source)?;
         Ok(Self {
             threads,
             thread_source_reason,
-            goroutines: GoroutineSource::new(),
+            goroutines: GoroutineSource::new(pacing),
             taker: CensusTaker::new(scope),
             history: History::new(),
             last_scan_at: None,
             host: hostname(),
+            judged: JudgementCache::default(),
         })
     }
 
@@ -70,7 +77,8 @@ impl Watcher {
             .goroutines
             .scan(&records.processes, |pid| taker.watches(pid));
         let t2 = Instant::now();
-        let census = self.taker.take(&records, &go_scans);
+        let go_errors = go_scans.iter().filter(|s| s.goroutines.is_err()).count();
+        let census = self.taker.take(&records, go_scans);
         self.history.record(&census);
         log::debug!(
             "scan: threads {:?}, goroutines {:?}, census+history {:?}",
@@ -83,7 +91,7 @@ impl Watcher {
             duration: t0.elapsed(),
             processes: census.processes.len(),
             waiters: census.processes.values().map(|p| p.waiters()).sum(),
-            go_errors: go_scans.iter().filter(|s| s.goroutines.is_err()).count(),
+            go_errors,
         })
     }
 
@@ -112,8 +120,8 @@ impl Watcher {
     }
 
     /// Judges every site of the window and summarizes it; also returns what each site's
-    /// verdict saw (test data for the verdict).
-    pub fn summary(&self, policy: &VerdictPolicy) -> (WindowSummary, Vec<RecordedSite>) {
+    /// verdict saw (test data for the verdict), for the sites judged afresh.
+    pub fn summary(&mut self, policy: &VerdictPolicy) -> (WindowSummary, Vec<RecordedSite>) {
         let started_at = match self.last_scan_at {
             Some((wall, _)) => wall - Duration::from_secs_f64(self.history.span_s()),
             None => SystemTime::now(),
@@ -123,7 +131,7 @@ impl Watcher {
             started_at,
             thread_source: self.threads.kind(),
         };
-        summarize(&self.history, &self.taker, policy, clock)
+        summarize(&self.history, &self.taker, policy, clock, &mut self.judged)
     }
 }
 

@@ -54,9 +54,19 @@ pub struct BenchArgs {
     /// noisy ones).
     #[arg(long)]
     pairs: Option<u32>,
-    /// Run only this workload (repeatable), e.g. `--workload gohttp`.
+    /// Run only this workload (repeatable), e.g. `--workload gohttp`; skips the scale
+    /// section.
     #[arg(long = "workload", value_name = "NAME")]
     workloads: Vec<String>,
+    /// Only the scale section (a million parked goroutines, thousands of processes).
+    #[arg(long, conflicts_with_all = ["workloads", "no_scale"])]
+    scale_only: bool,
+    /// Skip the scale section (it takes about 8 minutes, 20 with --long).
+    #[arg(long)]
+    no_scale: bool,
+    /// Watch with the daemon for 10 minutes in the scale section (default 2).
+    #[arg(long)]
+    long: bool,
 }
 
 /// A benchmark program and how to build it.
@@ -254,6 +264,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         .filter(|workload| {
             args.workloads.is_empty() || args.workloads.iter().any(|name| name == workload.name)
         })
+        .filter(|_| !args.scale_only)
         .collect();
     setup()?;
     run(cargo().args(["build", "--release", "-p", "tracer-user"]))?;
@@ -315,7 +326,12 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         });
     }
 
-    print_summary(&summaries);
+    if !summaries.is_empty() {
+        print_summary(&summaries);
+    }
+    if !args.no_scale && args.workloads.is_empty() {
+        crate::scale::scale(&leakscope, &bench_dir, args.long)?;
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ mod bench;
 mod cpio;
 mod go_layouts;
 mod kernels;
+mod scale;
 mod setup;
 mod soak;
 mod util;

@@ -372,13 +372,7 @@ impl Exporter {
     /// Records the size of the window's history.
     pub fn observe_history(&self, history: &History) {
         self.history_processes.set(history.processes.len() as i64);
-        let members: usize = history
-            .processes
-            .values()
-            .flat_map(|p| p.sites.values())
-            .map(|s| s.members.len())
-            .sum();
-        self.history_members.set(members as i64);
+        self.history_members.set(history.members() as i64);
     }
 
     /// Records one scan's outcome.

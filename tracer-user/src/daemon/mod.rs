@@ -36,7 +36,7 @@ use crate::{
     diagnose::{DiagnoseOptions, preflight},
     error::SourceError,
     isolate, sanitize,
-    sources::threads::ThreadSourceChoice,
+    sources::{goroutines::ReadPacing, threads::ThreadSourceChoice},
     summary::WindowSummary,
     verdict::VerdictPolicy,
     watch::Watcher,
@@ -254,7 +254,7 @@ fn scanner(
     ready: oneshot::Sender<Result<String, SourceError>>,
 ) {
     let scope = Scope::of_pids(&opts.pids);
-    let mut watcher = match Watcher::new(scope, opts.thread_source) {
+    let mut watcher = match Watcher::new(scope, opts.thread_source, ReadPacing::WATCHING) {
         Ok(w) => w,
         Err(e) => {
             let _ = ready.send(Err(e));

@@ -10,15 +10,16 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use tracer_common::ProcessRecord;
 
 use crate::{
-    fasthash::{IntMap, IntSet},
+    fasthash::IntMap,
     host::{
         binary::{self, FileIdent, LoadSegment},
-        memory::{read_batch, read_memory},
+        memory::read_memory,
         procfs,
     },
     isolate,
@@ -29,6 +30,7 @@ use crate::{
             executable::{analyse_executable, open_executable},
             layout::GoRuntimeLayout,
         },
+        parked::{ParkedTable, ReadBuffers},
     },
     stacks::symbolize::Frame,
 };
@@ -43,28 +45,47 @@ pub struct GoroutineScan {
     pub runtime: String,
     /// The parked goroutines, or why they could not be read.
     pub goroutines: Result<GoroutineTable, String>,
+    /// Whether the goroutines were read at this scan: a huge process is read less often
+    /// (see [`ReadPacing`]); in between, `goroutines` is empty and its sites keep their
+    /// last read's state.
+    pub fresh: bool,
     /// Names the frames of this process's goroutine stacks.
     pub symbolizer: GoSymbolizer,
 }
 
-/// What one read of a Go process's goroutine table found.
+/// What one read of a Go process's goroutine table found: each site's population, and
+/// the parks that began, ended or were dated there since the previous read.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GoroutineTable {
-    pub parked: Vec<ParkedGoroutine>,
+    pub sites: Vec<GoroutineSite>,
     /// The highest id of a live goroutine: ids count up, so this dates goroutine ids.
     pub max_goid: u64,
 }
 
-/// A goroutine parked by the Go runtime.
+/// Goroutines parked alike: the same wait reason, stack and creator.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ParkedGoroutine {
-    pub goid: u64,
-    /// Changes whenever the goroutine runs: names one uninterrupted park.
-    pub wait_seq: u8,
+pub struct GoroutineSite {
     pub wait_reason: Arc<str>,
     /// Absolute pcs, innermost first (the parking pc, then return addresses).
     pub stack: StackKey,
+    /// The return address of the `go` statement that created them.
     pub gopc: u64,
+    /// Parked here now (0: the last of them left since the previous read).
+    pub parked: u32,
+    /// Parks that began since the previous read.
+    pub arrived: Vec<GoroutineMember>,
+    /// Parks that ended since the previous read.
+    pub departed: Vec<GoroutineMember>,
+    /// Parks that go on and whose `g.waitsince` a GC cycle set since the previous read.
+    pub dated: Vec<GoroutineMember>,
+}
+
+/// One uninterrupted park of one goroutine: its id (never reused within a process) and
+/// its `trackingSeq`, which changes whenever the goroutine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GoroutineMember {
+    pub goid: u64,
+    pub seq: u8,
     /// `g.waitsince`: the runtime's nanotime (CLOCK_MONOTONIC) at the start of the first
     /// GC cycle that saw this park, so the wait began before about then; 0 when no GC
     /// has scanned the goroutine since it parked.
@@ -72,25 +93,23 @@ pub struct ParkedGoroutine {
 }
 
 /// `runtime._Gwaiting`: parked by gopark. The GC's `_Gscan` bit (0x1000) is masked off.
-const G_WAITING: u32 = 4;
+pub(super) const G_WAITING: u32 = 4;
 /// `runtime._Gidle` and `runtime._Gdead`: not a live goroutine.
-const G_IDLE: u32 = 0;
-const G_DEAD: u32 = 6;
+pub(super) const G_IDLE: u32 = 0;
+pub(super) const G_DEAD: u32 = 6;
 const G_SCAN_BIT: u32 = 0x1000;
 /// More goroutines than this is a misread or a hostile process, not a program (a real
 /// 1M-goroutine program uses GBs; 4M pointers cost leakscope 32 MB).
-const MAX_GOROUTINES: u64 = 4_000_000;
+pub(super) const MAX_GOROUTINES: u64 = 4_000_000;
 /// Start pcs remembered per process as runtime-internal or not; a process whose
 /// goroutines start at ever new pcs (a hostile one) has the cache cleared past this.
 const MAX_SYSTEM_STARTS: usize = 4096;
 /// A parked goroutine's used stack beyond this is not walked further.
-const MAX_STACK_READ: u64 = 256 * 1024;
-/// Stack bytes read in one batch.
-const MAX_STACK_BATCH_BYTES: usize = 8 << 20;
-/// Stack bytes read in full per process and scan (real parked goroutines use a few
+pub(super) const MAX_STACK_READ: u64 = 256 * 1024;
+/// Stack bytes read in full per process and read (real parked goroutines use a few
 /// KiB each); past it each stack is read only this far from its top.
-const STACK_BYTES_PER_SCAN: usize = 32 << 20;
-const OVER_BUDGET_STACK_READ: usize = 4096;
+pub(super) const STACK_BYTES_PER_SCAN: usize = 32 << 20;
+pub(super) const OVER_BUDGET_STACK_READ: usize = 4096;
 /// Executables remembered as not Go (or unreadable) before the list is cleared.
 const MAX_KNOWN_EXECUTABLES: usize = 4096;
 /// Frames kept per goroutine stack.
@@ -113,19 +132,74 @@ struct GoProcess {
     bias: u64,
     /// The executable's path as the process sees it, to label its frames.
     exe: Arc<str>,
-    /// Each parked goroutine's stack, walked once while it stays parked at the same
-    /// saved registers.
-    stacks: IntMap<(u64, u64, u64, u64), StackKey>,
-    /// One shared string per wait-reason value, not one allocation per goroutine.
-    wait_reasons: HashMap<u8, Arc<str>>,
-    /// Whether a start pc belongs to the runtime's own goroutines (GC workers, the
-    /// finalizer, ...): they are not the program's waiters.
-    system_starts: IntMap<u64, bool>,
+    /// Its goroutine table as of the previous read.
+    table: ParkedTable,
+    /// When the process may be read again: a read that cost much CPU is followed by a
+    /// longer pause (see [`ReadPacing`]).
+    next_read: Option<Instant>,
+}
+
+/// How often a Go process is read: at every scan, unless its reads are expensive.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadPacing {
+    /// The share of one core that reading one process may take on average: after a read
+    /// that cost `c` seconds of CPU, the next waits at least `c / cpu_share` seconds.
+    pub cpu_share: f64,
+    /// The longest pause between two reads, however expensive: the verdict needs reads
+    /// within its window.
+    pub max_interval: Duration,
+}
+
+impl ReadPacing {
+    /// Every scan reads every process: for short diagnoses, where each read counts.
+    pub const EVERY_SCAN: Self = Self {
+        cpu_share: 1.0,
+        max_interval: Duration::ZERO,
+    };
+
+    /// For watching without end (the daemon, top): a huge process (a million goroutines
+    /// costs a few tenths of a second of CPU per read) is read less often than every
+    /// scan, so that reading it takes at most 2% of one core, but at least every 20 s, so
+    /// that a leak there is judged from several reads within the first minute.
+    pub const WATCHING: Self = Self {
+        cpu_share: 0.02,
+        max_interval: Duration::from_secs(20),
+    };
+
+    /// The pause a read that cost `cpu` earns.
+    pub fn pause_after(&self, cpu: Duration) -> Duration {
+        if !(self.cpu_share > 0.0 && self.cpu_share.is_finite()) {
+            return self.max_interval;
+        }
+        cpu.div_f64(self.cpu_share).min(self.max_interval)
+    }
+}
+
+impl Default for ReadPacing {
+    fn default() -> Self {
+        Self::EVERY_SCAN
+    }
+}
+
+/// CPU time this thread has used: what a read cost, whatever else runs on the machine.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write to.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 enum Watched {
     Native,
-    Go(GoProcess),
+    Go(Box<GoProcess>),
     Unreadable(String, String),
 }
 
@@ -146,12 +220,16 @@ pub struct GoroutineSource {
     /// By file identity: one analysis per executable.
     executables: HashMap<FileIdent, Executable>,
     processes: HashMap<ProcessKey, Watched>,
-    buf: Vec<u8>,
+    bufs: ReadBuffers,
+    pacing: ReadPacing,
 }
 
 impl GoroutineSource {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(pacing: ReadPacing) -> Self {
+        Self {
+            pacing,
+            ..Self::default()
+        }
     }
 
     /// Reads the parked goroutines of every watched Go process among `processes`.
@@ -175,11 +253,8 @@ impl GoroutineSource {
             }
             match self.processes.get_mut(&key) {
                 Some(Watched::Go(process)) => {
-                    let read = isolate::per_process(key.pid, || {
-                        read_goroutines(key.pid, process, &mut self.buf)
-                    });
-                    let goroutines = match read {
-                        Ok(goroutines) => goroutines,
+                    match read_paced(key, process, &mut self.bufs, &self.pacing) {
+                        Ok(scan) => out.push(scan),
                         Err(panic) => {
                             // Never read again: the next read would likely panic alike.
                             let runtime = process.program.runtime.clone();
@@ -189,26 +264,17 @@ impl GoroutineSource {
                                 process: key,
                                 runtime,
                                 goroutines: Err(panic.to_string()),
+                                fresh: true,
                                 symbolizer: bare_symbolizer(),
                             });
-                            continue;
                         }
-                    };
-                    let (program, bias, exe) =
-                        (process.program.clone(), process.bias, process.exe.clone());
-                    out.push(GoroutineScan {
-                        process: key,
-                        runtime: process.program.runtime.clone(),
-                        goroutines,
-                        symbolizer: Box::new(move |pcs: &[u64]| {
-                            symbolize(&program, bias, &exe, pcs)
-                        }),
-                    });
+                    }
                 }
                 Some(Watched::Unreadable(runtime, reason)) => out.push(GoroutineScan {
                     process: key,
                     runtime: runtime.clone(),
                     goroutines: Err(reason.clone()),
+                    fresh: true,
                     symbolizer: bare_symbolizer(),
                 }),
                 _ => {}
@@ -261,16 +327,15 @@ impl GoroutineSource {
             Executable::Native => Watched::Native,
             Executable::Unreadable(runtime, reason) => Watched::Unreadable(runtime, reason),
             Executable::Go(program) => match load_bias(pid, &program, id.ino) {
-                Some(bias) => Watched::Go(GoProcess {
+                Some(bias) => Watched::Go(Box::new(GoProcess {
                     program,
                     bias,
                     exe: std::fs::read_link(&exe_path)
                         .map(|p| p.to_string_lossy().into())
                         .unwrap_or_else(|_| "".into()),
-                    stacks: IntMap::default(),
-                    wait_reasons: HashMap::new(),
-                    system_starts: IntMap::default(),
-                }),
+                    table: ParkedTable::default(),
+                    next_read: None,
+                })),
                 None => Watched::Unreadable(
                     program.runtime.clone(),
                     "cannot find the executable's mapping in /proc/PID/maps".into(),
@@ -278,6 +343,44 @@ impl GoroutineSource {
             },
         }
     }
+}
+
+/// Reads a Go process's goroutines when its pacing allows (else a scan that is not
+/// fresh); a panic in the reader is returned, not spread.
+fn read_paced(
+    key: ProcessKey,
+    process: &mut GoProcess,
+    bufs: &mut ReadBuffers,
+    pacing: &ReadPacing,
+) -> Result<GoroutineScan, isolate::AnalysisPanic> {
+    let now = Instant::now();
+    let fresh = process.next_read.is_none_or(|at| now >= at);
+    let goroutines = if fresh {
+        let cpu = thread_cpu_time();
+        let read = isolate::per_process(key.pid, || {
+            process
+                .table
+                .read(key.pid, &process.program, process.bias, bufs)
+        })?;
+        let cost = thread_cpu_time().saturating_sub(cpu);
+        process.next_read = Some(now + pacing.pause_after(cost));
+        log::debug!(
+            "goroutines of {}: {} read in {cost:?} of CPU",
+            key.pid,
+            process.table.goroutines()
+        );
+        read
+    } else {
+        Ok(GoroutineTable::default())
+    };
+    let (program, bias, exe) = (process.program.clone(), process.bias, process.exe.clone());
+    Ok(GoroutineScan {
+        process: key,
+        runtime: process.program.runtime.clone(),
+        goroutines,
+        fresh,
+        symbolizer: Box::new(move |pcs: &[u64]| symbolize(&program, bias, &exe, pcs)),
+    })
 }
 
 /// A process whose analysis panicked: unreadable from now on, with the reason.
@@ -314,7 +417,7 @@ fn word(bytes: &[u8], at: usize) -> Option<u64> {
     ))
 }
 
-fn read_word(pid: u32, addr: u64) -> Result<u64, String> {
+pub(super) fn read_word(pid: u32, addr: u64) -> Result<u64, String> {
     let mut b = [0u8; 8];
     match read_memory(pid, addr, &mut b) {
         Ok(8) => Ok(u64::from_le_bytes(b)),
@@ -325,23 +428,23 @@ fn read_word(pid: u32, addr: u64) -> Result<u64, String> {
 
 /// The fields of a `g` that leakscope uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct ParkedG {
+pub(super) struct ParkedG {
     /// `atomicstatus` with the scan bit masked.
-    status: u32,
-    goid: u64,
+    pub(super) status: u32,
+    pub(super) goid: u64,
     /// `trackingSeq`: changes whenever the goroutine runs (0 where the layout lacks it).
-    seq: u8,
-    wait_reason: u8,
-    sp: u64,
-    pc: u64,
-    bp: u64,
-    stack_hi: u64,
-    gopc: u64,
-    startpc: u64,
-    waitsince: u64,
+    pub(super) seq: u8,
+    pub(super) wait_reason: u8,
+    pub(super) sp: u64,
+    pub(super) pc: u64,
+    pub(super) bp: u64,
+    pub(super) stack_hi: u64,
+    pub(super) gopc: u64,
+    pub(super) startpc: u64,
+    pub(super) waitsince: u64,
 }
 
-fn parse_g(bytes: &[u8], l: &GoRuntimeLayout) -> Option<ParkedG> {
+pub(super) fn parse_g(bytes: &[u8], l: &GoRuntimeLayout) -> Option<ParkedG> {
     let at = |off: u64| word(bytes, off as usize);
     let status = u32::from_le_bytes(
         bytes
@@ -378,7 +481,7 @@ const ALLGS_BATCH: usize = 64 * 1024;
 
 /// The non-nil `g` pointers of the `allglen`-long array at `allgs`, read in bounded
 /// batches; stops at the first unreadable batch (the rest is not there).
-fn read_allgs(pid: u32, allgs: u64, allglen: u64) -> Result<Vec<u64>, String> {
+pub(super) fn read_allgs(pid: u32, allgs: u64, allglen: u64) -> Result<Vec<u64>, String> {
     let mut gptrs = Vec::new();
     let mut bytes = vec![0u8; ALLGS_BATCH * 8];
     let mut done = 0u64;
@@ -406,245 +509,7 @@ fn read_allgs(pid: u32, allgs: u64, allglen: u64) -> Result<Vec<u64>, String> {
     Ok(gptrs)
 }
 
-/// One census of a Go process's parked goroutines.
-fn read_goroutines(
-    pid: u32,
-    process: &mut GoProcess,
-    buf: &mut Vec<u8>,
-) -> Result<GoroutineTable, String> {
-    let program = process.program.clone();
-    let layout = &program.layout;
-    let bias = process.bias;
-    // allglen first: the slice only grows, so a length read before the pointer never
-    // runs past the array the pointer names.
-    let allglen = read_word(pid, program.addrs.allglen.wrapping_add(bias))?;
-    let allgs = read_word(pid, program.addrs.allgs.wrapping_add(bias))?;
-    if allglen == 0 {
-        return Ok(GoroutineTable::default());
-    }
-    if allglen > MAX_GOROUTINES {
-        return Err(format!("implausible allglen {allglen}"));
-    }
-    let gptrs = read_allgs(pid, allgs, allglen)?;
-
-    let t0 = std::time::Instant::now();
-    let all = read_parked(pid, &gptrs, layout, buf);
-    let t1 = std::time::Instant::now();
-    // The newest goroutine id in use: a clock that dates goroutine ids (ids count up).
-    let max_goid = all
-        .iter()
-        .filter(|(_, g)| g.status != G_DEAD && g.status != G_IDLE)
-        .map(|(_, g)| g.goid)
-        .max()
-        .unwrap_or(0);
-    let parked: Vec<(u64, ParkedG)> = all
-        .into_iter()
-        .filter(|(_, g)| g.status == G_WAITING)
-        .filter(|(_, g)| {
-            !is_system_goroutine(&program, bias, &mut process.system_starts, g.startpc)
-        })
-        .collect();
-
-    // Walk the stacks of goroutines not seen parked at these registers before.
-    let new: Vec<(u64, ParkedG)> = parked
-        .iter()
-        .filter(|(_, g)| !process.stacks.contains_key(&(g.goid, g.sp, g.pc, g.bp)))
-        .copied()
-        .collect();
-    let walked = walk_stacks(pid, &program, bias, &new, buf);
-    // Torn reads: keep a walk only if the g still sits parked at the same registers.
-    let still: IntMap<u64, ParkedG> = read_parked(
-        pid,
-        &new.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
-        layout,
-        buf,
-    )
-    .into_iter()
-    .collect();
-    for ((gptr, g), stack) in new.iter().zip(walked) {
-        if still.get(gptr) == Some(g) {
-            process
-                .stacks
-                .insert((g.goid, g.sp, g.pc, g.bp), stack.into());
-        }
-    }
-
-    let mut live = IntSet::default();
-    let mut out = Vec::with_capacity(parked.len());
-    for (_, g) in &parked {
-        let key = (g.goid, g.sp, g.pc, g.bp);
-        let Some(stack) = process.stacks.get(&key) else {
-            continue;
-        };
-        live.insert(key);
-        let wait_reason = process
-            .wait_reasons
-            .entry(g.wait_reason)
-            .or_insert_with(|| match layout.wait_reason(g.wait_reason) {
-                Some(r) if !r.is_empty() => r.into(),
-                _ => format!("waitReason({})", g.wait_reason).into(),
-            })
-            .clone();
-        out.push(ParkedGoroutine {
-            goid: g.goid,
-            wait_seq: g.seq,
-            wait_reason,
-            stack: stack.clone(),
-            gopc: g.gopc,
-            waitsince_ns: g.waitsince,
-        });
-    }
-    process.stacks.retain(|k, _| live.contains(k));
-    log::debug!(
-        "goroutines of {pid}: {} read in {:?}, rest {:?}",
-        gptrs.len(),
-        t1 - t0,
-        t1.elapsed()
-    );
-    Ok(GoroutineTable {
-        parked: out,
-        max_goid,
-    })
-}
-
-/// Neighbouring `g`s closer than this are read as one range: g structs sit together in
-/// heap spans, and each remote range costs far more than the bytes in it.
-const MERGE_GAP: u64 = 4096;
-/// Upper bound of one merged range.
-const MAX_MERGED: u64 = 1 << 20;
-
-/// Groups sorted addresses of `size`-byte objects into ranges covering neighbours.
-/// Returns (start, len, indices into `sorted` of the objects inside).
-fn merge_ranges(sorted: &[u64], size: u64) -> Vec<(u64, usize, std::ops::Range<usize>)> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let start = sorted[i];
-        let mut end = start + size;
-        let mut j = i + 1;
-        while j < sorted.len()
-            && sorted[j] <= end + MERGE_GAP
-            && sorted[j] + size - start <= MAX_MERGED
-        {
-            end = end.max(sorted[j] + size);
-            j += 1;
-        }
-        out.push((start, (end - start) as usize, i..j));
-        i = j;
-    }
-    out
-}
-
-/// Reads the `g` structs at `gptrs`, neighbours merged into large reads. A merged range
-/// that faults (part of it freed) is re-read g by g.
-fn read_parked(
-    pid: u32,
-    gptrs: &[u64],
-    layout: &GoRuntimeLayout,
-    buf: &mut Vec<u8>,
-) -> Vec<(u64, ParkedG)> {
-    let size = layout.g_size;
-    let mut sorted: Vec<u64> = gptrs.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let merged = merge_ranges(&sorted, size);
-    let mut out = Vec::new();
-    let mut retry = Vec::new();
-    // Bounded batches keep the buffer small even for a million goroutines.
-    for batch in merged.chunks(256) {
-        let ranges: Vec<(u64, usize)> = batch.iter().map(|&(start, len, _)| (start, len)).collect();
-        let ok = read_batch(pid, &ranges, buf);
-        let mut at = 0usize;
-        for (k, (start, len, members)) in batch.iter().enumerate() {
-            if ok[k] {
-                for &gptr in &sorted[members.clone()] {
-                    let off = at + (gptr - start) as usize;
-                    if let Some(g) = parse_g(&buf[off..off + size as usize], layout) {
-                        out.push((gptr, g));
-                    }
-                }
-            } else {
-                retry.extend_from_slice(&sorted[members.clone()]);
-            }
-            at += len;
-        }
-    }
-    for chunk in retry.chunks(1024) {
-        let ranges: Vec<(u64, usize)> = chunk.iter().map(|&p| (p, size as usize)).collect();
-        let ok = read_batch(pid, &ranges, buf);
-        for (i, &gptr) in chunk.iter().enumerate() {
-            let g = &buf[i * size as usize..(i + 1) * size as usize];
-            if ok[i]
-                && let Some(g) = parse_g(g, layout)
-            {
-                out.push((gptr, g));
-            }
-        }
-    }
-    out
-}
-
-/// Frame-pointer walks of parked goroutines' stacks (Go keeps frame pointers on amd64).
-fn walk_stacks(
-    pid: u32,
-    program: &GoProgram,
-    bias: u64,
-    gs: &[(u64, ParkedG)],
-    buf: &mut Vec<u8>,
-) -> Vec<Vec<u64>> {
-    let mut out = Vec::with_capacity(gs.len());
-    // A per-scan budget of stack bytes: stack ranges are the process's word, and past
-    // the budget each stack is read only near its top (the parking frames).
-    let mut budget = STACK_BYTES_PER_SCAN;
-    let lens: Vec<usize> = gs
-        .iter()
-        .map(|(_, g)| {
-            let full = g.stack_hi.saturating_sub(g.sp).min(MAX_STACK_READ) as usize;
-            let len = if full <= budget {
-                full
-            } else {
-                full.min(OVER_BUDGET_STACK_READ)
-            };
-            budget = budget.saturating_sub(len);
-            len
-        })
-        .collect();
-    let mut start = 0;
-    while start < gs.len() {
-        // Batches bounded in count and in bytes: a thousand goroutines each claiming
-        // the largest stack would need 256 MB at once.
-        let mut bytes = 0usize;
-        let n = lens[start..]
-            .iter()
-            .take(1024)
-            .take_while(|&&len| {
-                bytes += len;
-                bytes <= MAX_STACK_BATCH_BYTES
-            })
-            .count()
-            .max(1);
-        let chunk = &gs[start..start + n];
-        let ranges: Vec<(u64, usize)> = chunk
-            .iter()
-            .zip(&lens[start..start + n])
-            .map(|((_, g), &len)| (g.sp, len))
-            .collect();
-        start += n;
-        let ok = read_batch(pid, &ranges, buf);
-        let mut at = 0usize;
-        for (i, (_, g)) in chunk.iter().enumerate() {
-            let len = ranges[i].1;
-            let stack = if ok[i] { &buf[at..at + len] } else { &[][..] };
-            out.push(walk_frame_pointers(g.pc, g.sp, g.bp, stack, |pc| {
-                is_text(program, bias, pc)
-            }));
-            at += len;
-        }
-    }
-    out
-}
-
-fn is_text(program: &GoProgram, bias: u64, pc: u64) -> bool {
+pub(super) fn is_text(program: &GoProgram, bias: u64, pc: u64) -> bool {
     let p = program.binary.pclntab();
     let svma = pc.wrapping_sub(bias);
     p.text_start() <= svma && svma < p.text_end()
@@ -711,7 +576,7 @@ pub fn walk_frame_pointers(
 
 /// Runtime-internal goroutines (GC workers, finalizers, ...) start in `runtime.*`;
 /// `runtime.main` is the program's main goroutine.
-fn is_system_goroutine(
+pub(super) fn is_system_goroutine(
     program: &GoProgram,
     bias: u64,
     cache: &mut IntMap<u64, bool>,
@@ -784,25 +649,6 @@ mod tests {
         let code = |pc: u64| (0x40_0000..0x50_0000).contains(&pc);
         let frames = walk_frame_pointers(0x40_0001, sp, 0x1020, &stack, code);
         assert_eq!(frames, vec![0x40_0001, 0x40_1111, 0x40_2222, 0x40_3333]);
-    }
-
-    /// Check that neighbouring objects merge into one range, far ones do not, and a
-    /// range never grows past its cap.
-    #[test]
-    fn neighbouring_gs_merge_into_one_read() {
-        let ranges = merge_ranges(&[0x1000, 0x11c8, 0x1390, 0x9000_0000], 456);
-        assert_eq!(ranges.len(), 2);
-        assert_eq!(
-            (ranges[0].0, ranges[0].1, ranges[0].2.clone()),
-            (0x1000, 0x1390 + 456 - 0x1000, 0..3)
-        );
-        assert_eq!(ranges[1].2, 3..4);
-        let many: Vec<u64> = (0..10_000u64).map(|i| i * 512).collect();
-        assert!(
-            merge_ranges(&many, 456)
-                .iter()
-                .all(|r| r.1 as u64 <= MAX_MERGED)
-        );
     }
 
     /// Check that a bogus frame pointer outside the stack yields just the parking pc.

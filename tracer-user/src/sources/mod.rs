@@ -7,6 +7,7 @@ use tracer_common::ProcessRecord;
 
 pub mod go;
 pub mod goroutines;
+pub mod parked;
 pub mod procfs_threads;
 pub mod syscalls;
 pub mod thread_waiters;

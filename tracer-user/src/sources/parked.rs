@@ -1,0 +1,609 @@
+//! One Go process's goroutine table, read incrementally.
+//!
+//! Every read copies each `g` (only the process's memory has their fields), but a `g`
+//! that has not moved since the previous read (same goroutine id and park sequence,
+//! same saved registers and wait reason) costs one comparison: its stack is not walked
+//! again, nothing is looked up or allocated for it. Per `g` the table keeps 16 bytes.
+//! A read reports what changed: the parks that began and ended at each site, and each
+//! site's population.
+
+use std::{collections::HashMap, ops::Range, sync::Arc};
+
+use crate::{
+    fasthash::IntMap,
+    host::memory::read_batch,
+    sources::{
+        StackKey,
+        go::layout::GoRuntimeLayout,
+        goroutines::{
+            G_DEAD, G_IDLE, G_WAITING, GoProgram, GoroutineMember, GoroutineSite, GoroutineTable,
+            MAX_GOROUTINES, MAX_STACK_READ, OVER_BUDGET_STACK_READ, ParkedG, STACK_BYTES_PER_SCAN,
+            is_system_goroutine, is_text, parse_g, read_allgs, read_word, walk_frame_pointers,
+        },
+    },
+};
+
+/// Neighbouring `g`s closer than this are read as one range: g structs sit together in
+/// heap spans, and each remote range costs far more than the bytes in it.
+const MERGE_GAP: u64 = 4096;
+/// Upper bound of one merged range.
+const MAX_MERGED: u64 = 1 << 20;
+/// Bytes read per batch of ranges: bounds the read buffer, whatever the process holds.
+const BATCH_BYTES: usize = 1 << 20;
+/// New parks whose stacks are walked together: bounds the memory a first read of a
+/// huge process takes (each costs its `g`, its walked stack and a re-read).
+const WALK_CHUNK: usize = 4096;
+/// A slot whose `g` is not counted (not parked, a runtime goroutine, or not read yet).
+const NO_GROUP: u32 = GROUP_MASK;
+/// The group bits of [`Slot::group`]; the top bit says the park's `g.waitsince` was
+/// already reported.
+const GROUP_MASK: u32 = u32::MAX >> 1;
+const DATED: u32 = !GROUP_MASK;
+
+/// What the previous read saw at one `allgs` index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    /// [`member_key`] of the park.
+    key: u64,
+    /// [`fingerprint`] of the registers and wait reason.
+    moved: u32,
+    /// The park's group, or [`NO_GROUP`]; and [`DATED`].
+    group: u32,
+}
+
+impl Slot {
+    fn group(&self) -> u32 {
+        self.group & GROUP_MASK
+    }
+}
+
+const EMPTY: Slot = Slot {
+    key: 0,
+    moved: 0,
+    group: NO_GROUP,
+};
+
+/// Goroutines parked alike: the same wait reason, stack and creator.
+struct Group {
+    wait_reason: u8,
+    wait_label: Arc<str>,
+    stack: StackKey,
+    gopc: u64,
+    parked: u32,
+    arrived: Vec<GoroutineMember>,
+    departed: Vec<GoroutineMember>,
+    dated: Vec<GoroutineMember>,
+}
+
+/// Buffers shared by the reads of every process: their size is bounded by
+/// [`BATCH_BYTES`], not by the process read.
+#[derive(Default)]
+pub struct ReadBuffers {
+    gs: Vec<u8>,
+    stacks: Vec<u8>,
+}
+
+/// The incremental state of one Go process's goroutine table.
+#[derive(Default)]
+pub struct ParkedTable {
+    /// `allgs` as of the previous read.
+    gptrs: Vec<u64>,
+    /// Indices into `gptrs`, by address: neighbours merge into large reads.
+    by_address: Vec<u32>,
+    /// Merged read ranges: (start, length, the part of `by_address` inside).
+    ranges: Vec<(u64, usize, Range<usize>)>,
+    slots: Vec<Slot>,
+    groups: Vec<Option<Group>>,
+    group_of: HashMap<(u8, StackKey, u64), u32>,
+    free_groups: Vec<u32>,
+    /// One shared string per wait-reason value.
+    wait_labels: HashMap<u8, Arc<str>>,
+    /// Whether a start pc belongs to the runtime's own goroutines.
+    system_starts: IntMap<u64, bool>,
+    /// Stack bytes this read may still read in full (the process's word for them).
+    stack_budget: usize,
+}
+
+/// A park's identity in one word: goroutine id and park sequence.
+fn member_key(goid: u64, seq: u8) -> u64 {
+    (goid << 8) | u64::from(seq)
+}
+
+/// What changes when a parked goroutine moves: its saved registers and wait reason.
+fn fingerprint(g: &ParkedG) -> u32 {
+    let mixed = (g.sp ^ g.pc.rotate_left(21) ^ g.bp.rotate_left(42) ^ u64::from(g.wait_reason))
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> 32) as u32
+}
+
+impl ParkedTable {
+    /// Goroutines the table follows (every `allgs` entry).
+    pub fn goroutines(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Reads the table once; reports what changed since the previous read.
+    pub fn read(
+        &mut self,
+        pid: u32,
+        program: &GoProgram,
+        bias: u64,
+        bufs: &mut ReadBuffers,
+    ) -> Result<GoroutineTable, String> {
+        // allglen first: the slice only grows, so a length read before the pointer never
+        // runs past the array the pointer names.
+        let allglen = read_word(pid, program.addrs.allglen.wrapping_add(bias))?;
+        let allgs = read_word(pid, program.addrs.allgs.wrapping_add(bias))?;
+        if allglen > MAX_GOROUTINES {
+            return Err(format!("implausible allglen {allglen}"));
+        }
+        if allglen > 0 {
+            let gptrs = read_allgs(pid, allgs, allglen)?;
+            self.refresh_pointers(gptrs, program.layout.g_size);
+        }
+        self.stack_budget = STACK_BYTES_PER_SCAN;
+        let max_goid = self.read_all(pid, program, bias, bufs);
+        Ok(self.take_changes(max_goid))
+    }
+
+    /// Takes the `g` pointers just read; `by_address` and the read ranges follow when
+    /// they changed.
+    fn refresh_pointers(&mut self, gptrs: Vec<u64>, g_size: u64) {
+        if gptrs == self.gptrs {
+            return;
+        }
+        let old = self.gptrs.len();
+        let grew_only = gptrs.len() >= old && gptrs[..old] == self.gptrs[..];
+        let from = if grew_only {
+            old
+        } else {
+            self.by_address.clear();
+            0
+        };
+        self.gptrs = gptrs;
+        self.slots.resize(self.gptrs.len(), EMPTY);
+        let gptrs = &self.gptrs;
+        // The runtime appends to allgs: sort the new entries and merge them in.
+        let mut new: Vec<u32> = (from as u32..gptrs.len() as u32).collect();
+        new.sort_unstable_by_key(|&i| gptrs[i as usize]);
+        merge_sorted_into(&mut self.by_address, &new, |i| gptrs[i as usize]);
+        self.ranges = merge_ranges(&self.by_address, |i| gptrs[i as usize], g_size);
+    }
+
+    /// Reads every `g`; notes departures and collects the parks to walk. Returns the
+    /// newest live goroutine id.
+    fn read_all(
+        &mut self,
+        pid: u32,
+        program: &GoProgram,
+        bias: u64,
+        bufs: &mut ReadBuffers,
+    ) -> u64 {
+        let ReadBuffers { gs: buf, stacks } = bufs;
+        let changed = &mut Vec::new();
+        let layout = &program.layout;
+        let size = layout.g_size as usize;
+        let mut max_goid = 0;
+        let mut retry = Vec::new();
+        let ranges = std::mem::take(&mut self.ranges);
+        let by_address = std::mem::take(&mut self.by_address);
+        for batch in batches(&ranges, |r| r.1) {
+            let plan: Vec<(u64, usize)> = batch.iter().map(|r| (r.0, r.1)).collect();
+            let ok = read_batch(pid, &plan, buf);
+            let mut at = 0usize;
+            for (k, (start, len, members)) in batch.iter().enumerate() {
+                for &idx in &by_address[members.clone()] {
+                    if !ok[k] {
+                        retry.push(idx);
+                        continue;
+                    }
+                    let off = at + (self.gptrs[idx as usize] - start) as usize;
+                    if let Some(g) = buf.get(off..off + size).and_then(|b| parse_g(b, layout)) {
+                        max_goid = max_goid.max(self.observe(idx, &g, program, bias, changed));
+                    }
+                    if changed.len() >= WALK_CHUNK {
+                        self.add_parks(pid, program, bias, stacks, changed);
+                    }
+                }
+                at += len;
+            }
+        }
+        self.ranges = ranges;
+        self.by_address = by_address;
+        // A merged range that faulted (part of it freed): g by g.
+        for chunk in retry.chunks(1024) {
+            let plan: Vec<(u64, usize)> = chunk
+                .iter()
+                .map(|&i| (self.gptrs[i as usize], size))
+                .collect();
+            let ok = read_batch(pid, &plan, buf);
+            for (i, &idx) in chunk.iter().enumerate() {
+                if let Some(g) = ok[i]
+                    .then(|| buf.get(i * size..(i + 1) * size))
+                    .flatten()
+                    .and_then(|b| parse_g(b, layout))
+                {
+                    max_goid = max_goid.max(self.observe(idx, &g, program, bias, changed));
+                }
+            }
+            self.add_parks(pid, program, bias, stacks, changed);
+        }
+        self.add_parks(pid, program, bias, stacks, changed);
+        max_goid
+    }
+
+    /// Compares one `g` with what its slot saw: unmoved costs nothing more; an ended
+    /// park departs; a new park is collected. Returns the goid when the g is live.
+    fn observe(
+        &mut self,
+        idx: u32,
+        g: &ParkedG,
+        program: &GoProgram,
+        bias: u64,
+        changed: &mut Vec<(u32, ParkedG)>,
+    ) -> u64 {
+        let slot = self.slots[idx as usize];
+        let waiting = g.status == G_WAITING;
+        if waiting
+            && slot.group() != NO_GROUP
+            && slot.key == member_key(g.goid, g.seq)
+            && slot.moved == fingerprint(g)
+        {
+            if slot.group & DATED == 0 && g.waitsince != 0 {
+                self.date(idx, g);
+            }
+            return g.goid;
+        }
+        if slot.group() != NO_GROUP {
+            self.depart(slot);
+            self.slots[idx as usize] = EMPTY;
+        }
+        if waiting && !is_system_goroutine(program, bias, &mut self.system_starts, g.startpc) {
+            changed.push((idx, *g));
+        }
+        if g.status == G_DEAD || g.status == G_IDLE {
+            0
+        } else {
+            g.goid
+        }
+    }
+
+    fn depart(&mut self, slot: Slot) {
+        if let Some(Some(group)) = self.groups.get_mut(slot.group() as usize) {
+            group.parked = group.parked.saturating_sub(1);
+            group.departed.push(GoroutineMember {
+                goid: slot.key >> 8,
+                seq: slot.key as u8,
+                waitsince_ns: 0,
+            });
+        }
+    }
+
+    /// A park that goes on was found by a GC cycle: its `g.waitsince` dates it.
+    fn date(&mut self, idx: u32, g: &ParkedG) {
+        let slot = &mut self.slots[idx as usize];
+        if let Some(Some(group)) = self.groups.get_mut(slot.group() as usize) {
+            group.dated.push(GoroutineMember {
+                goid: g.goid,
+                seq: g.seq,
+                waitsince_ns: g.waitsince,
+            });
+        }
+        slot.group |= DATED;
+    }
+
+    /// Walks the stacks of new parks and counts them at their groups; a `g` that moved
+    /// while its stack was read (a torn read) is left for the next read.
+    fn add_parks(
+        &mut self,
+        pid: u32,
+        program: &GoProgram,
+        bias: u64,
+        buf: &mut Vec<u8>,
+        changed: &mut Vec<(u32, ParkedG)>,
+    ) {
+        if changed.is_empty() {
+            return;
+        }
+        let walked = walk_stacks(pid, program, bias, changed, buf, &mut self.stack_budget);
+        let still = reread(pid, &program.layout, changed, &self.gptrs, buf);
+        for (((idx, g), stack), now) in changed.drain(..).zip(walked).zip(still) {
+            if now != Some(g) {
+                continue;
+            }
+            let group = self.group_for(&g, stack, &program.layout);
+            if let Some(Some(entry)) = self.groups.get_mut(group as usize) {
+                entry.parked += 1;
+                entry.arrived.push(GoroutineMember {
+                    goid: g.goid,
+                    seq: g.seq,
+                    waitsince_ns: g.waitsince,
+                });
+            }
+            self.slots[idx as usize] = Slot {
+                key: member_key(g.goid, g.seq),
+                moved: fingerprint(&g),
+                group: if g.waitsince != 0 {
+                    group | DATED
+                } else {
+                    group
+                },
+            };
+        }
+    }
+
+    fn group_for(&mut self, g: &ParkedG, stack: Vec<u64>, layout: &GoRuntimeLayout) -> u32 {
+        let key = (g.wait_reason, StackKey::from(stack), g.gopc);
+        if let Some(&group) = self.group_of.get(&key) {
+            return group;
+        }
+        let wait_label = self
+            .wait_labels
+            .entry(g.wait_reason)
+            .or_insert_with(|| match layout.wait_reason(g.wait_reason) {
+                Some(r) if !r.is_empty() => r.into(),
+                _ => format!("waitReason({})", g.wait_reason).into(),
+            })
+            .clone();
+        let group = Group {
+            wait_reason: g.wait_reason,
+            wait_label,
+            stack: key.1.clone(),
+            gopc: g.gopc,
+            parked: 0,
+            arrived: Vec::new(),
+            departed: Vec::new(),
+            dated: Vec::new(),
+        };
+        let index = match self.free_groups.pop() {
+            Some(i) => {
+                self.groups[i as usize] = Some(group);
+                i
+            }
+            None => {
+                self.groups.push(Some(group));
+                (self.groups.len() - 1) as u32
+            }
+        };
+        self.group_of.insert(key, index);
+        index
+    }
+
+    /// Every group's population and changes; empty groups are forgotten.
+    fn take_changes(&mut self, max_goid: u64) -> GoroutineTable {
+        let mut sites = Vec::new();
+        for (i, slot) in self.groups.iter_mut().enumerate() {
+            let Some(group) = slot else { continue };
+            sites.push(GoroutineSite {
+                wait_reason: group.wait_label.clone(),
+                stack: group.stack.clone(),
+                gopc: group.gopc,
+                parked: group.parked,
+                arrived: std::mem::take(&mut group.arrived),
+                departed: std::mem::take(&mut group.departed),
+                dated: std::mem::take(&mut group.dated),
+            });
+            if group.parked == 0 {
+                self.group_of
+                    .remove(&(group.wait_reason, group.stack.clone(), group.gopc));
+                *slot = None;
+                self.free_groups.push(i as u32);
+            }
+        }
+        GoroutineTable { sites, max_goid }
+    }
+}
+
+/// Merges `new` into `sorted` (both ordered by `key`) in place, from the back: no second
+/// copy of a million entries.
+fn merge_sorted_into(sorted: &mut Vec<u32>, new: &[u32], key: impl Fn(u32) -> u64) {
+    let old = sorted.len();
+    sorted.resize(old + new.len(), 0);
+    let (mut a, mut b, mut to) = (old, new.len(), old + new.len());
+    while b > 0 {
+        to -= 1;
+        if a > 0 && key(sorted[a - 1]) > key(new[b - 1]) {
+            sorted[to] = sorted[a - 1];
+            a -= 1;
+        } else {
+            sorted[to] = new[b - 1];
+            b -= 1;
+        }
+    }
+}
+
+/// Splits `items` into runs of at most [`BATCH_BYTES`] (a single larger item alone).
+fn batches<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut total) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let n = bytes(item);
+        if i > start && total + n > BATCH_BYTES {
+            out.push(&items[start..i]);
+            (start, total) = (i, 0);
+        }
+        total += n;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
+/// Groups `size`-byte objects, listed by address, into ranges covering neighbours.
+/// Returns (start, len, the part of `sorted` inside).
+fn merge_ranges(
+    sorted: &[u32],
+    addr: impl Fn(u32) -> u64,
+    size: u64,
+) -> Vec<(u64, usize, Range<usize>)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = addr(sorted[i]);
+        let mut end = start.saturating_add(size);
+        let mut j = i + 1;
+        while j < sorted.len() {
+            let next = addr(sorted[j]);
+            if next > end.saturating_add(MERGE_GAP)
+                || next.saturating_add(size) - start > MAX_MERGED
+            {
+                break;
+            }
+            end = end.max(next.saturating_add(size));
+            j += 1;
+        }
+        out.push((start, (end - start) as usize, i..j));
+        i = j;
+    }
+    out
+}
+
+/// Re-reads the `g`s of new parks, to tell torn stack reads.
+fn reread(
+    pid: u32,
+    layout: &GoRuntimeLayout,
+    gs: &[(u32, ParkedG)],
+    gptrs: &[u64],
+    buf: &mut Vec<u8>,
+) -> Vec<Option<ParkedG>> {
+    let size = layout.g_size as usize;
+    let mut out = Vec::with_capacity(gs.len());
+    for chunk in gs.chunks((BATCH_BYTES / size.max(1)).max(1)) {
+        let plan: Vec<(u64, usize)> = chunk
+            .iter()
+            .map(|(i, _)| (gptrs[*i as usize], size))
+            .collect();
+        let ok = read_batch(pid, &plan, buf);
+        for (i, ok) in ok.iter().enumerate() {
+            out.push(
+                ok.then(|| buf.get(i * size..(i + 1) * size))
+                    .flatten()
+                    .and_then(|b| parse_g(b, layout)),
+            );
+        }
+    }
+    out
+}
+
+/// Frame-pointer walks of parked goroutines' stacks (Go keeps frame pointers on amd64).
+/// Stack ranges are the process's word: past `budget` bytes in a read, each stack is
+/// read only near its top (the parking frames).
+fn walk_stacks(
+    pid: u32,
+    program: &GoProgram,
+    bias: u64,
+    gs: &[(u32, ParkedG)],
+    buf: &mut Vec<u8>,
+    budget: &mut usize,
+) -> Vec<Vec<u64>> {
+    let plan: Vec<(u64, usize)> = gs
+        .iter()
+        .map(|(_, g)| {
+            let full = g.stack_hi.saturating_sub(g.sp).min(MAX_STACK_READ) as usize;
+            let len = if full <= *budget {
+                full
+            } else {
+                full.min(OVER_BUDGET_STACK_READ)
+            };
+            *budget = budget.saturating_sub(len);
+            (g.sp, len)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(gs.len());
+    let mut done = 0;
+    for batch in batches(&plan, |r| r.1) {
+        let ok = read_batch(pid, batch, buf);
+        let mut at = 0usize;
+        for (i, &(_, len)) in batch.iter().enumerate() {
+            let g = &gs[done + i].1;
+            let stack = if ok[i] { &buf[at..at + len] } else { &[][..] };
+            out.push(walk_frame_pointers(g.pc, g.sp, g.bp, stack, |pc| {
+                is_text(program, bias, pc)
+            }));
+            at += len;
+        }
+        done += batch.len();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Check that neighbouring objects merge into one range, far ones do not, and a
+    /// range never grows past its cap.
+    #[test]
+    fn neighbouring_gs_merge_into_one_read() {
+        let addrs = [0x1000u64, 0x11c8, 0x1390, 0x9000_0000];
+        let order: Vec<u32> = (0..4).collect();
+        let ranges = merge_ranges(&order, |i| addrs[i as usize], 456);
+        assert_eq!(ranges.len(), 2);
+        assert_eq!(
+            (ranges[0].0, ranges[0].1, ranges[0].2.clone()),
+            (0x1000, 0x1390 + 456 - 0x1000, 0..3)
+        );
+        assert_eq!(ranges[1].2, 3..4);
+        let many: Vec<u32> = (0..10_000u32).collect();
+        assert!(
+            merge_ranges(&many, |i| u64::from(i) * 512, 456)
+                .iter()
+                .all(|r| r.1 as u64 <= MAX_MERGED)
+        );
+    }
+
+    /// Check that merging new entries keeps the order and every entry.
+    #[test]
+    fn merge_keeps_address_order() {
+        let addr = [50u64, 10, 30, 20, 40, 5];
+        let mut sorted = vec![1, 2, 0];
+        merge_sorted_into(&mut sorted, &[5, 3, 4], |i| addr[i as usize]);
+        assert_eq!(sorted, vec![5, 1, 3, 2, 4, 0]);
+    }
+
+    /// Check that batches stay within their byte bound and cover every item once.
+    #[test]
+    fn batches_bound_the_read_buffer() {
+        let sizes: Vec<usize> = (0..1000).map(|i| 1000 + i * 37).collect();
+        let parts = batches(&sizes, |&n| n);
+        assert!(parts.len() > 1);
+        assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), sizes.len());
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.len() == 1 || p.iter().sum::<usize>() <= BATCH_BYTES)
+        );
+    }
+
+    /// Check that a park's key keeps goroutine id and sequence apart, and that moving
+    /// the saved registers changes the fingerprint.
+    #[test]
+    fn park_identity_and_movement() {
+        assert_eq!(member_key(5, 3) >> 8, 5);
+        assert_eq!(member_key(5, 3) as u8, 3);
+        let g = ParkedG {
+            status: G_WAITING,
+            goid: 5,
+            seq: 3,
+            wait_reason: 7,
+            sp: 0xc000_1000,
+            pc: 0x40_1000,
+            bp: 0xc000_1040,
+            stack_hi: 0xc000_2000,
+            gopc: 0x40_2000,
+            startpc: 0x40_3000,
+            waitsince: 0,
+        };
+        let moved = ParkedG { sp: g.sp + 64, ..g };
+        assert_ne!(fingerprint(&g), fingerprint(&moved));
+        assert_eq!(
+            fingerprint(&g),
+            fingerprint(&ParkedG {
+                gopc: 1,
+                waitsince: 77,
+                ..g
+            })
+        );
+    }
+}
