@@ -52,6 +52,9 @@ struct ProcessJson<'a> {
     cgroup: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     container: &'a str,
+    /// Addition to version 1: how old the goroutine data of a Go process is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    goroutines_read_age_s: Option<f64>,
     sites: Vec<SiteJson<'a>>,
 }
 
@@ -134,6 +137,7 @@ impl<'a> ProcessJson<'a> {
             alive: p.alive,
             cgroup: &p.facts.cgroup.cgroup,
             container: &p.facts.cgroup.container,
+            goroutines_read_age_s: p.goroutines_read_age_s.map(round2),
             sites: p.sites.iter().map(SiteJson::of).collect(),
         }
     }

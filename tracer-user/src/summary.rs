@@ -65,6 +65,9 @@ pub struct ProcessSummary {
     pub growth_per_min: f64,
     /// Leaking sites first, then by count.
     pub sites: Vec<SiteSummary>,
+    /// Go processes: seconds from the latest read of its goroutines to the window's last
+    /// scan (a huge process is read less often than every scan).
+    pub goroutines_read_age_s: Option<f64>,
 }
 
 /// One site (where waiters block) of one process.
@@ -287,6 +290,7 @@ fn summarize_process(
         waiters: sites.iter().map(|s| s.count).sum(),
         growth_per_min: slope(&times, &totals) * 60.0,
         sites,
+        goroutines_read_age_s: history.goroutine_read_age_s(process),
     }
 }
 
@@ -620,6 +624,7 @@ pub(crate) mod testutil {
                     container: String::new(),
                 },
             }),
+            goroutines_read_age_s: None,
             alive: true,
             uptime_s: 3725.0,
             verdict: if leak {

@@ -48,9 +48,10 @@ const GO_VERSION: &str = "1.26.6";
 const GO_LEAKS_PER_SEC: u32 = 100;
 /// Threads of each small process (with its main thread).
 const FARM_THREADS: u32 = 20;
-/// The leaking processes among the many: threads leaking every 500 ms...
+/// The leaking processes among the many: threads leaking one every 2 s...
 const FARM_THREAD_LEAKERS: usize = 3;
-/// ...and Go processes leaking 4 goroutines a second.
+const FARM_THREAD_LEAK_MS: &str = "2000";
+/// ...and Go processes leaking one goroutine a second.
 const FARM_GO_LEAKERS: usize = 2;
 /// Every diagnosis watches this long.
 const DIAGNOSE_SECONDS: u32 = 15;
@@ -417,12 +418,12 @@ fn start_farm(
 ) -> Result<(Vec<u32>, Vec<u32>)> {
     let mut leakers = Vec::new();
     for _ in 0..FARM_THREAD_LEAKERS {
-        leakers.push(
-            fleet.spawn(Command::new(farm).args([(FARM_THREADS - 1).to_string(), "500".into()]))?,
-        );
+        leakers.push(fleet.spawn(
+            Command::new(farm).args([(FARM_THREADS - 1).to_string(), FARM_THREAD_LEAK_MS.into()]),
+        )?);
     }
     for _ in 0..FARM_GO_LEAKERS {
-        leakers.push(fleet.spawn(Command::new(parked).args(["20", "4"]))?);
+        leakers.push(fleet.spawn(Command::new(parked).args(["20", "1"]))?);
     }
     let mut pids = leakers.clone();
     for _ in leakers.len()..count {
@@ -516,7 +517,7 @@ fn daemon_rows(rows: &mut Vec<Row>, what: &str, run: &DaemonRun) {
 /// The goroutine part: diagnoses of 10k, 100k and 1M parked goroutines, then the daemon
 /// watching the 1M process.
 fn goroutine_rows(
-    rows: &mut Vec<Row>,
+    (rows, printed): (&mut Vec<Row>, &mut usize),
     leakscope: &Path,
     parked: &Path,
     log_dir: &Path,
@@ -590,7 +591,7 @@ fn goroutine_rows(
         if base.is_none() {
             base = Some(run);
         }
-        print_rows(rows);
+        print_new_rows(rows, printed);
     }
     Ok(())
 }
@@ -608,7 +609,7 @@ fn verdict_text(run: &DiagnoseRun, pid: u32) -> String {
 /// The process part: diagnoses of 100, 1,000 and 2,000 processes of 20 threads, then the
 /// daemon watching the 2,000.
 fn process_rows(
-    rows: &mut Vec<Row>,
+    (rows, printed): (&mut Vec<Row>, &mut usize),
     leakscope: &Path,
     (parked, farm): (&Path, &Path),
     log_dir: &Path,
@@ -669,24 +670,27 @@ fn process_rows(
         if base.is_none() {
             base = Some(run);
         }
-        print_rows(rows);
+        print_new_rows(rows, printed);
     }
     Ok(())
 }
 
-fn print_rows(rows: &[Row]) {
-    let Some(last) = rows.last() else { return };
-    println!(
-        "  {:<48} {:<44} {:<26} {}",
-        last.figure,
-        last.value,
-        last.budget,
-        match last.pass {
-            Some(true) => "PASS",
-            Some(false) => "FAIL",
-            None => "",
-        }
-    );
+/// Prints the rows not printed yet; `printed` counts those already printed.
+fn print_new_rows(rows: &[Row], printed: &mut usize) {
+    for row in &rows[(*printed).min(rows.len())..] {
+        println!(
+            "  {:<50} {:<46} {:<24} {}",
+            row.figure,
+            row.value,
+            row.budget,
+            match row.pass {
+                Some(true) => "PASS",
+                Some(false) => "FAIL",
+                None => "",
+            }
+        );
+    }
+    *printed = rows.len();
 }
 
 /// Runs the scale section and prints its table; returns whether every budget held.
@@ -704,9 +708,16 @@ pub fn scale(leakscope: &Path, bench_dir: &Path, long: bool) -> Result<bool> {
         log_dir.display()
     );
     let mut rows = Vec::new();
-    goroutine_rows(&mut rows, leakscope, &parked, &log_dir, daemon_seconds)?;
+    let mut printed = 0;
+    goroutine_rows(
+        (&mut rows, &mut printed),
+        leakscope,
+        &parked,
+        &log_dir,
+        daemon_seconds,
+    )?;
     process_rows(
-        &mut rows,
+        (&mut rows, &mut printed),
         leakscope,
         (&parked, &farm),
         &log_dir,
@@ -714,12 +725,10 @@ pub fn scale(leakscope: &Path, bench_dir: &Path, long: bool) -> Result<bool> {
     )?;
     println!("\nscale summary");
     println!(
-        "  {:<48} {:<44} {:<26} verdict",
+        "  {:<50} {:<46} {:<24} verdict",
         "figure", "measured", "budget"
     );
-    for i in 0..rows.len() {
-        print_rows(&rows[..=i]);
-    }
+    print_new_rows(&rows, &mut 0);
     let failed: Vec<&str> = rows
         .iter()
         .filter(|r| r.pass == Some(false))

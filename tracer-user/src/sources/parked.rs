@@ -244,14 +244,19 @@ impl ParkedTable {
     ) -> u64 {
         let slot = self.slots[idx as usize];
         let waiting = g.status == G_WAITING;
-        if waiting
-            && slot.group() != NO_GROUP
-            && slot.key == member_key(g.goid, g.seq)
-            && slot.moved == fingerprint(g)
-        {
+        // The same park (same goroutine, not run since): counted already.
+        let same_park =
+            waiting && slot.group() != NO_GROUP && slot.key == member_key(g.goid, g.seq);
+        if same_park && slot.moved == fingerprint(g) {
             if slot.group & DATED == 0 && g.waitsince != 0 {
                 self.date(idx, g);
             }
+            return g.goid;
+        }
+        if same_park {
+            // Its registers moved without it running (the GC shrank its stack): walked
+            // again, it stays where it was unless its stack now says otherwise.
+            changed.push((idx, *g));
             return g.goid;
         }
         if slot.group() != NO_GROUP {
@@ -309,9 +314,22 @@ impl ParkedTable {
         let still = reread(pid, &program.layout, changed, &self.gptrs, buf);
         for (((idx, g), stack), now) in changed.drain(..).zip(walked).zip(still) {
             if now != Some(g) {
+                // Torn: the next read walks it again (a moved park stays counted).
                 continue;
             }
             let group = self.group_for(&g, stack, &program.layout);
+            let old = self.slots[idx as usize];
+            if old.group() == group {
+                // The same park at the same site, its registers moved.
+                self.slots[idx as usize].moved = fingerprint(&g);
+                if old.group & DATED == 0 && g.waitsince != 0 {
+                    self.date(idx, &g);
+                }
+                continue;
+            }
+            if old.group() != NO_GROUP {
+                self.depart(old);
+            }
             if let Some(Some(entry)) = self.groups.get_mut(group as usize) {
                 entry.parked += 1;
                 entry.arrived.push(GoroutineMember {
