@@ -18,6 +18,10 @@ fn vm_readv(pid: libc::pid_t, local: &mut [u8], remote: &[libc::iovec]) -> io::R
         local.len() >= want,
         "vm_readv: local buffer shorter than the remote ranges"
     );
+    #[cfg(feature = "fuzzing")]
+    if pid == fake::FAKE_PID as libc::pid_t {
+        return fake::readv(local, remote);
+    }
     let local = libc::iovec {
         iov_base: local.as_mut_ptr().cast(),
         iov_len: want,
@@ -137,6 +141,58 @@ pub fn read_batch(pid: u32, ranges: &[(u64, usize)], out: &mut Vec<u8>) -> Vec<b
         next = if i < end { i + 1 } else { end };
     }
     ok
+}
+
+/// A fake process memory for the fuzz targets: regions of bytes at addresses, read by
+/// the real batching and fault logic above as process_vm_readv would.
+#[cfg(feature = "fuzzing")]
+pub mod fake {
+    use std::{cell::RefCell, io};
+
+    /// The pid whose memory is fake (above any real pid_max).
+    pub const FAKE_PID: u32 = 0x7fff_fffe;
+
+    thread_local! {
+        static REGIONS: RefCell<Vec<(u64, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Sets the fake memory: each region's bytes at its address.
+    pub fn set_memory(regions: Vec<(u64, Vec<u8>)>) {
+        REGIONS.with(|r| *r.borrow_mut() = regions);
+    }
+
+    fn read_byte(regions: &[(u64, Vec<u8>)], addr: u64) -> Option<u8> {
+        regions.iter().find_map(|(start, bytes)| {
+            let off = usize::try_from(addr.checked_sub(*start)?).ok()?;
+            bytes.get(off).copied()
+        })
+    }
+
+    /// process_vm_readv over the fake memory: stops at the first remote iovec that
+    /// faults; EFAULT when not even the first byte reads.
+    pub(super) fn readv(local: &mut [u8], remote: &[libc::iovec]) -> io::Result<usize> {
+        REGIONS.with(|regions| {
+            let regions = regions.borrow();
+            let mut done = 0usize;
+            for iov in remote {
+                let start = iov.iov_base as u64;
+                for i in 0..iov.iov_len {
+                    let byte = start
+                        .checked_add(i as u64)
+                        .and_then(|a| read_byte(&regions, a));
+                    match byte {
+                        Some(b) => local[done + i] = b,
+                        None if done == 0 => {
+                            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+                        }
+                        None => return Ok(done),
+                    }
+                }
+                done += iov.iov_len;
+            }
+            Ok(done)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -594,6 +594,33 @@ pub(super) fn is_system_goroutine(
     })
 }
 
+/// The goroutine reader over a fake process memory ([`crate::host::memory::fake`]), for
+/// the fuzz targets: one census of `program`'s table at load bias `bias`, then the
+/// names of every stack it found. Returns how many parked goroutines it read.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_read_goroutines(program: Arc<GoProgram>, bias: u64) -> Result<usize, String> {
+    let mut process = GoProcess {
+        program: program.clone(),
+        bias,
+        exe: "fuzz".into(),
+        stacks: IntMap::default(),
+        wait_reasons: HashMap::new(),
+        system_starts: IntMap::default(),
+    };
+    let pid = crate::host::memory::fake::FAKE_PID;
+    let mut buf = Vec::new();
+    let mut parked = 0;
+    // Twice: the second census goes through the stack cache.
+    for _ in 0..2 {
+        let table = read_goroutines(pid, &mut process, &mut buf)?;
+        for g in &table.parked {
+            symbolize(&program, bias, "fuzz", &g.stack);
+        }
+        parked = table.parked.len();
+    }
+    Ok(parked)
+}
+
 /// Names goroutine frames from the pclntab, expanding inlined calls.
 fn symbolize(program: &GoProgram, bias: u64, exe: &str, pcs: &[u64]) -> Vec<Frame> {
     let pclntab = program.binary.pclntab();

@@ -66,6 +66,8 @@ const MAX_VDSO_BYTES: u64 = 1 << 20;
 /// Executable mappings given unwind info per process (real processes have a few hundred
 /// at most); beyond that, frame pointers.
 const MAX_MODULES: usize = 4096;
+/// Unwind section bytes held by one process's modules together.
+const MAX_PROCESS_UNWIND_BYTES: usize = 128 << 20;
 /// Return addresses below this are never code (the zero page and low mmap_min_addr).
 const MIN_CODE_ADDRESS: u64 = 0x1000;
 
@@ -122,8 +124,14 @@ impl StackUnwinder {
         }
         self.process = None;
         let mut unwinder = UnwinderX86_64::new();
+        // Modules keep their sections alive after the cache drops them: a process mapping
+        // thousands of binaries with large unwind tables is bounded here as a whole.
+        let mut held = 0usize;
         for map in maps.iter().filter(|m| m.is_executable()).take(MAX_MODULES) {
-            if let Some(module) = self.module_for(pid, map) {
+            if let Some((module, bytes)) =
+                self.module_for(pid, map, MAX_PROCESS_UNWIND_BYTES - held)
+            {
+                held += bytes;
                 unwinder.add_module(module);
             }
         }
@@ -140,14 +148,24 @@ impl StackUnwinder {
 
     /// A framehop module for one executable mapping, or None when its binary cannot be
     /// read (framehop then uses frame pointers for its addresses).
-    fn module_for(&mut self, pid: u32, map: &MemoryMap) -> Option<Module<SectionBytes>> {
+    /// Past `budget` bytes of unwind sections, none (frame pointers).
+    fn module_for(
+        &mut self,
+        pid: u32,
+        map: &MemoryMap,
+        budget: usize,
+    ) -> Option<(Module<SectionBytes>, usize)> {
         let info = if map.path.as_deref() == Some("[vdso]") {
             self.vdso_info(pid, map)?
         } else {
             let binary = open_mapped_binary(pid, map)?;
             self.binaries.get_or_load(&binary.file, &binary.ident)
         };
-        info.module_for(map)
+        let bytes = info.held_bytes();
+        if bytes > budget {
+            return None;
+        }
+        Some((info.module_for(map)?, bytes))
     }
 
     /// The [vdso] is not a file: its ELF image is read from the process.
@@ -249,10 +267,14 @@ fn is_code_address(return_address: u64, maps: &[MemoryMap]) -> bool {
     if !(MIN_CODE_ADDRESS..1 << 56).contains(&return_address) {
         return false;
     }
-    maps.is_empty()
-        || maps
-            .iter()
-            .any(|m| m.is_executable() && m.contains(return_address - 1))
+    maps.is_empty() || map_containing(maps, return_address - 1).is_some_and(|m| m.is_executable())
+}
+
+/// The mapping holding `addr`, by binary search: /proc/PID/maps lists mappings sorted by
+/// address and without overlap (a process may have 65,530 of them; this runs per frame).
+fn map_containing(maps: &[MemoryMap], addr: u64) -> Option<&MemoryMap> {
+    let after = maps.partition_point(|m| m.start <= addr);
+    maps[..after].last().filter(|m| m.contains(addr))
 }
 
 /// The stack bytes of one thread from sp upward, read lazily with few syscalls.
@@ -272,10 +294,7 @@ impl StackWindow {
     fn new(pid: u32, maps: &[MemoryMap], sp: u64) -> Self {
         let limit = sp.saturating_add(STACK_WINDOW);
         // If the maps are stale and sp is in none of them, short reads bound the window.
-        let hi = maps
-            .iter()
-            .find(|m| m.contains(sp))
-            .map_or(limit, |m| m.end.min(limit));
+        let hi = map_containing(maps, sp).map_or(limit, |m| m.end.min(limit));
         Self {
             pid,
             lo: sp,
@@ -546,6 +565,51 @@ mod tests {
 
     use super::*;
     use crate::{host::procfs::read_maps, stacks::symbolize::StackSymbolizer};
+
+    /// Check that the mapping lookup (a binary search over the sorted maps, run per
+    /// frame) finds the mapping holding an address, and none in gaps or past the end,
+    /// over the most mappings a process may have.
+    #[test]
+    fn mapping_lookup_by_binary_search() {
+        let maps: Vec<MemoryMap> = (0..65_530u64)
+            .map(|i| MemoryMap {
+                start: 0x10_0000 + i * 0x2000,
+                end: 0x10_1000 + i * 0x2000,
+                perms: if i % 2 == 0 { "r-xp" } else { "rw-p" }.into(),
+                offset: 0,
+                dev: (0, 0),
+                inode: 0,
+                path: None,
+            })
+            .collect();
+        assert_eq!(
+            map_containing(&maps, 0x10_0000).map(|m| m.start),
+            Some(0x10_0000)
+        );
+        assert_eq!(
+            map_containing(&maps, 0x10_0fff).map(|m| m.start),
+            Some(0x10_0000)
+        );
+        assert!(map_containing(&maps, 0x10_1000).is_none(), "a gap");
+        assert!(
+            map_containing(&maps, 0xfff).is_none(),
+            "below every mapping"
+        );
+        assert!(
+            map_containing(&maps, u64::MAX).is_none(),
+            "past every mapping"
+        );
+        let last = maps.last().unwrap();
+        assert_eq!(
+            map_containing(&maps, last.end - 1).map(|m| m.start),
+            Some(last.start)
+        );
+        assert!(is_code_address(0x10_0001 + 0x4000, &maps));
+        assert!(
+            !is_code_address(0x10_0001 + 0x2000, &maps),
+            "not executable"
+        );
+    }
 
     /// Blocks in `recv` until the sender is dropped; a distinctive name to find in the
     /// symbolized stack.
