@@ -100,6 +100,114 @@ fn open_regular(path: PathBuf) -> Option<MappedBinary> {
     })
 }
 
+/// Largest binary copied into memory for a mapping reader (see [`HeldBinary`]).
+pub const MAX_COPIED_BINARY_BYTES: u64 = 64 << 20;
+
+/// A binary held open for a library that opens and maps files by path (blazesym): the
+/// path it is given is `/proc/self/fd/N` of a file leakscope opened and checked itself,
+/// so it cannot be swapped for a FIFO (an open that blocks forever) between a check and
+/// the library's open. A file an unprivileged user could truncate while it is mapped
+/// (SIGBUS in leakscope) is first copied into a sealed memfd that nobody can shrink.
+pub struct HeldBinary {
+    file: File,
+    /// Bytes of memory the copy holds (0 when the file itself is held).
+    pub copied_bytes: u64,
+    /// Whether its compressed debug sections may be inflated: only in files no
+    /// unprivileged user wrote, and then only up to a declared size (a library
+    /// inflating them reserves the declared size and inflates without a limit).
+    pub debug_info_safe: bool,
+}
+
+/// Largest declared size of a compressed debug section a library may inflate.
+pub const MAX_INFLATED_SECTION_BYTES: u64 = 256 << 20;
+
+/// Whether every compressed section of the ELF in `file` declares at most
+/// [`MAX_INFLATED_SECTION_BYTES`] (`None`: no compressed section at all).
+fn compressed_sections_bounded(file: &File) -> Option<bool> {
+    use object::{Object, ObjectSection};
+    let cache = ReadCache::new(file);
+    let obj = object::File::parse(&cache).ok()?;
+    let mut any = false;
+    for section in obj.sections() {
+        let Ok(range) = section.compressed_file_range() else {
+            return Some(false);
+        };
+        if range.format != object::CompressionFormat::None {
+            any = true;
+            if range.uncompressed_size > MAX_INFLATED_SECTION_BYTES {
+                return Some(false);
+            }
+        }
+    }
+    any.then_some(true)
+}
+
+impl HeldBinary {
+    /// Holds `binary`: the file itself when only root can write it, else a sealed copy
+    /// of at most [`MAX_COPIED_BINARY_BYTES`].
+    pub fn hold(binary: MappedBinary) -> Option<Self> {
+        let meta = binary.file.metadata().ok()?;
+        use std::os::unix::fs::PermissionsExt;
+        let only_root_writes = meta.uid() == 0 && meta.permissions().mode() & 0o022 == 0;
+        let compressed = compressed_sections_bounded(&binary.file);
+        if only_root_writes {
+            return Some(Self {
+                file: binary.file,
+                copied_bytes: 0,
+                debug_info_safe: compressed != Some(false),
+            });
+        }
+        if meta.len() > MAX_COPIED_BINARY_BYTES {
+            return None;
+        }
+        let copy = sealed_copy(&binary.file, meta.len())?;
+        Some(Self {
+            file: copy,
+            copied_bytes: meta.len(),
+            // A user's file may be a decompression bomb under any declared size.
+            debug_info_safe: compressed.is_none(),
+        })
+    }
+
+    /// The path to open the held file by.
+    pub fn path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
+}
+
+/// A memfd holding `len` bytes of `file` read with pread (never mapped), sealed against
+/// shrinking, growing and writing.
+fn sealed_copy(file: &File, len: u64) -> Option<File> {
+    use std::os::{fd::FromRawFd, unix::fs::FileExt};
+    // SAFETY: memfd_create with a NUL-terminated name; the fd returned is owned below.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"leakscope-binary".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let copy = unsafe { File::from_raw_fd(fd) };
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let want = (len - at).min(buf.len() as u64) as usize;
+        let n = file.read_at(&mut buf[..want], at).ok()?;
+        if n == 0 {
+            break; // truncated meanwhile: the copy is what was there
+        }
+        copy.write_all_at(&buf[..n], at).ok()?;
+        at += n as u64;
+    }
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl on a descriptor we own.
+    (unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } == 0).then_some(copy)
+}
+
 /// The GNU build id of an opened ELF file, if it has one.
 pub fn read_build_id(file: &File) -> Option<Box<[u8]>> {
     let cache = ReadCache::new(file);
@@ -216,5 +324,53 @@ mod tests {
             Some(0x7f00_0000_0000)
         );
         assert_eq!(load_bias(&pie, &map(0x7f00_0002_9000, 0x90000)), None);
+    }
+
+    /// Check that a binary an unprivileged user owns is held as a sealed in-memory copy
+    /// (truncating the file afterwards changes nothing a mapping of the copy could see:
+    /// no SIGBUS), while a root-only file is held itself; both through /proc/self/fd.
+    #[test]
+    fn user_writable_binaries_are_held_as_sealed_copies() {
+        let dir = std::env::temp_dir().join(format!("leakscope-held-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("user-lib.so");
+        let original = std::fs::read("/usr/bin/true").unwrap();
+        std::fs::write(&path, &original).unwrap();
+        let open = |path: &std::path::Path| {
+            let file = File::open(path).unwrap();
+            let ident = FileIdent::of(&file.metadata().unwrap());
+            MappedBinary {
+                file,
+                ident,
+                opened: path.to_path_buf(),
+            }
+        };
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let held = HeldBinary::hold(open(&path)).expect("held");
+        assert_eq!(held.copied_bytes, original.len() as u64);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let via_held = held.path();
+        assert!(via_held.starts_with("/proc/self/fd"));
+        assert_eq!(std::fs::read(&via_held).unwrap(), original);
+        // SAFETY: F_GET_SEALS on a descriptor the held copy owns.
+        let seals = unsafe {
+            use std::os::fd::AsRawFd;
+            libc::fcntl(held.file.as_raw_fd(), libc::F_GET_SEALS)
+        };
+        assert_ne!(seals & libc::F_SEAL_SHRINK, 0);
+
+        std::fs::write(&path, &original).unwrap();
+        std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let held = HeldBinary::hold(open(&path)).expect("held");
+        assert_eq!(held.copied_bytes, 0, "a root-only file is held itself");
+        assert!(held.debug_info_safe);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -65,6 +65,13 @@ impl MemoryMap {
 }
 
 /// Parses the text of /proc/PID/maps; malformed lines are skipped.
+/// The mapping holding `addr`, by binary search: /proc/PID/maps lists mappings sorted by
+/// address and without overlap (a process may have 65,530 of them; this runs per frame).
+pub fn map_containing(maps: &[MemoryMap], addr: u64) -> Option<&MemoryMap> {
+    let after = maps.partition_point(|m| m.start <= addr);
+    maps[..after].last().filter(|m| m.contains(addr))
+}
+
 pub fn parse_maps(text: &str) -> Vec<MemoryMap> {
     text.split('\n').filter_map(parse_line).collect()
 }

@@ -6,10 +6,9 @@
 //! shared by every process that maps the same binary.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     hash::Hash,
     panic::{AssertUnwindSafe, catch_unwind},
-    path::{Path, PathBuf},
     sync::Arc,
 };
 
@@ -19,8 +18,8 @@ use blazesym::symbolize::{
 };
 
 use crate::host::{
-    binary::{BinaryKey, FileIdent, MappedBinary, open_mapped_binary, read_build_id},
-    procfs::MemoryMap,
+    binary::{BinaryKey, FileIdent, HeldBinary, open_mapped_binary, read_build_id},
+    procfs::{MemoryMap, map_containing},
 };
 
 /// One symbolized frame: the one frame type from the symbolizers to every sink. It
@@ -46,6 +45,8 @@ fn hex_address<S: serde::Serializer>(address: &u64, s: S) -> Result<S::Ok, S::Er
 /// beyond that it is rebuilt from scratch, which bounds memory and file descriptors on a
 /// long-running host. Our own result cache survives the rebuild.
 const MAX_OPEN_BINARIES: usize = 32;
+/// Bytes of user-writable binaries held as sealed copies at once (see [`HeldBinary`]).
+const MAX_COPIED_BYTES_TOTAL: u64 = 256 << 20;
 /// Symbolized (binary, offset) pairs kept (per generation of the two-generation cache).
 const MAX_CACHED_SYMBOLS: usize = 64 * 1024;
 /// Mappings (per process) whose binary has been identified.
@@ -59,15 +60,11 @@ struct SymInfo {
     line: Option<u32>,
 }
 
-/// A binary as the symbolizer uses it: its cache key, identity, and the path blazesym is
-/// given for it.
+/// A binary as the symbolizer uses it: its cache key and identity.
 #[derive(Debug)]
 struct BinaryRef {
     key: BinaryKey,
     ident: FileIdent,
-    /// A path that stays valid as long as possible: the path in our own mount namespace
-    /// when it is the same file, else the process's root or its map_files entry.
-    path: PathBuf,
 }
 
 /// The cache misses of one stack in one binary: the binary, one address in it (to find
@@ -88,8 +85,10 @@ struct MappingKey {
 /// Names stack frames; keeps one blazesym symbolizer and caches results per binary.
 pub struct StackSymbolizer {
     symbolizer: Symbolizer,
-    /// Files given to `symbolizer` since it was built.
-    fed: HashSet<(u64, u64)>,
+    /// Files given to `symbolizer` since it was built, held open (or copied) for it.
+    held: HashMap<(u64, u64), HeldBinary>,
+    /// Bytes of binaries copied into memory among `held`.
+    copied_bytes: u64,
     mappings: TwoGenCache<MappingKey, Option<Arc<BinaryRef>>>,
     /// Build ids of files already read, to not re-read the notes for every process.
     build_ids: TwoGenCache<FileIdent, BinaryKey>,
@@ -100,7 +99,8 @@ impl Default for StackSymbolizer {
     fn default() -> Self {
         Self {
             symbolizer: new_symbolizer(),
-            fed: HashSet::new(),
+            held: HashMap::new(),
+            copied_bytes: 0,
             mappings: TwoGenCache::new(MAX_CACHED_MAPPINGS),
             build_ids: TwoGenCache::new(MAX_CACHED_MAPPINGS),
             symbols: TwoGenCache::new(MAX_CACHED_SYMBOLS),
@@ -138,7 +138,7 @@ impl StackSymbolizer {
             } else {
                 address.saturating_sub(1)
             };
-            let map = maps.iter().find(|m| m.contains(lookup));
+            let map = map_containing(maps, lookup);
             frames.push(Frame {
                 address,
                 module: map.and_then(|m| m.path.clone()),
@@ -159,7 +159,7 @@ impl StackSymbolizer {
         }
         for (binary, addr, items) in pending {
             let offsets: Vec<u64> = items.iter().map(|&(_, offset)| offset).collect();
-            let map = maps.iter().find(|m| m.contains(addr));
+            let map = map_containing(maps, addr);
             let Some(infos) = map.and_then(|map| self.lookup(pid, map, &binary, &offsets)) else {
                 continue;
             };
@@ -194,11 +194,9 @@ impl StackSymbolizer {
                 self.build_ids.insert(opened.ident, key.clone());
                 key
             });
-            let path = stable_path(pid, map, &opened);
             Arc::new(BinaryRef {
                 key,
                 ident: opened.ident,
-                path,
             })
         });
         self.mappings.insert(key, binary.clone());
@@ -215,25 +213,29 @@ impl StackSymbolizer {
         binary: &BinaryRef,
         offsets: &[u64],
     ) -> Option<Vec<Option<SymInfo>>> {
-        // The cached path may since name another file (an upgrade replaced it, or its
-        // process exited): then go through this process's map_files entry instead.
-        let path = if same_file(&binary.path, &binary.ident) {
-            binary.path.clone()
-        } else {
-            let fresh = open_mapped_binary(pid, map)?;
-            (fresh.ident == binary.ident).then_some(fresh.opened)?
-        };
-
         let file = (binary.ident.dev, binary.ident.ino);
-        if !self.fed.contains(&file) {
-            if self.fed.len() >= MAX_OPEN_BINARIES {
+        if !self.held.contains_key(&file) {
+            if self.held.len() >= MAX_OPEN_BINARIES || self.copied_bytes >= MAX_COPIED_BYTES_TOTAL {
                 self.symbolizer = new_symbolizer();
-                self.fed.clear();
+                self.held.clear();
+                self.copied_bytes = 0;
             }
-            self.fed.insert(file);
+            // Opened here (regular files only, without blocking) and checked to be the
+            // binary identified before; blazesym gets this open file, never a path a
+            // process could swap meanwhile.
+            let fresh = open_mapped_binary(pid, map)?;
+            if fresh.ident != binary.ident {
+                return None;
+            }
+            let held = HeldBinary::hold(fresh)?;
+            self.copied_bytes += held.copied_bytes;
+            self.held.insert(file, held);
         }
-
-        let src = Source::Elf(Elf::new(path));
+        let held = &self.held[&file];
+        let src = Source::Elf(Elf {
+            debug_syms: held.debug_info_safe,
+            ..Elf::new(held.path())
+        });
         let symbolizer = &self.symbolizer;
         // blazesym parses files other processes control; a panic in it must cost only
         // these names, and the symbolizer is rebuilt in case it was left inconsistent.
@@ -247,7 +249,8 @@ impl StackSymbolizer {
             Ok(Err(_)) => None,
             Err(_) => {
                 self.symbolizer = new_symbolizer();
-                self.fed.clear();
+                self.held.clear();
+                self.copied_bytes = 0;
                 None
             }
         }
@@ -274,32 +277,6 @@ fn apply(frame: &mut Frame, info: SymInfo) {
     frame.function = info.function;
     frame.file = info.file;
     frame.line = info.line;
-}
-
-/// Whether `path` currently is the file `ident` (same device and inode).
-fn same_file(path: &Path, ident: &FileIdent) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).is_ok_and(|m| m.dev() == ident.dev && m.ino() == ident.ino)
-}
-
-/// The most stable path to give blazesym for a binary: the mapped path in our own mount
-/// namespace if it is the very same file (valid for every process using it, and after
-/// this one exits), else the same path under the process's root, else the map_files entry
-/// the binary was opened through.
-fn stable_path(pid: u32, map: &MemoryMap, opened: &MappedBinary) -> PathBuf {
-    if !map.is_deleted()
-        && let Some(path) = map.file_path()
-    {
-        for candidate in [
-            PathBuf::from(path),
-            PathBuf::from(format!("/proc/{pid}/root{path}")),
-        ] {
-            if same_file(&candidate, &opened.ident) {
-                return candidate;
-            }
-        }
-    }
-    opened.opened.clone()
 }
 
 /// A bounded cache that approximates LRU cheaply: when the current generation is full it

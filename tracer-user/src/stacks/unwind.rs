@@ -35,7 +35,7 @@ use crate::host::{
         open_mapped_binary,
     },
     memory::read_memory,
-    procfs::MemoryMap,
+    procfs::{MemoryMap, map_containing},
 };
 
 /// The user registers saved when a thread entered the kernel.
@@ -260,6 +260,34 @@ impl ProcessUnwinder {
     }
 }
 
+/// The unwinder over one ELF image's unwind sections, mapped by `maps`, and a fake
+/// process memory ([`crate::host::memory::fake`]) holding the stack: for the fuzz
+/// targets.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_unwind(elf: &[u8], maps: &[MemoryMap], regs: UserRegs) -> Vec<u64> {
+    let info = BinaryUnwindInfo::parse(elf, |off, size| {
+        let start = usize::try_from(off).ok()?;
+        let end = start.checked_add(usize::try_from(size).ok()?)?;
+        elf.get(start..end).map(SectionBytes::from)
+    });
+    let mut unwinder = UnwinderX86_64::new();
+    for map in maps.iter().filter(|m| m.is_executable()) {
+        if let Some(module) = info.module_for(map) {
+            unwinder.add_module(module);
+        }
+    }
+    let pid = crate::host::memory::fake::FAKE_PID;
+    let mut process = ProcessUnwinder {
+        pid,
+        layout: ExecLayout::of(maps),
+        unwinder,
+        cache: CacheX86_64::new(),
+    };
+    let mut frames = vec![regs.ip];
+    process.walk(pid, maps, regs, &mut frames);
+    frames
+}
+
 /// Whether a return address can be real: the instruction before it (the call) lies in an
 /// executable mapping. This ends frame-pointer walks that wander into data.
 fn is_code_address(return_address: u64, maps: &[MemoryMap]) -> bool {
@@ -268,13 +296,6 @@ fn is_code_address(return_address: u64, maps: &[MemoryMap]) -> bool {
         return false;
     }
     maps.is_empty() || map_containing(maps, return_address - 1).is_some_and(|m| m.is_executable())
-}
-
-/// The mapping holding `addr`, by binary search: /proc/PID/maps lists mappings sorted by
-/// address and without overlap (a process may have 65,530 of them; this runs per frame).
-fn map_containing(maps: &[MemoryMap], addr: u64) -> Option<&MemoryMap> {
-    let after = maps.partition_point(|m| m.start <= addr);
-    maps[..after].last().filter(|m| m.contains(addr))
 }
 
 /// The stack bytes of one thread from sp upward, read lazily with few syscalls.

@@ -109,7 +109,7 @@ struct Xchg {
 }
 
 /// Finds the slice header and allglen in `allgadd`'s code at `ip`.
-fn analyse_allgadd(
+pub fn analyse_allgadd(
     code: &[u8],
     ip: u64,
     writable: &dyn Fn(u64) -> bool,
