@@ -7,6 +7,7 @@
 mod accuracy;
 mod bench;
 mod cpio;
+mod fuzz;
 mod go_layouts;
 mod kernels;
 mod scale;
@@ -55,6 +56,9 @@ enum Task {
     /// Run every leak and steady shape at once, diagnose them with one
     /// `leakscope diagnose` and print recall and false alarms (needs root).
     Accuracy(accuracy::AccuracyArgs),
+    /// Run each fuzz target (fuzz/, cargo-fuzz on nightly) for a bounded time from its
+    /// seeds; fails on any crash, hang or memory blow-up.
+    Fuzz(fuzz::FuzzArgs),
     /// Regenerate tracer-user/src/sources/go/layouts.json (Go runtime layouts per version)
     /// by building a probe with each supported Go toolchain and reading its DWARF.
     GoLayouts,
@@ -89,6 +93,7 @@ fn run_task(task: Task) -> Result<ExitCode> {
         Task::GoLayouts => go_layouts::go_layouts()?,
         Task::Kernels(args) => kernels::kernels(&args)?,
         Task::Soak(args) => soak::soak(&args)?,
+        Task::Fuzz(args) => fuzz::fuzz(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -111,11 +116,20 @@ fn test() -> Result<()> {
     // The daemon under churn and attack, shortened for CI (see README, "Soak").
     soak::soak(&soak::SoakArgs {
         minutes: CI_SOAK_MINUTES,
+    })?;
+    // Every parser of host data under libFuzzer from its seeds: 15 s per target, about
+    // 2.5 minutes in all (plus the first sanitizer build of the fuzz crate).
+    fuzz::fuzz(&fuzz::FuzzArgs {
+        seconds: CI_FUZZ_SECONDS,
+        targets: Vec::new(),
     })
 }
 
 /// Minutes of soak `cargo xtask test` runs.
 const CI_SOAK_MINUTES: u64 = 2;
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const CI_FUZZ_SECONDS: u64 = 15;
 
 fn lint() -> Result<()> {
     // Run both even if the first fails, so one pass shows every problem.

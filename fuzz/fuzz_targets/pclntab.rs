@@ -1,0 +1,30 @@
+//! The Go runtime symbol table: parse, then every query the goroutine reader makes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tracer_user::sources::go::Pclntab;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(mut tab) = Pclntab::parse(data, Some(0x40_1000)) else {
+        return;
+    };
+    tab.find_func_by_name("runtime.allgadd");
+    tab.func_records_end();
+    tab.check_gofunc(data, 64);
+    // The table itself as go:func.*: inline trees then point into fuzzer bytes.
+    tab.set_gofunc(0x40_0000, data.to_vec());
+    for func in tab.funcs().take(64) {
+        for pc in [
+            func.entry,
+            func.entry.saturating_add(3),
+            func.end.saturating_sub(1),
+        ] {
+            tab.pc_to_file_line(&func, pc);
+            tab.inline_frames(&func, pc);
+        }
+    }
+    let end = tab.text_end();
+    for pc in (0x40_1000..end.min(0x40_1000 + 4096)).step_by(61) {
+        tab.find_func(pc);
+    }
+});
