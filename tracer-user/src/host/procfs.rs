@@ -64,7 +64,6 @@ impl MemoryMap {
     }
 }
 
-/// Parses the text of /proc/PID/maps; malformed lines are skipped.
 /// The mapping holding `addr`, by binary search: /proc/PID/maps lists mappings sorted by
 /// address and without overlap (a process may have 65,530 of them; this runs per frame).
 pub fn map_containing(maps: &[MemoryMap], addr: u64) -> Option<&MemoryMap> {
@@ -72,13 +71,31 @@ pub fn map_containing(maps: &[MemoryMap], addr: u64) -> Option<&MemoryMap> {
     maps[..after].last().filter(|m| m.contains(addr))
 }
 
+/// Parses the text of /proc/PID/maps; malformed lines are skipped.
 pub fn parse_maps(text: &str) -> Vec<MemoryMap> {
     text.split('\n').filter_map(parse_line).collect()
 }
 
-/// Reads and parses /proc/PID/maps.
+/// Largest /proc/PID/maps read. A process chooses its mappings' count (up to 65,530) and
+/// their file names (up to 4 KiB each): 270 MB of text if read whole. Real ones are a few
+/// hundred KB.
+pub const MAX_MAPS_BYTES: u64 = 32 << 20;
+
+/// Reads and parses /proc/PID/maps (file names that are not UTF-8 are kept lossily: the
+/// mapped file is reached through map_files, not its name). A file over
+/// [`MAX_MAPS_BYTES`] is an error, not a silently partial list.
 pub fn read_maps(pid: u32) -> io::Result<Vec<MemoryMap>> {
-    std::fs::read_to_string(format!("/proc/{pid}/maps")).map(|t| parse_maps(&t))
+    use std::io::Read;
+    let file = std::fs::File::open(format!("/proc/{pid}/maps"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MAPS_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_MAPS_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("/proc/{pid}/maps is larger than {MAX_MAPS_BYTES} bytes"),
+        ));
+    }
+    Ok(parse_maps(&String::from_utf8_lossy(&bytes)))
 }
 
 /// Splits off the next space-separated field, skipping leading spaces.
@@ -207,5 +224,41 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
             .find(|m| m.contains(here))
             .expect("own code is mapped");
         assert!(text.is_executable() && text.is_file());
+    }
+
+    /// Check that a mapped file whose name is not UTF-8 (any process may map one) does
+    /// not make the whole maps unreadable: the mapping is listed, its name lossy.
+    #[test]
+    fn maps_with_a_non_utf8_file_name_still_read() {
+        use std::os::unix::{ffi::OsStrExt, fs::MetadataExt};
+        let name = std::ffi::OsStr::from_bytes(b"leakscope-\xff\xfe-map");
+        let dir = std::env::temp_dir().join(format!("leakscope-maps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, vec![7u8; 4096]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let inode = file.metadata().unwrap().ino();
+        // SAFETY: a fresh read-only shared mapping of a file we own, unmapped below.
+        let addr = unsafe {
+            use std::os::fd::AsRawFd;
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(addr, libc::MAP_FAILED);
+        let maps = read_maps(std::process::id());
+        // SAFETY: unmapping the mapping made above.
+        unsafe { libc::munmap(addr, 4096) };
+        std::fs::remove_dir_all(&dir).unwrap();
+        let maps = maps.expect("maps read despite a non-UTF-8 name");
+        assert!(
+            maps.iter()
+                .any(|m| m.inode == inode && m.start == addr as u64)
+        );
     }
 }
