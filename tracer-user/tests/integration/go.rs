@@ -668,3 +668,46 @@ fn go_runtime_threads_are_hidden_unless_asked_for() {
         summarize_pid(&shown, pool.pid())
     );
 }
+
+/// A copy of an ELF file whose section headers say nothing true: every name, type,
+/// offset and size is garbage. The loader and the Go runtime use only program headers,
+/// so the program still runs.
+fn with_scrambled_section_headers(data: &[u8]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    let shoff = u64::from_le_bytes(out[0x28..0x30].try_into().unwrap()) as usize;
+    let shnum = u16::from_le_bytes(out[0x3c..0x3e].try_into().unwrap()) as usize;
+    for i in 1..shnum {
+        let h = shoff + i * 64;
+        out[h..h + 4].copy_from_slice(&1u32.to_le_bytes()); // sh_name
+        out[h + 4..h + 8].copy_from_slice(&0x6fff_fff7u32.to_le_bytes()); // sh_type
+        out[h + 24..h + 40].fill(0xee); // sh_offset, sh_size
+    }
+    out
+}
+
+/// Check that a leaking Go program whose ELF section headers are scrambled (it still
+/// runs) is read through its program headers and its leak reported, never taken for a
+/// healthy native process.
+#[test]
+fn go_binary_with_scrambled_section_headers_is_still_read() {
+    require_root();
+    let build = goleaks(GO_NEWEST, GoFlavor::Plain);
+    let original = std::fs::read(go_program_path(build)).expect("read the Go binary");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("scrambled-go-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("goleaks-scrambled");
+    std::fs::write(&path, with_scrambled_section_headers(&original)).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pattern = Pattern::SendNoReceiver;
+    let mut command = std::process::Command::new(&path);
+    command.arg(pattern.arg());
+    let mut leaker = Spawned::launch("goleaks-scrambled", command);
+    thread::sleep(WARM_UP);
+    leaker.assert_running("during warm-up (a scrambled binary must still run)");
+    let (_, report) = diagnose(&[leaker.pid()], DIAGNOSE_SECONDS);
+    leaker.assert_running("while leakscope watched");
+    assert_goroutine_leak(&report, leaker.pid(), build, pattern);
+    leaker.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
