@@ -1,15 +1,23 @@
-//! The daemon's HTTP request-head parser, fed whole and byte by byte.
+//! The daemon's HTTP request-head parser: the outcome of pushing the input in arbitrary
+//! chunks (as reads return it) must equal pushing it at once.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tracer_user::daemon::http::parse_request_head;
+use tracer_user::daemon::http::{HeadReader, parse_request_head};
 
 fuzz_target!(|data: &[u8]| {
-    let whole = parse_request_head(data);
-    if data.len() < 512 {
-        for cut in [1, data.len() / 2] {
-            let _ = parse_request_head(&data[..cut.min(data.len())]);
+    // First byte: chunk size (1..=256); the rest: the bytes a client sends.
+    let Some((&size, head)) = data.split_first() else {
+        return;
+    };
+    let whole = parse_request_head(head);
+    let mut reader = HeadReader::new();
+    let mut chunked = Ok(None);
+    for chunk in head.chunks(usize::from(size) + 1) {
+        chunked = reader.push(chunk);
+        if !matches!(chunked, Ok(None)) {
+            break;
         }
     }
-    let _ = whole;
+    assert_eq!(whole, chunked, "chunked pushes differ from one push");
 });

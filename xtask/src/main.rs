@@ -142,12 +142,28 @@ fn lint() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The fuzz targets' entry points (feature `fuzzing`) are built by nightly only in
+    // `cargo xtask fuzz`: check here that they still compile against the library.
+    let fuzzing = status(cargo().args([
+        "clippy",
+        "-p",
+        "tracer-user",
+        "--lib",
+        "--features",
+        "fuzzing",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     let mut failed = Vec::new();
     if !format.success() {
         failed.push("formatting (run `cargo fmt --all`)");
     }
     if !clippy.success() {
         failed.push("clippy");
+    }
+    if !fuzzing.success() {
+        failed.push("clippy --features fuzzing");
     }
     if !failed.is_empty() {
         bail!("lint failed: {}", failed.join(", "));

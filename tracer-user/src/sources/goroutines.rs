@@ -595,28 +595,21 @@ pub(super) fn is_system_goroutine(
 }
 
 /// The goroutine reader over a fake process memory ([`crate::host::memory::fake`]), for
-/// the fuzz targets: one census of `program`'s table at load bias `bias`, then the
-/// names of every stack it found. Returns how many parked goroutines it read.
+/// the fuzz targets: two reads of `program`'s table at load bias `bias` (the second goes
+/// through the incremental state), naming every stack found. Returns how many parked
+/// goroutines the last read reported.
 #[cfg(feature = "fuzzing")]
 pub fn fuzz_read_goroutines(program: Arc<GoProgram>, bias: u64) -> Result<usize, String> {
-    let mut process = GoProcess {
-        program: program.clone(),
-        bias,
-        exe: "fuzz".into(),
-        stacks: IntMap::default(),
-        wait_reasons: HashMap::new(),
-        system_starts: IntMap::default(),
-    };
     let pid = crate::host::memory::fake::FAKE_PID;
-    let mut buf = Vec::new();
+    let mut table = crate::sources::parked::ParkedTable::default();
+    let mut bufs = crate::sources::parked::ReadBuffers::default();
     let mut parked = 0;
-    // Twice: the second census goes through the stack cache.
     for _ in 0..2 {
-        let table = read_goroutines(pid, &mut process, &mut buf)?;
-        for g in &table.parked {
-            symbolize(&program, bias, "fuzz", &g.stack);
+        let read = table.read(pid, &program, bias, &mut bufs)?;
+        for site in &read.sites {
+            symbolize(&program, bias, "fuzz", &site.stack);
         }
-        parked = table.parked.len();
+        parked = read.sites.iter().map(|s| s.parked as usize).sum();
     }
     Ok(parked)
 }
