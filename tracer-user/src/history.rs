@@ -239,6 +239,10 @@ pub struct ProcessHistory {
     pub goroutine_reads: VecDeque<usize>,
 }
 
+/// Goroutine ids a process must create during the window before ids date births: four
+/// of the runtime's per-P batches of 16 (`_GoidCacheBatch`).
+const MIN_DATING_GOIDS: u64 = 64;
+
 /// GC starts remembered per process (the newest): Go runs a cycle at least every two
 /// minutes once it has run one, far fewer than this in any window.
 const MAX_GC_STARTS: usize = 4096;
@@ -541,9 +545,12 @@ impl History {
     }
 
     /// Dates goroutine ids: the newest id at the end of the window and how many ids per
-    /// second the process created during it (`None` when it created none: then ids say
-    /// nothing about time). Assumes the creation rate of the window held before it, the
-    /// best a reader that started late can do.
+    /// second the process created during it (`None` when it created too few: then ids
+    /// say nothing about time). Each P takes ids from the global counter in batches of
+    /// 16, so the newest id moves in steps of up to a batch per P whatever the creation
+    /// rate: fewer than [`MIN_DATING_GOIDS`] ids across the window are such steps, not a
+    /// rate. Assumes the creation rate of the window held before it, the best a reader
+    /// that started late can do.
     fn goid_dater(&self, process: &ProcessHistory, start: usize) -> Option<(u64, f64)> {
         let first =
             (start..=process.last_scan).find_map(|s| Some((s, *process.birth_clock.get(&s)?)))?;
@@ -551,8 +558,8 @@ impl History {
             .rev()
             .find_map(|s| Some((s, *process.birth_clock.get(&s)?)))?;
         let dt = (self.time_of(last.0) - self.time_of(first.0)) as f64 / 1e9;
-        let ids = last.1.checked_sub(first.1)? as f64;
-        (dt > 0.0 && ids > 0.0).then(|| (last.1, ids / dt))
+        let ids = last.1.checked_sub(first.1)?;
+        (dt > 0.0 && ids >= MIN_DATING_GOIDS).then(|| (last.1, ids as f64 / dt))
     }
 }
 
@@ -696,6 +703,25 @@ mod tests {
             },
         );
         c
+    }
+
+    /// Check that goroutine ids date births only when the window saw enough of them
+    /// created: a newest id that steps by one per-P batch (17 ids while one goroutine
+    /// was created) is no clock, 300 ids over 10 s are 30 a second.
+    #[test]
+    fn goroutine_ids_date_births_only_beyond_batch_steps() {
+        for (step, expected) in [(17u64, None), (300, Some(30.0))] {
+            let mut h = History::new();
+            for s in 0..11u64 {
+                let mut c = census(s, 3, if s == 0 { &[1, 2, 3] } else { &[] }, &[]);
+                let p = c.processes.values_mut().next().unwrap();
+                p.birth_clock = Some(1000 + step * s / 10);
+                h.record(&c);
+            }
+            let process = h.processes.values().next().unwrap();
+            let rate = h.goid_dater(process, 0).map(|(_, rate)| rate);
+            assert_eq!(rate, expected, "newest id up by {step}");
+        }
     }
 
     /// Check that trimming a rolling window drops old scans and the members only they
