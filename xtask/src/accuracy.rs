@@ -14,10 +14,14 @@
 //!
 //! The timeline is part of the shapes: the very slow leaks (one waiter per
 //! 10 s), the warm plateaus and the long-lived waiters start first and get a
-//! head start (default 2 minutes, shown as progress); the other cases start a
-//! few seconds before the diagnosis; the still-warming plateaus and the load
-//! ramps are restarted shortly before every diagnosis, so that each diagnosis
-//! (`--runs N` repeats it on the same programs) sees them warming and ramping.
+//! head start (default 2 minutes, shown as progress; at least the 5 minutes
+//! the slowest goroutine leak needs, below); the slow goroutine leaks in busy
+//! pools start 3 and 5 minutes before the first diagnosis (they must be found
+//! from the park dates of goroutines stranded long before it); the other cases
+//! start a few seconds before the diagnosis; the fast leaks, the still-warming
+//! plateaus and the load ramps are restarted shortly before every diagnosis, so
+//! that each diagnosis (`--runs N` repeats it on the same programs) sees them
+//! leaking from a fresh start, warming and ramping.
 //!
 //! `--record DIR` also keeps what the verdict saw, as verdict test data:
 //! leakscope's `--record-observations` file and `cases.json` (pid → case,
@@ -54,6 +58,9 @@ const SHORT_LEAD_S: f64 = 5.0;
 /// Leads of the cases restarted before every diagnosis, seconds.
 const WARMING_LEAD_S: f64 = 4.0;
 const RAMP_LEAD_S: f64 = 3.0;
+/// Leads of the slow goroutine leaks in busy pools: three and five minutes.
+const SLOW_GO_LEAK_LEAD_S: f64 = 180.0;
+const SLOWER_GO_LEAK_LEAD_S: f64 = 300.0;
 
 #[derive(Args, Debug)]
 pub struct AccuracyArgs {
@@ -154,9 +161,11 @@ fn case(
 /// Every case of the measurement. `shape#variant` runs mode `shape`.
 fn cases(args: &AccuracyArgs) -> Vec<Case> {
     let duration = f64::from(args.duration);
-    // The fast leaks run through every diagnosis: cap them well above what
-    // they reach (thread stacks are 64 KiB, so this stays cheap).
-    let fast_max = FAST_LEAK_RATE * (10 + args.runs * (args.duration + 25)) + 200;
+    // The fast leaks restart before every diagnosis (a diagnosis of a loaded host
+    // can take far longer than its --duration, so a leak that ran through them all
+    // would reach any cap): cap them well above what one run reaches (thread
+    // stacks are 64 KiB, so this stays cheap).
+    let fast_max = FAST_LEAK_RATE * (SHORT_LEAD_S as u32 + args.duration + 60) + 200;
     // Still warming when the diagnosis starts, level 40% into the window.
     let warming_grow = WARMING_LEAD_S + 0.4 * duration;
     // Rising through the whole window and beyond.
@@ -177,7 +186,7 @@ fn cases(args: &AccuracyArgs) -> Vec<Case> {
                     "leak_fast_never_signalled",
                     "leakFastSendNoReceiver",
                 )],
-                Start::Before(SHORT_LEAD_S),
+                Start::BeforeEachRun(SHORT_LEAD_S),
             ),
             case(
                 kind,
@@ -313,6 +322,20 @@ fn cases(args: &AccuracyArgs) -> Vec<Case> {
             Start::Before(SHORT_LEAD_S),
         ),
     ]);
+    // The slow goroutine leaks of a busy service (a few hundred workers, thousands of
+    // wakes a second, allocating as services do, so the GC runs and dates parks): one
+    // goroutine stranded every 10 s for three minutes before the diagnosis, and one
+    // every 30 s for five. The window adds one or none: only the goroutines' park
+    // dates (g.waitsince) can tell.
+    for (every, lead) in [(10, SLOW_GO_LEAK_LEAD_S), (30, SLOWER_GO_LEAK_LEAD_S)] {
+        all.push(case(
+            Kind::Goroutine,
+            &format!("busy-pool-slow-leak#every{every}s"),
+            &format!("--workers 300 --wakes 3000 --interval {every} --alloc 2048"),
+            &["leakSlowRecvNoSender"],
+            Start::Before(lead),
+        ));
+    }
     // Bystanders: small healthy processes, so the leaks are a few among many.
     let healthy: [(Kind, &str, &str); 4] = [
         (Kind::Thread, "idle-pool", "--workers 8 --rate 5"),
@@ -495,6 +518,14 @@ pub fn accuracy(args: &AccuracyArgs) -> Result<ExitCode> {
             Start::Before(lead) | Start::BeforeEachRun(lead) => Some(lead),
         })
         .fold(0.0, f64::max);
+    // Later runs only restart the cases that start before each run.
+    let max_rerun_lead = cases
+        .iter()
+        .filter_map(|case| match case.start {
+            Start::BeforeEachRun(lead) => Some(lead),
+            Start::Early | Start::Before(_) => None,
+        })
+        .fold(0.0, f64::max);
 
     let begin = Instant::now();
     for (index, case) in cases.iter().enumerate() {
@@ -516,7 +547,7 @@ pub fn accuracy(args: &AccuracyArgs) -> Result<ExitCode> {
         let diagnosis_at = if run_number == 1 {
             first_diagnosis
         } else {
-            Instant::now() + secs(max_lead)
+            Instant::now() + secs(max_rerun_lead)
         };
         // Latest start first; ties keep the case order.
         let mut schedule: Vec<(f64, usize)> = cases

@@ -10,11 +10,12 @@
 //
 //	fast-leak       --rate 20 --max 100000  goroutines/s parked in main.leakFastSendNoReceiver
 //	                                        (send on an unbuffered chan nobody reads)
-//	busy-pool-slow-leak --workers 5000 --wakes 400 --interval 2
+//	busy-pool-slow-leak --workers 5000 --wakes 400 --interval 2 --alloc 0
 //	                a pool of --workers goroutines receiving jobs in main.busyPoolWaitForJob,
 //	                --wakes jobs per second in total, plus one new goroutine every
 //	                --interval s parked in main.leakSlowRecvNoSender (receive on a chan
-//	                nobody sends on)
+//	                nobody sends on); each job allocates --alloc bytes of garbage, as a
+//	                service decoding requests does (so the GC runs, and dates parks)
 //	very-slow-leak  --interval 10           one goroutine every --interval s (the first at
 //	                                        start) in main.leakVerySlowForgottenUnlock
 //	                                        (sync.Mutex locked and never unlocked)
@@ -118,6 +119,19 @@ func doJob(job int) {
 	sink.Add(int64(sum))
 }
 
+// garbage is the last request buffer, so allocations escape to the heap.
+var garbage atomic.Pointer[[]byte]
+
+// allocateRequest allocates n bytes of short-lived garbage (0: none).
+func allocateRequest(n int, job int) {
+	if n <= 0 {
+		return
+	}
+	buf := make([]byte, n)
+	buf[job%n] = byte(job)
+	garbage.Store(&buf)
+}
+
 // spawnAtRate starts fn in a new goroutine `rate` times per second (paced
 // from the start, so spawn costs do not drift the rate), at most max times,
 // after `delay`. Returns when max is reached.
@@ -199,6 +213,7 @@ func runBusyPoolSlowLeak(p *params) {
 	workers := p.int("workers", 5000)
 	wakes := p.float("wakes", 400)
 	interval := p.seconds("interval", 2)
+	alloc := p.int("alloc", 0)
 	p.done()
 	pool := addRole("busyPoolWaitForJob")
 	leak := addRole("leakSlowRecvNoSender")
@@ -212,6 +227,7 @@ func runBusyPoolSlowLeak(p *params) {
 				if !ok {
 					return
 				}
+				allocateRequest(alloc, job)
 				doJob(job)
 			}
 		}()
