@@ -417,12 +417,43 @@ fn word(bytes: &[u8], at: usize) -> Option<u64> {
     ))
 }
 
-pub(super) fn read_word(pid: u32, addr: u64) -> Result<u64, String> {
+/// Why a Go process's goroutine table could not be read (the process is then reported
+/// unreadable with this reason).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GoroutineReadError {
+    #[error("implausible allglen {0} (more than {MAX_GOROUTINES} goroutines)")]
+    ImplausibleAllglen(u64),
+    #[error("short read at {0:#x}")]
+    ShortRead(u64),
+    #[error("read at {addr:#x}: errno {errno}")]
+    Unreadable { addr: u64, errno: i32 },
+    #[error("allgs at {addr:#x}: errno {errno}")]
+    TableUnreadable { addr: u64, errno: i32 },
+}
+
+impl From<GoroutineReadError> for String {
+    fn from(e: GoroutineReadError) -> String {
+        e.to_string()
+    }
+}
+
+/// A declared table length is believed only up to [`MAX_GOROUTINES`].
+pub(super) fn check_allglen(allglen: u64) -> Result<(), GoroutineReadError> {
+    if allglen > MAX_GOROUTINES {
+        return Err(GoroutineReadError::ImplausibleAllglen(allglen));
+    }
+    Ok(())
+}
+
+pub(super) fn read_word(pid: u32, addr: u64) -> Result<u64, GoroutineReadError> {
     let mut b = [0u8; 8];
     match read_memory(pid, addr, &mut b) {
         Ok(8) => Ok(u64::from_le_bytes(b)),
-        Ok(_) => Err(format!("short read at {addr:#x}")),
-        Err(e) => Err(format!("read at {addr:#x}: {e}")),
+        Ok(_) => Err(GoroutineReadError::ShortRead(addr)),
+        Err(e) => Err(GoroutineReadError::Unreadable {
+            addr,
+            errno: e.raw_os_error().unwrap_or(0),
+        }),
     }
 }
 
@@ -481,7 +512,11 @@ const ALLGS_BATCH: usize = 64 * 1024;
 
 /// The non-nil `g` pointers of the `allglen`-long array at `allgs`, read in bounded
 /// batches; stops at the first unreadable batch (the rest is not there).
-pub(super) fn read_allgs(pid: u32, allgs: u64, allglen: u64) -> Result<Vec<u64>, String> {
+pub(super) fn read_allgs(
+    pid: u32,
+    allgs: u64,
+    allglen: u64,
+) -> Result<Vec<u64>, GoroutineReadError> {
     let mut gptrs = Vec::new();
     let mut bytes = vec![0u8; ALLGS_BATCH * 8];
     let mut done = 0u64;
@@ -492,7 +527,12 @@ pub(super) fn read_allgs(pid: u32, allgs: u64, allglen: u64) -> Result<Vec<u64>,
         };
         let got = match read_memory(pid, at, &mut bytes[..n * 8]) {
             Ok(got) => got,
-            Err(e) if done == 0 => return Err(format!("allgs: {e}")),
+            Err(e) if done == 0 => {
+                return Err(GoroutineReadError::TableUnreadable {
+                    addr: at,
+                    errno: e.raw_os_error().unwrap_or(0),
+                });
+            }
             Err(_) => break,
         };
         gptrs.extend(
@@ -727,6 +767,17 @@ mod tests {
         // SAFETY: unmapping the page mapped above.
         unsafe { libc::munmap(base, page) };
         assert_eq!(got.unwrap().len(), page / 16);
-        assert!(read_allgs(std::process::id(), 8, 50_000_000).is_err());
+        assert!(matches!(
+            read_allgs(std::process::id(), 8, 50_000_000),
+            Err(GoroutineReadError::TableUnreadable {
+                addr: 8,
+                errno: libc::EFAULT
+            })
+        ));
+        assert_eq!(
+            check_allglen(50_000_000),
+            Err(GoroutineReadError::ImplausibleAllglen(50_000_000))
+        );
+        assert_eq!(check_allglen(MAX_GOROUTINES), Ok(()));
     }
 }

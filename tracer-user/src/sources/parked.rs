@@ -17,7 +17,7 @@ use crate::{
         go::layout::GoRuntimeLayout,
         goroutines::{
             G_DEAD, G_IDLE, G_WAITING, GoProgram, GoroutineMember, GoroutineSite, GoroutineTable,
-            MAX_GOROUTINES, MAX_STACK_READ, OVER_BUDGET_STACK_READ, ParkedG, STACK_BYTES_PER_SCAN,
+            MAX_STACK_READ, OVER_BUDGET_STACK_READ, ParkedG, STACK_BYTES_PER_SCAN, check_allglen,
             is_system_goroutine, is_text, parse_g, read_allgs, read_word, walk_frame_pointers,
         },
     },
@@ -134,9 +134,7 @@ impl ParkedTable {
         // runs past the array the pointer names.
         let allglen = read_word(pid, program.addrs.allglen.wrapping_add(bias))?;
         let allgs = read_word(pid, program.addrs.allgs.wrapping_add(bias))?;
-        if allglen > MAX_GOROUTINES {
-            return Err(format!("implausible allglen {allglen}"));
-        }
+        check_allglen(allglen)?;
         if allglen > 0 {
             let gptrs = read_allgs(pid, allgs, allglen)?;
             self.refresh_pointers(gptrs, program.layout.g_size);
