@@ -36,7 +36,10 @@ use crate::{
     diagnose::{DiagnoseOptions, preflight},
     error::SourceError,
     isolate, sanitize,
-    sources::{goroutines::ReadPacing, threads::ThreadSourceChoice},
+    sources::{
+        goroutines::{ReadPacing, thread_cpu_time},
+        threads::ThreadSourceChoice,
+    },
     summary::WindowSummary,
     verdict::VerdictPolicy,
     watch::Watcher,
@@ -80,6 +83,15 @@ pub struct RunOptions {
 pub fn default_stall_timeout(interval: Duration) -> Duration {
     (interval * 5).max(Duration::from_secs(30))
 }
+
+/// Scans (every source, the summary, the metrics) take at most this share of one core
+/// on average: after a scan that cost `c` seconds of CPU the next starts `c / 0.04`
+/// seconds later at the earliest (so a host whose scans cost 0.2 s is scanned every 5 s
+/// instead of every `--interval`), at most 20 s later.
+const SCAN_PACING: ReadPacing = ReadPacing {
+    cpu_share: 0.04,
+    max_interval: Duration::from_secs(20),
+};
 
 /// The longest shutdown waits for the scanner before exiting anyway (the kernel frees
 /// the program with the process in any case).
@@ -294,6 +306,7 @@ fn scanner(
             break;
         }
         scans += 1;
+        let (started, cpu) = (Instant::now(), thread_cpu_time());
         // A panic outside any one process's analysis fails this scan, not the daemon.
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             scan_and_publish(&mut watcher, &exporter, &mut state, shared)
@@ -325,7 +338,9 @@ fn scanner(
                 });
             }
         }
-        next += opts.interval;
+        // A host whose scans are expensive (thousands of processes) is scanned less often.
+        let paced = started + SCAN_PACING.pause_after(thread_cpu_time().saturating_sub(cpu));
+        next = (next + opts.interval).max(paced);
         let now = Instant::now();
         if next < now {
             // A scan longer than the interval: start the next one now, without a burst.

@@ -182,7 +182,7 @@ impl Default for ReadPacing {
 }
 
 /// CPU time this thread has used: what a read cost, whatever else runs on the machine.
-fn thread_cpu_time() -> Duration {
+pub fn thread_cpu_time() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
