@@ -107,7 +107,10 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<WindowSummary, DiagnoseError> 
     if opts.progress {
         eprint!("\r{:80}\r", "");
     }
-    let (summary, observations) = watcher.summary(&VerdictPolicy::default());
+    let (summary, observations) = watcher.summary(
+        &VerdictPolicy::default(),
+        opts.record_observations.is_some(),
+    );
     if let Some(path) = &opts.record_observations {
         let json = serde_json::to_string_pretty(&observations).expect("observations serialize");
         if let Err(e) = std::fs::write(path, json) {

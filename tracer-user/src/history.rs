@@ -13,7 +13,7 @@ use crate::{
     },
     fasthash::IntMap,
     sources::goroutines::GoroutineMember,
-    verdict::{MemberObservation, SiteObservation},
+    verdict::{MemberObservation, Members, SiteObservation},
 };
 
 /// One thread wait's stay at a site, as scan indices.
@@ -405,7 +405,7 @@ impl History {
 
     /// The narrow, pure view of one site that the verdict judges: the scans from the
     /// process's first to its last appearance (for goroutine sites, the scans that read
-    /// its goroutines), times in seconds from the window start.
+    /// its goroutines), times in seconds from the window start, and every member.
     pub fn observe(
         &self,
         process_key: &ProcessKey,
@@ -413,6 +413,23 @@ impl History {
         key: &SiteKey,
         site: &SiteHistory,
     ) -> SiteObservation {
+        let (mut obs, members) = self.view(process_key, process, key, site);
+        obs.members
+            .reserve(site.goroutines.len() + site.members.len());
+        members.visit(&mut |m| obs.members.push(m.clone()));
+        obs
+    }
+
+    /// [`History::observe`] without building the members: the observation's `members`
+    /// stay empty, and the returned [`SitePopulation`] hands them out one at a time (the
+    /// verdict of a site of a million goroutines then holds no member list).
+    pub fn view<'a>(
+        &'a self,
+        process_key: &'a ProcessKey,
+        process: &'a ProcessHistory,
+        key: &SiteKey,
+        site: &'a SiteHistory,
+    ) -> (SiteObservation, SitePopulation<'a>) {
         let start = process.first_scan.max(self.first_scan);
         let scans: Vec<usize> = match key.kind {
             WaiterKind::Thread => (start..=process.last_scan).collect(),
@@ -428,14 +445,10 @@ impl History {
             .iter()
             .map(|i| site.counts.get(i).copied().unwrap_or(0))
             .collect();
-        let members = match key.kind {
-            WaiterKind::Thread => self.observe_threads(site, start),
-            WaiterKind::Goroutine => self.observe_goroutines(process_key, process, site, &scans),
-        };
-        SiteObservation {
+        let obs = SiteObservation {
             times_s,
             counts,
-            members,
+            members: Vec::new(),
             window_started_before_process: process.first_scan > self.first_scan,
             wait_age_known: key.kind == WaiterKind::Thread,
             process_age_s: Some(
@@ -443,7 +456,17 @@ impl History {
                     .saturating_sub(process_key.start_mono_ns) as f64
                     / 1e9,
             ),
-        }
+        };
+        let population = SitePopulation {
+            history: self,
+            process_key,
+            process,
+            site,
+            kind: key.kind,
+            start,
+            scans,
+        };
+        (obs, population)
     }
 
     /// Seconds from the window start.
@@ -452,96 +475,119 @@ impl History {
         ns as f64 / 1e9 - t0 as f64 / 1e9
     }
 
-    fn observe_threads(&self, site: &SiteHistory, start: usize) -> Vec<MemberObservation> {
-        site.members
-            .values()
-            .filter(|m| m.last_scan >= start)
-            .map(|m| {
-                let first = m.first_scan.max(start);
-                // Seen blocked from first to last scan: a lower bound of the wait.
-                let seen_s = (self.time_of(m.last_scan) - self.time_of(first)) as f64 / 1e9;
-                MemberObservation {
-                    first: first - start,
-                    last: m.last_scan - start,
-                    blocked_for_s: m
-                        .blocked_for_ns
-                        .map_or(seen_s, |ns| (ns as f64 / 1e9).max(seen_s)),
-                    wait_age_from_runtime: false,
-                    parked: None,
-                    born: Some(self.secs(m.born)),
-                }
-            })
-            .collect()
+    fn visit_threads(
+        &self,
+        site: &SiteHistory,
+        start: usize,
+        visit: &mut dyn FnMut(&MemberObservation),
+    ) {
+        for m in site.members.values().filter(|m| m.last_scan >= start) {
+            let first = m.first_scan.max(start);
+            // Seen blocked from first to last scan: a lower bound of the wait.
+            let seen_s = (self.time_of(m.last_scan) - self.time_of(first)) as f64 / 1e9;
+            visit(&MemberObservation {
+                first: first - start,
+                last: m.last_scan - start,
+                blocked_for_s: m
+                    .blocked_for_ns
+                    .map_or(seen_s, |ns| (ns as f64 / 1e9).max(seen_s)),
+                wait_age_from_runtime: false,
+                parked: None,
+                born: Some(self.secs(m.born)),
+            });
+        }
     }
 
     /// Goroutine parks as positions among the reads `scans`; an open park lasts to the
-    /// last read. Parks are dated by the runtime's GC cycles once one is known.
-    fn observe_goroutines(
+    /// last read. Parks are dated by the runtime's GC cycles once one is known: then the
+    /// parks are walked twice, first to count the members of each GC bracket, then to
+    /// spread each bracket's members across it (see [`BracketDates`]).
+    fn visit_goroutines(
         &self,
-        process_key: &ProcessKey,
-        process: &ProcessHistory,
+        (process_key, process): (&ProcessKey, &ProcessHistory),
         site: &SiteHistory,
         scans: &[usize],
-    ) -> Vec<MemberObservation> {
+        visit: &mut dyn FnMut(&MemberObservation),
+    ) {
         let (Some(&start), Some(&end)) = (scans.first(), scans.last()) else {
-            return Vec::new();
+            return;
         };
         let end_s = self.secs(self.time_of(end));
         let goid_dater = self.goid_dater(process, start);
-        let parks_dated = !process.gc_starts.is_empty();
-        let last_pos = scans.len() - 1;
-        let spans = site
-            .goroutines
-            .spans
-            .iter()
-            .filter(|m| m.last as usize >= start);
-        let mut members = Vec::with_capacity(site.goroutines.len());
-        let mut open = Vec::new();
-        for m in spans {
-            let first = scans
-                .partition_point(|&s| s < m.first as usize)
-                .min(last_pos);
-            let last = if m.last == OPEN {
-                last_pos
-            } else {
-                scans
-                    .partition_point(|&s| s <= m.last as usize)
-                    .saturating_sub(1)
-                    .max(first)
-            };
-            let (first_ns, last_ns) = (self.time_of(scans[first]), self.time_of(scans[last]));
-            let seen_s = last_ns.saturating_sub(first_ns) as f64 / 1e9;
-            // The read before the one that first saw it did not see it.
-            let previous_read_ns =
-                (m.first as usize > start && first > 0).then(|| self.time_of(scans[first - 1]));
-            let park = park_interval(
-                process_key,
-                process,
-                (first_ns, last_ns, previous_read_ns),
-                m.waitsince_ns,
-            );
-            // g.waitsince: the park began before that GC cycle, a longer lower bound.
-            let runtime_s = park
-                .from_runtime
-                .then(|| last_ns.saturating_sub(park.hi_ns) as f64 / 1e9);
+        let spans = || {
+            site.goroutines
+                .spans
+                .iter()
+                .filter(move |m| m.last as usize >= start)
+        };
+        let member = |m: &GoroutineSpan| {
+            let (mut obs, park) = self.goroutine_member(process_key, process, scans, m);
             let goid = m.key >> 8;
-            members.push(MemberObservation {
-                first,
-                last,
-                blocked_for_s: seen_s.max(runtime_s.unwrap_or(0.0)),
-                wait_age_from_runtime: runtime_s.is_some_and(|r| r > seen_s),
-                parked: parks_dated.then(|| [self.secs(park.lo_ns), self.secs(park.hi_ns)]),
-                born: goid_dater
-                    .map(|(clock, rate)| end_s - clock.saturating_sub(goid) as f64 / rate),
-            });
-            if parks_dated {
-                open.push(park.open);
-            }
+            obs.born =
+                goid_dater.map(|(clock, rate)| end_s - clock.saturating_sub(goid) as f64 / rate);
+            (obs, park.open)
+        };
+        if process.gc_starts.is_empty() {
+            spans().for_each(|m| visit(&member(m).0));
+            return;
         }
-        if parks_dated {
-            date_parks_within_brackets(&mut members, &open);
+        let mut brackets = BracketDates::default();
+        for m in spans() {
+            let (obs, open) = member(m);
+            brackets.count(&obs, open);
         }
-        members
+        for m in spans() {
+            let (mut obs, open) = member(m);
+            brackets.date(&mut obs, open);
+            visit(&obs);
+        }
+    }
+
+    /// One goroutine park as the verdict sees it (without its birth), and its interval.
+    fn goroutine_member(
+        &self,
+        process_key: &ProcessKey,
+        process: &ProcessHistory,
+        scans: &[usize],
+        m: &GoroutineSpan,
+    ) -> (MemberObservation, ParkInterval) {
+        let (start, last_pos) = (scans[0], scans.len() - 1);
+        let first = scans
+            .partition_point(|&s| s < m.first as usize)
+            .min(last_pos);
+        let last = if m.last == OPEN {
+            last_pos
+        } else {
+            scans
+                .partition_point(|&s| s <= m.last as usize)
+                .saturating_sub(1)
+                .max(first)
+        };
+        let (first_ns, last_ns) = (self.time_of(scans[first]), self.time_of(scans[last]));
+        let seen_s = last_ns.saturating_sub(first_ns) as f64 / 1e9;
+        // The read before the one that first saw it did not see it.
+        let previous_read_ns =
+            (m.first as usize > start && first > 0).then(|| self.time_of(scans[first - 1]));
+        let park = park_interval(
+            process_key,
+            process,
+            (first_ns, last_ns, previous_read_ns),
+            m.waitsince_ns,
+        );
+        // g.waitsince: the park began before that GC cycle, a longer lower bound.
+        let runtime_s = park
+            .from_runtime
+            .then(|| last_ns.saturating_sub(park.hi_ns) as f64 / 1e9);
+        let dated = !process.gc_starts.is_empty();
+        let obs = MemberObservation {
+            first,
+            last,
+            blocked_for_s: seen_s.max(runtime_s.unwrap_or(0.0)),
+            wait_age_from_runtime: runtime_s.is_some_and(|r| r > seen_s),
+            parked: dated.then(|| [self.secs(park.lo_ns), self.secs(park.hi_ns)]),
+            born: None,
+        };
+        (obs, park)
     }
 
     /// Dates goroutine ids: the newest id at the end of the window and how many ids per
@@ -614,28 +660,68 @@ struct ParkInterval {
 /// the per-P batches of 16, so this only orders members, never widens a bracket). An
 /// open bracket (back to the process's start) says nothing of how far back its parks
 /// go: they are dated at its end, the latest they can be, which never adds spread.
-fn date_parks_within_brackets(members: &mut [MemberObservation], open: &[bool]) {
-    // Two passes, no per-member lists: a site may hold a million members. `members` come
-    // in goroutine id order (the spans are sorted by it).
-    let bracket = |m: &MemberObservation| m.parked.map(|[lo, hi]| (lo.to_bits(), hi.to_bits()));
-    let mut sizes: HashMap<(u64, u64), (u32, u32)> = HashMap::new();
-    for (m, &open) in members.iter_mut().zip(open) {
-        match (m.parked, open) {
-            (Some([_, hi]), true) => m.born = Some(hi),
-            (Some(_), false) => sizes.entry(bracket(m).unwrap_or_default()).or_default().0 += 1,
-            (None, _) => {}
+///
+/// Two passes over the members in goroutine id order, no per-member lists (a site may
+/// hold a million members): [`BracketDates::count`] every member, then
+/// [`BracketDates::date`] every member in the same order.
+#[derive(Default)]
+struct BracketDates {
+    /// Per closed bracket (its bounds' bits): members in it, members dated so far.
+    sizes: HashMap<(u64, u64), (u32, u32)>,
+}
+
+impl BracketDates {
+    fn bracket(m: &MemberObservation) -> Option<(u64, u64)> {
+        m.parked.map(|[lo, hi]| (lo.to_bits(), hi.to_bits()))
+    }
+
+    fn count(&mut self, m: &MemberObservation, open: bool) {
+        if let Some(key) = Self::bracket(m).filter(|_| !open) {
+            self.sizes.entry(key).or_default().0 += 1;
         }
     }
-    for (m, &open) in members.iter_mut().zip(open) {
-        let Some(key) = bracket(m).filter(|_| !open) else {
-            continue;
-        };
-        let Some((k, j)) = sizes.get_mut(&key) else {
-            continue;
+
+    fn date(&mut self, m: &mut MemberObservation, open: bool) {
+        let Some(key) = Self::bracket(m) else {
+            return;
         };
         let (lo, hi) = (f64::from_bits(key.0), f64::from_bits(key.1));
+        if open {
+            m.born = Some(hi);
+            return;
+        }
+        let Some((k, j)) = self.sizes.get_mut(&key) else {
+            return;
+        };
         m.born = Some(lo + (f64::from(*j) + 0.5) / f64::from(*k) * (hi - lo));
         *j += 1;
+    }
+}
+
+/// The members of one site of the window, handed to the verdict one at a time (see
+/// [`History::view`]).
+pub struct SitePopulation<'a> {
+    history: &'a History,
+    process_key: &'a ProcessKey,
+    process: &'a ProcessHistory,
+    site: &'a SiteHistory,
+    kind: WaiterKind,
+    /// The window's first scan for this process, and the scans judged.
+    start: usize,
+    scans: Vec<usize>,
+}
+
+impl Members for SitePopulation<'_> {
+    fn visit(&self, visit: &mut dyn FnMut(&MemberObservation)) {
+        match self.kind {
+            WaiterKind::Thread => self.history.visit_threads(self.site, self.start, visit),
+            WaiterKind::Goroutine => self.history.visit_goroutines(
+                (self.process_key, self.process),
+                self.site,
+                &self.scans,
+                visit,
+            ),
+        }
     }
 }
 
@@ -934,8 +1020,10 @@ mod tests {
         (h, process)
     }
 
-    /// Judges site `site` of the simulated process.
+    /// Judges site `site` of the simulated process, from its observation and from its
+    /// members handed out one at a time (the two must agree).
     fn judge_site(h: &History, key: &ProcessKey, site: u64) -> crate::verdict::SiteJudgement {
+        let policy = crate::verdict::VerdictPolicy::default();
         let process = &h.processes[key];
         let (site_key, history) = process
             .sites
@@ -943,7 +1031,12 @@ mod tests {
             .find(|(k, _)| k.stack[0] == 0x1000 + site)
             .expect("the site was seen");
         let obs = h.observe(key, process, site_key, history);
-        crate::verdict::judge(&obs, &crate::verdict::VerdictPolicy::default())
+        let judged = crate::verdict::judge(&obs, &policy);
+        let (course, members) = h.view(key, process, site_key, history);
+        assert!(course.members.is_empty());
+        let streamed = crate::verdict::judge_members(&course, &members, &policy);
+        assert_eq!(streamed, judged);
+        judged
     }
 
     /// Goroutines stranded one every `every_s` seconds from `since_s` (window-relative)

@@ -25,7 +25,9 @@ use crate::{
     sources::syscalls::{FdKind, is_libc_syscall_wrapper},
     sources::threads::ThreadSourceKind,
     stacks::symbolize::Frame,
-    verdict::{GrowthVerdict, SiteJudgement, SiteObservation, VerdictPolicy, judge, slope},
+    verdict::{
+        GrowthVerdict, SiteJudgement, SiteObservation, VerdictPolicy, judge, judge_members, slope,
+    },
 };
 
 /// The longest site label, in bytes; longer labels are cut and end in "~".
@@ -146,13 +148,13 @@ struct CachedJudgement {
 impl JudgementCache {
     /// Judges one site, or takes its judgement from the cache when its goroutines were
     /// not read since. Returns the judgement, the current count and, when judged afresh,
-    /// the observation.
+    /// the observation (with its members only when `record`: a site may hold a million).
     fn judge(
         &mut self,
         history: &History,
         (key, process): (&ProcessKey, &ProcessHistory),
         (site_key, site): (&SiteKey, &SiteHistory),
-        policy: &VerdictPolicy,
+        (policy, record): (&VerdictPolicy, bool),
     ) -> (SiteJudgement, u32, Option<SiteObservation>) {
         let read = match site_key.kind {
             WaiterKind::Goroutine => process.goroutine_reads.back().copied(),
@@ -165,8 +167,15 @@ impl JudgementCache {
         {
             return (cached.judgement.clone(), cached.count, None);
         }
-        let obs = history.observe(key, process, site_key, site);
-        let judgement = judge(&obs, policy);
+        let (obs, judgement) = if record {
+            let obs = history.observe(key, process, site_key, site);
+            let judgement = judge(&obs, policy);
+            (obs, judgement)
+        } else {
+            let (obs, members) = history.view(key, process, site_key, site);
+            let judgement = judge_members(&obs, &members, policy);
+            (obs, judgement)
+        };
         let count = obs.counts.last().copied().unwrap_or(0);
         if let Some(read) = read {
             let cached = CachedJudgement {
@@ -196,8 +205,8 @@ pub struct WindowClock {
     pub thread_source: ThreadSourceKind,
 }
 
-/// Judges every site of the window and summarizes it; also returns what each site's
-/// verdict saw, for the sites judged afresh (`cache` keeps the judgements of goroutine
+/// Judges every site of the window and summarizes it; when `record`, also returns what
+/// each site's verdict saw, for the sites judged afresh (`cache` keeps the judgements of goroutine
 /// sites whose process was not read since the previous summary).
 pub fn summarize(
     history: &History,
@@ -205,6 +214,7 @@ pub fn summarize(
     policy: &VerdictPolicy,
     clock: WindowClock,
     cache: &mut JudgementCache,
+    record: bool,
 ) -> (WindowSummary, Vec<RecordedSite>) {
     cache.retain(history);
     let mut processes = Vec::new();
@@ -213,12 +223,12 @@ pub fn summarize(
         let mut sites = Vec::new();
         for (site_key, site) in &process.sites {
             let (judgement, count, obs) =
-                cache.judge(history, (key, process), (site_key, site), policy);
+                cache.judge(history, (key, process), (site_key, site), (policy, record));
             if count == 0 && judgement.verdict != GrowthVerdict::Leak {
                 continue;
             }
             let stack = catalog.frames(key, site_key).unwrap_or_default();
-            if let Some(observation) = obs {
+            if let Some(observation) = obs.filter(|_| record) {
                 recorded.push(RecordedSite {
                     pid: key.pid,
                     comm: process.facts.comm.clone(),
@@ -1064,8 +1074,26 @@ mod tests {
             &VerdictPolicy::default(),
             clock.clone(),
             &mut cache,
+            true,
         );
         assert_eq!(recorded.len(), 2);
+        // Judged without building member lists, every site gets the same judgement.
+        let (streamed, unrecorded) = summarize(
+            &history,
+            &catalog,
+            &VerdictPolicy::default(),
+            clock.clone(),
+            &mut JudgementCache::default(),
+            false,
+        );
+        assert!(unrecorded.is_empty());
+        let judgements = |s: &WindowSummary| -> Vec<SiteJudgement> {
+            s.processes
+                .iter()
+                .flat_map(|p| p.sites.iter().map(|site| site.judgement.clone()))
+                .collect()
+        };
+        assert_eq!(judgements(&streamed), judgements(&summary));
         assert_eq!(summary.host, "testhost");
         assert_eq!(summary.thread_source, ThreadSourceKind::Procfs);
         assert!((summary.duration_s - 11.0).abs() < 1e-9);

@@ -273,7 +273,7 @@ pub fn run(opts: TopOptions) -> anyhow::Result<()> {
     loop {
         let stats = watcher.scan()?;
         watcher.trim(opts.window);
-        let (summary, _) = watcher.summary(&policy);
+        let (summary, _) = watcher.summary(&policy, false);
         let (width, height) = terminal::size().unwrap_or((80, 24));
         draw(&render(
             &summary,

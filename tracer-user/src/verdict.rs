@@ -192,66 +192,132 @@ struct BirthHistory {
     stuck_share: Option<f64>,
 }
 
-fn birth_history(
-    current: &[&MemberObservation],
-    end_s: f64,
-    wait_age_known: bool,
-) -> Option<BirthHistory> {
-    let mut births: Vec<f64> = current
-        .iter()
-        .filter_map(|m| m.born)
-        .filter(|b| b.is_finite())
-        .collect();
+/// The birth history of the current members from their finite births (sorted here).
+fn birth_history(births: &mut [f64], end_s: f64, stuck_share: Option<f64>) -> Option<BirthHistory> {
     if births.len() < 2 {
         return None;
     }
-    births.sort_by(f64::total_cmp);
-    let gaps: Vec<f64> = births.windows(2).map(|w| w[1] - w[0]).collect();
+    births.sort_unstable_by(f64::total_cmp);
+    let gaps = || births.windows(2).map(|w| w[1] - w[0]);
+    let gap_count = births.len() - 1;
     let span_s = births[births.len() - 1] - births[0];
-    let mean_gap_s = span_s / gaps.len() as f64;
-    let var = gaps.iter().map(|g| (g - mean_gap_s).powi(2)).sum::<f64>() / gaps.len() as f64;
+    let mean_gap_s = span_s / gap_count as f64;
+    let var = gaps().map(|g| (g - mean_gap_s).powi(2)).sum::<f64>() / gap_count as f64;
     let gap_cv = if mean_gap_s > 0.0 {
         var.sqrt() / mean_gap_s
     } else {
         f64::INFINITY
     };
-    let stuck_share = wait_age_known.then(|| {
-        let stuck = current
-            .iter()
-            .filter(|m| {
-                let age = m.born.map_or(0.0, |b| end_s - b);
-                // Blocked since birth, give or take the thread's start-up work.
-                m.blocked_for_s >= 0.8 * age - 1.0
-            })
-            .count();
-        stuck as f64 / current.len() as f64
-    });
     Some(BirthHistory {
         members: births.len(),
         span_s,
         mean_gap_s,
         gap_cv,
-        max_gap_s: gaps.iter().copied().fold(0.0, f64::max),
+        max_gap_s: gaps().fold(0.0, f64::max),
         newest_age_s: end_s - births[births.len() - 1],
         stuck_share,
     })
 }
 
-/// The least time the current members' parks must have been spread over, when every
-/// one has a dated park: from the earliest latest-possible start to the latest
-/// earliest-possible start. `None` when some park is undated.
-fn proven_park_span(current: &[&MemberObservation]) -> Option<f64> {
-    let mut earliest_hi = f64::INFINITY;
-    let mut latest_lo = f64::NEG_INFINITY;
-    for m in current {
-        let [lo, hi] = m.parked?;
-        earliest_hi = earliest_hi.min(hi);
-        latest_lo = latest_lo.max(lo);
+/// The members of a site, visited one at a time: a site may hold a million members,
+/// and the verdict needs only tallies of them and the births of those still waiting,
+/// so whoever holds them need not build them all at once.
+pub trait Members {
+    /// Calls `visit` once with every member, in any order.
+    fn visit(&self, visit: &mut dyn FnMut(&MemberObservation));
+}
+
+impl Members for [MemberObservation] {
+    fn visit(&self, visit: &mut dyn FnMut(&MemberObservation)) {
+        self.iter().for_each(visit);
     }
-    (!current.is_empty()).then(|| (latest_lo - earliest_hi).max(0.0))
+}
+
+/// What the verdict needs of a site's members, in one pass over them.
+#[derive(Debug, Default)]
+struct MemberTally {
+    /// Members seen at all, and those still waiting at the last scan.
+    seen: usize,
+    current: usize,
+    /// Waits that began during the window; of those, the ones still waiting.
+    arrivals: u32,
+    stayed: u32,
+    /// Waits that ended before the last scan.
+    departures: u32,
+    /// When the latest arrival was first seen (seconds, window-relative).
+    latest_arrival_s: Option<f64>,
+    /// The current member blocked longest: its wait, and whether the runtime dated it.
+    oldest: Option<(f64, bool)>,
+    /// Finite births of the current members.
+    births: Vec<f64>,
+    /// Current members blocked since (nearly) their birth.
+    stuck: usize,
+    /// Current members' park intervals: the earliest end and the latest start, while
+    /// every one is dated.
+    parks: Option<(f64, f64)>,
+    undated_park: bool,
+}
+
+impl MemberTally {
+    fn of(obs: &SiteObservation, members: &(impl Members + ?Sized), last: usize) -> Self {
+        let end_s = obs.times_s.get(last).copied().unwrap_or(0.0);
+        let mut tally = Self::default();
+        members.visit(&mut |m| tally.add(obs, m, last, end_s));
+        tally
+    }
+
+    fn add(&mut self, obs: &SiteObservation, m: &MemberObservation, last: usize, end_s: f64) {
+        // A process born inside the window has no "before": its first waiters arrived too.
+        let arrived = m.first > 0 || obs.window_started_before_process;
+        let current = m.last == last;
+        self.seen += 1;
+        if m.last < last {
+            self.departures += 1;
+        }
+        if arrived {
+            self.arrivals += 1;
+            self.stayed += u32::from(current);
+            let at = obs.times_s.get(m.first.min(last)).copied().unwrap_or(0.0);
+            self.latest_arrival_s = Some(self.latest_arrival_s.map_or(at, |t| t.max(at)));
+        }
+        if !current {
+            return;
+        }
+        self.current += 1;
+        if self.oldest.is_none_or(|(s, _)| m.blocked_for_s >= s) {
+            self.oldest = Some((m.blocked_for_s, m.wait_age_from_runtime));
+        }
+        if let Some(born) = m.born.filter(|b| b.is_finite()) {
+            self.births.push(born);
+        }
+        // Blocked since birth, give or take the thread's start-up work.
+        let age = m.born.map_or(0.0, |b| end_s - b);
+        self.stuck += usize::from(m.blocked_for_s >= 0.8 * age - 1.0);
+        match m.parked {
+            Some([lo, hi]) => {
+                let (earliest_hi, latest_lo) = self.parks.unwrap_or((hi, lo));
+                self.parks = Some((earliest_hi.min(hi), latest_lo.max(lo)));
+            }
+            None => self.undated_park = true,
+        }
+    }
+
+    /// The least time the current members' parks must have been spread over, when every
+    /// one has a dated park: from the earliest latest-possible start to the latest
+    /// earliest-possible start. `None` when some park is undated.
+    fn proven_park_span(&self) -> Option<f64> {
+        let (earliest_hi, latest_lo) = self.parks.filter(|_| !self.undated_park)?;
+        Some((latest_lo - earliest_hi).max(0.0))
+    }
 }
 
 /// Judges one site: do waiters arrive here and stay, with no sign of the growth stopping?
+/// The members are `obs.members`; see [`judge_members`].
+pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
+    judge_members(obs, obs.members.as_slice(), policy)
+}
+
+/// Judges one site whose members come from `members` (`obs.members` is not read).
 ///
 /// Three kinds of evidence, each explained in the reason:
 /// - who leaves: a site whose waiters leave (a pool, a ramp of short requests, sleepers)
@@ -260,34 +326,33 @@ fn proven_park_span(current: &[&MemberObservation]) -> Option<f64> {
 ///   end (a warm-up that levels off stops arriving);
 /// - the members' births: a slow leak adds little within a window, but its members were
 ///   born steadily over the process's life, up to now, and sit blocked since birth.
-pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
+pub fn judge_members(
+    obs: &SiteObservation,
+    members: &(impl Members + ?Sized),
+    policy: &VerdictPolicy,
+) -> SiteJudgement {
     let n = obs.counts.len().min(obs.times_s.len());
     let last = n.saturating_sub(1);
     let end_s = obs.times_s.get(last).copied().unwrap_or(0.0);
     let start_s = obs.times_s.first().copied().unwrap_or(0.0);
-    let current: Vec<&MemberObservation> = obs.members.iter().filter(|m| m.last == last).collect();
-    let oldest = current
-        .iter()
-        .max_by(|a, b| a.blocked_for_s.total_cmp(&b.blocked_for_s));
-    let oldest_wait_s = oldest.map_or(0.0, |m| m.blocked_for_s.max(0.0));
-    let oldest_wait_source = (!obs.wait_age_known).then_some(match oldest {
-        Some(m) if m.wait_age_from_runtime => WaitAgeSource::Runtime,
+    let mut tally = MemberTally::of(obs, members, last);
+    let oldest_wait_s = tally.oldest.map_or(0.0, |(s, _)| s.max(0.0));
+    let oldest_wait_source = (!obs.wait_age_known).then_some(match tally.oldest {
+        Some((_, true)) => WaitAgeSource::Runtime,
         _ => WaitAgeSource::Observed,
     });
-    // A process born inside the window has no "before": its first waiters arrived too.
-    let arrived = |m: &MemberObservation| m.first > 0 || obs.window_started_before_process;
-    let arrivals: Vec<&MemberObservation> = obs.members.iter().filter(|m| arrived(m)).collect();
-    let stayed = current.iter().filter(|m| arrived(m)).count() as u32;
-    let departures = obs.members.iter().filter(|m| m.last < last).count() as u32;
+    let (arrivals, stayed, departures) = (tally.arrivals, tally.stayed, tally.departures);
     let counts: Vec<f64> = obs.counts[..n].iter().map(|&c| c as f64).collect();
     let growth_per_min = slope(&obs.times_s[..n], &counts) * 60.0;
-    let births = birth_history(&current, end_s, obs.wait_age_known);
+    let stuck_share = (obs.wait_age_known && tally.current > 0)
+        .then(|| tally.stuck as f64 / tally.current as f64);
+    let births = birth_history(&mut tally.births, end_s, stuck_share);
 
     let judgement = |verdict, suspect, reason: String| SiteJudgement {
         verdict,
         suspect,
         growth_per_min,
-        arrivals: arrivals.len() as u32,
+        arrivals,
         stayed,
         departures,
         oldest_wait_s,
@@ -306,29 +371,24 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
     let (first_count, last_count) = (obs.counts[0], obs.counts[last]);
 
     // Who leaves.
-    let seen = obs.members.len().max(1) as f64;
+    let seen = tally.seen.max(1) as f64;
     if departures as f64 > policy.max_departure_ratio * seen {
         return judgement(
             GrowthVerdict::Ok,
             false,
             format!(
-                "waiters come and go: {} arrived, {departures} left during {window_s:.0} s",
-                arrivals.len()
+                "waiters come and go: {arrivals} arrived, {departures} left during {window_s:.0} s"
             ),
         );
     }
 
     // Are arrivals still coming at the end of the window? Look back over a quarter of it,
     // or over 2.5 typical gaps between arrivals when they are sparse.
-    let arrival_times: Vec<f64> = arrivals
-        .iter()
-        .map(|m| obs.times_s[m.first.min(last)])
-        .collect();
-    let stopped = !arrival_times.is_empty() && {
-        let mean_gap = window_s / arrival_times.len() as f64;
+    let stopped = tally.latest_arrival_s.is_some_and(|latest| {
+        let mean_gap = window_s / arrivals as f64;
         let lookback = (window_s / 4.0).max(2.5 * mean_gap).min(window_s / 2.0);
-        arrival_times.iter().all(|&t| t < end_s - lookback)
-    };
+        latest < end_s - lookback
+    });
     let grew = last_count > first_count && growth_per_min > 0.0;
 
     if stayed >= policy.min_stayed && grew && !stopped {
@@ -350,7 +410,7 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
         // Goroutine parks dated by GC cycles: the dates inside a cycle's bracket are only
         // spread by id order, so the brackets alone must prove the spread, and a park
         // date is no birth: members that leave are a pool re-parking, not a leak.
-        let parks = proven_park_span(&current);
+        let parks = tally.proven_park_span();
         let proven = parks.is_none_or(|span| departures == 0 && span >= policy.lifetime_min_span_s);
         if b.members >= policy.lifetime_min_members
             && b.span_s >= policy.lifetime_min_span_s
@@ -391,18 +451,18 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
     // batches): does the population fit steady accumulation over the process's life, at
     // the pace the window shows? A pool or a plateau fills early and then stops
     // arriving; a slow leak's members number about its pace times the process's age.
-    let births_known = births.is_some_and(|b| b.members == current.len());
+    let births_known = births.is_some_and(|b| b.members == tally.current);
     if let Some(age_s) = obs.process_age_s
         && !births_known
         && departures == 0
         && stayed >= 1
         && !stopped
         && last_count >= first_count
-        && current.len() >= policy.accumulation_min_members
+        && tally.current >= policy.accumulation_min_members
         && age_s >= policy.accumulation_min_age_s
         && window_s > 0.0
     {
-        let pace = current.len() as f64 / age_s;
+        let pace = tally.current as f64 / age_s;
         let expected = pace * window_s;
         let seen = stayed as f64;
         if seen >= 0.3 * expected && seen <= 3.0 * expected + 2.0 {
@@ -411,7 +471,7 @@ pub fn judge(obs: &SiteObservation, policy: &VerdictPolicy) -> SiteJudgement {
                 false,
                 format!(
                     "{} waiters accumulated over the process's {age_s:.0} s (one every {:.1} s), none left, and {stayed} more arrived during the watch at that pace",
-                    current.len(),
+                    tally.current,
                     1.0 / pace,
                 ),
             );

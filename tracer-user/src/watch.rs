@@ -119,9 +119,14 @@ impl Watcher {
         &self.history
     }
 
-    /// Judges every site of the window and summarizes it; also returns what each site's
-    /// verdict saw (test data for the verdict), for the sites judged afresh.
-    pub fn summary(&mut self, policy: &VerdictPolicy) -> (WindowSummary, Vec<RecordedSite>) {
+    /// Judges every site of the window and summarizes it; when `record`, also returns
+    /// what each site's verdict saw (test data for the verdict), for the sites judged
+    /// afresh.
+    pub fn summary(
+        &mut self,
+        policy: &VerdictPolicy,
+        record: bool,
+    ) -> (WindowSummary, Vec<RecordedSite>) {
         let started_at = match self.last_scan_at {
             Some((wall, _)) => wall - Duration::from_secs_f64(self.history.span_s()),
             None => SystemTime::now(),
@@ -131,7 +136,14 @@ impl Watcher {
             started_at,
             thread_source: self.threads.kind(),
         };
-        summarize(&self.history, &self.taker, policy, clock, &mut self.judged)
+        summarize(
+            &self.history,
+            &self.taker,
+            policy,
+            clock,
+            &mut self.judged,
+            record,
+        )
     }
 }
 

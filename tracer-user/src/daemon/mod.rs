@@ -373,7 +373,7 @@ fn scan_and_publish(
     watcher.trim(state.window);
     exporter.observe_scan(Ok(&stats), watcher.history().span_s());
     let t = Instant::now();
-    let (summary, _) = watcher.summary(&state.policy);
+    let (summary, _) = watcher.summary(&state.policy, false);
     // The window remembers processes that exited; the metrics should not.
     let summary = summary.only(|p| p.alive);
     exporter.observe_history(watcher.history());

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{
-    Program, Spawned, WARM_UP, check_report_shape, go_tool_pprof, pprof_top_functions,
-    program_path, require_root, run_leakscope,
+    GO_NEWEST, GoBuild, GoFlavor, Program, Spawned, WARM_UP, check_report_shape, go_program_path,
+    go_tool_pprof, pprof_top_functions, program_path, require_root, run_leakscope,
 };
 
 /// The shipped deploy files.
@@ -82,10 +83,13 @@ impl Background {
     pub fn start(name: &'static str, mut command: Command, log: PathBuf) -> Self {
         let out = File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
+        // Its own process group, so that dropping it ends what it started too (`go tool
+        // pprof` runs the pprof binary as a child).
         let child = command
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Background {
@@ -120,6 +124,11 @@ impl Background {
 impl Drop for Background {
     fn drop(&mut self) {
         if self.status.is_none() {
+            // The whole group, while the unreaped child still holds its id.
+            if let Ok(group) = i32::try_from(self.child.id()) {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(-group, libc::SIGKILL) };
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -339,9 +348,19 @@ fn daemon_under_prometheus_alerts_on_the_leak_only() {
         Program::IdlePool.name(),
         Command::new(program_path(Program::IdlePool)),
     );
+    // A steady Go pool: the Go-only series (goroutine read age) exist whatever else
+    // runs on the host.
+    let mut go_pool_command = Command::new(go_program_path(GoBuild {
+        version: GO_NEWEST,
+        flavor: GoFlavor::Plain,
+        package: "leaks",
+    }));
+    go_pool_command.arg("pool");
+    let mut go_pool = Spawned::launch("goleaks pool", go_pool_command);
     thread::sleep(WARM_UP);
     leaker.assert_running("during warm-up");
     steady.assert_running("during warm-up");
+    go_pool.assert_running("during warm-up");
     let (leak_pid, steady_pid) = (leaker.pid(), steady.pid());
 
     let daemon_port = free_port();
@@ -555,6 +574,14 @@ fn daemon_under_prometheus_alerts_on_the_leak_only() {
         .map(|s| s.to_string())
         .collect();
     assert_eq!(exported, documented, "METRIC_NAMES is what /metrics has");
+    let go_pool_label = format!("pid=\"{}\"", go_pool.pid());
+    assert!(
+        exposition.lines().any(|l| {
+            l.starts_with("leakscope_process_goroutines_read_age_seconds{")
+                && l.contains(&go_pool_label)
+        }),
+        "no goroutine read age for the Go pool:\n{exposition}"
+    );
 
     // SIGTERM: exit 0 within a second; its BPF programs and maps are gone.
     let held = bpf_objects_of(daemon.pid());
