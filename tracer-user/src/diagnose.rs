@@ -13,7 +13,7 @@ use crate::{
     census::Scope,
     error::DiagnoseError,
     sources::{
-        goroutines::ReadPacing,
+        goroutines::{DEFAULT_READ_TIME_BUDGET, ReadPacing},
         threads::{ThreadSourceChoice, ThreadSourceKind},
     },
     summary::WindowSummary,
@@ -37,6 +37,8 @@ pub struct DiagnoseOptions {
     pub show_runtime_threads: bool,
     /// Where thread waiters come from (`--thread-source`).
     pub thread_source: ThreadSourceChoice,
+    /// The longest one Go process's goroutine read may take (`--read-budget`).
+    pub read_budget: Duration,
 }
 
 impl Default for DiagnoseOptions {
@@ -49,6 +51,7 @@ impl Default for DiagnoseOptions {
             record_observations: None,
             show_runtime_threads: false,
             thread_source: ThreadSourceChoice::Auto,
+            read_budget: DEFAULT_READ_TIME_BUDGET,
         }
     }
 }
@@ -72,7 +75,14 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<WindowSummary, DiagnoseError> 
     preflight(opts)?;
     let scope = Scope::of_pids(&opts.pids);
     // A diagnosis is short: every scan reads every process.
-    let mut watcher = Watcher::new(scope, opts.thread_source, ReadPacing::EVERY_SCAN)?;
+    let mut watcher = Watcher::new(
+        scope,
+        opts.thread_source,
+        ReadPacing {
+            time_budget: opts.read_budget,
+            ..ReadPacing::EVERY_SCAN
+        },
+    )?;
     watcher.set_show_runtime_threads(opts.show_runtime_threads);
     // One line where leakscope runs degraded; quiet when all is as usual.
     if watcher.thread_source() == ThreadSourceKind::Procfs

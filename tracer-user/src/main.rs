@@ -60,6 +60,10 @@ enum Command {
         /// slower; for kernels older than 5.15), or bpf where the kernel supports it (auto).
         #[arg(long, value_name = "SOURCE", default_value = "auto", value_parser = parse_thread_source)]
         thread_source: ThreadSourceChoice,
+        /// The longest one read of one Go process's goroutines may take, in seconds;
+        /// past it the process is reported unreadable for that scan, with the reason.
+        #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_read_budget)]
+        read_budget: Duration,
     },
     /// Run as a daemon: keep watching the host, serve Prometheus metrics on /metrics
     /// (and /healthz), dump the report of each process whose verdict turns to "leak".
@@ -110,6 +114,10 @@ enum Command {
         /// Where blocked threads come from: bpf, procfs or auto (see diagnose).
         #[arg(long, value_name = "SOURCE", default_value = "auto", value_parser = parse_thread_source)]
         thread_source: ThreadSourceChoice,
+        /// The longest one read of one Go process's goroutines may take, in seconds;
+        /// past it the process is reported unreadable for that scan, with the reason.
+        #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_read_budget)]
+        read_budget: Duration,
     },
     /// A live view of the processes with the most and the fastest-growing blocked
     /// populations, their top sites and verdicts. `q` quits.
@@ -156,6 +164,15 @@ fn parse_thread_source(name: &str) -> Result<ThreadSourceChoice, String> {
             ThreadSourceChoice::NAMES.join(", ")
         )
     })
+}
+
+fn parse_read_budget(secs: &str) -> Result<Duration, String> {
+    match secs.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.001..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!(
+            "{secs:?} is not a number of seconds between 0.001 and 3600"
+        )),
+    }
 }
 
 /// Exit statuses of `diagnose`.
@@ -234,6 +251,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             record_observations,
             show_runtime_threads,
             thread_source,
+            read_budget,
         } => {
             let opts = DiagnoseOptions {
                 duration: Duration::from_secs(duration),
@@ -243,6 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 record_observations,
                 show_runtime_threads,
                 thread_source,
+                read_budget,
             };
             // Opened first: a path that cannot be written fails now, not after the watch.
             let pprof = pprof
@@ -284,6 +303,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             stall_timeout,
             show_runtime_threads,
             thread_source,
+            read_budget,
         } => {
             use tracer_user::daemon;
             if !(interval.is_finite() && (0.05..=3600.0).contains(&interval)) {
@@ -311,6 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 stall_timeout: stall_timeout.map(Duration::from_secs_f64),
                 show_runtime_threads,
                 thread_source,
+                read_budget,
             })?;
             Ok(0)
         }

@@ -76,6 +76,8 @@ pub struct RunOptions {
     pub show_runtime_threads: bool,
     /// Where thread waiters come from (`--thread-source`).
     pub thread_source: ThreadSourceChoice,
+    /// The longest one Go process's goroutine read may take (`--read-budget`).
+    pub read_budget: Duration,
 }
 
 /// The default `--stall-timeout`: five scans, at least 30 s (a first scan of a big host
@@ -91,6 +93,8 @@ pub fn default_stall_timeout(interval: Duration) -> Duration {
 const SCAN_PACING: ReadPacing = ReadPacing {
     cpu_share: 0.04,
     max_interval: Duration::from_secs(20),
+    // Unused: a scan is paced, never cut short (its Go reads have their own budget).
+    time_budget: Duration::ZERO,
 };
 
 /// The longest shutdown waits for the scanner before exiting anyway (the kernel frees
@@ -266,7 +270,14 @@ fn scanner(
     ready: oneshot::Sender<Result<String, SourceError>>,
 ) {
     let scope = Scope::of_pids(&opts.pids);
-    let mut watcher = match Watcher::new(scope, opts.thread_source, ReadPacing::WATCHING) {
+    let mut watcher = match Watcher::new(
+        scope,
+        opts.thread_source,
+        ReadPacing {
+            time_budget: opts.read_budget,
+            ..ReadPacing::WATCHING
+        },
+    ) {
         Ok(w) => w,
         Err(e) => {
             let _ = ready.send(Err(e));

@@ -139,7 +139,11 @@ struct GoProcess {
     next_read: Option<Instant>,
 }
 
-/// How often a Go process is read: at every scan, unless its reads are expensive.
+/// The default [`ReadPacing::time_budget`]: twenty times what a million goroutines take.
+pub const DEFAULT_READ_TIME_BUDGET: Duration = Duration::from_secs(5);
+
+/// How often a Go process is read: at every scan, unless its reads are expensive; and
+/// how long one read may take.
 #[derive(Clone, Copy, Debug)]
 pub struct ReadPacing {
     /// The share of one core that reading one process may take on average: after a read
@@ -148,6 +152,10 @@ pub struct ReadPacing {
     /// The longest pause between two reads, however expensive: the verdict needs reads
     /// within its window.
     pub max_interval: Duration,
+    /// The longest one read of one process may take (wall clock); past it the read is
+    /// abandoned, the process is unreadable for that scan with the reason, and its table
+    /// is read afresh next time. A million goroutines take about a quarter of a second.
+    pub time_budget: Duration,
 }
 
 impl ReadPacing {
@@ -155,6 +163,7 @@ impl ReadPacing {
     pub const EVERY_SCAN: Self = Self {
         cpu_share: 1.0,
         max_interval: Duration::ZERO,
+        time_budget: DEFAULT_READ_TIME_BUDGET,
     };
 
     /// For watching without end (the daemon, top): a huge process (a million goroutines
@@ -164,6 +173,7 @@ impl ReadPacing {
     pub const WATCHING: Self = Self {
         cpu_share: 0.02,
         max_interval: Duration::from_secs(20),
+        time_budget: DEFAULT_READ_TIME_BUDGET,
     };
 
     /// The pause a read that cost `cpu` earns.
@@ -358,9 +368,13 @@ fn read_paced(
     let goroutines = if fresh {
         let cpu = thread_cpu_time();
         let read = isolate::per_process(key.pid, || {
-            process
-                .table
-                .read(key.pid, &process.program, process.bias, bufs)
+            process.table.read(
+                key.pid,
+                &process.program,
+                process.bias,
+                bufs,
+                pacing.time_budget,
+            )
         })?;
         let cost = thread_cpu_time().saturating_sub(cpu);
         process.next_read = Some(now + pacing.pause_after(cost));
@@ -429,6 +443,16 @@ pub enum GoroutineReadError {
     Unreadable { addr: u64, errno: i32 },
     #[error("allgs at {addr:#x}: errno {errno}")]
     TableUnreadable { addr: u64, errno: i32 },
+    #[error(
+        "reading its goroutines took over {}, the per-process time budget (--read-budget); read afresh next time",
+        humantime_secs(*.0)
+    )]
+    OverTimeBudget(Duration),
+}
+
+/// A duration as seconds with up to three decimals, for messages.
+fn humantime_secs(d: Duration) -> String {
+    format!("{} s", (d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
 impl From<GoroutineReadError> for String {
@@ -645,7 +669,8 @@ pub fn fuzz_read_goroutines(program: Arc<GoProgram>, bias: u64) -> Result<usize,
     let mut bufs = crate::sources::parked::ReadBuffers::default();
     let mut parked = 0;
     for _ in 0..2 {
-        let read = table.read(pid, &program, bias, &mut bufs)?;
+        // No time budget: the fuzzer is to find slow inputs, not have them cut short.
+        let read = table.read(pid, &program, bias, &mut bufs, Duration::MAX)?;
         for site in &read.sites {
             symbolize(&program, bias, "fuzz", &site.stack);
         }

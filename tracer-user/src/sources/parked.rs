@@ -7,7 +7,12 @@
 //! A read reports what changed: the parks that began and ended at each site, and each
 //! site's population.
 
-use std::{collections::HashMap, ops::Range, sync::Arc};
+use std::{
+    collections::HashMap,
+    ops::Range,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use crate::{
     fasthash::IntMap,
@@ -16,9 +21,10 @@ use crate::{
         StackKey,
         go::layout::GoRuntimeLayout,
         goroutines::{
-            G_DEAD, G_IDLE, G_WAITING, GoProgram, GoroutineMember, GoroutineSite, GoroutineTable,
-            MAX_STACK_READ, OVER_BUDGET_STACK_READ, ParkedG, STACK_BYTES_PER_SCAN, check_allglen,
-            is_system_goroutine, is_text, parse_g, read_allgs, read_word, walk_frame_pointers,
+            G_DEAD, G_IDLE, G_WAITING, GoProgram, GoroutineMember, GoroutineReadError,
+            GoroutineSite, GoroutineTable, MAX_STACK_READ, OVER_BUDGET_STACK_READ, ParkedG,
+            STACK_BYTES_PER_SCAN, check_allglen, is_system_goroutine, is_text, parse_g, read_allgs,
+            read_word, walk_frame_pointers,
         },
     },
 };
@@ -33,6 +39,8 @@ const BATCH_BYTES: usize = 1 << 20;
 /// New parks whose stacks are walked together: bounds the memory a first read of a
 /// huge process takes (each costs its `g`, its walked stack and a re-read).
 const WALK_CHUNK: usize = 4096;
+/// The longest read time budget honoured (an `Instant` cannot be pushed past any bound).
+const MAX_TIME_BUDGET: Duration = Duration::from_secs(86_400);
 /// A slot whose `g` is not counted (not parked, a runtime goroutine, or not read yet).
 const NO_GROUP: u32 = GROUP_MASK;
 /// The group bits of [`Slot::group`]; the top bit says the park's `g.waitsince` was
@@ -129,7 +137,9 @@ impl ParkedTable {
         program: &GoProgram,
         bias: u64,
         bufs: &mut ReadBuffers,
+        time_budget: Duration,
     ) -> Result<GoroutineTable, String> {
+        let deadline = Instant::now() + time_budget.min(MAX_TIME_BUDGET);
         // allglen first: the slice only grows, so a length read before the pointer never
         // runs past the array the pointer names.
         let allglen = read_word(pid, program.addrs.allglen.wrapping_add(bias))?;
@@ -140,7 +150,11 @@ impl ParkedTable {
             self.refresh_pointers(gptrs, program.layout.g_size);
         }
         self.stack_budget = STACK_BYTES_PER_SCAN;
-        let max_goid = self.read_all(pid, program, bias, bufs);
+        let Some(max_goid) = self.read_all(pid, program, bias, bufs, deadline) else {
+            // Part of the table was compared, part not: start over next time.
+            *self = Self::default();
+            return Err(GoroutineReadError::OverTimeBudget(time_budget).into());
+        };
         Ok(self.take_changes(max_goid))
     }
 
@@ -176,7 +190,8 @@ impl ParkedTable {
         program: &GoProgram,
         bias: u64,
         bufs: &mut ReadBuffers,
-    ) -> u64 {
+        deadline: Instant,
+    ) -> Option<u64> {
         let ReadBuffers { gs: buf, stacks } = bufs;
         let changed = &mut Vec::new();
         let layout = &program.layout;
@@ -186,6 +201,9 @@ impl ParkedTable {
         let ranges = std::mem::take(&mut self.ranges);
         let by_address = std::mem::take(&mut self.by_address);
         for batch in batches(&ranges, |r| r.1) {
+            if Instant::now() > deadline {
+                return None;
+            }
             let plan: Vec<(u64, usize)> = batch.iter().map(|r| (r.0, r.1)).collect();
             let ok = read_batch(pid, &plan, buf);
             let mut at = 0usize;
@@ -210,6 +228,9 @@ impl ParkedTable {
         self.by_address = by_address;
         // A merged range that faulted (part of it freed): g by g.
         for chunk in retry.chunks(1024) {
+            if Instant::now() > deadline {
+                return None;
+            }
             let plan: Vec<(u64, usize)> = chunk
                 .iter()
                 .map(|&i| (self.gptrs[i as usize], size))
@@ -227,7 +248,7 @@ impl ParkedTable {
             self.add_parks(pid, program, bias, stacks, changed);
         }
         self.add_parks(pid, program, bias, stacks, changed);
-        max_goid
+        (Instant::now() <= deadline).then_some(max_goid)
     }
 
     /// Compares one `g` with what its slot saw: unmoved costs nothing more; an ended

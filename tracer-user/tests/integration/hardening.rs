@@ -379,3 +379,52 @@ fn hostile_process_names_are_escaped_everywhere() {
     let log = logged.unwrap_or_else(|| panic!("no LEAK line:\n{}", daemon.log()));
     no_raw("the daemon log", &log);
 }
+
+/// Check that a Go process whose goroutine read takes longer than `--read-budget` is
+/// reported unreadable with that reason (never as healthy), while a leaker beside it is
+/// still found; and that with the default budget the same process is read.
+#[test]
+fn a_read_over_its_time_budget_marks_the_process_unreadable() {
+    require_root();
+    let parked_build = crate::common::GoBuild {
+        version: crate::common::GO_NEWEST,
+        flavor: crate::common::GoFlavor::Plain,
+        package: "benchparked",
+    };
+    let mut parked_command = Command::new(crate::common::go_program_path(parked_build));
+    // 50,000 parked goroutines (and 10 more a second, so the runtime sees no deadlock):
+    // a first read walks every stack, far over a millisecond.
+    parked_command.args(["50000", "10"]);
+    let mut parked = Spawned::launch("gobenchparked", parked_command);
+    let mut leak = Spawned::start(Program::MutexLeak);
+    thread::sleep(crate::common::WARM_UP);
+    parked.assert_running("during warm-up");
+    leak.assert_running("during warm-up");
+
+    let diagnose = |extra: &[&str]| -> Value {
+        let mut args: Vec<String> = ["diagnose", "--duration", "4", "--json"]
+            .map(String::from)
+            .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        for pid in [parked.pid(), leak.pid()] {
+            args.extend(["--pid".to_string(), pid.to_string()]);
+        }
+        let run = run_leakscope(&args, Duration::from_secs(90));
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"))
+    };
+
+    let report = diagnose(&["--read-budget", "0.001"]);
+    let over = find_process(&report, parked.pid()).expect("the big process is reported");
+    let error = over["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("time budget") && error.contains("0.001 s"),
+        "{over}"
+    );
+    let leak_report = find_process(&report, leak.pid()).expect("the leak is reported");
+    assert_eq!(leak_report["verdict"], "leak", "{leak_report}");
+
+    let report = diagnose(&[]);
+    let read = find_process(&report, parked.pid()).expect("the big process is reported");
+    assert!(read["error"].is_null(), "{read}");
+    assert!(read["waiters"].as_u64().unwrap_or(0) >= 50_000, "{read}");
+}
