@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// Watch with the daemon for 10 minutes in the scale section (default 2).
     #[arg(long)]
     long: bool,
+    /// Also run the slowdown rows beside a Go process of a million parked goroutines
+    /// (the default when the whole bench runs; with --workload, only when asked).
+    #[arg(long, conflicts_with = "scale_only")]
+    beside_big_process: bool,
 }
 
 /// A benchmark program and how to build it.
@@ -179,7 +183,8 @@ impl Mode {
 
 /// The medians of one workload's runs and their verdict against the budget.
 struct Summary {
-    workload: &'static str,
+    /// The workload's name, and what else the host ran (e.g. "gohttp beside 1M").
+    workload: String,
     unit: &'static str,
     budget_slowdown_percent: f64,
     median_alone: f64,
@@ -273,6 +278,44 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     std::fs::create_dir_all(&bench_dir)
         .with_context(|| format!("cannot create {}", bench_dir.display()))?;
 
+    let beside_big = args.beside_big_process
+        || (args.workloads.is_empty() && !args.no_scale && !args.scale_only);
+    let mut summaries = measure_workloads(&selected, args, &leakscope, &bench_dir, "")?;
+    if beside_big && !selected.is_empty() {
+        // The same rows beside a Go process of a million parked goroutines, which every
+        // scan of the watching `diagnose` reads.
+        let big = crate::scale::BigGoProcess::start(&bench_dir)?;
+        println!(
+            "
+the same workloads beside pid {} (1,000,000 goroutines parked, leaking more)",
+            big.pid
+        );
+        summaries.extend(measure_workloads(
+            &selected,
+            args,
+            &leakscope,
+            &bench_dir,
+            " beside 1M",
+        )?);
+    }
+    if !summaries.is_empty() {
+        print_summary(&summaries);
+    }
+    if !args.no_scale && args.workloads.is_empty() {
+        crate::scale::scale(&leakscope, &bench_dir, args.long)?;
+    }
+    Ok(())
+}
+
+/// Runs each workload alone and watched, in pairs; `beside` names what else the host
+/// runs (appended to the workload's name in the summary).
+fn measure_workloads(
+    selected: &[Workload],
+    args: &BenchArgs,
+    leakscope: &Path,
+    bench_dir: &Path,
+    beside: &'static str,
+) -> Result<Vec<Summary>> {
     let mut summaries = Vec::new();
     for workload in selected {
         let binary = bench_dir.join(workload.name);
@@ -283,11 +326,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 
         // Discarded: the first run after a build pays for page faults, cold caches
         // and CPU frequency ramp-up (it came out a third slower than the rest).
-        run_workload(&workload, &binary, WARM_UP_SECONDS)
+        run_workload(workload, &binary, WARM_UP_SECONDS)
             .with_context(|| format!("warm-up run of {}", workload.name))?;
 
         println!(
-            "\n{}: {} s per run, {pairs} pairs, leakscope watching the whole host{}",
+            "\n{}{beside}: {} s per run, {pairs} pairs, leakscope watching the whole host{}",
             workload.name,
             args.seconds,
             if workload.pin_to_one_cpu {
@@ -302,10 +345,12 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         for pair in 1..=pairs {
             for mode in [Mode::Alone, Mode::WithLeakscope] {
                 let throughput = match mode {
-                    Mode::Alone => run_workload(&workload, &binary, args.seconds)?,
+                    Mode::Alone => run_workload(workload, &binary, args.seconds)?,
                     Mode::WithLeakscope => {
-                        let log_stem = bench_dir.join(format!("{}-pair{pair}", workload.name));
-                        run_with_leakscope(&workload, &binary, args.seconds, &leakscope, &log_stem)?
+                        let stem =
+                            format!("{}{}-pair{pair}", workload.name, beside.replace(' ', "-"));
+                        let log_stem = bench_dir.join(stem);
+                        run_with_leakscope(workload, &binary, args.seconds, leakscope, &log_stem)?
                     }
                 };
                 println!("{pair:<6} {:<16} {throughput:>16.1}", mode.label());
@@ -317,7 +362,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         }
         let slowdown_interval = slowdown_interval(&alone, &with);
         summaries.push(Summary {
-            workload: workload.name,
+            workload: format!("{}{beside}", workload.name),
             unit: workload.unit,
             budget_slowdown_percent: workload.budget_slowdown_percent,
             median_alone: median(&mut alone),
@@ -326,19 +371,13 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         });
     }
 
-    if !summaries.is_empty() {
-        print_summary(&summaries);
-    }
-    if !args.no_scale && args.workloads.is_empty() {
-        crate::scale::scale(&leakscope, &bench_dir, args.long)?;
-    }
-    Ok(())
+    Ok(summaries)
 }
 
 fn print_summary(summaries: &[Summary]) {
     println!("\nbudget: the most a workload may slow down with leakscope watching");
     println!(
-        "{:<12} {:<16} {:>14} {:>14} {:>7} {:>9} {:>17} {:>7}  verdict",
+        "{:<20} {:<16} {:>14} {:>14} {:>7} {:>9} {:>17} {:>7}  verdict",
         "workload",
         "unit",
         "median alone",
@@ -350,7 +389,7 @@ fn print_summary(summaries: &[Summary]) {
     );
     for summary in summaries {
         println!(
-            "{:<12} {:<16} {:>14.1} {:>14.1} {:>7.3} {:>8.1}% {:>7.1}%..{:>6.1}% {:>6.1}%  {}",
+            "{:<20} {:<16} {:>14.1} {:>14.1} {:>7.3} {:>8.1}% {:>7.1}%..{:>6.1}% {:>6.1}%  {}",
             summary.workload,
             summary.unit,
             summary.median_alone,
@@ -366,7 +405,7 @@ fn print_summary(summaries: &[Summary]) {
     let noisy: Vec<&str> = summaries
         .iter()
         .filter(|summary| !summary.within_budget() && !summary.surely_over_budget())
-        .map(|summary| summary.workload)
+        .map(|summary| summary.workload.as_str())
         .collect();
     if !noisy.is_empty() {
         println!(
@@ -377,7 +416,7 @@ fn print_summary(summaries: &[Summary]) {
     let over: Vec<&str> = summaries
         .iter()
         .filter(|summary| summary.surely_over_budget())
-        .map(|summary| summary.workload)
+        .map(|summary| summary.workload.as_str())
         .collect();
     if over.is_empty() && noisy.is_empty() {
         println!("\nPASS: every workload is within its budget");
@@ -578,7 +617,7 @@ mod tests {
     #[test]
     fn slowdown_is_relative_to_alone() {
         let summary = Summary {
-            workload: "w",
+            workload: "w".into(),
             unit: "ops/s",
             budget_slowdown_percent: BUDGET_SLOWDOWN_PERCENT,
             median_alone: 100.0,

@@ -368,6 +368,25 @@ fn build(bin_dir: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((parked, farm))
 }
 
+/// A Go process of a million parked goroutines, leaking [`GO_LEAKS_PER_SEC`] more, for
+/// the slowdown rows measured beside it; killed when dropped.
+pub struct BigGoProcess {
+    _fleet: Fleet,
+    pub pid: u32,
+}
+
+impl BigGoProcess {
+    pub fn start(bench_dir: &Path) -> Result<Self> {
+        let bin_dir = bench_dir.join("scale");
+        std::fs::create_dir_all(&bin_dir)
+            .with_context(|| format!("cannot create {}", bin_dir.display()))?;
+        let (parked, _) = build(&bin_dir)?;
+        let mut fleet = Fleet::default();
+        let pid = start_parked(&mut fleet, &parked, 1_000_000, GO_LEAKS_PER_SEC)?;
+        Ok(Self { _fleet: fleet, pid })
+    }
+}
+
 /// Starts `parked N LEAKS` and waits for its "ready" line.
 fn start_parked(fleet: &mut Fleet, parked: &Path, goroutines: u32, leaks: u32) -> Result<u32> {
     let mut child = Command::new(parked)
