@@ -61,7 +61,7 @@ pub struct BenchArgs {
     /// Only the scale section (a million parked goroutines, thousands of processes).
     #[arg(long, conflicts_with_all = ["workloads", "no_scale"])]
     scale_only: bool,
-    /// Skip the scale section (it takes about 8 minutes, 25 with --long).
+    /// Skip the scale section (it takes about 8 minutes, 18 with --long).
     #[arg(long)]
     no_scale: bool,
     /// Watch with the daemon for 10 minutes in the scale section (default 2).
