@@ -119,21 +119,24 @@ fn summary(version: &str, json: &str) -> String {
             .map(|v| v.trim_end_matches(',').trim_matches('"').to_string())
             .unwrap_or_else(|| "?".into())
     };
-    let reasons = json
-        .split("\"wait_reasons\": [")
-        .nth(1)
-        .map(|rest| {
-            rest.split(']')
-                .next()
-                .unwrap_or("")
-                .lines()
-                .filter(|l| l.trim().starts_with('"'))
-                .count()
-        })
-        .unwrap_or(0);
+    let count = |key: &str| {
+        json.split(&format!("\"{key}\": ["))
+            .nth(1)
+            .map(|rest| {
+                rest.split(']')
+                    .next()
+                    .unwrap_or("")
+                    .lines()
+                    .filter(|l| l.trim().starts_with('"'))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let (reasons, statuses) = (count("wait_reasons"), count("statuses"));
     format!(
         "{} ({version}): g {} bytes, sched.sp/pc/bp {}/{}/{}, syscallbp {}, atomicstatus {}, goid {}, \
-         waitsince {}, waitreason {}, gopc {}, startpc {}, {reasons} wait reasons",
+         waitsince {}, waitreason {}, gopc {}, startpc {}, labels {}, {statuses} statuses, \
+         {reasons} wait reasons",
         field("version"),
         field("g_size"),
         field("g_sched_sp"),
@@ -146,5 +149,6 @@ fn summary(version: &str, json: &str) -> String {
         field("g_waitreason"),
         field("g_gopc"),
         field("g_startpc"),
+        field("g_labels"),
     )
 }

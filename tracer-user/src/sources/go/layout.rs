@@ -65,6 +65,10 @@ pub enum LayoutError {
         ty: &'static str,
         member: &'static str,
     },
+    #[error("the DWARF has no constant {0}")]
+    MissingConstant(&'static str),
+    #[error("the DWARF's goroutine status constants are implausible: {0}")]
+    Statuses(String),
     #[error("cannot read runtime.waitReasonStrings: {0}")]
     WaitReasons(String),
     #[error("implausible runtime.g layout: {0}")]
@@ -103,9 +107,67 @@ pub struct GoRuntimeLayout {
     /// analogue of a thread's voluntary context-switch count).
     #[serde(default)]
     pub g_tracking_seq: Option<u64>,
+    /// `labels`, an `unsafe.Pointer` to the goroutine's pprof label set (nil when it
+    /// has none): a `*labelMap` (a Go map) before Go 1.24's sorted `[]label` slice.
+    pub g_labels: u64,
+    /// Go's name of each goroutine status value (`runtime._G*` constants), index =
+    /// value: `_Gidle`, `_Grunnable`, ..., `_Gwaiting` (4), ..., and from Go 1.26
+    /// `_Gleaked` (10) and `_Gdeadextra` (11). Values without a constant are "".
+    pub statuses: Vec<String>,
+    /// `_Gscan`: the bit the GC ORs into a status while it scans the stack.
+    pub status_scan_bit: u32,
     /// Go's name of each waitReason value, index = value ("chan receive",
     /// "select", ...).
     pub wait_reasons: Vec<String>,
+}
+
+/// A goroutine's status (`g.atomicstatus` with the GC's scan bit masked), by the
+/// runtime's own constant names for the Go version, so renumbered or new statuses
+/// never read as another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoStatus {
+    /// `_Gidle`: just allocated, not initialised.
+    Idle,
+    /// `_Grunnable`: on a run queue.
+    Runnable,
+    /// `_Grunning`: on a thread.
+    Running,
+    /// `_Gsyscall`: in a system call.
+    Syscall,
+    /// `_Gwaiting`: parked by `gopark` (a wait reason says on what).
+    Waiting,
+    /// `_Gdead`: unused (exited, or on a free list).
+    Dead,
+    /// `_Gcopystack`: its stack is being moved.
+    CopyStack,
+    /// `_Gpreempted`: stopped itself for a `suspendG`.
+    Preempted,
+    /// `_Gleaked` (Go 1.26+): a parked goroutine the GC proved can never be woken
+    /// (set by a `goroutineleak` profile's GC cycle, until the next one).
+    Leaked,
+    /// `_Gdeadextra` (Go 1.26+): a dead `g` attached to an extra M for cgo callbacks.
+    DeadExtra,
+    /// A value this layout has no name for (or a name leakscope does not know).
+    Other(u32),
+}
+
+impl GoStatus {
+    /// The runtime's constant name without `runtime.` (`_Gwaiting`) → status.
+    fn from_name(name: &str, value: u32) -> GoStatus {
+        match name {
+            "_Gidle" => GoStatus::Idle,
+            "_Grunnable" => GoStatus::Runnable,
+            "_Grunning" => GoStatus::Running,
+            "_Gsyscall" => GoStatus::Syscall,
+            "_Gwaiting" => GoStatus::Waiting,
+            "_Gdead" => GoStatus::Dead,
+            "_Gcopystack" => GoStatus::CopyStack,
+            "_Gpreempted" => GoStatus::Preempted,
+            "_Gleaked" => GoStatus::Leaked,
+            "_Gdeadextra" => GoStatus::DeadExtra,
+            _ => GoStatus::Other(value),
+        }
+    }
 }
 
 /// Where a layout came from.
@@ -191,6 +253,12 @@ impl GoRuntimeLayout {
             g_startpc: g_member("startpc")?,
             g_parentgoid: g.members.get("parentGoid").copied(),
             g_tracking_seq: g.members.get("trackingSeq").copied(),
+            g_labels: g_member("labels")?,
+            statuses: status_names(&found.statuses)?,
+            status_scan_bit: found
+                .statuses
+                .scan_bit
+                .ok_or(LayoutError::MissingConstant("runtime._Gscan"))?,
             wait_reasons,
         };
         layout.check()?;
@@ -213,12 +281,18 @@ impl GoRuntimeLayout {
             self.g_waitreason,
             self.g_gopc,
             self.g_startpc,
+            self.g_labels,
         ];
         let optional = [self.g_syscallbp, self.g_parentgoid, self.g_tracking_seq];
         let inside = |o: &u64| *o < self.g_size;
+        let named = |name: &str| self.statuses.iter().any(|s| s == name);
         if !(64..=MAX_G_SIZE).contains(&self.g_size)
             || !offsets.iter().all(inside)
             || !optional.iter().flatten().all(inside)
+            || !named("_Gwaiting")
+            || !named("_Gdead")
+            || !self.status_scan_bit.is_power_of_two()
+            || (self.status_scan_bit as usize) < self.statuses.len()
         {
             return Err(LayoutError::Implausible(format!("{self:?}")));
         }
@@ -252,6 +326,27 @@ impl GoRuntimeLayout {
             (None, Some(e)) => Err(e),
             (None, None) => Ok(None),
         }
+    }
+
+    /// What a raw `g.atomicstatus` means in this Go version (the GC's scan bit masked).
+    pub fn status(&self, raw: u32) -> GoStatus {
+        let value = raw & !self.status_scan_bit;
+        match self.statuses.get(value as usize) {
+            Some(name) => GoStatus::from_name(name, value),
+            None => GoStatus::Other(value),
+        }
+    }
+
+    /// The raw value of a status in this Go version (`None` when it has none, e.g.
+    /// [`GoStatus::Leaked`] before Go 1.26).
+    pub fn status_value(&self, status: GoStatus) -> Option<u32> {
+        if let GoStatus::Other(v) = status {
+            return Some(v);
+        }
+        (0u32..)
+            .zip(&self.statuses)
+            .find(|&(v, name)| GoStatus::from_name(name, v) == status)
+            .map(|(v, _)| v)
     }
 
     /// Go's name for a waitReason value (`None` for values it does not have).
@@ -299,6 +394,65 @@ struct DwarfFindings {
     wait_reasons_var: Option<(u64, u64)>,
     /// A compile unit's `DW_AT_producer` (`Go cmd/compile go1.26.6; regabi`).
     producer: Option<String>,
+    /// The `runtime._G*` status constants.
+    statuses: StatusConstants,
+}
+
+/// The goroutine status constants found in the DWARF (`DW_TAG_constant`s the compiler
+/// emits for the runtime package's integer constants).
+#[derive(Default)]
+struct StatusConstants {
+    /// (value, name without `runtime.`) of each status below the scan bit.
+    values: Vec<(u64, String)>,
+    /// `runtime._Gscan`.
+    scan_bit: Option<u32>,
+}
+
+/// More status values than this is a misread (Go has 12).
+const MAX_STATUSES: u64 = 64;
+
+impl StatusConstants {
+    /// Records `runtime.NAME = value` if it is a status constant: `_G` then lower-case
+    /// letters and `_` only (`_Gwaiting`, `_Gmoribund_unused`; not `_GCoff` or
+    /// `_GoidCacheBatch`); the `_Gscan*` combinations are the scan bit plus a status.
+    fn record(&mut self, name: &[u8], value: u64) {
+        let Some(short) = name.strip_prefix(b"runtime.") else {
+            return;
+        };
+        let Some(rest) = short.strip_prefix(b"_G") else {
+            return;
+        };
+        if rest.is_empty() || !rest.iter().all(|&b| b.is_ascii_lowercase() || b == b'_') {
+            return;
+        }
+        if rest == b"scan" {
+            self.scan_bit = u32::try_from(value).ok();
+        } else if !rest.starts_with(b"scan") && self.values.len() < MAX_STATUSES as usize {
+            self.values
+                .push((value, String::from_utf8_lossy(short).into_owned()));
+        }
+    }
+}
+
+/// The status names indexed by value.
+fn status_names(found: &StatusConstants) -> Result<Vec<String>, LayoutError> {
+    let Some(top) = found.values.iter().map(|&(v, _)| v).max() else {
+        return Err(LayoutError::MissingConstant("runtime._Gwaiting"));
+    };
+    if top >= MAX_STATUSES {
+        return Err(LayoutError::Statuses(format!("value {top}")));
+    }
+    let mut names = vec![String::new(); top as usize + 1];
+    for (value, name) in &found.values {
+        let slot = &mut names[*value as usize];
+        if !slot.is_empty() && slot != name {
+            return Err(LayoutError::Statuses(format!(
+                "{slot} and {name} are both {value}"
+            )));
+        }
+        slot.clone_from(name);
+    }
+    Ok(names)
 }
 
 impl DwarfFindings {
@@ -308,6 +462,8 @@ impl DwarfFindings {
             && self.stack.is_some()
             && self.wait_reasons_var.is_some()
             && self.producer.is_some()
+            && !self.statuses.values.is_empty()
+            && self.statuses.scan_bit.is_some()
     }
 }
 
@@ -328,38 +484,15 @@ fn read_dwarf(file: &object::File<'_>) -> Result<Option<DwarfFindings>, LayoutEr
     if !has_info {
         return Ok(None);
     }
-    let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, LayoutError> {
-        let name = id.name();
-        let zname = name
-            .strip_prefix(".debug_")
-            .map(|rest| format!(".zdebug_{rest}"));
-        let section = file
-            .section_by_name(name)
-            .or_else(|| zname.as_deref().and_then(|z| file.section_by_name(z)));
-        let Some(s) = section else {
-            return Ok(Cow::Borrowed(&[][..]));
-        };
-        // The declared size is checked before inflating: a hostile binary may declare
-        // terabytes behind a few compressed bytes.
-        let compressed = s.compressed_data().map_err(dwarf_err)?;
-        if compressed.uncompressed_size > MAX_DWARF_SECTION_BYTES {
-            return Err(LayoutError::DwarfTooLarge {
-                section: name,
-                size: compressed.uncompressed_size,
-            });
-        }
-        s.uncompressed_data().map_err(dwarf_err)
-    };
-    let sections = gimli::DwarfSections::load(load)?;
+    let sections = gimli::DwarfSections::load(|id| load_dwarf_section(file, id))?;
     let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
-    let err = |e: gimli::Error| LayoutError::Dwarf(e.to_string());
 
     let mut found = DwarfFindings::default();
     let mut units = dwarf.units();
-    while let Some(header) = units.next().map_err(err)? {
-        let unit = dwarf.unit(header).map_err(err)?;
-        let mut tree = unit.entries_tree(None).map_err(err)?;
-        let root = tree.root().map_err(err)?;
+    while let Some(header) = units.next().map_err(gimli_err)? {
+        let unit = dwarf.unit(header).map_err(gimli_err)?;
+        let mut tree = unit.entries_tree(None).map_err(gimli_err)?;
+        let root = tree.root().map_err(gimli_err)?;
         if found.producer.is_none()
             && let Some(p) = root.entry().attr_value(gimli::DW_AT_producer)
             && let Ok(p) = dwarf.attr_string(&unit, p)
@@ -370,62 +503,127 @@ fn read_dwarf(file: &object::File<'_>) -> Result<Option<DwarfFindings>, LayoutEr
             }
         }
         let mut children = root.children();
-        while let Some(child) = children.next().map_err(err)? {
-            let entry = child.entry();
-            let tag = entry.tag();
-            if tag != gimli::DW_TAG_structure_type && tag != gimli::DW_TAG_variable {
-                continue;
-            }
-            let Some(name) = entry
-                .attr_value(gimli::DW_AT_name)
-                .and_then(|v| dwarf.attr_string(&unit, v).ok())
-            else {
-                continue;
-            };
-            let name = name.slice();
-            if tag == gimli::DW_TAG_variable {
-                if name == b"runtime.waitReasonStrings" && found.wait_reasons_var.is_none() {
-                    found.wait_reasons_var = variable_array(&dwarf, &unit, entry);
-                }
-                continue;
-            }
-            let slot = match name {
-                b"runtime.g" => &mut found.g,
-                b"runtime.gobuf" => &mut found.gobuf,
-                b"runtime.stack" => &mut found.stack,
-                _ => continue,
-            };
-            if slot.is_some() {
-                continue;
-            }
-            let size = entry
-                .attr_value(gimli::DW_AT_byte_size)
-                .and_then(|v| v.udata_value())
-                .unwrap_or(0);
-            let mut members = HashMap::new();
-            let mut fields = child.children();
-            while let Some(field) = fields.next().map_err(err)? {
-                let f = field.entry();
-                if f.tag() != gimli::DW_TAG_member {
-                    continue;
-                }
-                let name = f
-                    .attr_value(gimli::DW_AT_name)
-                    .and_then(|v| dwarf.attr_string(&unit, v).ok());
-                let offset = f
-                    .attr_value(gimli::DW_AT_data_member_location)
-                    .and_then(|v| v.udata_value());
-                if let (Some(name), Some(offset)) = (name, offset) {
-                    members.insert(name.to_string_lossy().into_owned(), offset);
-                }
-            }
-            *slot = Some(StructInfo { size, members });
+        while let Some(child) = children.next().map_err(gimli_err)? {
+            visit_top_level(&dwarf, &unit, child, &mut found)?;
         }
         if found.complete() {
             break;
         }
     }
     Ok(Some(found))
+}
+
+fn gimli_err(e: gimli::Error) -> LayoutError {
+    LayoutError::Dwarf(e.to_string())
+}
+
+/// One DWARF section's bytes, inflated if compressed (`.zdebug_*` or `SHF_COMPRESSED`);
+/// empty when the file lacks it.
+fn load_dwarf_section<'a>(
+    file: &object::File<'a>,
+    id: gimli::SectionId,
+) -> Result<Cow<'a, [u8]>, LayoutError> {
+    let name = id.name();
+    let zname = name
+        .strip_prefix(".debug_")
+        .map(|rest| format!(".zdebug_{rest}"));
+    let section = file
+        .section_by_name(name)
+        .or_else(|| zname.as_deref().and_then(|z| file.section_by_name(z)));
+    let Some(s) = section else {
+        return Ok(Cow::Borrowed(&[][..]));
+    };
+    // The declared size is checked before inflating: a hostile binary may declare
+    // terabytes behind a few compressed bytes.
+    let compressed = s.compressed_data().map_err(dwarf_err)?;
+    if compressed.uncompressed_size > MAX_DWARF_SECTION_BYTES {
+        return Err(LayoutError::DwarfTooLarge {
+            section: name,
+            size: compressed.uncompressed_size,
+        });
+    }
+    s.uncompressed_data().map_err(dwarf_err)
+}
+
+/// Records what a compile unit's top-level entry holds for the layout: a status
+/// constant, `runtime.waitReasonStrings`, or one of the structs.
+fn visit_top_level(
+    dwarf: &gimli::Dwarf<Reader<'_>>,
+    unit: &gimli::Unit<Reader<'_>>,
+    node: gimli::EntriesTreeNode<'_, '_, Reader<'_>>,
+    found: &mut DwarfFindings,
+) -> Result<(), LayoutError> {
+    let entry = node.entry();
+    let tag = entry.tag();
+    if tag != gimli::DW_TAG_structure_type
+        && tag != gimli::DW_TAG_variable
+        && tag != gimli::DW_TAG_constant
+    {
+        return Ok(());
+    }
+    let Some(name) = entry
+        .attr_value(gimli::DW_AT_name)
+        .and_then(|v| dwarf.attr_string(unit, v).ok())
+    else {
+        return Ok(());
+    };
+    let name = name.slice();
+    if tag == gimli::DW_TAG_constant {
+        if let Some(value) = entry.attr_value(gimli::DW_AT_const_value).and_then(|v| {
+            v.udata_value()
+                .or_else(|| v.sdata_value().and_then(|s| u64::try_from(s).ok()))
+        }) {
+            found.statuses.record(name, value);
+        }
+        return Ok(());
+    }
+    if tag == gimli::DW_TAG_variable {
+        if name == b"runtime.waitReasonStrings" && found.wait_reasons_var.is_none() {
+            found.wait_reasons_var = variable_array(dwarf, unit, entry);
+        }
+        return Ok(());
+    }
+    let slot = match name {
+        b"runtime.g" => &mut found.g,
+        b"runtime.gobuf" => &mut found.gobuf,
+        b"runtime.stack" => &mut found.stack,
+        _ => return Ok(()),
+    };
+    if slot.is_none() {
+        *slot = Some(struct_info(dwarf, unit, node)?);
+    }
+    Ok(())
+}
+
+/// A struct type's size and its members' offsets.
+fn struct_info(
+    dwarf: &gimli::Dwarf<Reader<'_>>,
+    unit: &gimli::Unit<Reader<'_>>,
+    node: gimli::EntriesTreeNode<'_, '_, Reader<'_>>,
+) -> Result<StructInfo, LayoutError> {
+    let size = node
+        .entry()
+        .attr_value(gimli::DW_AT_byte_size)
+        .and_then(|v| v.udata_value())
+        .unwrap_or(0);
+    let mut members = HashMap::new();
+    let mut fields = node.children();
+    while let Some(field) = fields.next().map_err(gimli_err)? {
+        let f = field.entry();
+        if f.tag() != gimli::DW_TAG_member {
+            continue;
+        }
+        let name = f
+            .attr_value(gimli::DW_AT_name)
+            .and_then(|v| dwarf.attr_string(unit, v).ok());
+        let offset = f
+            .attr_value(gimli::DW_AT_data_member_location)
+            .and_then(|v| v.udata_value());
+        if let (Some(name), Some(offset)) = (name, offset) {
+            members.insert(name.to_string_lossy().into_owned(), offset);
+        }
+    }
+    Ok(StructInfo { size, members })
 }
 
 /// A global array variable's address and element count.
@@ -711,8 +909,22 @@ mod tests {
                 l.g_waitreason,
                 l.g_gopc,
                 l.g_startpc,
+                l.g_labels,
             ];
             assert!(offsets.iter().all(|&o| o < l.g_size), "go1.{minor}: {l:?}");
+            assert_eq!(l.status(4), GoStatus::Waiting, "go1.{minor}");
+            assert_eq!(l.status(0x1004), GoStatus::Waiting, "go1.{minor}: scan bit");
+            assert_eq!(l.status(6), GoStatus::Dead, "go1.{minor}");
+            assert_eq!(l.status_scan_bit, 0x1000, "go1.{minor}");
+            // Go 1.26 added _Gleaked and _Gdeadextra.
+            let leaked = (minor >= 26).then_some(10);
+            assert_eq!(l.status_value(GoStatus::Leaked), leaked, "go1.{minor}");
+            let deadextra = (minor >= 26).then_some(11);
+            assert_eq!(
+                l.status_value(GoStatus::DeadExtra),
+                deadextra,
+                "go1.{minor}"
+            );
             assert_eq!(l.g_stack_lo, 0, "go1.{minor}: stack is g's first member");
             assert_eq!(l.g_stack_hi, 8);
             assert!(l.g_sched_sp < l.g_sched_pc && l.g_sched_pc < l.g_sched_bp);
@@ -788,8 +1000,24 @@ mod tests {
             .collect()
     }
 
-    /// Check that the wait reasons read from the binary's data equal the
-    /// declaration in the toolchain's own runtime source (Go 1.21 and 1.27).
+    /// The goroutine status constants as `src/runtime/runtime2.go` declares them: the
+    /// names of the `_Gidle = iota` block up to the first `_Gscan` constant.
+    fn statuses_from_source(goroot: &Path) -> Vec<String> {
+        let src = std::fs::read_to_string(goroot.join("src/runtime/runtime2.go")).unwrap();
+        src.lines()
+            .skip_while(|l| !l.contains("_Gidle = iota"))
+            .map(|l| l.split("//").next().unwrap_or("").trim())
+            .filter(|l| !l.is_empty())
+            .map_while(|l| {
+                let name = l.split_whitespace().next()?;
+                (name.starts_with("_G") && !name.starts_with("_Gscan")).then(|| name.to_string())
+            })
+            .collect()
+    }
+
+    /// Check that the wait reasons and goroutine statuses read from the binary's data
+    /// and DWARF equal the declarations in the toolchain's own runtime source (Go 1.21
+    /// and 1.27).
     #[test]
     fn wait_reasons_match_runtime_source() {
         for (version, minor) in [("1.21.13", 21), ("1.27.3", 27)] {
@@ -798,7 +1026,26 @@ mod tests {
             assert!(want.len() > 30, "parsed {want:?}");
             let table = GoRuntimeLayout::for_version(1, minor).unwrap();
             assert_eq!(table.wait_reasons, want, "go1.{minor}");
+            let statuses = statuses_from_source(&goroot);
+            assert!(statuses.len() >= 10, "parsed {statuses:?}");
+            assert_eq!(table.statuses, statuses, "go1.{minor} statuses");
         }
+    }
+
+    /// Check that raw statuses map to their names by the version's own numbering, the
+    /// scan bit masked, and that values a version lacks are `Other`.
+    #[test]
+    fn statuses_by_version() {
+        let old = GoRuntimeLayout::for_version(1, 21).unwrap();
+        let new = GoRuntimeLayout::for_version(1, 27).unwrap();
+        assert_eq!(old.status(10), GoStatus::Other(10));
+        assert_eq!(new.status(10), GoStatus::Leaked);
+        assert_eq!(new.status(0x100a), GoStatus::Leaked);
+        assert_eq!(new.status(11), GoStatus::DeadExtra);
+        assert_eq!(new.status(5), GoStatus::Other(5), "_Gmoribund_unused");
+        assert_eq!(new.status(0xffff_ffff), GoStatus::Other(0xffff_efff));
+        assert_eq!(new.status_value(GoStatus::Waiting), Some(4));
+        assert_eq!(old.status_value(GoStatus::Leaked), None);
     }
 
     /// Check that a Go version the table does not know gets no layout.
