@@ -14,39 +14,27 @@ use tracer_common::{
     SYS_FUTEX, SYS_FUTEX_WAIT, SYS_FUTEX_WAITV, ThreadWaiterRecord, WAITER_IN_FUTEX_WAITV,
 };
 
-pub use crate::sources::{ProcessKey, StackKey};
 use crate::{
     fasthash::IntMap,
     host::{
-        cgroup::{CgroupLabels, read_cgroup},
+        cgroup::read_cgroup,
         procfs::{self, MemoryMap},
     },
     isolate,
+    model::{
+        Frame, GoroutineMember, MemberId, ProcessFacts, ProcessKey, SiteKey, StackKey, ThreadKey,
+        WaitId, WaiterKind,
+    },
     sources::{
-        goroutines::{GoSymbolizer, GoroutineMember, GoroutineScan},
+        goroutines::{GoSymbolizer, GoroutineScan},
         syscalls::{FdKind, syscall_name},
         thread_waiters::ScanRecords,
     },
     stacks::{
-        symbolize::{Frame, StackSymbolizer},
+        symbolize::StackSymbolizer,
         unwind::{StackUnwinder, UserRegs},
     },
 };
-
-/// One thread instance (tids are reused too).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ThreadKey {
-    pub tid: u32,
-    pub start_mono_ns: u64,
-}
-
-/// One uninterrupted wait of one thread: while the thread does not wake, its voluntary
-/// context-switch count stays the same, so (thread, nvcsw) names the wait.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WaitId {
-    pub thread: ThreadKey,
-    pub nvcsw: u64,
-}
 
 /// What kind of futex wait a thread is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,40 +86,6 @@ impl FutexWait {
     }
 }
 
-/// What kind of waiter a site holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum WaiterKind {
-    /// A thread asleep in a system call.
-    Thread,
-    /// A goroutine parked by the Go runtime.
-    Goroutine,
-}
-
-impl WaiterKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Thread => "thread",
-            Self::Goroutine => "goroutine",
-        }
-    }
-}
-
-/// Where waiters block: their kind, what they wait on (a thread's syscall, "futex",
-/// "read", "epoll_wait"..., or a Go wait reason such as "chan send"), and the stack.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SiteKey {
-    pub kind: WaiterKind,
-    pub wait: Arc<str>,
-    pub stack: StackKey,
-}
-
-/// Who a member of a thread site is, across scans.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MemberId {
-    /// One uninterrupted wait of one thread.
-    Thread(WaitId),
-}
-
 /// Kind-specific facts about a thread waiter.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum WaitDetail {
@@ -158,19 +112,6 @@ pub struct Waiter {
     /// before leakscope started.
     pub blocked_for_ns: Option<u64>,
     pub detail: WaitDetail,
-}
-
-/// A process's facts as reported.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ProcessFacts {
-    pub comm: String,
-    pub exe: String,
-    /// "native", or "go1.NN".
-    pub runtime: String,
-    /// Why part of the process could not be read (e.g. an unsupported Go version).
-    pub error: Option<String>,
-    /// The cgroup it ran in when first seen.
-    pub cgroup: CgroupLabels,
 }
 
 /// The members of one site in one census.

@@ -11,8 +11,8 @@ use inferno::flamegraph::{
 };
 
 use crate::{
+    model::Frame,
     sanitize,
-    stacks::symbolize::Frame,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
 };
 

@@ -7,12 +7,9 @@ use std::{
 };
 
 use crate::{
-    census::{
-        Census, GoroutineChanges, MemberId, ProcessFacts, ProcessKey, SiteKey, SiteMembers,
-        WaitDetail, Waiter, WaiterKind,
-    },
+    census::{Census, GoroutineChanges, SiteMembers, WaitDetail, Waiter},
     fasthash::IntMap,
-    sources::goroutines::GoroutineMember,
+    model::{GoroutineMember, MemberId, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
     verdict::{MemberObservation, Members, SiteObservation},
 };
 

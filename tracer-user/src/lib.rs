@@ -1,5 +1,6 @@
 //! leakscope's userspace: sources → census → history → verdict → sinks.
 //!
+//! - [`model`]: the names every stage shares (process, site, member, frame).
 //! - [`host`]: /proc, other processes' memory, binary identity (the bottom layer).
 //! - [`sources`]: where waiters come from (the kernel task iterator for threads, each Go
 //!   process's goroutine table).
@@ -25,6 +26,7 @@ pub mod flamegraph;
 pub mod history;
 pub mod host;
 pub mod isolate;
+pub mod model;
 pub mod pprof;
 pub mod report;
 pub mod sanitize;

@@ -20,7 +20,7 @@ use flate2::{Compression, write::GzEncoder};
 use prost::Message;
 
 use crate::{
-    stacks::symbolize::Frame,
+    model::Frame,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
 };
 
@@ -514,7 +514,7 @@ mod tests {
     #[test]
     fn inline_chains_share_a_location() {
         use crate::{
-            census::WaiterKind,
+            model::WaiterKind,
             summary::testutil::{frame, process, site, window},
             verdict::GrowthVerdict,
         };

@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
+    model::Frame,
     sanitize,
     sources::syscalls::{FdKind, SocketKind},
     sources::threads::ThreadSourceKind,
-    stacks::symbolize::Frame,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
     verdict::{GrowthVerdict, WaitAgeSource},
 };
@@ -435,7 +435,7 @@ mod tests {
     #[test]
     fn goroutine_wait_age_names_its_source() {
         use crate::{
-            census::WaiterKind,
+            model::WaiterKind,
             summary::testutil::{frame, process, site, window},
         };
         let goroutine_site = |source, secs| {

@@ -16,15 +16,12 @@ use std::{
 };
 
 use crate::{
-    census::{
-        CensusTaker, FutexWait, ProcessFacts, ProcessKey, SiteKey, WaitDetail, WaiterKind,
-        prevailing_fd_kind,
-    },
+    census::{CensusTaker, FutexWait, WaitDetail, prevailing_fd_kind},
     history::{History, ProcessHistory, SiteHistory},
+    model::{Frame, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
     sanitize,
     sources::syscalls::{FdKind, is_libc_syscall_wrapper},
     sources::threads::ThreadSourceKind,
-    stacks::symbolize::Frame,
     verdict::{
         GrowthVerdict, SiteJudgement, SiteObservation, VerdictPolicy, judge, judge_members, slope,
     },
@@ -562,7 +559,7 @@ pub(crate) mod testutil {
     //! Windows built by hand, for the tests of the sinks.
 
     use super::*;
-    use crate::{census::ProcessFacts, host::cgroup::CgroupLabels};
+    use crate::{host::cgroup::CgroupLabels, model::ProcessFacts};
 
     pub fn frame(function: &str, file: Option<(&str, u32)>, address: u64) -> Frame {
         Frame {
@@ -751,7 +748,7 @@ mod tests {
     use crate::{
         census::{Census, GoroutineChanges, ProcessCensus, SiteCensus, SiteMembers},
         host::cgroup::CgroupLabels,
-        sources::goroutines::GoroutineMember,
+        model::GoroutineMember,
     };
 
     fn fns(names: &[&str]) -> Vec<Frame> {

@@ -18,7 +18,7 @@ use std::{
 
 use thiserror::Error;
 
-use crate::{census::ProcessKey, pprof, report, summary::WindowSummary};
+use crate::{model::ProcessKey, pprof, report, summary::WindowSummary};
 
 /// Dump files are `leakscope-<UTC time>-pid<PID>-<comm><suffix>`; rotation touches
 /// nothing else in the directory.
@@ -360,7 +360,7 @@ pub fn rotate(dir: &Path, keep: usize) -> std::io::Result<Vec<PathBuf>> {
 mod tests {
     use super::*;
     use crate::{
-        census::WaiterKind,
+        model::WaiterKind,
         summary::testutil::{frame, process, site, window},
         verdict::GrowthVerdict,
     };

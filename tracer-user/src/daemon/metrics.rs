@@ -553,7 +553,7 @@ fn self_usage() -> Option<(f64, u64)> {
 mod tests {
     use super::*;
     use crate::{
-        census::WaiterKind,
+        model::WaiterKind,
         summary::testutil::{frame, process, site, window},
         verdict::GrowthVerdict,
     };
@@ -717,7 +717,7 @@ mod tests {
             .collect();
         let mut p = process(20, "go1.24", waits);
         let long_exe = format!("/tmp/{}\u{202e}/\x1b[2Jevil\nbin", "d".repeat(400));
-        p.facts = std::sync::Arc::new(crate::census::ProcessFacts {
+        p.facts = std::sync::Arc::new(crate::model::ProcessFacts {
             comm: "x\n\x1b[31mLEAK ".into(),
             exe: long_exe,
             ..(*p.facts).clone()

@@ -23,8 +23,8 @@ use crate::{
         procfs,
     },
     isolate,
+    model::{Frame, GoroutineMember, ProcessKey, StackKey},
     sources::{
-        ProcessKey, StackKey,
         go::{
             elf::PF_X,
             executable::{analyse_executable, open_executable},
@@ -32,7 +32,6 @@ use crate::{
         },
         parked::{ParkedTable, ReadBuffers},
     },
-    stacks::symbolize::Frame,
 };
 
 /// Names the frames of one process's goroutine stacks.
@@ -78,18 +77,6 @@ pub struct GoroutineSite {
     pub departed: Vec<GoroutineMember>,
     /// Parks that go on and whose `g.waitsince` a GC cycle set since the previous read.
     pub dated: Vec<GoroutineMember>,
-}
-
-/// One uninterrupted park of one goroutine: its id (never reused within a process) and
-/// its `trackingSeq`, which changes whenever the goroutine runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GoroutineMember {
-    pub goid: u64,
-    pub seq: u8,
-    /// `g.waitsince`: the runtime's nanotime (CLOCK_MONOTONIC) at the start of the first
-    /// GC cycle that saw this park, so the wait began before about then; 0 when no GC
-    /// has scanned the goroutine since it parked.
-    pub waitsince_ns: u64,
 }
 
 /// `runtime._Gwaiting`: parked by gopark. The GC's `_Gscan` bit (0x1000) is masked off.

@@ -17,14 +17,14 @@ use std::{
 use crate::{
     fasthash::IntMap,
     host::memory::read_batch,
+    model::{GoroutineMember, StackKey},
     sources::{
-        StackKey,
         go::layout::GoRuntimeLayout,
         goroutines::{
-            G_DEAD, G_IDLE, G_WAITING, GoProgram, GoroutineMember, GoroutineReadError,
-            GoroutineSite, GoroutineTable, MAX_STACK_READ, OVER_BUDGET_STACK_READ, ParkedG,
-            STACK_BYTES_PER_SCAN, check_allglen, is_system_goroutine, is_text, parse_g, read_allgs,
-            read_word, walk_frame_pointers,
+            G_DEAD, G_IDLE, G_WAITING, GoProgram, GoroutineReadError, GoroutineSite,
+            GoroutineTable, MAX_STACK_READ, OVER_BUDGET_STACK_READ, ParkedG, STACK_BYTES_PER_SCAN,
+            check_allglen, is_system_goroutine, is_text, parse_g, read_allgs, read_word,
+            walk_frame_pointers,
         },
     },
 };

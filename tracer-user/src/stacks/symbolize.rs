@@ -17,29 +17,13 @@ use blazesym::symbolize::{
     source::{Elf, Source},
 };
 
-use crate::host::{
-    binary::{BinaryKey, FileIdent, HeldBinary, open_mapped_binary, read_build_id},
-    procfs::{MemoryMap, map_containing},
+use crate::{
+    host::{
+        binary::{BinaryKey, FileIdent, HeldBinary, open_mapped_binary, read_build_id},
+        procfs::{MemoryMap, map_containing},
+    },
+    model::Frame,
 };
-
-/// One symbolized frame: the one frame type from the symbolizers to every sink. It
-/// serializes as the JSON report's frame (the address as a "0x…" string).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Frame {
-    pub function: Option<String>,
-    pub file: Option<String>,
-    pub line: Option<u32>,
-    /// The absolute address in the process (the return address for callers).
-    #[serde(serialize_with = "hex_address")]
-    pub address: u64,
-    /// Path of the binary the address falls in.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub module: Option<String>,
-}
-
-fn hex_address<S: serde::Serializer>(address: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&format_args!("{address:#x}"))
-}
 
 /// Distinct files blazesym may hold open (and mapped, with parsed debug info) at once;
 /// beyond that it is rebuilt from scratch, which bounds memory and file descriptors on a
