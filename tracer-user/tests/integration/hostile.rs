@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use test_support::procfs::{self, Usage};
 
 use crate::common::{
     Program, Spawned, WARM_UP, check_report_shape, find_process, leak_sites_containing,
@@ -32,7 +33,8 @@ fn start_hostile(mode: &str) -> Spawned {
 struct Measured {
     report: Value,
     wall: Duration,
-    cpu_ticks: u64,
+    /// CPU time (user + system) at the last sample before it exited.
+    cpu: Duration,
     peak_rss_kb: u64,
 }
 
@@ -65,14 +67,11 @@ fn diagnose_measured(pids: &[u32], seconds: u32) -> Measured {
         s
     });
     let deadline = start + Duration::from_secs(2 * u64::from(seconds) + 60);
-    let (mut peak_rss_kb, mut cpu_ticks) = (0, 0);
+    let mut most = Usage::default();
     let status = loop {
-        let status_file = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
-        if let Some(kb) = status_file.ok().as_deref().and_then(vm_hwm_kb) {
-            peak_rss_kb = peak_rss_kb.max(kb);
-        }
-        if let Some(ticks) = cpu_ticks_of(child.id()) {
-            cpu_ticks = cpu_ticks.max(ticks);
+        if let Some(usage) = procfs::usage(child.id()) {
+            most.peak_rss_bytes = most.peak_rss_bytes.max(usage.peak_rss_bytes);
+            most.cpu_s = most.cpu_s.max(usage.cpu_s);
         }
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -100,21 +99,9 @@ fn diagnose_measured(pids: &[u32], seconds: u32) -> Measured {
     Measured {
         report,
         wall,
-        cpu_ticks,
-        peak_rss_kb,
+        cpu: Duration::from_secs_f64(most.cpu_s),
+        peak_rss_kb: most.peak_rss_bytes / 1024,
     }
-}
-
-fn vm_hwm_kb(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks_of(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
 /// Check that the hostile program's file reads as the Go 1.26 binary it poses as, with
@@ -203,8 +190,7 @@ fn hostile_goroutine_tables_stay_bounded_and_a_real_leak_is_found() {
         "the real leak site is not reported:\n{summary}"
     );
 
-    let ticks_per_s = 100; // USER_HZ on Linux
-    let cpu = Duration::from_millis(run.cpu_ticks * 1000 / ticks_per_s);
+    let cpu = run.cpu;
     eprintln!(
         "hostile diagnose: wall {:?}, cpu {:?}, peak RSS {} KiB",
         run.wall, cpu, run.peak_rss_kb

