@@ -8,6 +8,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
+    time::Instant,
 };
 
 use tracer_common::{
@@ -17,7 +18,8 @@ use tracer_common::{
 use crate::{
     fasthash::IntMap,
     host::{
-        cgroup::read_cgroup,
+        cgroup::{complete_pod_names, read_cgroup},
+        kubelet::{KubeletLogDirs, KubeletLogs},
         procfs::{self, MemoryMap},
     },
     isolate,
@@ -219,6 +221,8 @@ pub struct CensusTaker {
     show_runtime_threads: bool,
     /// Whether a Go process's thread site is the runtime's own, decided once per site.
     runtime_thread_sites: IntMap<(ProcessKey, SiteKey), bool>,
+    /// Pod and container names, from the kubelet's log directories.
+    kubelet: KubeletLogs,
 }
 
 /// Goroutine creator frames remembered across all processes.
@@ -240,7 +244,14 @@ impl CensusTaker {
             wait_names: IntMap::default(),
             show_runtime_threads: false,
             runtime_thread_sites: IntMap::default(),
+            kubelet: KubeletLogs::new(KubeletLogDirs::default()),
         }
+    }
+
+    /// Where the kubelet's log directories are, which name the pods (default: the
+    /// kubelet's own, `/var/log/pods` and `/var/log/containers`).
+    pub fn set_kubelet_log_dirs(&mut self, dirs: KubeletLogDirs) {
+        self.kubelet = KubeletLogs::new(dirs);
     }
 
     /// Whether the Go runtime's own threads (idle Ms parked in `runtime.futex` by
@@ -564,10 +575,19 @@ impl CensusTaker {
         runtime: Option<String>,
         error: Option<String>,
     ) -> Arc<ProcessFacts> {
+        let kubelet = &mut self.kubelet;
         let facts = self
             .facts
             .entry(process)
-            .or_insert_with(|| Arc::new(read_facts(process.pid, fallback_comm)));
+            .or_insert_with(|| Arc::new(read_facts(process.pid, fallback_comm, kubelet)));
+        // A container's name may come after its first scan (its log link is made
+        // just after it starts).
+        if let Some(cgroup) = complete_pod_names(&facts.cgroup, kubelet, Instant::now()) {
+            *facts = Arc::new(ProcessFacts {
+                cgroup,
+                ..(**facts).clone()
+            });
+        }
         if let Some(runtime) = runtime
             && (facts.runtime != runtime || facts.error != error)
         {
@@ -631,7 +651,11 @@ fn bare_frames(stack: &[u64]) -> Vec<Frame> {
 
 /// A process's name, executable and cgroup; falls back to the thread's comm when the process is
 /// already gone.
-fn read_facts(pid: u32, fallback_comm: impl FnOnce() -> String) -> ProcessFacts {
+fn read_facts(
+    pid: u32,
+    fallback_comm: impl FnOnce() -> String,
+    kubelet: &mut KubeletLogs,
+) -> ProcessFacts {
     // The name exactly as the kernel has it (a trailing space or bytes that are not
     // UTF-8 included, the latter replaced): sinks escape it, none drops it.
     let comm = std::fs::read(format!("/proc/{pid}/comm"))
@@ -648,7 +672,7 @@ fn read_facts(pid: u32, fallback_comm: impl FnOnce() -> String) -> ProcessFacts 
         exe,
         runtime: "native".into(),
         error: None,
-        cgroup: read_cgroup(pid),
+        cgroup: read_cgroup(pid, kubelet),
     }
 }
 

@@ -12,6 +12,7 @@ use std::{
 use crate::{
     census::Scope,
     error::DiagnoseError,
+    host::kubelet::KubeletLogDirs,
     sources::{
         goroutines::{DEFAULT_READ_TIME_BUDGET, ReadPacing},
         threads::{ThreadSourceChoice, ThreadSourceKind},
@@ -39,6 +40,8 @@ pub struct DiagnoseOptions {
     pub thread_source: ThreadSourceChoice,
     /// The longest one Go process's goroutine read may take (`--read-budget`).
     pub read_budget: Duration,
+    /// The kubelet's log directories (`--pod-log-dir`, `--container-log-dir`).
+    pub kubelet_logs: KubeletLogDirs,
 }
 
 impl Default for DiagnoseOptions {
@@ -52,6 +55,7 @@ impl Default for DiagnoseOptions {
             show_runtime_threads: false,
             thread_source: ThreadSourceChoice::Auto,
             read_budget: DEFAULT_READ_TIME_BUDGET,
+            kubelet_logs: KubeletLogDirs::default(),
         }
     }
 }
@@ -84,6 +88,7 @@ pub fn diagnose(opts: &DiagnoseOptions) -> Result<WindowSummary, DiagnoseError> 
         },
     )?;
     watcher.set_show_runtime_threads(opts.show_runtime_threads);
+    watcher.set_kubelet_log_dirs(opts.kubelet_logs.clone());
     // One line where leakscope runs degraded; quiet when all is as usual.
     if watcher.thread_source() == ThreadSourceKind::Procfs
         && opts.thread_source != ThreadSourceChoice::Procfs

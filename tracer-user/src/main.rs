@@ -64,6 +64,8 @@ enum Command {
         /// past it the process is reported unreadable for that scan, with the reason.
         #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_read_budget)]
         read_budget: Duration,
+        #[command(flatten)]
+        kubelet_logs: KubeletLogArgs,
     },
     /// Run as a daemon: keep watching the host, serve Prometheus metrics on /metrics
     /// (and /healthz), dump the report of each process whose verdict turns to "leak".
@@ -118,6 +120,8 @@ enum Command {
         /// past it the process is reported unreadable for that scan, with the reason.
         #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_read_budget)]
         read_budget: Duration,
+        #[command(flatten)]
+        kubelet_logs: KubeletLogArgs,
     },
     /// A live view of the processes with the most and the fastest-growing blocked
     /// populations, their top sites and verdicts. `q` quits.
@@ -144,6 +148,29 @@ enum Command {
         #[command(subcommand)]
         what: DebugCommand,
     },
+}
+
+/// Where the kubelet's log directories are, which name the pods and containers of the
+/// processes (`diagnose` and `run`).
+#[derive(clap::Args)]
+struct KubeletLogArgs {
+    /// The kubelet's pod log directory (`<namespace>_<pod>_<uid>/` per pod), as mounted
+    /// here: it names each process's pod.
+    #[arg(long, value_name = "DIR", default_value = tracer_user::host::kubelet::DEFAULT_POD_LOG_DIR)]
+    pod_log_dir: std::path::PathBuf,
+    /// The kubelet's container log links (`<pod>_<namespace>_<container>-<id>.log`), as
+    /// mounted here: they name each process's container.
+    #[arg(long, value_name = "DIR", default_value = tracer_user::host::kubelet::DEFAULT_CONTAINER_LOG_DIR)]
+    container_log_dir: std::path::PathBuf,
+}
+
+impl KubeletLogArgs {
+    fn dirs(self) -> tracer_user::host::kubelet::KubeletLogDirs {
+        tracer_user::host::kubelet::KubeletLogDirs {
+            pods: self.pod_log_dir,
+            containers: self.container_log_dir,
+        }
+    }
 }
 
 /// `leakscope debug ...`: developer tools, not a stable interface.
@@ -252,6 +279,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             show_runtime_threads,
             thread_source,
             read_budget,
+            kubelet_logs,
         } => {
             let opts = DiagnoseOptions {
                 duration: Duration::from_secs(duration),
@@ -262,6 +290,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 show_runtime_threads,
                 thread_source,
                 read_budget,
+                kubelet_logs: kubelet_logs.dirs(),
             };
             // Opened first: a path that cannot be written fails now, not after the watch.
             let pprof = pprof
@@ -304,6 +333,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             show_runtime_threads,
             thread_source,
             read_budget,
+            kubelet_logs,
         } => {
             use tracer_user::daemon;
             if !(interval.is_finite() && (0.05..=3600.0).contains(&interval)) {
@@ -332,6 +362,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 show_runtime_threads,
                 thread_source,
                 read_budget,
+                kubelet_logs: kubelet_logs.dirs(),
             })?;
             Ok(0)
         }

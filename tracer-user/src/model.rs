@@ -106,7 +106,7 @@ pub struct ProcessFacts {
     pub runtime: String,
     /// Why part of the process could not be read (e.g. an unsupported Go version).
     pub error: Option<String>,
-    /// The cgroup it ran in when first seen.
+    /// The cgroup it ran in when first seen, and its pod.
     pub cgroup: CgroupLabels,
 }
 

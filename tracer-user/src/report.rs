@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
+    host::cgroup::PodIdentity,
     model::Frame,
     sanitize,
     sources::syscalls::{FdKind, SocketKind},
@@ -52,6 +53,9 @@ struct ProcessJson<'a> {
     cgroup: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     container: &'a str,
+    /// Addition to version 1: the pod, when the kubelet placed the process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<&'a PodIdentity>,
     /// Addition to version 1: how old the goroutine data of a Go process is.
     #[serde(skip_serializing_if = "Option::is_none")]
     goroutines_read_age_s: Option<f64>,
@@ -137,6 +141,7 @@ impl<'a> ProcessJson<'a> {
             alive: p.alive,
             cgroup: &p.facts.cgroup.cgroup,
             container: &p.facts.cgroup.container,
+            pod: p.facts.cgroup.pod.as_ref(),
             goroutines_read_age_s: p.goroutines_read_age_s.map(round2),
             sites: p.sites.iter().map(SiteJson::of).collect(),
         }
@@ -280,6 +285,9 @@ fn write_leaking_process(out: &mut String, p: &ProcessSummary, style: TextStyle)
         human_duration(p.uptime_s),
         if p.alive { "" } else { " (exited)" }
     );
+    if let Some(pod) = &f.cgroup.pod {
+        let _ = writeln!(out, "  {}", sanitize::log_text(&pod.describe()));
+    }
     for s in p.sites.iter().filter(|s| s.is_leak()) {
         let ops = if s.ops.is_empty() {
             String::new()
@@ -341,9 +349,16 @@ fn write_other_process(out: &mut String, p: &ProcessSummary, style: TextStyle) {
         .find(|s| s.judgement.suspect)
         .map(|s| format!("; suspect {}", style.yellow(&s.label)))
         .unwrap_or_default();
+    let pod = p
+        .facts
+        .cgroup
+        .pod
+        .as_ref()
+        .map(|pod| format!("  [{}]", sanitize::log_text(&pod.describe())))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "  {tag} pid {:<7} {:<16} {:>6} waiters in {} site(s){suspect_site}",
+        "  {tag} pid {:<7} {:<16} {:>6} waiters in {} site(s){suspect_site}{pod}",
         p.key.pid,
         sanitize::log_text(&p.facts.comm),
         p.waiters,
@@ -411,6 +426,54 @@ mod tests {
         assert!(text.contains("ok    pid 7"), "{text}");
         assert!(!text.contains('\x1b'), "{text}");
         assert!(window.has_leak());
+    }
+
+    /// Check that a process in a pod has `pod` in the JSON (namespace, name, uid,
+    /// container, container id) and a pod line in the text, leaking or not; and that a
+    /// pod the kubelet's directories do not name is given by UID and container id.
+    #[test]
+    fn pods_are_named_in_json_and_text() {
+        use crate::host::cgroup::PodIdentity;
+        let mut window = native_window();
+        let pod = PodIdentity {
+            namespace: "shop".into(),
+            name: "checkout-7d9f8b6c4-x2x9z".into(),
+            uid: "6f1c1f3e-2a4b-4c5d-9e8f-0a1b2c3d4e5f".into(),
+            container: "api".into(),
+            container_id: "0123456789abcdef".repeat(4),
+        };
+        for p in &mut window.processes {
+            let mut facts = (*p.facts).clone();
+            facts.cgroup.pod = Some(if p.is_leak() {
+                pod.clone()
+            } else {
+                PodIdentity {
+                    namespace: String::new(),
+                    name: String::new(),
+                    container: String::new(),
+                    ..pod.clone()
+                }
+            });
+            p.facts = std::sync::Arc::new(facts);
+        }
+        let v: serde_json::Value = serde_json::from_str(&to_json(&window)).unwrap();
+        let json_pod = &v["processes"][0]["pod"];
+        assert_eq!(json_pod["namespace"], "shop");
+        assert_eq!(json_pod["name"], "checkout-7d9f8b6c4-x2x9z");
+        assert_eq!(json_pod["uid"], "6f1c1f3e-2a4b-4c5d-9e8f-0a1b2c3d4e5f");
+        assert_eq!(json_pod["container"], "api");
+        assert_eq!(json_pod["container_id"], "0123456789abcdef".repeat(4));
+        let text = to_text(&window, TextStyle::default());
+        assert!(
+            text.contains("\n  pod shop/checkout-7d9f8b6c4-x2x9z, container api\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "[pod uid 6f1c1f3e-2a4b-4c5d-9e8f-0a1b2c3d4e5f, container id 0123456789ab]"
+            ),
+            "{text}"
+        );
     }
 
     /// Check that on a terminal the LEAK tag and the leak's origin frame are red and a

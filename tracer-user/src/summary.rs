@@ -628,7 +628,7 @@ pub(crate) mod testutil {
                 error: None,
                 cgroup: CgroupLabels {
                     cgroup: format!("unit{pid}.service"),
-                    container: String::new(),
+                    ..CgroupLabels::default()
                 },
             }),
             goroutines_read_age_s: None,
@@ -989,7 +989,7 @@ mod tests {
             error: None,
             cgroup: CgroupLabels {
                 cgroup: "leaky.service".into(),
-                container: String::new(),
+                ..CgroupLabels::default()
             },
         });
         let leak_site = SiteKey {

@@ -7,6 +7,7 @@ use crate::{
     census::{CensusTaker, Scope},
     error::SourceError,
     history::History,
+    host::kubelet::KubeletLogDirs,
     sources::{
         goroutines::{GoroutineSource, ReadPacing},
         threads::{ThreadSource, ThreadSourceChoice, ThreadSourceKind},
@@ -65,6 +66,11 @@ impl Watcher {
     /// (hidden by default; see [`CensusTaker::set_show_runtime_threads`]).
     pub fn set_show_runtime_threads(&mut self, show: bool) {
         self.taker.set_show_runtime_threads(show);
+    }
+
+    /// Where the kubelet's log directories are, which name pods and containers.
+    pub fn set_kubelet_log_dirs(&mut self, dirs: KubeletLogDirs) {
+        self.taker.set_kubelet_log_dirs(dirs);
     }
 
     /// One scan of every source, folded into the history.

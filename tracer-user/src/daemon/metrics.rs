@@ -2,7 +2,8 @@
 //!
 //! Per process and per site series are rebuilt from each window summary (their vectors
 //! are reset first, so the series of exited processes disappear). Label values come only from
-//! bounded sets: one process's labels (pid, comm, exe, runtime, cgroup, container) and,
+//! bounded sets: one process's labels (pid, comm, exe, runtime, cgroup, container_id,
+//! namespace, pod, container) and,
 //! per site, kind, wait reason and the site's label (unique within the process); the number of processes and of
 //! sites per process is capped (largest first, leaks always first) and what was cut is
 //! counted.
@@ -17,6 +18,7 @@ use prometheus::{
 
 use crate::{
     history::History,
+    host::cgroup::PodIdentity,
     sanitize,
     sources::threads::ThreadSourceKind,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
@@ -24,7 +26,21 @@ use crate::{
 };
 
 /// Labels of every per-process series (and, first, of every per-site series).
-pub const PROCESS_LABELS: [&str; 6] = ["pid", "comm", "exe", "runtime", "cgroup", "container"];
+/// `namespace`, `pod` and `container` (the container's name) are cAdvisor's and
+/// kube-state-metrics' labels, so series join theirs `on (namespace, pod)`;
+/// `container_id` is the 12-digit container id (the `container` label before pods were
+/// named).
+pub const PROCESS_LABELS: [&str; 9] = [
+    "pid",
+    "comm",
+    "exe",
+    "runtime",
+    "cgroup",
+    "container_id",
+    "namespace",
+    "pod",
+    "container",
+];
 /// The longest `exe` (and `cgroup`) label, in bytes: longer paths keep their end after
 /// a `~` (see [`sanitize::capped`]).
 pub const MAX_EXE_LABEL: usize = 160;
@@ -447,6 +463,8 @@ impl Exporter {
         let comm = sanitize::log_text(&facts.comm);
         let exe = sanitize::capped(&facts.exe, MAX_EXE_LABEL);
         let cgroup = sanitize::capped(&facts.cgroup.cgroup, MAX_EXE_LABEL);
+        let no_pod = PodIdentity::default();
+        let pod = facts.cgroup.pod.as_ref().unwrap_or(&no_pod);
         let labels = [
             pid.as_str(),
             &comm,
@@ -454,6 +472,9 @@ impl Exporter {
             &facts.runtime,
             &cgroup,
             &facts.cgroup.container,
+            &pod.namespace,
+            &pod.name,
+            &pod.container,
         ];
         let flag = |on: bool| if on { 1.0 } else { 0.0 };
         self.process_waiters
@@ -625,9 +646,20 @@ mod tests {
             process(11, "native", sites(&[("pool", 16, false)])),
             process(12, "native", sites(&[("x", 1, false)])),
         ]);
-        // As if pid 11 were a Go process whose goroutines were read 4 s before the end.
+        // As if pid 11 were a Go process whose goroutines were read 4 s before the end,
+        // in container "api" of pod shop/checkout.
         for p in summary.processes.iter_mut().filter(|p| p.key.pid == 11) {
             p.goroutines_read_age_s = Some(4.0);
+            let mut facts = (*p.facts).clone();
+            facts.cgroup.container = "0123456789ab".into();
+            facts.cgroup.pod = Some(PodIdentity {
+                namespace: "shop".into(),
+                name: "checkout".into(),
+                uid: "6f1c1f3e-2a4b-4c5d-9e8f-0a1b2c3d4e5f".into(),
+                container: "api".into(),
+                container_id: "0123456789abcdef".repeat(4),
+            });
+            p.facts = std::sync::Arc::new(facts);
         }
         exporter.observe_scan(Ok(&ScanStats::default()), 1.0);
         exporter.observe_history(&History::new());
@@ -641,7 +673,13 @@ mod tests {
         );
         assert!(
             text.contains(
-                r#"leakscope_process_leak{cgroup="unit10.service",comm="p10",container="",exe="/bin/p10",pid="10",runtime="native"} 1"#
+                r#"leakscope_process_leak{cgroup="unit10.service",comm="p10",container="",container_id="",exe="/bin/p10",namespace="",pid="10",pod="",runtime="native"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"leakscope_process_leak{cgroup="unit11.service",comm="p11",container="api",container_id="0123456789ab",exe="/bin/p11",namespace="shop",pid="11",pod="checkout",runtime="native"} 0"#
             ),
             "{text}"
         );

@@ -35,6 +35,7 @@ use crate::{
     census::Scope,
     diagnose::{DiagnoseOptions, preflight},
     error::SourceError,
+    host::kubelet::KubeletLogDirs,
     isolate, sanitize,
     sources::{
         goroutines::{ReadPacing, thread_cpu_time},
@@ -78,6 +79,8 @@ pub struct RunOptions {
     pub thread_source: ThreadSourceChoice,
     /// The longest one Go process's goroutine read may take (`--read-budget`).
     pub read_budget: Duration,
+    /// The kubelet's log directories (`--pod-log-dir`, `--container-log-dir`).
+    pub kubelet_logs: KubeletLogDirs,
 }
 
 /// The default `--stall-timeout`: five scans, at least 30 s (a first scan of a big host
@@ -285,6 +288,7 @@ fn scanner(
         }
     };
     watcher.set_show_runtime_threads(opts.show_runtime_threads);
+    watcher.set_kubelet_log_dirs(opts.kubelet_logs.clone());
     exporter.set_thread_source(watcher.thread_source());
     let _ = ready.send(Ok(watcher.thread_source_reason().to_string()));
     let dumper = opts

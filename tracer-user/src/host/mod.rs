@@ -4,5 +4,6 @@
 
 pub mod binary;
 pub mod cgroup;
+pub mod kubelet;
 pub mod memory;
 pub mod procfs;
