@@ -727,7 +727,7 @@ mod tests {
     use super::*;
     use crate::{
         census::{ProcessCensus, SiteCensus},
-        verdict::{GrowthVerdict, WaitAgeSource},
+        verdict::{Outcome, WaitAgeSource},
     };
 
     fn site_key() -> SiteKey {
@@ -1087,8 +1087,12 @@ mod tests {
         parks.extend(busy_pool(300, 1.0));
         let (h, key) = go_window(400.0, &gcs, &parks);
         let leak = judge_site(&h, &key, 0);
-        assert_eq!(leak.verdict, GrowthVerdict::Leak, "{leak:?}");
-        assert!(leak.reason.contains("parked steadily"), "{}", leak.reason);
+        assert_eq!(leak.outcome(), Outcome::Leak, "{leak:?}");
+        assert!(
+            leak.rule.to_string().contains("parked steadily"),
+            "{}",
+            leak.rule
+        );
         assert_eq!(leak.oldest_wait_source, Some(WaitAgeSource::Runtime));
         assert!(
             (170.0..=190.0).contains(&leak.oldest_wait_s),
@@ -1096,7 +1100,7 @@ mod tests {
             leak.oldest_wait_s
         );
         let pool = judge_site(&h, &key, 1);
-        assert_eq!(pool.verdict, GrowthVerdict::Ok, "{pool:?}");
+        assert_eq!(pool.outcome(), Outcome::Ok, "{pool:?}");
     }
 
     /// Check that one goroutine stranded every 30 s for five minutes is a leak in a
@@ -1112,7 +1116,7 @@ mod tests {
         );
         let (h, key) = go_window(300.0, &gcs, &parks);
         let leak = judge_site(&h, &key, 0);
-        assert_eq!(leak.verdict, GrowthVerdict::Leak, "{leak:?}");
+        assert_eq!(leak.outcome(), Outcome::Leak, "{leak:?}");
         assert_eq!(leak.oldest_wait_source, Some(WaitAgeSource::Runtime));
         assert!(leak.oldest_wait_s >= 170.0, "{}", leak.oldest_wait_s);
     }
@@ -1135,7 +1139,7 @@ mod tests {
         for gcs in [&frequent[..], &[-110.0][..], &[]] {
             let (h, key) = go_window(200.0, gcs, &idle);
             let j = judge_site(&h, &key, 0);
-            assert_eq!((j.verdict, j.suspect), (GrowthVerdict::Ok, false), "{j:?}");
+            assert_eq!(j.outcome(), Outcome::Ok, "{j:?}");
         }
         let built: Vec<Park> = (0..60)
             .map(|w| Park {
@@ -1148,6 +1152,6 @@ mod tests {
             .collect();
         let (h, key) = go_window(310.0, &frequent, &built);
         let j = judge_site(&h, &key, 0);
-        assert_eq!(j.verdict, GrowthVerdict::Ok, "{j:?}");
+        assert_eq!(j.outcome(), Outcome::Ok, "{j:?}");
     }
 }

@@ -287,13 +287,7 @@ impl Builder {
                 }
             }
         }
-        let verdict = if site.is_leak() {
-            "leak"
-        } else if site.judgement.suspect {
-            "suspect"
-        } else {
-            "ok"
-        };
+        let verdict = site.outcome().name();
         let count = i64::from(site.count);
         let mut label = vec![
             proto::Label {
@@ -516,7 +510,7 @@ mod tests {
         use crate::{
             model::WaiterKind,
             summary::testutil::{frame, process, site, window},
-            verdict::GrowthVerdict,
+            verdict::Outcome,
         };
         let stack = vec![
             frame("runtime.gopark", None, 0x10),
@@ -530,7 +524,7 @@ mod tests {
             vec![site(
                 WaiterKind::Goroutine,
                 "sync.WaitGroup.Wait",
-                GrowthVerdict::Leak,
+                Outcome::Leak,
                 2,
                 stack,
             )],

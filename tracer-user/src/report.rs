@@ -13,7 +13,7 @@ use crate::{
     sources::syscalls::{FdKind, SocketKind},
     sources::threads::ThreadSourceKind,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
-    verdict::{GrowthVerdict, WaitAgeSource},
+    verdict::WaitAgeSource,
 };
 
 /// Version of the JSON document; bump only on incompatible changes.
@@ -41,7 +41,7 @@ struct ProcessJson<'a> {
     runtime: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
-    verdict: GrowthVerdict,
+    verdict: &'static str,
     suspect: bool,
     waiters: u32,
     growth_per_min: f64,
@@ -67,7 +67,7 @@ struct SiteJson<'a> {
     kind: &'static str,
     wait: &'a str,
     count: u32,
-    verdict: GrowthVerdict,
+    verdict: &'static str,
     suspect: bool,
     growth_per_min: f64,
     oldest_wait_s: f64,
@@ -80,7 +80,9 @@ struct SiteJson<'a> {
     departures: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     age_spread_s: Option<f64>,
-    reason: &'a str,
+    reason: String,
+    /// Addition to version 1: the rule that decided, as in the metrics' `rule` label.
+    rule: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ops: Vec<&'static str>,
     /// Addition to version 1, threads in a syscall on one fd: what most members wait on.
@@ -106,8 +108,8 @@ impl<'a> SiteJson<'a> {
             kind: s.kind.name(),
             wait: &s.wait,
             count: s.count,
-            verdict: j.verdict,
-            suspect: j.suspect,
+            verdict: j.outcome().json_verdict(),
+            suspect: j.is_suspect(),
             growth_per_min: round2(j.growth_per_min),
             oldest_wait_s: round2(j.oldest_wait_s),
             oldest_wait_source: j.oldest_wait_source,
@@ -115,7 +117,8 @@ impl<'a> SiteJson<'a> {
             arrivals: j.arrivals,
             departures: j.departures,
             age_spread_s: j.age_spread_s.map(round2),
-            reason: &j.reason,
+            reason: j.rule.to_string(),
+            rule: j.rule.name(),
             ops: s.ops.iter().map(|op| op.name()).collect(),
             fd_kind: s.fd_kind.map(FdKind::name),
             socket: s.fd_kind.and_then(FdKind::socket).map(SocketKind::name),
@@ -133,8 +136,8 @@ impl<'a> ProcessJson<'a> {
             exe: &p.facts.exe,
             runtime: &p.facts.runtime,
             error: p.facts.error.as_deref(),
-            verdict: p.verdict,
-            suspect: p.suspect,
+            verdict: p.outcome.json_verdict(),
+            suspect: p.is_suspect(),
             waiters: p.waiters,
             growth_per_min: round2(p.growth_per_min),
             uptime_s: round2(p.uptime_s),
@@ -311,7 +314,7 @@ fn write_leaking_process(out: &mut String, p: &ProcessSummary, style: TextStyle)
             s.judgement.growth_per_min,
             oldest_wait(s.judgement.oldest_wait_s, s.judgement.oldest_wait_source)
         );
-        let _ = writeln!(out, "    why: {}", s.judgement.reason);
+        let _ = writeln!(out, "    why: {}", s.judgement.rule);
         for (i, frame) in s.stack.iter().enumerate() {
             let line = render_frame(frame);
             let line = if Some(i) == s.origin {
@@ -338,7 +341,7 @@ fn write_other_process(out: &mut String, p: &ProcessSummary, style: TextStyle) {
         );
         return;
     }
-    let tag = if p.suspect {
+    let tag = if p.is_suspect() {
         style.yellow("SUSPECT")
     } else {
         "ok   ".to_string()
@@ -346,7 +349,7 @@ fn write_other_process(out: &mut String, p: &ProcessSummary, style: TextStyle) {
     let suspect_site = p
         .sites
         .iter()
-        .find(|s| s.judgement.suspect)
+        .find(|s| s.judgement.is_suspect())
         .map(|s| format!("; suspect {}", style.yellow(&s.label)))
         .unwrap_or_default();
     let pod = p
@@ -406,6 +409,16 @@ mod tests {
         assert_eq!(s["wait"], "futex");
         assert_eq!(s["growth_per_min"], 12.35);
         assert_eq!(s["site"], "thread:futex:leak_on_mutex<leaked_thread");
+        assert_eq!(s["rule"], "stayed_and_growing");
+        assert_eq!(s["suspect"], false);
+        assert!(
+            s["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("5 waiters arrived and stayed"),
+            "{}",
+            s["reason"]
+        );
         assert_eq!(s["stack"][0]["address"], "0x7f0000001000");
         assert_eq!(s["stack"][0]["file"], serde_json::Value::Null);
         assert_eq!(s["stack"][2]["function"], "leak_on_mutex");
@@ -482,7 +495,7 @@ mod tests {
     fn text_colours_leaks_red_and_suspects_yellow() {
         let mut window = native_window();
         let healthy = window.processes.iter_mut().find(|p| !p.is_leak()).unwrap();
-        healthy.suspect = true;
+        healthy.outcome = crate::verdict::Outcome::Suspect;
         let text = to_text(&window, TextStyle { color: true });
         assert!(text.contains("\x1b[1;31mLEAK\x1b[0m"), "{text}");
         assert!(
@@ -505,7 +518,7 @@ mod tests {
             let mut s = site(
                 WaiterKind::Goroutine,
                 "chan receive",
-                GrowthVerdict::Leak,
+                crate::verdict::Outcome::Leak,
                 17,
                 vec![
                     frame("runtime.gopark", None, 0x40_1000),
@@ -614,7 +627,7 @@ mod tests {
         );
         assert!(
             text.ends_with(
-                "    why: test\n\
+                "    why: 5 waiters arrived and stayed, 0 left; the population grew from 0 to 5 (+12.3/min) and was still growing at the end\n\
              \x20   0x7f0000001000 __futex_abstimed_wait_common\n\
              \x20   0x7f0000002000 ___pthread_mutex_lock\n\
              \x20   0x401234 leak_on_mutex  /src/leak.c:12\n\

@@ -23,7 +23,7 @@ use crate::{
     sources::syscalls::{FdKind, is_libc_syscall_wrapper},
     sources::threads::ThreadSourceKind,
     verdict::{
-        GrowthVerdict, SiteJudgement, SiteObservation, VerdictPolicy, judge, judge_members, slope,
+        Outcome, SiteJudgement, SiteObservation, VerdictPolicy, judge, judge_members, slope,
     },
 };
 
@@ -55,9 +55,9 @@ pub struct ProcessSummary {
     pub alive: bool,
     /// Seconds from the process's start to the last scan that saw it.
     pub uptime_s: f64,
-    pub verdict: GrowthVerdict,
-    /// No leak proven, but a site grows in a way that may be one.
-    pub suspect: bool,
+    /// The most severe of its sites' outcomes: a leak when one site leaks, a suspect
+    /// when none leaks but one may.
+    pub outcome: Outcome,
     /// Blocked waiters at the last scan that saw the process.
     pub waiters: u32,
     /// Least-squares growth of all its sites together.
@@ -221,7 +221,7 @@ pub fn summarize(
         for (site_key, site) in &process.sites {
             let (judgement, count, obs) =
                 cache.judge(history, (key, process), (site_key, site), (policy, record));
-            if count == 0 && judgement.verdict != GrowthVerdict::Leak {
+            if count == 0 && !judgement.is_leak() {
                 continue;
             }
             let stack = catalog.frames(key, site_key).unwrap_or_default();
@@ -279,7 +279,6 @@ fn summarize_process(
                 .sum()
         })
         .collect();
-    let leak = sites.iter().any(|s| s.is_leak());
     ProcessSummary {
         key: *key,
         facts: process.facts.clone(),
@@ -288,12 +287,7 @@ fn summarize_process(
             .time_of(process.last_scan)
             .saturating_sub(key.start_mono_ns) as f64
             / 1e9,
-        verdict: if leak {
-            GrowthVerdict::Leak
-        } else {
-            GrowthVerdict::Ok
-        },
-        suspect: !leak && sites.iter().any(|s| s.judgement.suspect),
+        outcome: process_outcome(&sites),
         waiters: sites.iter().map(|s| s.count).sum(),
         growth_per_min: slope(&times, &totals) * 60.0,
         sites,
@@ -335,7 +329,11 @@ impl SiteSummary {
     }
 
     pub fn is_leak(&self) -> bool {
-        self.judgement.verdict == GrowthVerdict::Leak
+        self.judgement.is_leak()
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        self.judgement.outcome()
     }
 
     /// The frame the site is named after: its origin, else the innermost frame.
@@ -344,9 +342,22 @@ impl SiteSummary {
     }
 }
 
+/// A process's outcome: the most severe of its sites'.
+fn process_outcome(sites: &[SiteSummary]) -> Outcome {
+    sites
+        .iter()
+        .map(SiteSummary::outcome)
+        .max()
+        .unwrap_or(Outcome::Ok)
+}
+
 impl ProcessSummary {
     pub fn is_leak(&self) -> bool {
-        self.verdict == GrowthVerdict::Leak
+        self.outcome.is_leak()
+    }
+
+    pub fn is_suspect(&self) -> bool {
+        self.outcome.is_suspect()
     }
 
     /// The longest any current waiter has been blocked, in seconds.
@@ -559,7 +570,11 @@ pub(crate) mod testutil {
     //! Windows built by hand, for the tests of the sinks.
 
     use super::*;
-    use crate::{host::cgroup::CgroupLabels, model::ProcessFacts};
+    use crate::{
+        host::cgroup::CgroupLabels,
+        model::ProcessFacts,
+        verdict::{CountSpan, Rule},
+    };
 
     pub fn frame(function: &str, file: Option<(&str, u32)>, address: u64) -> Frame {
         Frame {
@@ -571,12 +586,32 @@ pub(crate) mod testutil {
         }
     }
 
-    pub fn judgement(verdict: GrowthVerdict, count: u32) -> SiteJudgement {
+    /// A rule that concludes `outcome`, with made-up evidence.
+    pub fn rule(outcome: Outcome, count: u32) -> Rule {
+        let counts = CountSpan {
+            first: 0,
+            last: count,
+        };
+        match outcome {
+            Outcome::Leak => Rule::StayedAndGrowing {
+                stayed: count,
+                departures: 0,
+                counts,
+                growth_per_min: 12.345,
+            },
+            Outcome::Suspect => Rule::FewStayed {
+                stayed: count,
+                window_s: 15.0,
+            },
+            Outcome::Ok => Rule::NoGrowth { counts },
+        }
+    }
+
+    pub fn judgement(outcome: Outcome, count: u32) -> SiteJudgement {
         SiteJudgement {
-            verdict,
-            suspect: false,
+            rule: rule(outcome, count),
             age_spread_s: None,
-            growth_per_min: if verdict == GrowthVerdict::Leak {
+            growth_per_min: if outcome == Outcome::Leak {
                 12.345
             } else {
                 0.0
@@ -586,14 +621,13 @@ pub(crate) mod testutil {
             departures: 0,
             oldest_wait_s: 3.0,
             oldest_wait_source: None,
-            reason: "test".into(),
         }
     }
 
     pub fn site(
         kind: WaiterKind,
         wait: &str,
-        verdict: GrowthVerdict,
+        outcome: Outcome,
         count: u32,
         stack: Vec<Frame>,
     ) -> SiteSummary {
@@ -603,7 +637,7 @@ pub(crate) mod testutil {
             label: site_label(kind, wait, &stack, origin),
             wait: wait.into(),
             count,
-            judgement: judgement(verdict, count),
+            judgement: judgement(outcome, count),
             stack: stack.into(),
             origin,
             ops: Vec::new(),
@@ -614,7 +648,6 @@ pub(crate) mod testutil {
 
     pub fn process(pid: u32, runtime: &str, mut sites: Vec<SiteSummary>) -> ProcessSummary {
         unique_labels(&mut sites);
-        let leak = sites.iter().any(|s| s.is_leak());
         ProcessSummary {
             key: ProcessKey {
                 pid,
@@ -634,12 +667,7 @@ pub(crate) mod testutil {
             goroutines_read_age_s: None,
             alive: true,
             uptime_s: 3725.0,
-            verdict: if leak {
-                GrowthVerdict::Leak
-            } else {
-                GrowthVerdict::Ok
-            },
-            suspect: false,
+            outcome: process_outcome(&sites),
             waiters: sites.iter().map(|s| s.count).sum(),
             growth_per_min: 1.0,
             sites,
@@ -682,7 +710,13 @@ pub(crate) mod testutil {
                     frame(&format!("{}_site", r.comm), None, 0x40_1000),
                     frame(&r.function, None, 0x7f00_0000_2000),
                 ];
-                let mut s = site(WaiterKind::Thread, "futex", judgement.verdict, count, stack);
+                let mut s = site(
+                    WaiterKind::Thread,
+                    "futex",
+                    judgement.outcome(),
+                    count,
+                    stack,
+                );
                 s.judgement = judgement;
                 let mut p = process(r.pid, "native", vec![s]);
                 Arc::make_mut(&mut p.facts).comm = r.comm;
@@ -713,7 +747,7 @@ pub(crate) mod testutil {
                 vec![site(
                     WaiterKind::Thread,
                     "futex",
-                    GrowthVerdict::Ok,
+                    Outcome::Ok,
                     50,
                     pool_stack.clone(),
                 )],
@@ -722,20 +756,8 @@ pub(crate) mod testutil {
                 9,
                 "native",
                 vec![
-                    site(
-                        WaiterKind::Thread,
-                        "futex",
-                        GrowthVerdict::Ok,
-                        80,
-                        pool_stack,
-                    ),
-                    site(
-                        WaiterKind::Thread,
-                        "futex",
-                        GrowthVerdict::Leak,
-                        5,
-                        leak_stack,
-                    ),
+                    site(WaiterKind::Thread, "futex", Outcome::Ok, 80, pool_stack),
+                    site(WaiterKind::Thread, "futex", Outcome::Leak, 5, leak_stack),
                 ],
             ),
         ])
@@ -766,7 +788,7 @@ mod tests {
         let s = site(
             WaiterKind::Thread,
             "futex",
-            GrowthVerdict::Leak,
+            Outcome::Leak,
             3,
             fns(&[
                 "__futex_abstimed_wait_common",
@@ -794,7 +816,7 @@ mod tests {
         let accept = site(
             WaiterKind::Thread,
             "accept4",
-            GrowthVerdict::Ok,
+            Outcome::Ok,
             1,
             fns(&["accept4", "conn_accept", "acceptor", "start_thread"]),
         );
@@ -802,7 +824,7 @@ mod tests {
         let read = site(
             WaiterKind::Thread,
             "read",
-            GrowthVerdict::Leak,
+            Outcome::Leak,
             9,
             fns(&["__GI___libc_read", "read_reply", "handler"]),
         );
@@ -816,7 +838,7 @@ mod tests {
         let g = site(
             WaiterKind::Goroutine,
             "chan receive",
-            GrowthVerdict::Ok,
+            Outcome::Ok,
             1,
             fns(&[
                 "runtime.gopark",
@@ -832,7 +854,7 @@ mod tests {
         let r = site(
             WaiterKind::Thread,
             "futex",
-            GrowthVerdict::Ok,
+            Outcome::Ok,
             1,
             fns(&[
                 "std::sys::pal::unix::futex::futex_wait",
@@ -852,7 +874,7 @@ mod tests {
         let only_runtime = site(
             WaiterKind::Thread,
             "futex",
-            GrowthVerdict::Ok,
+            Outcome::Ok,
             1,
             fns(&["__lll_lock_wait", "clone3"]),
         );
@@ -868,14 +890,8 @@ mod tests {
                 ..Frame::default()
             },
         ];
-        let again = site(
-            WaiterKind::Thread,
-            "futex",
-            GrowthVerdict::Ok,
-            1,
-            unnamed.clone(),
-        );
-        let unnamed = site(WaiterKind::Thread, "futex", GrowthVerdict::Ok, 1, unnamed);
+        let again = site(WaiterKind::Thread, "futex", Outcome::Ok, 1, unnamed.clone());
+        let unnamed = site(WaiterKind::Thread, "futex", Outcome::Ok, 1, unnamed);
         // No raw code address in a label (ASLR): a keyed hash, stable within the run.
         let body = unnamed.label.strip_prefix("thread:futex:?@").unwrap();
         assert!(
@@ -889,7 +905,7 @@ mod tests {
             module: Some("/usr/lib/x86_64-linux-gnu/libfoo.so.1".into()),
             ..Frame::default()
         }];
-        let in_module = site(WaiterKind::Thread, "futex", GrowthVerdict::Ok, 1, in_module);
+        let in_module = site(WaiterKind::Thread, "futex", Outcome::Ok, 1, in_module);
         assert!(
             in_module.label.starts_with("thread:futex:libfoo.so.1@"),
             "{}",
@@ -899,7 +915,7 @@ mod tests {
         let hostile = site(
             WaiterKind::Thread,
             "futex",
-            GrowthVerdict::Ok,
+            Outcome::Ok,
             1,
             fns(&["evil\n\x1b[2Jfn"]),
         );
@@ -908,7 +924,7 @@ mod tests {
         let long = site(
             WaiterKind::Thread,
             "futex",
-            GrowthVerdict::Ok,
+            Outcome::Ok,
             1,
             fns(&[&long_name]),
         );
@@ -923,24 +939,18 @@ mod tests {
         let a = site(
             WaiterKind::Thread,
             "futex",
-            GrowthVerdict::Ok,
+            Outcome::Ok,
             30,
             fns(&["mid_pool", "a"]),
         );
         let b = site(
             WaiterKind::Thread,
             "futex",
-            GrowthVerdict::Ok,
+            Outcome::Ok,
             25,
             fns(&["mid_pool", "a", "deeper"]),
         );
-        let other = site(
-            WaiterKind::Thread,
-            "futex",
-            GrowthVerdict::Ok,
-            2,
-            fns(&["tiny"]),
-        );
+        let other = site(WaiterKind::Thread, "futex", Outcome::Ok, 2, fns(&["tiny"]));
         let p = process(1, "native", vec![a, b, other]);
         let labels: Vec<&str> = p.sites.iter().map(|s| s.label.as_str()).collect();
         assert!(
@@ -1099,7 +1109,7 @@ mod tests {
         assert!(p.alive);
         assert!((p.uptime_s - 20.0).abs() < 1e-9, "{}", p.uptime_s);
         assert_eq!(p.facts.cgroup.cgroup, "leaky.service");
-        assert_eq!(p.verdict, GrowthVerdict::Leak, "{p:#?}");
+        assert_eq!(p.outcome, Outcome::Leak, "{p:#?}");
         assert_eq!(p.waiters, 37);
         let leak = &p.sites[0];
         assert!(leak.is_leak());

@@ -26,7 +26,7 @@ use crate::{
     sanitize,
     sources::goroutines::ReadPacing,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
-    verdict::VerdictPolicy,
+    verdict::{Outcome, VerdictPolicy},
     watch::{ScanStats, Watcher},
 };
 
@@ -64,7 +64,7 @@ fn rank(processes: &[ProcessSummary]) -> Vec<&ProcessSummary> {
     ranked.sort_by(|a, b| {
         b.is_leak()
             .cmp(&a.is_leak())
-            .then(b.suspect.cmp(&a.suspect))
+            .then(b.is_suspect().cmp(&a.is_suspect()))
             .then(b.growth_per_min.total_cmp(&a.growth_per_min))
             .then(b.waiters.cmp(&a.waiters))
             .then(a.key.cmp(&b.key))
@@ -72,11 +72,11 @@ fn rank(processes: &[ProcessSummary]) -> Vec<&ProcessSummary> {
     ranked
 }
 
-fn verdict_of(leak: bool, suspect: bool) -> (&'static str, LineStyle) {
-    match (leak, suspect) {
-        (true, _) => ("LEAK", LineStyle::Leak),
-        (false, true) => ("suspect", LineStyle::Suspect),
-        (false, false) => ("ok", LineStyle::Plain),
+fn verdict_of(outcome: Outcome) -> (&'static str, LineStyle) {
+    match outcome {
+        Outcome::Leak => ("LEAK", LineStyle::Leak),
+        Outcome::Suspect => ("suspect", LineStyle::Suspect),
+        Outcome::Ok => ("ok", LineStyle::Plain),
     }
 }
 
@@ -89,7 +89,7 @@ fn fit(mut line: String, width: usize) -> String {
 }
 
 fn process_line(p: &ProcessSummary) -> (LineStyle, String) {
-    let (verdict, style) = verdict_of(p.is_leak(), p.suspect);
+    let (verdict, style) = verdict_of(p.outcome);
     let comm: String = sanitize::log_text(&p.facts.comm).chars().take(15).collect();
     let runtime: String = p.facts.runtime.chars().take(7).collect();
     let line = format!(
@@ -103,7 +103,7 @@ fn process_line(p: &ProcessSummary) -> (LineStyle, String) {
 }
 
 fn site_line(s: &SiteSummary) -> (LineStyle, String) {
-    let (verdict, style) = verdict_of(s.is_leak(), s.judgement.suspect);
+    let (verdict, style) = verdict_of(s.outcome());
     let line = format!(
         "        {:>6} {:>+8.1}/m {verdict:<7} {}",
         s.count, s.judgement.growth_per_min, s.label
@@ -140,12 +140,12 @@ pub fn render(
     ];
     for p in ranked {
         lines.push(process_line(p));
-        if p.is_leak() || p.suspect {
+        if p.outcome != Outcome::Ok {
             let mut sites: Vec<&SiteSummary> = p.sites.iter().collect();
             sites.sort_by(|a, b| {
                 b.is_leak()
                     .cmp(&a.is_leak())
-                    .then(b.judgement.suspect.cmp(&a.judgement.suspect))
+                    .then(b.judgement.is_suspect().cmp(&a.judgement.is_suspect()))
                     .then(b.count.cmp(&a.count))
             });
             lines.extend(sites.into_iter().take(SITES_SHOWN).map(site_line));

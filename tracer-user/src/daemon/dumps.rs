@@ -362,7 +362,7 @@ mod tests {
     use crate::{
         model::WaiterKind,
         summary::testutil::{frame, process, site, window},
-        verdict::GrowthVerdict,
+        verdict::Outcome,
     };
 
     fn window_of(leaking: &[u32], ok: &[u32]) -> WindowSummary {
@@ -377,8 +377,8 @@ mod tests {
         window(
             leaking
                 .iter()
-                .map(|&pid| p(pid, GrowthVerdict::Leak))
-                .chain(ok.iter().map(|&pid| p(pid, GrowthVerdict::Ok)))
+                .map(|&pid| p(pid, Outcome::Leak))
+                .chain(ok.iter().map(|&pid| p(pid, Outcome::Ok)))
                 .collect(),
         )
     }

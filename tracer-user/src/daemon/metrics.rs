@@ -1,19 +1,22 @@
 //! The daemon's Prometheus series: what `leakscope run` serves on `/metrics`.
 //!
-//! Per process and per site series are rebuilt from each window summary (their vectors
-//! are reset first, so the series of exited processes disappear). Label values come only from
-//! bounded sets: one process's labels (pid, comm, exe, runtime, cgroup, container_id,
-//! namespace, pod, container) and,
-//! per site, kind, wait reason and the site's label (unique within the process); the number of processes and of
-//! sites per process is capped (largest first, leaks always first) and what was cut is
-//! counted.
+//! Every family is declared once, as data, in [`METRICS`] (name, help, labels, type);
+//! the exporter registers the table and the `observe_*` methods fill it from typed data
+//! (the window summary, the scan stats, the history's size), as a thin collector.
+//! Per process and per site series are rebuilt from each window summary (their
+//! families are reset first, so the series of exited processes disappear). Label values
+//! come only from bounded sets: one process's labels (pid, comm, exe, runtime, cgroup,
+//! container_id, namespace, pod, container) and, per site, kind, wait reason and the site's label (unique within the
+//! process), and for the site's verdict the rule that decided it; the number of
+//! processes and of sites per process is capped (largest first, leaks always first) and
+//! what was cut is counted.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 use prometheus::{
-    Counter, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntGauge, Opts,
-    Registry, TextEncoder,
+    Counter, CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::{
@@ -46,45 +49,222 @@ pub const PROCESS_LABELS: [&str; 9] = [
 pub const MAX_EXE_LABEL: usize = 160;
 /// Labels a per-site series adds to [`PROCESS_LABELS`].
 pub const SITE_LABELS: [&str; 3] = ["kind", "wait", "site"];
+/// The label a site's verdict series add to the site's: the rule that decided.
+pub const RULE_LABEL: &str = "rule";
+
+/// Which labels a family's series carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Labels {
+    /// One series, no labels.
+    None,
+    /// [`PROCESS_LABELS`]: one series per exported process.
+    Process,
+    /// The process's, kind and wait reason.
+    ProcessWait,
+    /// The process's and [`SITE_LABELS`]: one series per exported site.
+    Site,
+    /// A site's, and [`RULE_LABEL`].
+    SiteVerdict,
+    /// These, set once.
+    Fixed(&'static [&'static str]),
+}
+
+impl Labels {
+    fn names(self) -> Vec<&'static str> {
+        let site = PROCESS_LABELS.iter().chain(&SITE_LABELS).copied();
+        match self {
+            Self::None => Vec::new(),
+            Self::Process => PROCESS_LABELS.to_vec(),
+            Self::ProcessWait => site.take(PROCESS_LABELS.len() + 2).collect(),
+            Self::Site => site.collect(),
+            Self::SiteVerdict => site.chain([RULE_LABEL]).collect(),
+            Self::Fixed(names) => names.to_vec(),
+        }
+    }
+
+    /// Series rebuilt from every window summary.
+    fn per_process(self) -> bool {
+        matches!(
+            self,
+            Self::Process | Self::ProcessWait | Self::Site | Self::SiteVerdict
+        )
+    }
+}
+
+/// What type a family is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Type {
+    Gauge,
+    Counter,
+    /// With these bucket bounds.
+    Histogram(&'static [f64]),
+}
+
+/// Every family the daemon exports, in the order of [`METRICS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    ProcessWaiters,
+    ProcessGrowth,
+    ProcessLeak,
+    ProcessSuspect,
+    ProcessOldest,
+    ProcessReadAge,
+    ProcessSites,
+    ProcessSitesOmitted,
+    WaitersByWait,
+    SiteWaiters,
+    SiteGrowth,
+    SiteOldest,
+    SiteLeak,
+    SiteSuspect,
+    LeakingProcesses,
+    ProcessesOmitted,
+    Scans,
+    ScanErrors,
+    ScanDuration,
+    ReportDuration,
+    LastScan,
+    WatchedProcesses,
+    WatchedWaiters,
+    GoReadErrors,
+    Window,
+    HistoryProcesses,
+    HistoryMembers,
+    DumpsWritten,
+    DumpsDeferred,
+    DumpErrors,
+    BuildInfo,
+    ThreadSource,
+    CpuSeconds,
+    ResidentBytes,
+}
+
+/// One family: what it is called, what it means, its labels and its type.
+struct Metric {
+    family: Family,
+    name: &'static str,
+    help: &'static str,
+    labels: Labels,
+    kind: Type,
+}
+
+const fn metric(
+    family: Family,
+    name: &'static str,
+    labels: Labels,
+    kind: Type,
+    help: &'static str,
+) -> Metric {
+    Metric {
+        family,
+        name,
+        help,
+        labels,
+        kind,
+    }
+}
+
+use self::{Family as F, Labels as L, Type as T};
+
+/// Buckets of the scan time histogram, in seconds.
+const SCAN_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Every family the daemon exports (the README's metrics table says the same).
+#[rustfmt::skip]
+const METRICS: [Metric; 34] = [
+    metric(F::ProcessWaiters, "leakscope_process_blocked_waiters", L::Process, T::Gauge,
+        "Blocked waiters (threads in futex waits, parked goroutines) of the process at the last scan, all sites."),
+    metric(F::ProcessGrowth, "leakscope_process_growth_per_minute", L::Process, T::Gauge,
+        "Growth of the process's blocked population per minute (least-squares slope over the window)."),
+    metric(F::ProcessLeak, "leakscope_process_leak", L::Process, T::Gauge,
+        "1 when at least one site of the process is judged a leak over the window, else 0."),
+    metric(F::ProcessSuspect, "leakscope_process_suspect", L::Process, T::Gauge,
+        "1 when no leak is proven but a site of the process grows in a way that may be one, else 0."),
+    metric(F::ProcessOldest, "leakscope_process_oldest_wait_seconds", L::Process, T::Gauge,
+        "The longest any current waiter of the process has been blocked, in seconds."),
+    metric(F::ProcessReadAge, "leakscope_process_goroutines_read_age_seconds", L::Process, T::Gauge,
+        "Go processes: seconds from the latest read of its goroutines to the last scan; a huge process is read less often than every scan, so that reading it costs at most 2% of one core (at least every 20 s)."),
+    metric(F::ProcessSites, "leakscope_process_sites", L::Process, T::Gauge,
+        "Distinct sites (stacks where waiters block) of the process, before the cap."),
+    metric(F::ProcessSitesOmitted, "leakscope_process_sites_omitted", L::Process, T::Gauge,
+        "Sites of the process not exported as leakscope_site_* series (over --max-sites; the smallest are cut)."),
+    metric(F::WaitersByWait, "leakscope_process_waiters_by_wait", L::ProcessWait, T::Gauge,
+        "Blocked waiters of the process by kind (thread, goroutine) and wait reason, all sites."),
+    metric(F::SiteWaiters, "leakscope_site_blocked_waiters", L::Site, T::Gauge,
+        "Blocked waiters at the site at the last scan."),
+    metric(F::SiteGrowth, "leakscope_site_growth_per_minute", L::Site, T::Gauge,
+        "Growth of the site's waiter count per minute (least-squares slope over the window)."),
+    metric(F::SiteOldest, "leakscope_site_oldest_wait_seconds", L::Site, T::Gauge,
+        "The longest a current waiter at the site has been blocked, in seconds."),
+    metric(F::SiteLeak, "leakscope_site_leak", L::SiteVerdict, T::Gauge,
+        "1 when the site is judged a leak over the window (waiters arrive and stay), else 0; rule: the verdict's rule that decided."),
+    metric(F::SiteSuspect, "leakscope_site_suspect", L::SiteVerdict, T::Gauge,
+        "1 when the site is judged ok but grows in a way that may be a leak (watch longer), else 0; rule: the verdict's rule that decided."),
+    metric(F::LeakingProcesses, "leakscope_leaking_processes", L::None, T::Gauge,
+        "Processes judged leaking at the last report (exported or not)."),
+    metric(F::ProcessesOmitted, "leakscope_processes_omitted", L::None, T::Gauge,
+        "Processes with blocked waiters not exported (over --max-processes; the smallest are cut)."),
+    metric(F::Scans, "leakscope_scans_total", L::None, T::Counter, "Scans of the host done."),
+    metric(F::ScanErrors, "leakscope_scan_errors_total", L::None, T::Counter, "Scans that failed."),
+    metric(F::ScanDuration, "leakscope_scan_duration_seconds", L::None, T::Histogram(SCAN_BUCKETS),
+        "Wall time of one scan (threads, goroutines, census)."),
+    metric(F::ReportDuration, "leakscope_report_duration_seconds", L::None, T::Gauge,
+        "Wall time of the last verdict and report over the window."),
+    metric(F::LastScan, "leakscope_last_scan_timestamp_seconds", L::None, T::Gauge,
+        "Unix time of the last successful scan."),
+    metric(F::WatchedProcesses, "leakscope_watched_processes", L::None, T::Gauge,
+        "Processes with blocked waiters seen by the last scan."),
+    metric(F::WatchedWaiters, "leakscope_watched_waiters", L::None, T::Gauge,
+        "Blocked waiters seen by the last scan, host-wide."),
+    metric(F::GoReadErrors, "leakscope_go_read_errors", L::None, T::Gauge,
+        "Go processes whose goroutines the last scan could not read."),
+    metric(F::Window, "leakscope_window_seconds", L::None, T::Gauge,
+        "Span of the history the verdicts judge (grows to --window)."),
+    metric(F::HistoryProcesses, "leakscope_history_processes", L::None, T::Gauge,
+        "Processes the window's history holds (including ones that exited within it)."),
+    metric(F::HistoryMembers, "leakscope_history_members", L::None, T::Gauge,
+        "Waits (one per uninterrupted wait of a thread or goroutine) the window's history holds; leakscope's memory grows with it."),
+    metric(F::DumpsWritten, "leakscope_dumps_written_total", L::None, T::Counter,
+        "Leak reports written to --dump-dir."),
+    metric(F::DumpsDeferred, "leakscope_dumps_deferred_total", L::None, T::Counter,
+        "Leak episodes whose dump was put off by the rate limits (retried later)."),
+    metric(F::DumpErrors, "leakscope_dump_errors_total", L::None, T::Counter,
+        "Dumps that could not be written."),
+    metric(F::BuildInfo, "leakscope_build_info", L::Fixed(&["version"]), T::Gauge,
+        "Always 1; the version label says which leakscope runs."),
+    metric(F::ThreadSource, "leakscope_thread_source", L::Fixed(&["source"]), T::Gauge,
+        "1 for the thread source in use: bpf (the task iterator) or procfs (the /proc fallback, slower)."),
+    metric(F::CpuSeconds, "process_cpu_seconds_total", L::None, T::Counter,
+        "CPU time (user and system) leakscope has used, in seconds."),
+    metric(F::ResidentBytes, "process_resident_memory_bytes", L::None, T::Gauge,
+        "leakscope's resident memory, in bytes."),
+];
+
+// Each family sits at its own index of the table: checked when compiling.
+const _: () = {
+    let mut i = 0;
+    while i < METRICS.len() {
+        assert!(
+            METRICS[i].family as usize == i,
+            "METRICS lists the families in order"
+        );
+        i += 1;
+    }
+};
 
 /// Every metric family the daemon exports (histograms by their base name). The
 /// deploy/ rules and dashboard may use these and nothing else; tests hold them to it.
-pub const METRIC_NAMES: &[&str] = &[
-    "leakscope_process_blocked_waiters",
-    "leakscope_process_growth_per_minute",
-    "leakscope_process_leak",
-    "leakscope_process_suspect",
-    "leakscope_process_oldest_wait_seconds",
-    "leakscope_process_goroutines_read_age_seconds",
-    "leakscope_process_sites",
-    "leakscope_process_sites_omitted",
-    "leakscope_process_waiters_by_wait",
-    "leakscope_site_blocked_waiters",
-    "leakscope_site_growth_per_minute",
-    "leakscope_site_oldest_wait_seconds",
-    "leakscope_site_leak",
-    "leakscope_site_suspect",
-    "leakscope_leaking_processes",
-    "leakscope_processes_omitted",
-    "leakscope_scans_total",
-    "leakscope_scan_errors_total",
-    "leakscope_scan_duration_seconds",
-    "leakscope_report_duration_seconds",
-    "leakscope_last_scan_timestamp_seconds",
-    "leakscope_watched_processes",
-    "leakscope_watched_waiters",
-    "leakscope_go_read_errors",
-    "leakscope_window_seconds",
-    "leakscope_history_processes",
-    "leakscope_history_members",
-    "leakscope_dumps_written_total",
-    "leakscope_dumps_deferred_total",
-    "leakscope_dump_errors_total",
-    "leakscope_build_info",
-    "leakscope_thread_source",
-    "process_cpu_seconds_total",
-    "process_resident_memory_bytes",
-];
+pub const METRIC_NAMES: [&str; METRICS.len()] = {
+    let mut names = [""; METRICS.len()];
+    let mut i = 0;
+    while i < METRICS.len() {
+        names[i] = METRICS[i].name;
+        i += 1;
+    }
+    names
+};
 
 /// How much of a report becomes series.
 #[derive(Clone, Copy, Debug)]
@@ -123,334 +303,193 @@ pub fn capped_sites(process: &ProcessSummary, max_sites: usize) -> (Vec<&SiteSum
 /// Counters the dump writer updates from its own thread.
 #[derive(Clone)]
 pub struct DumpCounters {
-    pub written: IntCounter,
-    pub deferred: IntCounter,
-    pub errors: IntCounter,
+    pub written: Counter,
+    pub deferred: Counter,
+    pub errors: Counter,
+}
+
+/// The label values of a family without labels.
+const NO_LABELS: &[&str] = &[];
+
+/// One registered family.
+enum Series {
+    Gauge(GaugeVec),
+    Counter(CounterVec),
+    Histogram(HistogramVec),
+}
+
+impl Series {
+    /// Registers `m`; a family without labels gets its one series at once, so it is
+    /// exported (as 0) before anything sets it.
+    fn register(m: &Metric, registry: &Registry) -> prometheus::Result<Self> {
+        let opts = Opts::new(m.name, m.help);
+        let names = m.labels.names();
+        let series = match m.kind {
+            Type::Gauge => Self::Gauge(GaugeVec::new(opts, &names)?),
+            Type::Counter => Self::Counter(CounterVec::new(opts, &names)?),
+            Type::Histogram(buckets) => Self::Histogram(HistogramVec::new(
+                HistogramOpts::from(opts).buckets(buckets.to_vec()),
+                &names,
+            )?),
+        };
+        let collector: Box<dyn prometheus::core::Collector> = match &series {
+            Self::Gauge(v) => Box::new(v.clone()),
+            Self::Counter(v) => Box::new(v.clone()),
+            Self::Histogram(v) => Box::new(v.clone()),
+        };
+        registry.register(collector)?;
+        if m.labels == Labels::None {
+            series.touch();
+        }
+        Ok(series)
+    }
+
+    fn touch(&self) {
+        let _ = match self {
+            Self::Gauge(v) => v.get_metric_with_label_values(NO_LABELS).map(drop),
+            Self::Counter(v) => v.get_metric_with_label_values(NO_LABELS).map(drop),
+            Self::Histogram(v) => v.get_metric_with_label_values(NO_LABELS).map(drop),
+        };
+    }
+
+    fn reset(&self) {
+        match self {
+            Self::Gauge(v) => v.reset(),
+            Self::Counter(v) => v.reset(),
+            Self::Histogram(v) => v.reset(),
+        }
+    }
 }
 
 /// The registry and every series in it.
 pub struct Exporter {
     registry: Registry,
     limits: Limits,
-    process_waiters: GaugeVec,
-    process_growth: GaugeVec,
-    process_leak: GaugeVec,
-    process_suspect: GaugeVec,
-    process_oldest: GaugeVec,
-    process_read_age: GaugeVec,
-    process_sites: GaugeVec,
-    process_sites_omitted: GaugeVec,
-    waiters_by_wait: GaugeVec,
-    site_waiters: GaugeVec,
-    site_growth: GaugeVec,
-    site_oldest: GaugeVec,
-    site_leak: GaugeVec,
-    site_suspect: GaugeVec,
-    leaking_processes: IntGauge,
-    processes_omitted: IntGauge,
-    scans: IntCounter,
-    scan_errors: IntCounter,
-    scan_duration: Histogram,
-    report_duration: Gauge,
-    last_scan: Gauge,
-    watched_processes: IntGauge,
-    watched_waiters: IntGauge,
-    go_errors: IntGauge,
-    window: Gauge,
-    history_processes: IntGauge,
-    history_members: IntGauge,
-    cpu_seconds: Counter,
-    rss_bytes: IntGauge,
-    thread_source: GaugeVec,
-    dumps: DumpCounters,
-}
-
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help)
+    /// One per entry of [`METRICS`], in its order.
+    series: Vec<Series>,
 }
 
 impl Exporter {
     pub fn new(limits: Limits) -> Self {
         let registry = Registry::new();
-        let process_labels = &PROCESS_LABELS[..];
-        let site_labels: Vec<&str> = PROCESS_LABELS.iter().chain(&SITE_LABELS).copied().collect();
-        let by_wait_labels: Vec<&str> = PROCESS_LABELS
+        let series = METRICS
             .iter()
-            .chain(&SITE_LABELS[..2])
-            .copied()
+            .map(|m| Series::register(m, &registry).expect("the metrics table is valid"))
             .collect();
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let g = GaugeVec::new(opts(name, help), labels).expect("valid metric");
-            registry.register(Box::new(g.clone())).expect("unique");
-            g
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = Gauge::with_opts(opts(name, help)).expect("valid metric");
-            registry.register(Box::new(g.clone())).expect("unique");
-            g
-        };
-        let int_gauge = |name: &str, help: &str| {
-            let g = IntGauge::with_opts(opts(name, help)).expect("valid metric");
-            registry.register(Box::new(g.clone())).expect("unique");
-            g
-        };
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::with_opts(opts(name, help)).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique");
-            c
-        };
         let exporter = Self {
-            limits,
-            process_waiters: gauge_vec(
-                "leakscope_process_blocked_waiters",
-                "Blocked waiters (threads in futex waits, parked goroutines) of the process at the last scan, all sites.",
-                process_labels,
-            ),
-            process_growth: gauge_vec(
-                "leakscope_process_growth_per_minute",
-                "Growth of the process's blocked population per minute (least-squares slope over the window).",
-                process_labels,
-            ),
-            process_leak: gauge_vec(
-                "leakscope_process_leak",
-                "1 when at least one site of the process is judged a leak over the window, else 0.",
-                process_labels,
-            ),
-            process_suspect: gauge_vec(
-                "leakscope_process_suspect",
-                "1 when no leak is proven but a site of the process grows in a way that may be one, else 0.",
-                process_labels,
-            ),
-            process_oldest: gauge_vec(
-                "leakscope_process_oldest_wait_seconds",
-                "The longest any current waiter of the process has been blocked, in seconds.",
-                process_labels,
-            ),
-            process_read_age: gauge_vec(
-                "leakscope_process_goroutines_read_age_seconds",
-                "Go processes: seconds from the latest read of its goroutines to the last scan; a huge process is read less often than every scan, so that reading it costs at most 2% of one core (at least every 20 s).",
-                process_labels,
-            ),
-            process_sites: gauge_vec(
-                "leakscope_process_sites",
-                "Distinct sites (stacks where waiters block) of the process, before the cap.",
-                process_labels,
-            ),
-            process_sites_omitted: gauge_vec(
-                "leakscope_process_sites_omitted",
-                "Sites of the process not exported as leakscope_site_* series (over --max-sites; the smallest are cut).",
-                process_labels,
-            ),
-            waiters_by_wait: gauge_vec(
-                "leakscope_process_waiters_by_wait",
-                "Blocked waiters of the process by kind (thread, goroutine) and wait reason, all sites.",
-                &by_wait_labels,
-            ),
-            site_waiters: gauge_vec(
-                "leakscope_site_blocked_waiters",
-                "Blocked waiters at the site at the last scan.",
-                &site_labels,
-            ),
-            site_growth: gauge_vec(
-                "leakscope_site_growth_per_minute",
-                "Growth of the site's waiter count per minute (least-squares slope over the window).",
-                &site_labels,
-            ),
-            site_oldest: gauge_vec(
-                "leakscope_site_oldest_wait_seconds",
-                "The longest a current waiter at the site has been blocked, in seconds.",
-                &site_labels,
-            ),
-            site_leak: gauge_vec(
-                "leakscope_site_leak",
-                "1 when the site is judged a leak over the window (waiters arrive and stay), else 0.",
-                &site_labels,
-            ),
-            site_suspect: gauge_vec(
-                "leakscope_site_suspect",
-                "1 when the site is judged ok but grows in a way that may be a leak (watch longer), else 0.",
-                &site_labels,
-            ),
-            leaking_processes: int_gauge(
-                "leakscope_leaking_processes",
-                "Processes judged leaking at the last report (exported or not).",
-            ),
-            processes_omitted: int_gauge(
-                "leakscope_processes_omitted",
-                "Processes with blocked waiters not exported (over --max-processes; the smallest are cut).",
-            ),
-            scans: counter("leakscope_scans_total", "Scans of the host done."),
-            scan_errors: counter("leakscope_scan_errors_total", "Scans that failed."),
-            scan_duration: {
-                let h = Histogram::with_opts(
-                    HistogramOpts::new(
-                        "leakscope_scan_duration_seconds",
-                        "Wall time of one scan (threads, goroutines, census).",
-                    )
-                    .buckets(vec![
-                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                    ]),
-                )
-                .expect("valid metric");
-                registry.register(Box::new(h.clone())).expect("unique");
-                h
-            },
-            report_duration: gauge(
-                "leakscope_report_duration_seconds",
-                "Wall time of the last verdict and report over the window.",
-            ),
-            last_scan: gauge(
-                "leakscope_last_scan_timestamp_seconds",
-                "Unix time of the last successful scan.",
-            ),
-            watched_processes: int_gauge(
-                "leakscope_watched_processes",
-                "Processes with blocked waiters seen by the last scan.",
-            ),
-            watched_waiters: int_gauge(
-                "leakscope_watched_waiters",
-                "Blocked waiters seen by the last scan, host-wide.",
-            ),
-            go_errors: int_gauge(
-                "leakscope_go_read_errors",
-                "Go processes whose goroutines the last scan could not read.",
-            ),
-            window: gauge(
-                "leakscope_window_seconds",
-                "Span of the history the verdicts judge (grows to --window).",
-            ),
-            history_processes: int_gauge(
-                "leakscope_history_processes",
-                "Processes the window's history holds (including ones that exited within it).",
-            ),
-            history_members: int_gauge(
-                "leakscope_history_members",
-                "Waits (one per uninterrupted wait of a thread or goroutine) the window's history holds; leakscope's memory grows with it.",
-            ),
-            cpu_seconds: {
-                let c = Counter::with_opts(opts(
-                    "process_cpu_seconds_total",
-                    "CPU time (user and system) leakscope has used, in seconds.",
-                ))
-                .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("unique");
-                c
-            },
-            rss_bytes: int_gauge(
-                "process_resident_memory_bytes",
-                "leakscope's resident memory, in bytes.",
-            ),
-            thread_source: gauge_vec(
-                "leakscope_thread_source",
-                "1 for the thread source in use: bpf (the task iterator) or procfs (the /proc fallback, slower).",
-                &["source"],
-            ),
-            dumps: DumpCounters {
-                written: counter(
-                    "leakscope_dumps_written_total",
-                    "Leak reports written to --dump-dir.",
-                ),
-                deferred: counter(
-                    "leakscope_dumps_deferred_total",
-                    "Leak episodes whose dump was put off by the rate limits (retried later).",
-                ),
-                errors: counter(
-                    "leakscope_dump_errors_total",
-                    "Dumps that could not be written.",
-                ),
-            },
             registry,
+            limits,
+            series,
         };
-        let build_info = GaugeVec::new(
-            opts(
-                "leakscope_build_info",
-                "Always 1; the version label says which leakscope runs.",
-            ),
-            &["version"],
-        )
-        .expect("valid metric");
+        exporter.set(F::BuildInfo, &[env!("CARGO_PKG_VERSION")], 1.0);
         exporter
-            .registry
-            .register(Box::new(build_info.clone()))
-            .expect("unique");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1.0);
-        exporter
+    }
+
+    fn series(&self, family: Family) -> &Series {
+        &self.series[family as usize]
+    }
+
+    /// Sets a gauge's series. A label count that does not fit the family is a bug the
+    /// tests catch; here it is ignored.
+    fn set(&self, family: Family, labels: &[&str], value: f64) {
+        if let Series::Gauge(v) = self.series(family)
+            && let Ok(gauge) = v.get_metric_with_label_values(labels)
+        {
+            gauge.set(value);
+        }
+    }
+
+    fn counter(&self, family: Family) -> Option<Counter> {
+        match self.series(family) {
+            Series::Counter(v) => v.get_metric_with_label_values(NO_LABELS).ok(),
+            _ => None,
+        }
+    }
+
+    fn inc_by(&self, family: Family, by: f64) {
+        if let Some(counter) = self.counter(family) {
+            counter.inc_by(by);
+        }
+    }
+
+    fn observe(&self, family: Family, value: f64) {
+        if let Series::Histogram(v) = self.series(family)
+            && let Ok(histogram) = v.get_metric_with_label_values(NO_LABELS)
+        {
+            histogram.observe(value);
+        }
     }
 
     /// Says which thread source the scans use (set once, when the source is open).
     pub fn set_thread_source(&self, kind: ThreadSourceKind) {
-        self.thread_source.reset();
-        self.thread_source
-            .with_label_values(&[kind.name()])
-            .set(1.0);
+        self.series(F::ThreadSource).reset();
+        self.set(F::ThreadSource, &[kind.name()], 1.0);
     }
 
     /// The counters the dump writer updates.
     pub fn dump_counters(&self) -> DumpCounters {
-        self.dumps.clone()
+        let counter = |family| self.counter(family).expect("dump families are counters");
+        DumpCounters {
+            written: counter(F::DumpsWritten),
+            deferred: counter(F::DumpsDeferred),
+            errors: counter(F::DumpErrors),
+        }
     }
 
     /// Records the size of the window's history.
     pub fn observe_history(&self, history: &History) {
-        self.history_processes.set(history.processes.len() as i64);
-        self.history_members.set(history.members() as i64);
+        self.set(
+            F::HistoryProcesses,
+            NO_LABELS,
+            history.processes.len() as f64,
+        );
+        self.set(F::HistoryMembers, NO_LABELS, history.members() as f64);
     }
 
     /// Records one scan's outcome.
     pub fn observe_scan(&self, outcome: Result<&ScanStats, ()>, window_s: f64) {
-        self.scans.inc();
+        self.inc_by(F::Scans, 1.0);
         match outcome {
             Ok(stats) => {
-                self.scan_duration.observe(stats.duration.as_secs_f64());
-                self.watched_processes.set(stats.processes as i64);
-                self.watched_waiters.set(stats.waiters as i64);
-                self.go_errors.set(stats.go_errors as i64);
+                self.observe(F::ScanDuration, stats.duration.as_secs_f64());
+                self.set(F::WatchedProcesses, NO_LABELS, stats.processes as f64);
+                self.set(F::WatchedWaiters, NO_LABELS, stats.waiters as f64);
+                self.set(F::GoReadErrors, NO_LABELS, stats.go_errors as f64);
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default();
-                self.last_scan.set(now.as_secs_f64());
+                self.set(F::LastScan, NO_LABELS, now.as_secs_f64());
             }
-            Err(()) => self.scan_errors.inc(),
+            Err(()) => self.inc_by(F::ScanErrors, 1.0),
         }
-        self.window.set(window_s);
+        self.set(F::Window, NO_LABELS, window_s);
         if let Some((cpu, rss)) = self_usage() {
-            let more = cpu - self.cpu_seconds.get();
-            if more > 0.0 {
-                self.cpu_seconds.inc_by(more);
+            let counted = self.counter(F::CpuSeconds).map_or(cpu, |c| c.get());
+            if cpu > counted {
+                self.inc_by(F::CpuSeconds, cpu - counted);
             }
-            self.rss_bytes.set(rss as i64);
+            self.set(F::ResidentBytes, NO_LABELS, rss as f64);
         }
     }
 
     /// Replaces every per-process and per-site series with the window's.
     pub fn observe_summary(&self, summary: &WindowSummary, took_s: f64) {
-        for v in [
-            &self.process_waiters,
-            &self.process_growth,
-            &self.process_leak,
-            &self.process_suspect,
-            &self.process_oldest,
-            &self.process_read_age,
-            &self.process_sites,
-            &self.process_sites_omitted,
-            &self.waiters_by_wait,
-            &self.site_waiters,
-            &self.site_growth,
-            &self.site_oldest,
-            &self.site_leak,
-            &self.site_suspect,
-        ] {
-            v.reset();
+        for (m, series) in METRICS.iter().zip(&self.series) {
+            if m.labels.per_process() {
+                series.reset();
+            }
         }
-        self.report_duration.set(took_s);
+        self.set(F::ReportDuration, NO_LABELS, took_s);
         let processes = &summary.processes;
-        self.leaking_processes
-            .set(processes.iter().filter(|p| p.is_leak()).count() as i64);
+        let leaking = processes.iter().filter(|p| p.is_leak()).count();
+        self.set(F::LeakingProcesses, NO_LABELS, leaking as f64);
         // The summary lists leaking processes first, then by waiter count.
         let kept = processes.len().min(self.limits.max_processes);
-        self.processes_omitted.set((processes.len() - kept) as i64);
+        self.set(
+            F::ProcessesOmitted,
+            NO_LABELS,
+            (processes.len() - kept) as f64,
+        );
         for process in &processes[..kept] {
             self.observe_process(process);
         }
@@ -477,57 +516,52 @@ impl Exporter {
             &pod.container,
         ];
         let flag = |on: bool| if on { 1.0 } else { 0.0 };
-        self.process_waiters
-            .with_label_values(&labels)
-            .set(f64::from(process.waiters));
-        self.process_growth
-            .with_label_values(&labels)
-            .set(process.growth_per_min);
-        self.process_leak
-            .with_label_values(&labels)
-            .set(flag(process.is_leak()));
-        self.process_suspect
-            .with_label_values(&labels)
-            .set(flag(process.suspect));
-        self.process_oldest
-            .with_label_values(&labels)
-            .set(process.oldest_wait_s());
+        self.set(F::ProcessWaiters, &labels, f64::from(process.waiters));
+        self.set(F::ProcessGrowth, &labels, process.growth_per_min);
+        self.set(F::ProcessLeak, &labels, flag(process.is_leak()));
+        self.set(F::ProcessSuspect, &labels, flag(process.is_suspect()));
+        self.set(F::ProcessOldest, &labels, process.oldest_wait_s());
         if let Some(age) = process.goroutines_read_age_s {
-            self.process_read_age.with_label_values(&labels).set(age);
+            self.set(F::ProcessReadAge, &labels, age);
         }
+        self.observe_waits(process, &labels);
+        let (sites, omitted) = capped_sites(process, self.limits.max_sites);
+        self.set(F::ProcessSites, &labels, process.sites.len() as f64);
+        self.set(F::ProcessSitesOmitted, &labels, omitted as f64);
+        for s in sites {
+            self.observe_site(s, &labels);
+        }
+    }
+
+    /// A process's waiters by kind and wait reason: as many wait reasons as sites at
+    /// most, the largest first.
+    fn observe_waits(&self, process: &ProcessSummary, labels: &[&str]) {
         let mut by_wait: HashMap<(&str, &str), u32> = HashMap::new();
         for s in &process.sites {
             *by_wait.entry((s.kind.name(), &s.wait)).or_default() += s.count;
         }
-        // As many wait reasons as sites at most, the largest first.
         let mut by_wait: Vec<((&str, &str), u32)> = by_wait.into_iter().collect();
         by_wait.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         for ((kind, wait), n) in by_wait.into_iter().take(self.limits.max_sites) {
             let wait = sanitize::log_text(wait);
             let mut l: Vec<&str> = labels.to_vec();
             l.extend([kind, &wait]);
-            self.waiters_by_wait.with_label_values(&l).set(f64::from(n));
+            self.set(F::WaitersByWait, &l, f64::from(n));
         }
-        let (sites, omitted) = capped_sites(process, self.limits.max_sites);
-        self.process_sites
-            .with_label_values(&labels)
-            .set(process.sites.len() as f64);
-        self.process_sites_omitted
-            .with_label_values(&labels)
-            .set(omitted as f64);
-        for s in sites {
-            let mut l: Vec<&str> = labels.to_vec();
-            let wait = sanitize::log_text(&s.wait);
-            l.extend([s.kind.name(), &wait, &s.label]);
-            let j = &s.judgement;
-            self.site_waiters
-                .with_label_values(&l)
-                .set(f64::from(s.count));
-            self.site_growth.with_label_values(&l).set(j.growth_per_min);
-            self.site_oldest.with_label_values(&l).set(j.oldest_wait_s);
-            self.site_leak.with_label_values(&l).set(flag(s.is_leak()));
-            self.site_suspect.with_label_values(&l).set(flag(j.suspect));
-        }
+    }
+
+    fn observe_site(&self, s: &SiteSummary, labels: &[&str]) {
+        let mut l: Vec<&str> = labels.to_vec();
+        let wait = sanitize::log_text(&s.wait);
+        l.extend([s.kind.name(), &wait, &s.label]);
+        let j = &s.judgement;
+        self.set(F::SiteWaiters, &l, f64::from(s.count));
+        self.set(F::SiteGrowth, &l, j.growth_per_min);
+        self.set(F::SiteOldest, &l, j.oldest_wait_s);
+        l.push(j.rule.name());
+        let flag = |on: bool| if on { 1.0 } else { 0.0 };
+        self.set(F::SiteLeak, &l, flag(j.is_leak()));
+        self.set(F::SiteSuspect, &l, flag(j.is_suspect()));
     }
 
     /// The text exposition of every series now.
@@ -576,18 +610,14 @@ mod tests {
     use crate::{
         model::WaiterKind,
         summary::testutil::{frame, process, site, window},
-        verdict::GrowthVerdict,
+        verdict::Outcome,
     };
 
     fn sites(specs: &[(&str, u32, bool)]) -> Vec<SiteSummary> {
         specs
             .iter()
             .map(|&(name, count, leak)| {
-                let verdict = if leak {
-                    GrowthVerdict::Leak
-                } else {
-                    GrowthVerdict::Ok
-                };
+                let verdict = if leak { Outcome::Leak } else { Outcome::Ok };
                 site(
                     WaiterKind::Thread,
                     "futex",
@@ -687,6 +717,48 @@ mod tests {
             text.contains(r#"site="thread:futex:leak_on_mutex""#),
             "{text}"
         );
+        // A site's verdict says which rule decided, from the typed rule.
+        assert!(
+            text.lines().any(|l| l.starts_with("leakscope_site_leak{")
+                && l.contains(r#"pid="10""#)
+                && l.contains(r#"rule="stayed_and_growing""#)
+                && l.ends_with(" 1")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("leakscope_site_suspect{")
+                    && l.contains(r#"pid="11""#)
+                    && l.contains(r#"rule="no_growth""#)
+                    && l.ends_with(" 0")),
+            "{text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("leakscope_site_blocked_waiters{") && l.contains("rule=")),
+            "only the verdict series carry the rule: {text}"
+        );
+        // Each declared type does what its family needs.
+        for line in [
+            "leakscope_scans_total 1",
+            "leakscope_scan_errors_total 0",
+            "leakscope_dumps_written_total 1",
+            "leakscope_dumps_deferred_total 0",
+            "leakscope_scan_duration_seconds_count 1",
+            "leakscope_window_seconds 1",
+            "leakscope_history_members 0",
+            "leakscope_leaking_processes 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        assert!(
+            text.contains(&format!(
+                r#"leakscope_build_info{{version="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
         assert!(
             !text.contains(r#"site="thread:futex:pool",wait="futex"} 20"#),
             "capped"
@@ -747,7 +819,7 @@ mod tests {
                 site(
                     WaiterKind::Goroutine,
                     wait,
-                    GrowthVerdict::Ok,
+                    Outcome::Ok,
                     10 + i as u32,
                     stack,
                 )
