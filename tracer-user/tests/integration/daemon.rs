@@ -23,7 +23,7 @@ use crate::common::{
 };
 
 /// The shipped deploy files.
-fn deploy_dir() -> PathBuf {
+pub fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
 
@@ -38,7 +38,7 @@ const ALERT_TIMEOUT: Duration = Duration::from_secs(60);
 const SIGTERM_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a Debian tool lives, or a panic saying how to get it.
-fn tool(name: &str) -> PathBuf {
+pub fn tool(name: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
@@ -65,7 +65,7 @@ fn url_encode(text: &str) -> String {
 }
 
 /// Runs an instant PromQL query; returns the result vector.
-fn prom_query(port: u16, query: &str) -> Vec<Value> {
+pub fn prom_query(port: u16, query: &str) -> Vec<Value> {
     let (status, body) = http_get(port, &format!("/api/v1/query?query={}", url_encode(query)))
         .unwrap_or_else(|e| panic!("query {query}: {e}"));
     let v: Value = serde_json::from_str(&body)
@@ -75,7 +75,7 @@ fn prom_query(port: u16, query: &str) -> Vec<Value> {
 }
 
 /// The value of a one-sample result.
-fn sample_value(sample: &Value) -> f64 {
+pub fn sample_value(sample: &Value) -> f64 {
     sample["value"][1]
         .as_str()
         .and_then(|s| s.parse().ok())
@@ -152,6 +152,36 @@ fn metric_names_in(promql: &str) -> BTreeSet<String> {
         }
     }
     names
+}
+
+/// Recorded series names used in PromQL text: identifiers with a `:` (`level:metric:
+/// operations`, as only recording rules name series).
+fn recorded_names_in(promql: &str) -> BTreeSet<String> {
+    promql
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|word| word.contains(':') && word.starts_with(|c: char| c.is_ascii_alphabetic()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The series a rules file records (its `record:` names).
+pub fn recorded_in_rules(rules: &str) -> BTreeSet<String> {
+    rules
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("- record:"))
+        .map(|name| name.trim().to_string())
+        .collect()
+}
+
+/// Every `expr` (and variable query) of the shipped Grafana dashboard `file`.
+pub fn dashboard_exprs_of(file: &str) -> Vec<String> {
+    let text = fs::read_to_string(deploy_dir().join("grafana").join(file))
+        .unwrap_or_else(|e| panic!("deploy/grafana/{file}: {e}"));
+    let dashboard: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
+    let mut exprs = Vec::new();
+    dashboard_exprs(&dashboard, &mut exprs);
+    exprs
 }
 
 /// Every `expr` of the Grafana dashboard (panels, nested rows, variables).
@@ -420,23 +450,25 @@ fn daemon_under_prometheus_alerts_on_the_leak_only() {
         daemon.log()
     );
 
-    // The dashboard and the rules use only metrics the daemon exports.
+    // The dashboards and the rules use only metrics the daemon exports, and series the
+    // rules record.
     let (_, exposition) = http_get(daemon_port, "/metrics").unwrap();
     let exported = exported_families(&exposition);
-    let mut exprs = Vec::new();
-    let dashboard: Value = serde_json::from_str(
-        &fs::read_to_string(deploy_dir().join("grafana/leakscope.json")).unwrap(),
-    )
-    .expect("the dashboard is JSON");
-    dashboard_exprs(&dashboard, &mut exprs);
-    let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names_in(e)).collect();
-    assert!(used.len() >= 15, "the dashboard uses {used:?}");
-    let unknown: Vec<&String> = used.difference(&exported).collect();
-    assert!(
-        unknown.is_empty(),
-        "the dashboard uses unexported {unknown:?}"
-    );
     let rules = fs::read_to_string(deploy_dir().join("prometheus/rules.yml")).unwrap();
+    let recorded = recorded_in_rules(&rules);
+    for (file, least_exported, least_recorded) in
+        [("leakscope.json", 15, 0), ("leakscope-fleet.json", 3, 8)]
+    {
+        let exprs = dashboard_exprs_of(file);
+        let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names_in(e)).collect();
+        assert!(used.len() >= least_exported, "{file} uses {used:?}");
+        let unknown: Vec<&String> = used.difference(&exported).collect();
+        assert!(unknown.is_empty(), "{file} uses unexported {unknown:?}");
+        let used: BTreeSet<String> = exprs.iter().flat_map(|e| recorded_names_in(e)).collect();
+        assert!(used.len() >= least_recorded, "{file} uses {used:?}");
+        let unknown: Vec<&String> = used.difference(&recorded).collect();
+        assert!(unknown.is_empty(), "{file} uses unrecorded {unknown:?}");
+    }
     let in_rules = metric_names_in(&rules);
     let unknown: Vec<&String> = in_rules.difference(&exported).collect();
     assert!(unknown.is_empty(), "the rules use unexported {unknown:?}");

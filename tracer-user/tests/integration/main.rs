@@ -13,4 +13,5 @@ mod go;
 mod hardening;
 mod hostile;
 mod native;
+mod pods;
 mod reports;
