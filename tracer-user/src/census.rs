@@ -1,126 +1,33 @@
 //! One scan's census: the blocked waiters of every process, keyed by process and site
 //! (the stack where they block), each with its identity.
 //!
-//! [`CensusTaker`] turns the raw records of a source into a [`Census`]: it keeps only
-//! real waits, unwinds each wait's stack once (a waiter that has not woken keeps its
-//! stack), and symbolizes each new site once, while its process is still alive.
+//! [`CensusTaker`] folds what the sources found in one scan into a [`Census`]: the
+//! blocked threads the thread source classified and unwound, the goroutine sites each Go
+//! process's read reported. It names each new site's frames once, while its process is
+//! still alive (through the symbolizer the source gave with the scan), keeps each
+//! process's facts as first reported (with the Go runtime added), and isolates a Go
+//! process whose analysis panics.
 
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
-    time::Instant,
-};
-
-use tracer_common::{
-    SYS_FUTEX, SYS_FUTEX_WAIT, SYS_FUTEX_WAITV, ThreadWaiterRecord, WAITER_IN_FUTEX_WAITV,
 };
 
 use crate::{
     fasthash::IntMap,
-    host::{
-        cgroup::{complete_pod_names, read_cgroup},
-        kubelet::{KubeletLogDirs, KubeletLogs},
-        procfs::{self, MemoryMap},
-    },
     isolate,
-    model::{
-        Frame, GoroutineMember, MemberId, ProcessFacts, ProcessKey, SiteKey, StackKey, ThreadKey,
-        WaitId, WaiterKind,
-    },
+    model::{Frame, GoroutineMember, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
     sources::{
         goroutines::{GoSymbolizer, GoroutineScan},
-        syscalls::{FdKind, syscall_name},
-        thread_waiters::ScanRecords,
-    },
-    stacks::{
-        symbolize::StackSymbolizer,
-        unwind::{StackUnwinder, UserRegs},
+        threads::{BlockedThread, ThreadScan, ThreadSymbolizer, ThreadWaiter},
     },
 };
-
-/// What kind of futex wait a thread is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FutexWait {
-    Wait,
-    WaitBitset,
-    LockPi,
-    LockPi2,
-    WaitRequeuePi,
-    Waitv,
-    /// futex_wait(2), the futex2 wait on one word.
-    Wait2,
-}
-
-impl FutexWait {
-    /// Classifies a futex(2) call from its syscall number and op; `None` for calls that
-    /// do not block (wakes, requeues) and for other syscalls.
-    pub fn classify(syscall_nr: u64, op: u64, flags: u32) -> Option<Self> {
-        if syscall_nr == SYS_FUTEX_WAITV || flags & WAITER_IN_FUTEX_WAITV != 0 {
-            return Some(Self::Waitv);
-        }
-        if syscall_nr == SYS_FUTEX_WAIT {
-            return Some(Self::Wait2);
-        }
-        if syscall_nr != SYS_FUTEX {
-            return None;
-        }
-        // FUTEX_CMD_MASK strips FUTEX_PRIVATE_FLAG (128) and FUTEX_CLOCK_REALTIME (256).
-        match op & 0x7f {
-            0 => Some(Self::Wait),
-            9 => Some(Self::WaitBitset),
-            6 => Some(Self::LockPi),
-            13 => Some(Self::LockPi2),
-            11 => Some(Self::WaitRequeuePi),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Wait => "FUTEX_WAIT",
-            Self::WaitBitset => "FUTEX_WAIT_BITSET",
-            Self::LockPi => "FUTEX_LOCK_PI",
-            Self::LockPi2 => "FUTEX_LOCK_PI2",
-            Self::WaitRequeuePi => "FUTEX_WAIT_REQUEUE_PI",
-            Self::Waitv => "futex_waitv",
-            Self::Wait2 => "futex_wait",
-        }
-    }
-}
-
-/// Kind-specific facts about a thread waiter.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum WaitDetail {
-    Futex {
-        op: FutexWait,
-        addr: u64,
-    },
-    /// A thread in any other syscall; for syscalls on one file descriptor, the fd and
-    /// what kind of file it is.
-    Syscall {
-        fd: Option<(i32, FdKind)>,
-    },
-}
-
-/// One blocked thread at the moment of a scan. (Goroutine parks are
-/// [`GoroutineMember`]s, reported by change: see [`SiteMembers`].)
-#[derive(Clone, Debug, PartialEq)]
-pub struct Waiter {
-    pub id: MemberId,
-    /// Orders members by creation: the thread's CLOCK_MONOTONIC start.
-    pub born: u64,
-    /// How long the waiter has been blocked, when a source can tell: for threads the
-    /// time off CPU since the scheduler last ran them, which also covers waits begun
-    /// before leakscope started.
-    pub blocked_for_ns: Option<u64>,
-    pub detail: WaitDetail,
-}
 
 /// The members of one site in one census.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SiteMembers {
     /// Thread sites: every waiter (the kernel lists them all at each scan).
-    All(Vec<Waiter>),
+    All(Vec<ThreadWaiter>),
     /// Goroutine sites: what changed since the process's previous read. A park that
     /// goes on costs nothing here, however many there are.
     Changes(GoroutineChanges),
@@ -197,32 +104,24 @@ impl Scope {
     }
 }
 
-/// Turns source records into censuses; owns the unwinding and symbolization caches.
+/// Folds what the sources found into censuses; owns the names of sites and creators.
 pub struct CensusTaker {
     scope: Scope,
     own_pid: u32,
-    unwinder: StackUnwinder,
-    symbolizer: StackSymbolizer,
-    /// Each parked thread's stack, unwound once while it parks at the same saved
-    /// registers: a pool worker that wakes and re-parks at the same place keeps its stack.
-    stacks: IntMap<(ThreadKey, UserRegs), StackKey>,
     /// Each site's symbolized frames, named once while its process was alive.
     sites: IntMap<(ProcessKey, SiteKey), Arc<[Frame]>>,
     /// Each goroutine creator's frame (gopc), named once.
     creators: IntMap<(ProcessKey, u64), Frame>,
-    facts: HashMap<ProcessKey, Arc<ProcessFacts>>,
+    /// Each process's facts as reported (with its Go runtime, once known).
+    facts: HashMap<ProcessKey, ReportedFacts>,
     /// The watched processes alive at the newest census (with waiters or not).
     live: HashSet<ProcessKey>,
     /// Go processes whose census panicked, with the reason: not analysed again.
     panicked: HashMap<ProcessKey, String>,
-    /// Each syscall's wait label, made once.
-    wait_names: IntMap<u64, Arc<str>>,
     /// Keep the Go runtime's own threads (idle Ms in futex) among a Go process's sites.
     show_runtime_threads: bool,
     /// Whether a Go process's thread site is the runtime's own, decided once per site.
     runtime_thread_sites: IntMap<(ProcessKey, SiteKey), bool>,
-    /// Pod and container names, from the kubelet's log directories.
-    kubelet: KubeletLogs,
 }
 
 /// Goroutine creator frames remembered across all processes.
@@ -233,25 +132,14 @@ impl CensusTaker {
         Self {
             scope,
             own_pid: std::process::id(),
-            unwinder: StackUnwinder::new(),
-            symbolizer: StackSymbolizer::new(),
-            stacks: IntMap::default(),
             sites: IntMap::default(),
             creators: IntMap::default(),
             facts: HashMap::new(),
             live: HashSet::new(),
             panicked: HashMap::new(),
-            wait_names: IntMap::default(),
             show_runtime_threads: false,
             runtime_thread_sites: IntMap::default(),
-            kubelet: KubeletLogs::new(KubeletLogDirs::default()),
         }
-    }
-
-    /// Where the kubelet's log directories are, which name the pods (default: the
-    /// kubelet's own, `/var/log/pods` and `/var/log/containers`).
-    pub fn set_kubelet_log_dirs(&mut self, dirs: KubeletLogDirs) {
-        self.kubelet = KubeletLogs::new(dirs);
     }
 
     /// Whether the Go runtime's own threads (idle Ms parked in `runtime.futex` by
@@ -297,29 +185,26 @@ impl CensusTaker {
         self.creators.get(&(*process, gopc))
     }
 
-    /// Builds the census of one scan: the thread waiters of the kernel records and the
-    /// parked goroutines the goroutine source read.
-    pub fn take(&mut self, records: &ScanRecords, goroutines: Vec<GoroutineScan>) -> Census {
+    /// Builds the census of one scan: the blocked threads the thread source found and
+    /// the parked goroutines the goroutine source read.
+    pub fn take(&mut self, threads: ThreadScan<'_>, goroutines: Vec<GoroutineScan>) -> Census {
+        let ThreadScan {
+            at_mono_ns,
+            live,
+            facts,
+            blocked,
+            mut symbolizer,
+            ..
+        } = threads;
         let mut census = Census {
-            at_mono_ns: records
-                .processes
-                .iter()
-                .map(|r| r.mono_now_ns)
-                .chain(records.waiters.iter().map(|r| r.mono_now_ns))
-                .max()
-                .unwrap_or(0),
+            at_mono_ns,
             ..Census::default()
         };
-        self.live = records
-            .processes
-            .iter()
-            .filter(|r| self.watches(r.tgid))
-            .map(ProcessKey::of)
-            .collect();
-        self.add_threads(&records.waiters, &mut census);
+        self.live = live;
+        self.add_threads(blocked, &facts, &mut symbolizer, &mut census);
         // Processes whose census panicked stay unreadable while they live (read or not).
-        let live = &self.live;
-        self.panicked.retain(|process, _| live.contains(process));
+        let alive = &self.live;
+        self.panicked.retain(|process, _| alive.contains(process));
         for scan in goroutines {
             if !self.show_runtime_threads {
                 self.hide_runtime_threads(&scan, &mut census);
@@ -327,19 +212,19 @@ impl CensusTaker {
             let (process, runtime) = (scan.process, scan.runtime.clone());
             let added = match self.panicked.get(&process) {
                 Some(reason) => Err(reason.clone()),
-                None => {
-                    isolate::per_process(process.pid, || self.add_goroutines(scan, &mut census))
-                        .map_err(|panic| {
-                            log::warn!("pid {}: {panic}", process.pid);
-                            panic.to_string()
-                        })
-                }
+                None => isolate::per_process(process.pid, || {
+                    self.add_goroutines(scan, &facts, &mut census)
+                })
+                .map_err(|panic| {
+                    log::warn!("pid {}: {panic}", process.pid);
+                    panic.to_string()
+                }),
             };
             if let Err(reason) = added {
                 self.panicked.insert(process, reason.clone());
-                let facts = self.facts_of(process, String::new, Some(runtime), Some(reason));
+                let reported = self.facts_of(process, &facts, Some((runtime, Some(reason))));
                 let entry = census.processes.entry(process).or_default();
-                entry.facts = facts;
+                entry.facts = reported;
                 entry.sites.clear();
             }
         }
@@ -362,52 +247,24 @@ impl CensusTaker {
         });
     }
 
-    fn add_threads(&mut self, records: &[ThreadWaiterRecord], census: &mut Census) {
-        let mut maps: HashMap<u32, Option<Vec<MemoryMap>>> = HashMap::new();
-        let mut live_waits = HashSet::new();
-        for rec in records {
-            if !self.watches(rec.tgid) {
-                continue;
-            }
-            let Some((wait_name, detail)) = self.thread_wait(rec) else {
-                continue;
-            };
-            let process = ProcessKey {
-                pid: rec.tgid,
-                start_mono_ns: rec.process_start_mono_ns,
-                exec_id: rec.exec_id,
-            };
-            let wait = WaitId {
-                thread: ThreadKey {
-                    tid: rec.tid,
-                    start_mono_ns: rec.thread_start_mono_ns,
-                },
-                nvcsw: rec.nvcsw,
-            };
-            let regs = UserRegs {
-                ip: rec.ip,
-                sp: rec.sp,
-                bp: rec.bp,
-            };
-            live_waits.insert((wait.thread, regs));
-            let site = SiteKey {
-                kind: WaiterKind::Thread,
-                wait: wait_name,
-                stack: self.thread_stack(rec.tgid, wait.thread, regs, &mut maps),
-            };
-            self.symbolize_thread_site(process, &site, &mut maps);
-            let facts = self.facts_of(
-                process,
-                || String::from_utf8_lossy(rec.comm_bytes()).into_owned(),
-                None,
-                None,
-            );
-            let waiter = Waiter {
-                id: MemberId::Thread(wait),
-                born: rec.thread_start_mono_ns,
-                blocked_for_ns: Some(rec.sched_now_ns.saturating_sub(rec.last_arrival_ns)),
-                detail,
-            };
+    /// Folds the blocked threads, naming each new site's frames.
+    fn add_threads(
+        &mut self,
+        blocked: Vec<BlockedThread>,
+        scan_facts: &ScanFacts,
+        symbolizer: &mut ThreadSymbolizer<'_>,
+        census: &mut Census,
+    ) {
+        for BlockedThread {
+            process,
+            site,
+            waiter,
+        } in blocked
+        {
+            self.sites
+                .entry((process, site.clone()))
+                .or_insert_with(|| symbolizer(process.pid, &site.stack).into());
+            let facts = self.facts_of(process, scan_facts, None);
             let entry = census
                 .processes
                 .entry(process)
@@ -424,89 +281,15 @@ impl CensusTaker {
                 waiters.push(waiter);
             }
         }
-        // Threads no longer parked there will never be seen again: forget their stacks.
-        self.stacks
-            .retain(|parked_at, _| live_waits.contains(parked_at));
     }
 
-    /// What a thread waits in: the site's wait label (its syscall's name) and the
-    /// member's detail; `None` for futex calls that do not wait (wakes, requeues).
-    fn thread_wait(&mut self, rec: &ThreadWaiterRecord) -> Option<(Arc<str>, WaitDetail)> {
-        let nr = rec.syscall_nr;
-        if matches!(nr, SYS_FUTEX | SYS_FUTEX_WAITV | SYS_FUTEX_WAIT) {
-            let op = FutexWait::classify(nr, rec.args[1], rec.flags)?;
-            let detail = WaitDetail::Futex {
-                op,
-                addr: rec.args[0],
-            };
-            return Some((self.wait_name(SYS_FUTEX), detail));
-        }
-        let fd = FdKind::from_record(rec.fd_kind, rec.fd_detail).map(|kind| (rec.fd, kind));
-        Some((self.wait_name(nr), WaitDetail::Syscall { fd }))
-    }
-
-    /// The wait label of syscall `nr`, one shared string per syscall.
-    fn wait_name(&mut self, nr: u64) -> Arc<str> {
-        self.wait_names
-            .entry(nr)
-            .or_insert_with(|| match syscall_name(nr) {
-                Some(name) => name.into(),
-                None => format!("syscall_{nr}").into(),
-            })
-            .clone()
-    }
-
-    /// A thread's stack, unwound once while it waits at the same saved registers.
-    fn thread_stack(
-        &mut self,
-        pid: u32,
-        thread: ThreadKey,
-        regs: UserRegs,
-        maps: &mut HashMap<u32, Option<Vec<MemoryMap>>>,
-    ) -> StackKey {
-        if let Some(stack) = self.stacks.get(&(thread, regs)) {
-            return stack.clone();
-        }
-        let process_maps = maps
-            .entry(pid)
-            .or_insert_with(|| procfs::read_maps(pid).ok());
-        let addrs = match process_maps {
-            Some(m) => self.unwinder.unwind(pid, m, regs),
-            None => vec![regs.ip],
-        };
-        let stack: StackKey = addrs.into();
-        self.stacks.insert((thread, regs), stack.clone());
-        stack
-    }
-
-    /// Names a thread site's frames the first time it is seen, while its process lives.
-    fn symbolize_thread_site(
-        &mut self,
-        process: ProcessKey,
-        site: &SiteKey,
-        maps: &mut HashMap<u32, Option<Vec<MemoryMap>>>,
-    ) {
-        if self.sites.contains_key(&(process, site.clone())) {
-            return;
-        }
-        let pid = process.pid;
-        let process_maps = maps
-            .entry(pid)
-            .or_insert_with(|| procfs::read_maps(pid).ok());
-        let frames = match process_maps {
-            Some(m) => self.symbolizer.symbolize(pid, m, &site.stack),
-            None => bare_frames(&site.stack),
-        };
-        self.sites.insert((process, site.clone()), frames.into());
-    }
-
-    fn add_goroutines(&mut self, scan: GoroutineScan, census: &mut Census) {
+    fn add_goroutines(&mut self, scan: GoroutineScan, scan_facts: &ScanFacts, census: &mut Census) {
         let process = scan.process;
         if !self.watches(process.pid) {
             return;
         }
         let error = scan.goroutines.as_ref().err().cloned();
-        let facts = self.facts_of(process, String::new, Some(scan.runtime.clone()), error);
+        let facts = self.facts_of(process, scan_facts, Some((scan.runtime.clone(), error)));
         let entry = census
             .processes
             .entry(process)
@@ -566,61 +349,44 @@ impl CensusTaker {
         });
     }
 
-    /// A process's facts, read once per process instance; a later source may fill in the
-    /// runtime (threads are seen before the Go reader names the version).
+    /// A process's facts as the thread source reports them, with the runtime and read
+    /// error the goroutine source adds (threads are seen before the Go reader names the
+    /// version; the thread source may learn more later, such as a pod's names).
     fn facts_of(
         &mut self,
         process: ProcessKey,
-        fallback_comm: impl FnOnce() -> String,
-        runtime: Option<String>,
-        error: Option<String>,
+        scan_facts: &ScanFacts,
+        go: Option<(String, Option<String>)>,
     ) -> Arc<ProcessFacts> {
-        let kubelet = &mut self.kubelet;
-        let facts = self
-            .facts
-            .entry(process)
-            .or_insert_with(|| Arc::new(read_facts(process.pid, fallback_comm, kubelet)));
-        // A container's name may come after its first scan (its log link is made
-        // just after it starts).
-        if let Some(cgroup) = complete_pod_names(&facts.cgroup, kubelet, Instant::now()) {
-            *facts = Arc::new(ProcessFacts {
-                cgroup,
-                ..(**facts).clone()
-            });
-        }
-        if let Some(runtime) = runtime
-            && (facts.runtime != runtime || facts.error != error)
+        let base = scan_facts.get(&process);
+        let facts = self.facts.entry(process).or_insert_with(|| {
+            let base = base.cloned().unwrap_or_default();
+            ReportedFacts {
+                reported: base.clone(),
+                base,
+            }
+        });
+        if let Some(base) = base
+            && !Arc::ptr_eq(base, &facts.base)
         {
-            *facts = Arc::new(ProcessFacts {
+            facts.reported = Arc::new(ProcessFacts {
+                runtime: facts.reported.runtime.clone(),
+                error: facts.reported.error.clone(),
+                ..(**base).clone()
+            });
+            facts.base = base.clone();
+        }
+        if let Some((runtime, error)) = go
+            && (facts.reported.runtime != runtime || facts.reported.error != error)
+        {
+            facts.reported = Arc::new(ProcessFacts {
                 runtime,
                 error,
-                ..(**facts).clone()
+                ..(*facts.reported).clone()
             });
         }
-        facts.clone()
+        facts.reported.clone()
     }
-}
-
-/// The kind of file most members of a site wait on (ties go to the lower kind, so
-/// the answer is stable); `None` when no member waits on an fd.
-pub fn prevailing_fd_kind<'a>(details: impl IntoIterator<Item = &'a WaitDetail>) -> Option<FdKind> {
-    let mut counts: Vec<(FdKind, u32)> = Vec::new();
-    for detail in details {
-        let WaitDetail::Syscall {
-            fd: Some((_, kind)),
-        } = detail
-        else {
-            continue;
-        };
-        match counts.iter_mut().find(|(k, _)| k == kind) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((*kind, 1)),
-        }
-    }
-    counts
-        .into_iter()
-        .max_by_key(|&(kind, n)| (n, std::cmp::Reverse(kind)))
-        .map(|(kind, _)| kind)
 }
 
 /// A stack of the Go runtime alone: its innermost frame and every named frame are in the
@@ -639,144 +405,112 @@ fn is_go_runtime_stack(frames: &[Frame]) -> bool {
         && frames.iter().filter(|f| f.function.is_some()).all(runtime)
 }
 
-fn bare_frames(stack: &[u64]) -> Vec<Frame> {
-    stack
-        .iter()
-        .map(|&address| Frame {
-            address,
-            ..Frame::default()
-        })
-        .collect()
-}
+/// The facts of a scan's processes, as the thread source read them.
+type ScanFacts = HashMap<ProcessKey, Arc<ProcessFacts>>;
 
-/// A process's name, executable and cgroup; falls back to the thread's comm when the process is
-/// already gone.
-fn read_facts(
-    pid: u32,
-    fallback_comm: impl FnOnce() -> String,
-    kubelet: &mut KubeletLogs,
-) -> ProcessFacts {
-    // The name exactly as the kernel has it (a trailing space or bytes that are not
-    // UTF-8 included, the latter replaced): sinks escape it, none drops it.
-    let comm = std::fs::read(format!("/proc/{pid}/comm"))
-        .map(|bytes| {
-            let name = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-            String::from_utf8_lossy(name).into_owned()
-        })
-        .unwrap_or_else(|_| fallback_comm());
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    ProcessFacts {
-        comm,
-        exe,
-        runtime: "native".into(),
-        error: None,
-        cgroup: read_cgroup(pid, kubelet),
-    }
+/// A process's facts as the thread source last gave them, and as reported.
+#[derive(Debug)]
+struct ReportedFacts {
+    base: Arc<ProcessFacts>,
+    reported: Arc<ProcessFacts>,
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::sources::syscalls::SocketKind;
+    use std::cell::RefCell;
 
-    fn record(syscall_nr: u64, args: [u64; 6], fd_kind: u32, fd_detail: u32) -> ThreadWaiterRecord {
-        ThreadWaiterRecord {
-            syscall_nr,
-            args,
-            fd: args[0] as i32,
-            fd_kind,
-            fd_detail,
-            ..Default::default()
+    use super::*;
+    use crate::{
+        model::{MemberId, ThreadKey, WaitId},
+        sources::threads::WaitDetail,
+    };
+
+    fn process(pid: u32) -> ProcessKey {
+        ProcessKey {
+            pid,
+            start_mono_ns: 1,
+            exec_id: 1,
         }
     }
 
-    /// Check that a thread's wait is named by its syscall, futex waits of every flavour
-    /// share "futex" and keep their op, fd waits carry the fd's kind, futex wakes are no
-    /// waits, and an unassigned number still gets a name.
-    #[test]
-    fn thread_waits_are_named_by_syscall() {
-        use tracer_common::fd_kind;
-        let mut taker = CensusTaker::new(Scope::Host);
-        let mut wait = |rec: ThreadWaiterRecord| {
-            taker
-                .thread_wait(&rec)
-                .map(|(name, detail)| (name.to_string(), detail))
-        };
-        assert_eq!(
-            wait(record(0, [5, 0, 1, 0, 0, 0], fd_kind::SOCKET, 1 | 1 << 16)),
-            Some((
-                "read".into(),
-                WaitDetail::Syscall {
-                    fd: Some((5, FdKind::Socket(SocketKind::Unix)))
-                }
-            ))
-        );
-        assert_eq!(
-            wait(record(61, [42, 0, 0, 0, 0, 0], fd_kind::NONE, 0)),
-            Some(("wait4".into(), WaitDetail::Syscall { fd: None }))
-        );
-        assert_eq!(
-            wait(record(
-                SYS_FUTEX,
-                [0x1000, 128, 0, 0, 0, 0],
-                fd_kind::NONE,
-                0
-            )),
-            Some((
-                "futex".into(),
-                WaitDetail::Futex {
-                    op: FutexWait::Wait,
-                    addr: 0x1000
-                }
-            ))
-        );
-        assert_eq!(
-            wait(record(
-                SYS_FUTEX_WAIT,
-                [0x2000, 0, 0, 0, 0, 0],
-                fd_kind::NONE,
-                0
-            ))
-            .map(|(name, _)| name),
-            Some("futex".into())
-        );
-        assert_eq!(
-            wait(record(SYS_FUTEX, [0x1000, 1, 0, 0, 0, 0], fd_kind::NONE, 0)),
-            None,
-            "FUTEX_WAKE is no wait"
-        );
-        assert_eq!(
-            wait(record(400, [0; 6], fd_kind::NONE, 0)).map(|(name, _)| name),
-            Some("syscall_400".into())
-        );
+    /// A thread scan of `blocked` whose processes are live, named `p<pid>`; each call
+    /// of its symbolizer is told to `named`.
+    fn threads<'a>(blocked: Vec<BlockedThread>, named: &'a dyn Fn(u32, &[u64])) -> ThreadScan<'a> {
+        let facts: ScanFacts = blocked
+            .iter()
+            .map(|b| {
+                let facts = ProcessFacts {
+                    comm: format!("p{}", b.process.pid),
+                    ..ProcessFacts::default()
+                };
+                (b.process, Arc::new(facts))
+            })
+            .collect();
+        ThreadScan {
+            at_mono_ns: 7,
+            processes: Vec::new(),
+            live: facts.keys().copied().collect(),
+            facts,
+            blocked,
+            symbolizer: Box::new(move |pid, stack| {
+                named(pid, stack);
+                vec![Frame::default(); stack.len()]
+            }),
+        }
     }
 
-    /// Check that a site's fd kind is the one most of its members wait on, and none when
-    /// no member waits on an fd.
+    fn blocked(pid: u32, tid: u32, stack: &[u64]) -> BlockedThread {
+        BlockedThread {
+            process: process(pid),
+            site: SiteKey {
+                kind: WaiterKind::Thread,
+                wait: "futex".into(),
+                stack: stack.into(),
+            },
+            waiter: ThreadWaiter {
+                id: MemberId::Thread(WaitId {
+                    thread: ThreadKey {
+                        tid,
+                        start_mono_ns: 2,
+                    },
+                    nvcsw: 3,
+                }),
+                born: 2,
+                blocked_for_ns: Some(5),
+                detail: WaitDetail::Syscall { fd: None },
+            },
+        }
+    }
+
+    /// Check that blocked threads fold into one site per process and stack with every
+    /// member, that a site's frames are named once (not again in a later scan), and that
+    /// a process carries the facts its thread source read.
     #[test]
-    fn prevailing_fd_kind_is_the_most_common() {
-        let on = |kind| WaitDetail::Syscall {
-            fd: Some((3, kind)),
+    fn blocked_threads_fold_into_sites_named_once() {
+        let mut taker = CensusTaker::new(Scope::Host);
+        let named = RefCell::new(Vec::new());
+        let note = |pid: u32, stack: &[u64]| named.borrow_mut().push((pid, stack.to_vec()));
+        let scan = || {
+            vec![
+                blocked(10, 11, &[0x1, 0x2]),
+                blocked(10, 12, &[0x1, 0x2]),
+                blocked(10, 13, &[0x3]),
+                blocked(20, 21, &[0x1, 0x2]),
+            ]
         };
-        let details = [
-            on(FdKind::Pipe),
-            on(FdKind::Socket(SocketKind::Tcp)),
-            WaitDetail::Syscall { fd: None },
-            on(FdKind::Socket(SocketKind::Tcp)),
-        ];
-        assert_eq!(
-            prevailing_fd_kind(&details),
-            Some(FdKind::Socket(SocketKind::Tcp))
-        );
-        assert_eq!(
-            prevailing_fd_kind(&[WaitDetail::Futex {
-                op: FutexWait::Wait,
-                addr: 1
-            }]),
-            None
-        );
+        let census = taker.take(threads(scan(), &note), Vec::new());
+        assert_eq!(census.at_mono_ns, 7);
+        let p10 = &census.processes[&process(10)];
+        assert_eq!(p10.facts.comm, "p10");
+        assert_eq!(p10.sites.len(), 2);
+        assert_eq!(p10.waiters(), 3);
+        assert_eq!(census.processes[&process(20)].waiters(), 1);
+        assert_eq!(named.borrow().len(), 3, "one name per (process, site)");
+        taker.take(threads(scan(), &note), Vec::new());
+        assert_eq!(named.borrow().len(), 3, "named once");
+        assert!(taker.is_live(&process(20)));
+        let site = blocked(10, 13, &[0x3]).site;
+        assert_eq!(taker.frames(&process(10), &site).map(|f| f.len()), Some(1));
     }
 
     /// Check that an idle M's stack (runtime.futex < notesleep < stopm ...) is the Go
@@ -815,36 +549,42 @@ mod tests {
         assert!(!is_go_runtime_stack(&[]));
     }
 
-    /// Check that the futex ops glibc and Rust std block in are waits, wakes are not, and
-    /// the private/realtime flags do not change the classification.
+    /// Check that a Go process's facts keep the runtime the goroutine source named when
+    /// the thread source later learns more of the process (its pod's names), and take
+    /// what it learned.
     #[test]
-    fn futex_ops_are_classified() {
-        assert_eq!(FutexWait::classify(SYS_FUTEX, 0, 0), Some(FutexWait::Wait));
-        assert_eq!(
-            FutexWait::classify(SYS_FUTEX, 9 | 128 | 256, 0),
-            Some(FutexWait::WaitBitset)
+    fn facts_follow_the_thread_source_and_keep_the_go_runtime() {
+        let mut taker = CensusTaker::new(Scope::Host);
+        let go = || GoroutineScan {
+            process: process(10),
+            runtime: "go1.26".into(),
+            fresh: true,
+            goroutines: Ok(crate::sources::goroutines::GoroutineTable {
+                sites: Vec::new(),
+                max_goid: 0,
+            }),
+            symbolizer: Box::new(|pcs: &[u64]| vec![Frame::default(); pcs.len()]),
+        };
+        let census = taker.take(
+            threads(vec![blocked(10, 11, &[0x1])], &|_, _| {}),
+            vec![go()],
         );
+        let first = &census.processes[&process(10)].facts;
         assert_eq!(
-            FutexWait::classify(SYS_FUTEX, 6 | 128, 0),
-            Some(FutexWait::LockPi)
+            (first.comm.as_str(), first.runtime.as_str()),
+            ("p10", "go1.26")
         );
+        let mut later = threads(vec![blocked(10, 11, &[0x1])], &|_, _| {});
+        let renamed = ProcessFacts {
+            comm: "p10-named".into(),
+            ..ProcessFacts::default()
+        };
+        later.facts.insert(process(10), Arc::new(renamed));
+        let census = taker.take(later, Vec::new());
+        let facts = &census.processes[&process(10)].facts;
         assert_eq!(
-            FutexWait::classify(SYS_FUTEX, 11, 0),
-            Some(FutexWait::WaitRequeuePi)
-        );
-        assert_eq!(
-            FutexWait::classify(SYS_FUTEX, 1 | 128, 0),
-            None,
-            "FUTEX_WAKE is no wait"
-        );
-        assert_eq!(
-            FutexWait::classify(SYS_FUTEX_WAITV, 0, 0),
-            Some(FutexWait::Waitv)
-        );
-        assert_eq!(
-            FutexWait::classify(0, 0, 0),
-            None,
-            "read(2) is no futex wait"
+            (facts.comm.as_str(), facts.runtime.as_str()),
+            ("p10-named", "go1.26")
         );
     }
 
@@ -854,11 +594,7 @@ mod tests {
     #[test]
     fn creator_cache_is_bounded_per_hostile_process() {
         let mut taker = CensusTaker::new(Scope::Host);
-        let key = |pid| ProcessKey {
-            pid,
-            start_mono_ns: 1,
-            exec_id: 1,
-        };
+        let key = process;
         let scan = |pid: u32, gopcs: std::ops::Range<u64>| GoroutineScan {
             process: key(pid),
             runtime: "go1.26".into(),
@@ -883,11 +619,11 @@ mod tests {
             }),
             symbolizer: Box::new(|pcs: &[u64]| pcs.iter().map(|_| Frame::default()).collect()),
         };
-        let records = ScanRecords::default();
-        taker.take(&records, vec![scan(1, 0..10)]);
+        taker.take(threads(Vec::new(), &|_, _| {}), vec![scan(1, 0..10)]);
         for round in 0..3u64 {
             let start = 100 + round * MAX_CREATORS as u64;
-            taker.take(&records, vec![scan(2, start..start + MAX_CREATORS as u64)]);
+            let go = vec![scan(2, start..start + MAX_CREATORS as u64)];
+            taker.take(threads(Vec::new(), &|_, _| {}), go);
             assert!(taker.creators.len() <= MAX_CREATORS);
         }
         assert!(taker.creator(&key(1), 5).is_some());

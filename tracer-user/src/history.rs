@@ -7,9 +7,10 @@ use std::{
 };
 
 use crate::{
-    census::{Census, GoroutineChanges, SiteMembers, WaitDetail, Waiter},
+    census::{Census, GoroutineChanges, SiteMembers},
     fasthash::IntMap,
     model::{GoroutineMember, MemberId, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
+    sources::threads::{ThreadWaiter, WaitDetail},
     verdict::{MemberObservation, Members, SiteObservation},
 };
 
@@ -199,7 +200,7 @@ impl SiteHistory {
     }
 
     /// Thread sites list every member each scan: the seen ones are extended or begun.
-    fn record_threads(&mut self, waiters: &[Waiter], scan: usize) {
+    fn record_threads(&mut self, waiters: &[ThreadWaiter], scan: usize) {
         for w in waiters {
             self.members
                 .entry(w.id)

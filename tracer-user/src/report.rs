@@ -10,8 +10,7 @@ use crate::{
     host::cgroup::PodIdentity,
     model::Frame,
     sanitize,
-    sources::syscalls::{FdKind, SocketKind},
-    sources::threads::ThreadSourceKind,
+    sources::threads::{FdKind, SocketKind, ThreadSourceKind},
     summary::{ProcessSummary, SiteSummary, WindowSummary},
     verdict::WaitAgeSource,
 };

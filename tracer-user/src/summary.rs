@@ -16,12 +16,14 @@ use std::{
 };
 
 use crate::{
-    census::{CensusTaker, FutexWait, WaitDetail, prevailing_fd_kind},
+    census::CensusTaker,
     history::{History, ProcessHistory, SiteHistory},
     model::{Frame, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
     sanitize,
-    sources::syscalls::{FdKind, is_libc_syscall_wrapper},
-    sources::threads::ThreadSourceKind,
+    sources::threads::{
+        FdKind, FutexWait, ThreadSourceKind, WaitDetail, prevailing_fd_kind,
+        syscalls::is_libc_syscall_wrapper,
+    },
     verdict::{
         Outcome, SiteJudgement, SiteObservation, VerdictPolicy, judge, judge_members, slope,
     },

@@ -29,8 +29,6 @@ pub struct ScanStats {
 /// Watches the host (or some processes) scan by scan.
 pub struct Watcher {
     threads: ThreadSource,
-    /// Which thread source is in use, and why (one line, for logs).
-    thread_source_reason: String,
     goroutines: GoroutineSource,
     taker: CensusTaker,
     history: History,
@@ -49,10 +47,8 @@ impl Watcher {
         thread_source: ThreadSourceChoice,
         pacing: ReadPacing,
     ) -> Result<Self, SourceError> {
-        let (threads, thread_source_reason) = ThreadSource::open(thread_source)?;
         Ok(Self {
-            threads,
-            thread_source_reason,
+            threads: ThreadSource::open(thread_source)?,
             goroutines: GoroutineSource::new(pacing),
             taker: CensusTaker::new(scope),
             history: History::new(),
@@ -70,21 +66,21 @@ impl Watcher {
 
     /// Where the kubelet's log directories are, which name pods and containers.
     pub fn set_kubelet_log_dirs(&mut self, dirs: KubeletLogDirs) {
-        self.taker.set_kubelet_log_dirs(dirs);
+        self.threads.set_kubelet_log_dirs(dirs);
     }
 
     /// One scan of every source, folded into the history.
     pub fn scan(&mut self) -> Result<ScanStats, SourceError> {
         let t0 = Instant::now();
         let taker = &self.taker;
-        let records = self.threads.scan(&|pid| taker.watches(pid))?;
+        let threads = self.threads.scan(&|pid| taker.watches(pid))?;
         let t1 = Instant::now();
         let go_scans = self
             .goroutines
-            .scan(&records.processes, |pid| taker.watches(pid));
+            .scan(&threads.processes, |pid| taker.watches(pid));
         let t2 = Instant::now();
         let go_errors = go_scans.iter().filter(|s| s.goroutines.is_err()).count();
-        let census = self.taker.take(&records, go_scans);
+        let census = self.taker.take(threads, go_scans);
         self.history.record(&census);
         log::debug!(
             "scan: threads {:?}, goroutines {:?}, census+history {:?}",
@@ -118,7 +114,7 @@ impl Watcher {
     /// Which thread source is in use and why, e.g. "procfs: no bpf_task_pt_regs (Linux
     /// 5.15+)".
     pub fn thread_source_reason(&self) -> &str {
-        &self.thread_source_reason
+        self.threads.reason()
     }
 
     pub fn history(&self) -> &History {

@@ -25,7 +25,7 @@ use tracer_common::{
     ThreadWaiterRecord, WAITER_IN_FUTEX_WAITV, fd_kind,
 };
 
-use super::thread_waiters::ScanRecords;
+use super::record::ThreadRecords;
 
 /// `task->flags` bit of kernel threads (include/linux/sched.h).
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -61,7 +61,7 @@ struct FdFacts {
 }
 
 /// The thread-waiter source that reads `/proc`.
-pub struct ProcfsThreadSource {
+pub struct ProcfsThreads {
     /// Clock ticks per second of `stat`'s start times (USER_HZ).
     ticks_per_s: u64,
     /// CLOCK_BOOTTIME - CLOCK_MONOTONIC as first measured: kept while the host does not
@@ -73,13 +73,13 @@ pub struct ProcfsThreadSource {
     buf: String,
 }
 
-impl Default for ProcfsThreadSource {
+impl Default for ProcfsThreads {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl ProcfsThreadSource {
+impl ProcfsThreads {
     pub fn new() -> Self {
         // SAFETY: sysconf has no preconditions.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -93,9 +93,9 @@ impl ProcfsThreadSource {
 
     /// One pass over the watched processes: each user process, and its threads asleep
     /// in a system call now. Processes that vanish mid-read are skipped.
-    pub fn scan(&mut self, watches: &dyn Fn(u32) -> bool) -> ScanRecords {
+    pub fn scan(&mut self, watches: &dyn Fn(u32) -> bool) -> ThreadRecords {
         let clock = ScanClock::now(self.ticks_per_s, &mut self.suspended_ns);
-        let mut out = ScanRecords::default();
+        let mut out = ThreadRecords::default();
         let mut seen = HashMap::with_capacity(self.waits.len());
         let Ok(entries) = fs::read_dir("/proc") else {
             return out;
@@ -575,7 +575,7 @@ mod tests {
     /// iterator's `fd_argument` (one list in C, one here: they must agree).
     #[test]
     fn fd_syscalls_match_the_kernel_program() {
-        let source = include_str!("../../../tracer-ebpf/src/bpf/thread_waiters.bpf.c");
+        let source = include_str!("../../../../tracer-ebpf/src/bpf/thread_waiters.bpf.c");
         let body = source
             .split("fd_argument(")
             .nth(1)

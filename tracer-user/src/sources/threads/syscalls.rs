@@ -1,7 +1,6 @@
-//! What a thread waiter's kernel record says about its wait: the syscall's name and the
-//! kind of file descriptor it waits on.
-
-use tracer_common::fd_kind;
+//! x86-64 system calls by name: what a thread waiter's syscall number is called in a
+//! site's wait label, and which C library functions only wrap a blocking call (a site is
+//! named after the program's own code, not after `read` or `__lll_lock_wait`).
 
 /// x86-64 syscall names by number (from `<asm/unistd_64.h>`, up to Linux 6.18's
 /// open_tree_attr); empty for unassigned numbers.
@@ -558,141 +557,6 @@ pub fn is_libc_syscall_wrapper(function: &str) -> bool {
     LIBC_SYSCALL_WRAPPERS.contains(&function)
 }
 
-/// What a file descriptor is, as the kernel program told it (`enum ls_fd_kind`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FdKind {
-    /// The fd could not be looked up (closed while the thread waits on it, or not open).
-    Unknown,
-    Socket(SocketKind),
-    /// A pipe or FIFO.
-    Pipe,
-    File,
-    Directory,
-    CharDevice,
-    Tty,
-    BlockDevice,
-    Eventfd,
-    Epoll,
-    Signalfd,
-    Timerfd,
-    Inotify,
-    Pidfd,
-    IoUring,
-    /// Another anonymous inode (userfaultfd, bpf objects...).
-    AnonInode,
-    Other,
-}
-
-/// A socket's protocol, as far as its address family and type tell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SocketKind {
-    Unix,
-    Tcp,
-    Udp,
-    Tcp6,
-    Udp6,
-    Netlink,
-    Packet,
-    /// Any other family or type.
-    Other,
-}
-
-const AF_UNIX: u32 = 1;
-const AF_INET: u32 = 2;
-const AF_INET6: u32 = 10;
-const AF_NETLINK: u32 = 16;
-const AF_PACKET: u32 = 17;
-const SOCK_STREAM: u32 = 1;
-const SOCK_DGRAM: u32 = 2;
-
-impl SocketKind {
-    /// From `fd_detail` of a socket: address family | socket type << 16.
-    fn from_detail(detail: u32) -> Self {
-        let (family, kind) = (detail & 0xffff, detail >> 16);
-        match (family, kind) {
-            (AF_UNIX, _) => Self::Unix,
-            (AF_INET, SOCK_STREAM) => Self::Tcp,
-            (AF_INET, SOCK_DGRAM) => Self::Udp,
-            (AF_INET6, SOCK_STREAM) => Self::Tcp6,
-            (AF_INET6, SOCK_DGRAM) => Self::Udp6,
-            (AF_NETLINK, _) => Self::Netlink,
-            (AF_PACKET, _) => Self::Packet,
-            _ => Self::Other,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Unix => "unix",
-            Self::Tcp => "tcp",
-            Self::Udp => "udp",
-            Self::Tcp6 => "tcp6",
-            Self::Udp6 => "udp6",
-            Self::Netlink => "netlink",
-            Self::Packet => "packet",
-            Self::Other => "other",
-        }
-    }
-}
-
-impl FdKind {
-    /// From a record's `fd_kind` and `fd_detail`; `None` when the syscall waits on no
-    /// single fd.
-    pub fn from_record(kind: u32, detail: u32) -> Option<Self> {
-        Some(match kind {
-            fd_kind::NONE => return None,
-            fd_kind::SOCKET => Self::Socket(SocketKind::from_detail(detail)),
-            fd_kind::PIPE => Self::Pipe,
-            fd_kind::FILE => Self::File,
-            fd_kind::DIR => Self::Directory,
-            fd_kind::CHARDEV => Self::CharDevice,
-            fd_kind::TTY => Self::Tty,
-            fd_kind::BLOCKDEV => Self::BlockDevice,
-            fd_kind::EVENTFD => Self::Eventfd,
-            fd_kind::EPOLL => Self::Epoll,
-            fd_kind::SIGNALFD => Self::Signalfd,
-            fd_kind::TIMERFD => Self::Timerfd,
-            fd_kind::INOTIFY => Self::Inotify,
-            fd_kind::PIDFD => Self::Pidfd,
-            fd_kind::IO_URING => Self::IoUring,
-            fd_kind::ANON => Self::AnonInode,
-            fd_kind::OTHER => Self::Other,
-            _ => Self::Unknown,
-        })
-    }
-
-    /// The name the report uses (README: `fd_kind`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Socket(_) => "socket",
-            Self::Pipe => "pipe",
-            Self::File => "file",
-            Self::Directory => "directory",
-            Self::CharDevice => "chardev",
-            Self::Tty => "tty",
-            Self::BlockDevice => "blockdev",
-            Self::Eventfd => "eventfd",
-            Self::Epoll => "epoll",
-            Self::Signalfd => "signalfd",
-            Self::Timerfd => "timerfd",
-            Self::Inotify => "inotify",
-            Self::Pidfd => "pidfd",
-            Self::IoUring => "io_uring",
-            Self::AnonInode => "anon_inode",
-            Self::Other => "other",
-        }
-    }
-
-    /// For sockets, the protocol.
-    pub fn socket(self) -> Option<SocketKind> {
-        match self {
-            Self::Socket(kind) => Some(kind),
-            _ => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -711,23 +575,5 @@ mod tests {
         assert_eq!(syscall_name(455), Some("futex_wait"));
         assert_eq!(syscall_name(400), None, "unassigned");
         assert_eq!(syscall_name(u64::MAX), None);
-    }
-
-    /// Check that sockets are told apart by family and type, and that records without an
-    /// fd have no kind while unknown kind numbers are "unknown".
-    #[test]
-    fn fd_kinds_are_named() {
-        let socket = |detail| FdKind::from_record(fd_kind::SOCKET, detail).unwrap();
-        assert_eq!(socket(1 | 1 << 16).socket(), Some(SocketKind::Unix));
-        assert_eq!(socket(2 | 1 << 16).socket(), Some(SocketKind::Tcp));
-        assert_eq!(socket(10 | 2 << 16).socket(), Some(SocketKind::Udp6));
-        assert_eq!(socket(0).socket(), Some(SocketKind::Other));
-        assert_eq!(socket(0).name(), "socket");
-        assert_eq!(FdKind::from_record(fd_kind::NONE, 0), None);
-        assert_eq!(
-            FdKind::from_record(fd_kind::EPOLL, 0).map(FdKind::name),
-            Some("epoll")
-        );
-        assert_eq!(FdKind::from_record(999, 0), Some(FdKind::Unknown));
     }
 }

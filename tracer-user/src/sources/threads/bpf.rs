@@ -1,9 +1,13 @@
-//! Source of thread waiters: the `thread_waiters` task iterator (tracer-ebpf).
+//! Thread records from the kernel: the `thread_waiters` task iterator (tracer-ebpf).
 //!
 //! Each scan attaches the iterator anew and reads it to the end: the kernel walks every
 //! task and writes one [`ThreadWaiterRecord`] per user thread asleep inside a system
 //! call (futex, read, accept, epoll_wait...). Nothing runs in the watched programs'
 //! context, so they pay nothing.
+//!
+//! The iterator needs kernel BTF (`/sys/kernel/btf/vmlinux`), BPF task iterators
+//! (Linux 5.8), `bpf_get_current_task_btf` (5.11) and `bpf_task_pt_regs` (5.15):
+//! [`KernelFeatures`] says which of them this kernel has.
 
 use std::{io::Read, path::Path};
 
@@ -12,18 +16,19 @@ use tracer_common::{
     ProcessRecord, RECORD_PROCESS, RECORD_THREAD_WAITER, RecordHeader, ThreadWaiterRecord,
 };
 
+use super::record::ThreadRecords;
 use crate::error::SourceError;
 
 /// Where the kernel publishes its own BTF; CO-RE and the task iterator need it.
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// The loaded iterator program; dropping it unloads everything.
-pub struct ThreadWaiterSource {
+pub struct TaskIterator {
     ebpf: Ebpf,
     buf: Vec<u8>,
 }
 
-impl ThreadWaiterSource {
+impl TaskIterator {
     /// Loads and verifies the iterator program.
     pub fn load() -> Result<Self, SourceError> {
         if !Path::new(KERNEL_BTF).exists() {
@@ -50,7 +55,7 @@ impl ThreadWaiterSource {
 
     /// One pass over every thread on the host: every user process, and the threads
     /// asleep in a system call now.
-    pub fn scan(&mut self) -> Result<ScanRecords, SourceError> {
+    pub fn scan(&mut self) -> Result<ThreadRecords, SourceError> {
         let program: &mut Iter = self
             .ebpf
             .program_mut(tracer_ebpf::THREAD_WAITERS_PROGRAM)
@@ -73,17 +78,10 @@ impl ThreadWaiterSource {
     }
 }
 
-/// What one pass of the iterator found.
-#[derive(Clone, Debug, Default)]
-pub struct ScanRecords {
-    pub processes: Vec<ProcessRecord>,
-    pub waiters: Vec<ThreadWaiterRecord>,
-}
-
 /// Splits the iterator's byte stream into records, skipping kinds this build does not
 /// know and stopping at a truncated tail.
-pub fn parse_records(mut bytes: &[u8]) -> ScanRecords {
-    let mut out = ScanRecords::default();
+pub fn parse_records(mut bytes: &[u8]) -> ThreadRecords {
+    let mut out = ThreadRecords::default();
     let header_len = size_of::<RecordHeader>();
     while bytes.len() >= header_len {
         let kind = u32::from_ne_bytes(bytes[0..4].try_into().unwrap());
@@ -100,6 +98,61 @@ pub fn parse_records(mut bytes: &[u8]) -> ScanRecords {
         bytes = &bytes[size..];
     }
     out
+}
+
+/// What the running kernel offers the iterator, read from its BTF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelFeatures {
+    pub btf: bool,
+    pub task_iterator: bool,
+    pub current_task_btf: bool,
+    pub task_pt_regs: bool,
+}
+
+impl KernelFeatures {
+    /// Reads the kernel's BTF once (a few MiB) and looks for the types and helper ids
+    /// the iterator uses.
+    pub fn probe() -> Self {
+        match std::fs::read(KERNEL_BTF) {
+            Ok(btf) => Self::from_btf(&btf),
+            Err(_) => Self {
+                btf: false,
+                task_iterator: false,
+                current_task_btf: false,
+                task_pt_regs: false,
+            },
+        }
+    }
+
+    /// The features named in a BTF blob's string section. Names there are
+    /// NUL-terminated, so a whole-name match cannot hit a longer name.
+    pub fn from_btf(btf: &[u8]) -> Self {
+        let has = |name: &str| {
+            let needle = [b"\0", name.as_bytes(), b"\0"].concat();
+            btf.windows(needle.len()).any(|w| w == needle.as_slice())
+        };
+        Self {
+            btf: true,
+            task_iterator: has("bpf_iter__task"),
+            current_task_btf: has("BPF_FUNC_get_current_task_btf"),
+            task_pt_regs: has("BPF_FUNC_task_pt_regs"),
+        }
+    }
+
+    /// What the iterator needs and this kernel lacks, or `None`.
+    pub fn missing(&self) -> Option<&'static str> {
+        if !self.btf {
+            Some("no kernel BTF at /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF)")
+        } else if !self.task_iterator {
+            Some("no BPF task iterator (Linux 5.8+)")
+        } else if !self.current_task_btf {
+            Some("no bpf_get_current_task_btf (Linux 5.11+)")
+        } else if !self.task_pt_regs {
+            Some("no bpf_task_pt_regs (Linux 5.15+)")
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -141,5 +194,30 @@ mod tests {
             .map(|r| r.tid)
             .collect();
         assert_eq!(tids, vec![1, 2]);
+    }
+
+    /// Check that features are read as whole names from the BTF strings, and that the
+    /// oldest missing one is named.
+    #[test]
+    fn features_from_btf_strings() {
+        let all = b"\0task_struct\0bpf_iter__task\0BPF_FUNC_get_current_task_btf\0BPF_FUNC_task_pt_regs\0";
+        assert_eq!(KernelFeatures::from_btf(all).missing(), None);
+        let old = b"\0task_struct\0bpf_iter__task\0BPF_FUNC_get_current_task_btf\0BPF_FUNC_task_pt_regs_x\0";
+        assert_eq!(
+            KernelFeatures::from_btf(old).missing(),
+            Some("no bpf_task_pt_regs (Linux 5.15+)")
+        );
+        let older = b"\0task_struct\0bpf_iter__task_x\0";
+        assert_eq!(
+            KernelFeatures::from_btf(older).missing(),
+            Some("no BPF task iterator (Linux 5.8+)")
+        );
+    }
+
+    /// Check that this machine's kernel (6.18) offers everything the iterator needs.
+    #[test]
+    fn this_kernel_has_every_feature() {
+        let features = KernelFeatures::probe();
+        assert_eq!(features.missing(), None, "{features:?}");
     }
 }
