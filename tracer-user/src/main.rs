@@ -122,6 +122,10 @@ enum Command {
         read_budget: Duration,
         #[command(flatten)]
         kubelet_logs: KubeletLogArgs,
+        /// TLS and basic authentication for the listener: a Prometheus exporter web
+        /// configuration file (tls_server_config, basic_auth_users; see README).
+        #[arg(long, value_name = "FILE")]
+        web_config_file: Option<std::path::PathBuf>,
     },
     /// A live view of the processes with the most and the fastest-growing blocked
     /// populations, their top sites and verdicts. `q` quits.
@@ -334,6 +338,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             thread_source,
             read_budget,
             kubelet_logs,
+            web_config_file,
         } => {
             use tracer_user::daemon;
             if !(interval.is_finite() && (0.05..=3600.0).contains(&interval)) {
@@ -363,6 +368,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 thread_source,
                 read_budget,
                 kubelet_logs: kubelet_logs.dirs(),
+                web_config: web_config_file,
             })?;
             Ok(0)
         }

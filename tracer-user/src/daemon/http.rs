@@ -8,7 +8,14 @@
 //! - at most [`MAX_CONNECTIONS`] are open; when one more arrives, the connection that
 //!   sent nothing for the longest while, still without a whole request, is closed to
 //!   make room, so idle connections can never lock out a scrape;
-//! - the head is parsed as it arrives, each byte looked at once ([`HeadReader`]).
+//! - the head is parsed as it arrives, each byte looked at once ([`HeadReader`]);
+//!   the one header kept is `Authorization`.
+//!
+//! With a web configuration ([`super::web`]) the same bounds hold over TLS (the handshake
+//! counts against the head deadline; a client speaking plain HTTP to the TLS port gets a
+//! plain 400 saying so) and every path but `/healthz` asks for basic authentication:
+//! `/healthz` says only whether scans succeed, and the kubelet's probes carry no
+//! credentials.
 
 use std::{
     collections::HashMap,
@@ -19,10 +26,12 @@ use std::{
 use bytes::Bytes;
 use thiserror::Error;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     task::AbortHandle,
 };
+
+use super::web::WebSecurity;
 
 /// The largest request head accepted.
 pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
@@ -179,11 +188,13 @@ pub enum Method {
     Head,
 }
 
-/// A request the server answers: its method and path (query and fragment cut off).
+/// A request the server answers: its method and path (query and fragment cut off), and
+/// its `Authorization` header, if it sent one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     pub method: Method,
     pub path: String,
+    pub authorization: Option<String>,
 }
 
 /// Why a request head is refused.
@@ -197,12 +208,14 @@ pub enum HeadError {
     Method,
     #[error("request head too large")]
     TooLarge,
+    #[error("bad Authorization header")]
+    Authorization,
 }
 
 impl HeadError {
     pub fn status(self) -> u16 {
         match self {
-            HeadError::BadRequestLine => 400,
+            HeadError::BadRequestLine | HeadError::Authorization => 400,
             HeadError::Version => 505,
             HeadError::Method => 405,
             HeadError::TooLarge => 431,
@@ -220,8 +233,12 @@ pub struct HeadReader {
     scanned: usize,
     /// Where the request line ends (its `\n`), once seen.
     request_line_end: Option<usize>,
+    /// Where the current line starts.
+    line_start: usize,
     /// Whether the current line has a byte other than `\r`.
     line_has_content: bool,
+    /// The `Authorization` header's value, once seen.
+    authorization: Option<String>,
     /// The outcome, once known.
     done: Option<Result<Request, HeadError>>,
 }
@@ -246,10 +263,20 @@ impl HeadReader {
             match byte {
                 b'\n' if !self.line_has_content => {
                     let line_end = self.request_line_end.unwrap_or(self.scanned - 1);
-                    return self.finish(parse_request_line(&self.buf[..line_end]));
+                    let request = parse_request_line(&self.buf[..line_end]).map(|mut request| {
+                        request.authorization = self.authorization.take();
+                        request
+                    });
+                    return self.finish(request);
                 }
                 b'\n' => {
-                    self.request_line_end.get_or_insert(self.scanned - 1);
+                    let line_end = self.scanned - 1;
+                    if self.request_line_end.is_none() {
+                        self.request_line_end = Some(line_end);
+                    } else if let Err(e) = self.header_line(self.line_start, line_end) {
+                        return self.finish(Err(e));
+                    }
+                    self.line_start = self.scanned;
                     self.line_has_content = false;
                 }
                 b'\r' => {}
@@ -260,6 +287,26 @@ impl HeadReader {
             return self.finish(Err(HeadError::TooLarge));
         }
         Ok(None)
+    }
+
+    /// Keeps the value of an `Authorization` header line (`buf[start..end]`); a second
+    /// one is refused (which of two credentials counts would be a guess).
+    fn header_line(&mut self, start: usize, end: usize) -> Result<(), HeadError> {
+        let line = &self.buf[start..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Ok(());
+        };
+        if !line[..colon].eq_ignore_ascii_case(b"authorization") {
+            return Ok(());
+        }
+        if self.authorization.is_some() {
+            return Err(HeadError::Authorization);
+        }
+        let value =
+            std::str::from_utf8(&line[colon + 1..]).map_err(|_| HeadError::Authorization)?;
+        self.authorization = Some(value.trim().to_string());
+        Ok(())
     }
 
     fn finish(
@@ -295,10 +342,28 @@ fn parse_request_line(line: &[u8]) -> Result<Request, HeadError> {
         _ => return Err(HeadError::Method),
     };
     let path = target.split(['?', '#']).next().unwrap_or("").to_string();
-    Ok(Request { method, path })
+    Ok(Request {
+        method,
+        path,
+        authorization: None,
+    })
 }
 
-/// Answers a request.
+/// Whether answering `request` needs credentials when basic authentication is on: all
+/// but the health check do.
+pub fn needs_credentials(request: &Request) -> bool {
+    request.path != "/healthz"
+}
+
+/// The answer to a request without valid credentials.
+pub fn unauthorized() -> Response {
+    Response::text(401, "unauthorized\n")
+}
+
+/// The answer to a client that speaks plain HTTP to the TLS port (as Go's servers say).
+const PLAIN_HTTP_TO_TLS: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// Answers a request (its credentials, if needed, already checked).
 pub fn route(request: &Request, shared: &Shared, now: Instant) -> Response {
     let mut response = match request.path.as_str() {
         "/metrics" => Response {
@@ -330,6 +395,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
@@ -341,10 +407,10 @@ fn reason(status: u16) -> &'static str {
 
 /// The response head.
 pub fn head(response: &Response) -> String {
-    let allow = if response.status == 405 {
-        "Allow: GET, HEAD\r\n"
-    } else {
-        ""
+    let allow = match response.status {
+        401 => "WWW-Authenticate: Basic realm=\"leakscope\", charset=\"UTF-8\"\r\n",
+        405 => "Allow: GET, HEAD\r\n",
+        _ => "",
     };
     format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Cache-Control: no-store\r\nConnection: close\r\n\r\n",
@@ -416,7 +482,7 @@ impl Drop for Registered {
 }
 
 /// Serves until the task is dropped.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, security: Arc<WebSecurity>) {
     let table = Arc::new(Mutex::new(Connections::default()));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -450,8 +516,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         };
         let id = registered.id;
         let shared = shared.clone();
+        let security = security.clone();
         let task = tokio::spawn(async move {
-            if let Err(e) = handle(stream, &shared, &registered).await {
+            if let Err(e) = handle(stream, &shared, &security, &registered).await {
                 log::debug!("{peer}: {e}");
             }
         });
@@ -471,31 +538,71 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Reads one request head within [`HEAD_DEADLINE`], answers within [`WRITE_DEADLINE`].
+/// Serves one connection: over TLS when configured (the handshake and the request head
+/// together within [`HEAD_DEADLINE`] of the accept), then one request.
 async fn handle(
-    mut stream: TcpStream,
+    stream: TcpStream,
     shared: &Shared,
+    security: &WebSecurity,
     registered: &Registered,
 ) -> std::io::Result<()> {
-    let read = tokio::time::timeout(HEAD_DEADLINE, read_head(&mut stream, registered)).await;
-    let response = match read {
+    let head_deadline = tokio::time::Instant::now() + HEAD_DEADLINE;
+    let Some(acceptor) = &security.tls else {
+        return answer(stream, head_deadline, shared, security, registered).await;
+    };
+    let opened = tokio::time::timeout_at(head_deadline, async {
+        // A TLS connection opens with a handshake record (0x16); anything else is most
+        // likely plain HTTP, told so in plain HTTP.
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await? == 0 {
+            return Ok(None);
+        }
+        if first[0] != 0x16 {
+            let mut stream = stream;
+            stream.write_all(PLAIN_HTTP_TO_TLS).await?;
+            stream.shutdown().await?;
+            return Ok(None);
+        }
+        acceptor.accept(stream).await.map(Some)
+    })
+    .await
+    .map_err(|_| std::io::Error::other("no TLS handshake in time"))?;
+    match opened? {
+        Some(tls) => answer(tls, head_deadline, shared, security, registered).await,
+        None => Ok(()),
+    }
+}
+
+/// Reads one request head by `head_deadline`, answers within [`WRITE_DEADLINE`].
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    head_deadline: tokio::time::Instant,
+    shared: &Shared,
+    security: &WebSecurity,
+    registered: &Registered,
+) -> std::io::Result<()> {
+    let read = tokio::time::timeout_at(head_deadline, read_head(&mut stream, registered)).await;
+    let request = match read {
         Err(_) => return Err(std::io::Error::other("no whole request head in time")),
         Ok(Err(e)) => return Err(e),
         Ok(Ok(None)) => return Ok(()),
-        Ok(Ok(Some(Ok(request)))) => {
-            let response = route(&request, shared, Instant::now());
-            log::debug!(
-                "{:?} {} -> {}",
-                request.method,
-                request.path,
-                response.status
-            );
-            response
-        }
-        Ok(Ok(Some(Err(refused)))) => refusal(refused),
+        Ok(Ok(Some(request))) => request,
     };
     registered.update(|slot| slot.answering = true);
     let write = async {
+        let response = match request {
+            Ok(request) => {
+                let response = respond(&request, shared, security).await;
+                log::debug!(
+                    "{:?} {} -> {}",
+                    request.method,
+                    request.path,
+                    response.status
+                );
+                response
+            }
+            Err(refused) => refusal(refused),
+        };
         stream.write_all(head(&response).as_bytes()).await?;
         if !response.head_only {
             stream.write_all(&response.body).await?;
@@ -507,9 +614,22 @@ async fn handle(
         .map_err(|_| std::io::Error::other("answer not taken in time"))?
 }
 
+/// The answer to a whole request: 401 without the credentials it needs.
+async fn respond(request: &Request, shared: &Shared, security: &WebSecurity) -> Response {
+    if let Some(auth) = &security.auth
+        && needs_credentials(request)
+        && !auth.allows(request.authorization.as_deref()).await
+    {
+        let mut response = unauthorized();
+        response.head_only = request.method == Method::Head;
+        return response;
+    }
+    route(request, shared, Instant::now())
+}
+
 /// Reads until the head is whole or refused; `None` if the peer closed first.
-async fn read_head(
-    stream: &mut TcpStream,
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
     registered: &Registered,
 ) -> std::io::Result<Option<Result<Request, HeadError>>> {
     let mut reader = HeadReader::new();
@@ -599,7 +719,8 @@ mod tests {
             get("/metrics?x=1#y"),
             Request {
                 method: Method::Get,
-                path: "/metrics".into()
+                path: "/metrics".into(),
+                authorization: None,
             }
         );
         assert_eq!(
@@ -622,6 +743,33 @@ mod tests {
         assert_eq!(post.status, 405);
         assert!(head(&post).contains("Allow: GET, HEAD\r\n"));
         assert_eq!(refusal(HeadError::TooLarge).status, 431);
+    }
+
+    /// Check that the Authorization header is kept whatever its name's case and place,
+    /// that a second one is refused (400), and that other headers are ignored.
+    #[test]
+    fn the_authorization_header_is_kept() {
+        let text =
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nauthorization:  Basic YTpi \r\nX-A: b\r\n\r\n";
+        let request = parse_request_head(text).unwrap().unwrap();
+        assert_eq!(request.authorization.as_deref(), Some("Basic YTpi"));
+        let bare = parse_request_head(b"GET / HTTP/1.0\nAuthorization: Basic x\n\n");
+        assert_eq!(
+            bare.unwrap().unwrap().authorization.as_deref(),
+            Some("Basic x")
+        );
+        let twice = b"GET / HTTP/1.1\r\nAuthorization: Basic a\r\nAUTHORIZATION: Basic b\r\n\r\n";
+        assert_eq!(parse_request_head(twice), Err(HeadError::Authorization));
+        assert_eq!(refusal(HeadError::Authorization).status, 400);
+        assert_eq!(get("/").authorization, None);
+        let denied = unauthorized();
+        assert!(
+            head(&denied).contains("WWW-Authenticate: Basic realm=\"leakscope\""),
+            "{}",
+            head(&denied)
+        );
+        assert!(!needs_credentials(&get("/healthz")));
+        assert!(needs_credentials(&get("/metrics")) && needs_credentials(&get("/x")));
     }
 
     /// Check that a head sent a byte at a time is parsed like the whole head, each byte

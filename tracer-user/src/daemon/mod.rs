@@ -14,6 +14,7 @@ pub mod dumps;
 pub mod http;
 pub mod lock;
 pub mod metrics;
+pub mod web;
 
 use std::{
     net::SocketAddr,
@@ -81,6 +82,8 @@ pub struct RunOptions {
     pub read_budget: Duration,
     /// The kubelet's log directories (`--pod-log-dir`, `--container-log-dir`).
     pub kubelet_logs: KubeletLogDirs,
+    /// TLS and basic authentication for the listener (`--web-config-file`).
+    pub web_config: Option<PathBuf>,
 }
 
 /// The default `--stall-timeout`: five scans, at least 30 s (a first scan of a big host
@@ -122,6 +125,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     if opts.stall_timeout.is_some_and(|t| t < opts.interval) {
         bail!("--stall-timeout must be at least one --interval");
     }
+    let security = match &opts.web_config {
+        Some(path) => web::WebSecurity::load(path)?,
+        None => web::WebSecurity::none(),
+    };
     let _lock = lock::acquire(&opts.lock_file)?;
     if let Some(dumps) = &opts.dumps {
         dumps::prepare_dump_dir(&dumps.dir)?;
@@ -131,10 +138,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         .enable_time()
         .build()
         .context("tokio runtime")?;
-    runtime.block_on(serve(opts))
+    runtime.block_on(serve(opts, Arc::new(security)))
 }
 
-async fn serve(opts: RunOptions) -> anyhow::Result<()> {
+async fn serve(opts: RunOptions, security: Arc<web::WebSecurity>) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let listener = TcpListener::bind(opts.listen)
@@ -174,8 +181,18 @@ async fn serve(opts: RunOptions) -> anyhow::Result<()> {
         _ = sigterm.recv() => return stop(stop_tx, done_rx, scanner, "SIGTERM").await,
         _ = sigint.recv() => return stop(stop_tx, done_rx, scanner, "SIGINT").await,
     }
+    if security.tls.is_none() && !listen.ip().is_loopback() {
+        notice!(
+            "serving metrics to the network in plain HTTP{}: see --web-config-file",
+            if security.auth.is_none() {
+                ", without authentication"
+            } else {
+                ""
+            }
+        );
+    }
     notice!(
-        "watching {} every {:?} over a {:?} window; metrics on http://{listen}/metrics{}",
+        "watching {} every {:?} over a {:?} window; metrics on {}://{listen}/metrics ({}){}",
         if opts.pids.is_empty() {
             "the host".to_string()
         } else {
@@ -183,12 +200,18 @@ async fn serve(opts: RunOptions) -> anyhow::Result<()> {
         },
         opts.interval,
         opts.window,
+        if security.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        security.describe(),
         match &opts.dumps {
             Some(d) => format!("; leak dumps in {}", d.dir.display()),
             None => String::new(),
         }
     );
-    let server = tokio::spawn(http::serve(listener, shared.clone()));
+    let server = tokio::spawn(http::serve(listener, shared.clone(), security));
     let watchdog = tokio::spawn(watchdog(shared, opts.interval));
     let why = tokio::select! {
         _ = sigterm.recv() => "SIGTERM",

@@ -15,3 +15,4 @@ mod hostile;
 mod native;
 mod pods;
 mod reports;
+mod web;
