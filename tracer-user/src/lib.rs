@@ -12,8 +12,9 @@
 //! - [`report`]: the `diagnose` report (text and JSON); [`pprof`]: the profile;
 //!   [`flamegraph`]: the SVG.
 //! - [`top`]: the live terminal view.
-//! - [`watch`]: the scan loop that wires the stages together.
-//! - [`diagnose`]: the one-shot diagnosis.
+//! - [`watch`]: one watch for every command: the pipeline of a scan, the shared flags
+//!   and the scan loop each command runs on its own schedule with its own sink.
+//! - [`diagnose`], [`top`], [`daemon`]: the commands, each a schedule and a sink.
 //! - [`isolate`]: panic isolation per process.
 //! - [`sanitize`]: process-controlled text on its way to logs, reports and labels.
 

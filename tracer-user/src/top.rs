@@ -3,7 +3,8 @@
 //! every scan; `q` quits.
 //!
 //! [`render`] turns a window summary into screen lines (pure, tested); [`run`] owns
-//! the terminal (raw mode, alternate screen, restored on every exit path).
+//! the terminal (raw mode, alternate screen, restored on every exit path) and runs the
+//! shared scan loop ([`crate::watch::driver`]) on a rolling window, its sink the screen.
 
 use std::{
     io::{IsTerminal, Write},
@@ -20,29 +21,22 @@ use crossterm::{
 };
 
 use crate::{
-    census::Scope,
-    diagnose::{DiagnoseOptions, preflight},
+    error::ScanError,
     report::human_duration,
     sanitize,
-    sources::goroutines::ReadPacing,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
     verdict::{Outcome, VerdictPolicy},
-    watch::{ScanStats, Watcher},
+    watch::{Driver, Flow, ScanStats, Schedule, Sink, WatchArgs, Watcher, preflight},
 };
 
 /// How `top` watches.
 #[derive(Clone, Debug)]
 pub struct TopOptions {
-    /// Time between scans (and screen refreshes).
-    pub interval: Duration,
+    /// What to watch and how (the flags every watching command shares); `--interval`
+    /// also paces the screen.
+    pub watch: WatchArgs,
     /// History the verdicts judge (a rolling window).
     pub window: Duration,
-    /// Only these processes; empty means the whole host.
-    pub pids: Vec<u32>,
-    /// Show the Go runtime's own threads too.
-    pub show_runtime_threads: bool,
-    /// Where thread waiters come from (`--thread-source`).
-    pub thread_source: crate::sources::threads::ThreadSourceChoice,
 }
 
 /// How a screen line is shown.
@@ -253,27 +247,37 @@ fn wait_for_keys(deadline: Instant) -> anyhow::Result<bool> {
 
 /// Runs the live view until the user quits.
 pub fn run(opts: TopOptions) -> anyhow::Result<()> {
-    preflight(&DiagnoseOptions {
-        pids: opts.pids.clone(),
-        ..DiagnoseOptions::default()
-    })?;
+    let schedule = Schedule::Window(opts.window);
+    preflight(&opts.watch, &schedule)?;
     if !std::io::stdout().is_terminal() {
         bail!("top needs a terminal (use `diagnose` for a report)");
     }
-    let scope = Scope::of_pids(&opts.pids);
-    let mut watcher = Watcher::new(scope, opts.thread_source, ReadPacing::WATCHING)?;
-    watcher.set_show_runtime_threads(opts.show_runtime_threads);
-    let policy = VerdictPolicy::default();
+    let mut driver = Driver::open(&opts.watch, schedule)?;
     let _guard = TerminalGuard::enter()?;
     draw(&[(
         LineStyle::Heading,
         "leakscope top: first scan…  q: quit".into(),
     )])?;
-    let mut next = Instant::now();
-    loop {
-        let stats = watcher.scan()?;
-        watcher.trim(opts.window);
-        let (summary, _) = watcher.summary(&policy, false);
+    driver.run(&mut Screen {
+        policy: VerdictPolicy::default(),
+    })
+}
+
+/// `top`'s sink: the screen, redrawn after each scan; keys are read while it waits.
+struct Screen {
+    policy: VerdictPolicy,
+}
+
+impl Sink for Screen {
+    type Error = anyhow::Error;
+
+    fn scanned(
+        &mut self,
+        watcher: &mut Watcher,
+        scan: Result<ScanStats, ScanError>,
+    ) -> anyhow::Result<Flow> {
+        let stats = scan?;
+        let (summary, _) = watcher.summary(&self.policy, false);
         let (width, height) = terminal::size().unwrap_or((80, 24));
         draw(&render(
             &summary,
@@ -281,13 +285,15 @@ pub fn run(opts: TopOptions) -> anyhow::Result<()> {
             usize::from(width),
             usize::from(height),
         ))?;
-        next += opts.interval;
-        if next < Instant::now() {
-            next = Instant::now();
-        }
-        if wait_for_keys(next)? {
-            return Ok(());
-        }
+        Ok(Flow::Continue)
+    }
+
+    fn wait_until(&mut self, deadline: Instant) -> anyhow::Result<Flow> {
+        Ok(if wait_for_keys(deadline)? {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        })
     }
 }
 

@@ -2,9 +2,10 @@
 //! Prometheus metrics, and dumps the report of every process whose verdict turns to
 //! "leak".
 //!
-//! - A scanner thread owns the [`Watcher`] (it is not `Send`): it scans every
-//!   `interval`, keeps a rolling `window` of history, judges it after each scan,
-//!   updates the [`metrics::Exporter`] and publishes the rendered metrics.
+//! - A scanner thread owns the scan loop ([`Driver`]; its [`Watcher`] is not `Send`): it
+//!   scans every `interval` (paced by what scans cost), keeps a rolling `window` of
+//!   history, and its sink judges the window after each scan, updates the
+//!   [`metrics::Exporter`] and publishes the rendered metrics.
 //! - A dump thread writes and rotates dumps ([`dumps`]) so disk I/O never delays a scan.
 //! - The tokio runtime (one thread) serves HTTP ([`http`]) and waits for SIGTERM or
 //!   SIGINT; then it stops the scanner, which drops the Watcher and with it the kernel
@@ -33,18 +34,11 @@ use tokio::{
 };
 
 use crate::{
-    census::Scope,
-    diagnose::{DiagnoseOptions, preflight},
-    error::SourceError,
-    host::kubelet::KubeletLogDirs,
+    error::{ScanError, SourceError},
     isolate, sanitize,
-    sources::{
-        goroutines::{ReadPacing, thread_cpu_time},
-        threads::ThreadSourceChoice,
-    },
     summary::WindowSummary,
     verdict::VerdictPolicy,
-    watch::Watcher,
+    watch::{Driver, Flow, ScanStats, Schedule, Sink, WatchArgs, Watcher, preflight},
 };
 
 use self::{
@@ -59,13 +53,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9929";
 /// How the daemon runs.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
+    /// What to watch and how (the flags every watching command shares).
+    pub watch: WatchArgs,
     pub listen: SocketAddr,
-    /// Time between scans.
-    pub interval: Duration,
     /// History the verdicts judge.
     pub window: Duration,
-    /// Only these processes; empty means the whole host.
-    pub pids: Vec<u32>,
     pub limits: Limits,
     /// Dumps, when `--dump-dir` is given.
     pub dumps: Option<DumpPolicy>,
@@ -74,14 +66,6 @@ pub struct RunOptions {
     /// `/healthz` fails when no scan finished for this long (`--stall-timeout`);
     /// `None`: [`default_stall_timeout`].
     pub stall_timeout: Option<Duration>,
-    /// Keep the Go runtime's own threads (idle Ms) among Go processes' thread sites.
-    pub show_runtime_threads: bool,
-    /// Where thread waiters come from (`--thread-source`).
-    pub thread_source: ThreadSourceChoice,
-    /// The longest one Go process's goroutine read may take (`--read-budget`).
-    pub read_budget: Duration,
-    /// The kubelet's log directories (`--pod-log-dir`, `--container-log-dir`).
-    pub kubelet_logs: KubeletLogDirs,
     /// TLS and basic authentication for the listener (`--web-config-file`).
     pub web_config: Option<PathBuf>,
 }
@@ -91,17 +75,6 @@ pub struct RunOptions {
 pub fn default_stall_timeout(interval: Duration) -> Duration {
     (interval * 5).max(Duration::from_secs(30))
 }
-
-/// Scans (every source, the summary, the metrics) take at most this share of one core
-/// on average: after a scan that cost `c` seconds of CPU the next starts `c / 0.04`
-/// seconds later at the earliest (so a host whose scans cost 0.2 s is scanned every 5 s
-/// instead of every `--interval`), at most 20 s later.
-const SCAN_PACING: ReadPacing = ReadPacing {
-    cpu_share: 0.04,
-    max_interval: Duration::from_secs(20),
-    // Unused: a scan is paced, never cut short (its Go reads have their own budget).
-    time_budget: Duration::ZERO,
-};
 
 /// The longest shutdown waits for the scanner before exiting anyway (the kernel frees
 /// the program with the process in any case).
@@ -115,14 +88,8 @@ macro_rules! notice {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(opts: RunOptions) -> anyhow::Result<()> {
-    preflight(&DiagnoseOptions {
-        pids: opts.pids.clone(),
-        ..DiagnoseOptions::default()
-    })?;
-    if opts.window < opts.interval * 3 {
-        bail!("--window must cover at least 3 scans (--interval)");
-    }
-    if opts.stall_timeout.is_some_and(|t| t < opts.interval) {
+    preflight(&opts.watch, &Schedule::PacedWindow(opts.window))?;
+    if opts.stall_timeout.is_some_and(|t| t < opts.watch.interval) {
         bail!("--stall-timeout must be at least one --interval");
     }
     let security = match &opts.web_config {
@@ -152,7 +119,7 @@ async fn serve(opts: RunOptions, security: Arc<web::WebSecurity>) -> anyhow::Res
     let exporter = Exporter::new(opts.limits);
     let stale_after = opts
         .stall_timeout
-        .unwrap_or_else(|| default_stall_timeout(opts.interval));
+        .unwrap_or_else(|| default_stall_timeout(opts.watch.interval));
     let shared = Arc::new(Shared::new(exporter.render(), stale_after));
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     // The scanner answers with the thread source it opened (and why), or why it could not.
@@ -193,12 +160,12 @@ async fn serve(opts: RunOptions, security: Arc<web::WebSecurity>) -> anyhow::Res
     }
     notice!(
         "watching {} every {:?} over a {:?} window; metrics on {}://{listen}/metrics ({}){}",
-        if opts.pids.is_empty() {
+        if opts.watch.pids.is_empty() {
             "the host".to_string()
         } else {
-            format!("pids {:?}", opts.pids)
+            format!("pids {:?}", opts.watch.pids)
         },
-        opts.interval,
+        opts.watch.interval,
         opts.window,
         if security.tls.is_some() {
             "https"
@@ -212,7 +179,7 @@ async fn serve(opts: RunOptions, security: Arc<web::WebSecurity>) -> anyhow::Res
         }
     );
     let server = tokio::spawn(http::serve(listener, shared.clone(), security));
-    let watchdog = tokio::spawn(watchdog(shared, opts.interval));
+    let watchdog = tokio::spawn(watchdog(shared, opts.watch.interval));
     let why = tokio::select! {
         _ = sigterm.recv() => "SIGTERM",
         _ = sigint.recv() => "SIGINT",
@@ -287,7 +254,7 @@ async fn stop(
     Ok(())
 }
 
-/// The scanner thread: owns the Watcher from load to unload.
+/// The scanner thread: owns the scan loop, and with it the Watcher, from load to unload.
 fn scanner(
     opts: RunOptions,
     exporter: Exporter,
@@ -295,148 +262,161 @@ fn scanner(
     stop: mpsc::Receiver<()>,
     ready: oneshot::Sender<Result<String, SourceError>>,
 ) {
-    let scope = Scope::of_pids(&opts.pids);
-    let mut watcher = match Watcher::new(
-        scope,
-        opts.thread_source,
-        ReadPacing {
-            time_budget: opts.read_budget,
-            ..ReadPacing::WATCHING
-        },
-    ) {
-        Ok(w) => w,
+    let mut driver = match Driver::open(&opts.watch, Schedule::PacedWindow(opts.window)) {
+        Ok(driver) => driver,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
-    watcher.set_show_runtime_threads(opts.show_runtime_threads);
-    watcher.set_kubelet_log_dirs(opts.kubelet_logs.clone());
+    let watcher = driver.watcher();
     exporter.set_thread_source(watcher.thread_source());
     let _ = ready.send(Ok(watcher.thread_source_reason().to_string()));
-    let dumper = opts
-        .dumps
-        .as_ref()
-        .map(|policy| Dumper::start(policy.clone(), exporter.dump_counters()));
-    // Without --dump-dir the planner still tells leak transitions, for the log.
-    let planner = match &opts.dumps {
-        Some(p) => DumpPlanner::new(p.cooldown, p.max_per_hour),
-        None => DumpPlanner::new(Duration::ZERO, 0),
-    };
-    let mut state = ScanState {
-        policy: VerdictPolicy::default(),
-        planner,
-        dumper,
-        window: opts.window,
-    };
-    let stall_after = isolate::injected_stall_after_scans();
-    let mut scans = 0u64;
-    let mut next = Instant::now();
-    let mut failing = false;
-    loop {
-        if let Ok(()) | Err(mpsc::TryRecvError::Disconnected) = stop.try_recv() {
-            break;
-        }
-        shared.publish(|s| s.scanning_since = Some(Instant::now()));
-        if stall_after.is_some_and(|n| scans >= n) {
-            // Test hook: a scan that never ends, until the daemon stops.
-            let _ = stop.recv();
-            break;
-        }
-        scans += 1;
-        let (started, cpu) = (Instant::now(), thread_cpu_time());
-        // A panic outside any one process's analysis fails this scan, not the daemon.
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            scan_and_publish(&mut watcher, &exporter, &mut state, shared)
-        }))
-        .unwrap_or_else(|panic| {
-            Err(format!(
-                "internal error (panic: {})",
-                isolate::panic_message(panic.as_ref())
-            ))
-        });
-        match outcome {
-            Ok(()) if failing => {
-                notice!("scans work again");
-                failing = false;
-            }
-            Ok(()) => {}
-            Err(e) => {
-                if !failing {
-                    notice!("scan failed: {}", sanitize::log_text(&e));
-                    failing = true;
-                }
-                log::debug!("scan failed: {e}");
-                exporter.observe_scan(Err(()), watcher.history().span_s());
-                let body = exporter.render();
-                shared.publish(|s| {
-                    s.metrics = body;
-                    s.last_error = Some(e);
-                    s.scanning_since = None;
-                });
-            }
-        }
-        // A host whose scans are expensive (thousands of processes) is scanned less often.
-        let paced = started + SCAN_PACING.pause_after(thread_cpu_time().saturating_sub(cpu));
-        next = (next + opts.interval).max(paced);
-        let now = Instant::now();
-        if next < now {
-            // A scan longer than the interval: start the next one now, without a burst.
-            next = now;
-        }
-        match stop.recv_timeout(next - now) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    drop(watcher);
+    let mut sink = Publisher::new(&opts, exporter, shared, stop);
+    let Ok(()) = driver.run(&mut sink);
 }
 
-/// What the scanner keeps from scan to scan besides the Watcher.
-struct ScanState {
+/// The daemon's sink: judges the window after each scan, exports it, plans dumps, and
+/// publishes the metrics; stops when told to.
+struct Publisher<'a> {
+    exporter: Exporter,
+    shared: &'a Shared,
+    stop: mpsc::Receiver<()>,
     policy: VerdictPolicy,
     planner: DumpPlanner,
     dumper: Option<Dumper>,
-    window: Duration,
+    /// Whether scans fail now (said once, and once when they work again).
+    failing: bool,
+    scans: u64,
+    /// Test hook: the scan after this many hangs until the daemon stops.
+    stall_after: Option<u64>,
 }
 
-/// One scan: judge, export, plan dumps, publish the metrics.
-fn scan_and_publish(
-    watcher: &mut Watcher,
-    exporter: &Exporter,
-    state: &mut ScanState,
-    shared: &Shared,
-) -> Result<(), String> {
-    let stats = watcher.scan().map_err(|e| e.to_string())?;
-    watcher.trim(state.window);
-    exporter.observe_scan(Ok(&stats), watcher.history().span_s());
-    let t = Instant::now();
-    let (summary, _) = watcher.summary(&state.policy, false);
-    // The window remembers processes that exited; the metrics should not.
-    let summary = summary.only(|p| p.alive);
-    exporter.observe_history(watcher.history());
-    exporter.observe_summary(&summary, t.elapsed().as_secs_f64());
-    let plan = state
-        .planner
-        .plan(&summary, Instant::now(), SystemTime::now());
-    announce(&summary, &plan);
-    if let Some(dumper) = &state.dumper {
-        for (pid, why) in &plan.deferred {
-            notice!("dump of pid {pid} put off: {why}");
-            exporter.dump_counters().deferred.inc();
-        }
-        for job in plan.dumps {
-            dumper.send(job);
+impl<'a> Publisher<'a> {
+    fn new(
+        opts: &RunOptions,
+        exporter: Exporter,
+        shared: &'a Shared,
+        stop: mpsc::Receiver<()>,
+    ) -> Self {
+        let dumper = (opts.dumps.as_ref())
+            .map(|policy| Dumper::start(policy.clone(), exporter.dump_counters()));
+        // Without --dump-dir the planner still tells leak transitions, for the log.
+        let planner = match &opts.dumps {
+            Some(p) => DumpPlanner::new(p.cooldown, p.max_per_hour),
+            None => DumpPlanner::new(Duration::ZERO, 0),
+        };
+        Self {
+            exporter,
+            shared,
+            stop,
+            policy: VerdictPolicy::default(),
+            planner,
+            dumper,
+            failing: false,
+            scans: 0,
+            stall_after: isolate::injected_stall_after_scans(),
         }
     }
-    let body = exporter.render();
-    shared.publish(|s| {
-        s.metrics = body;
-        s.last_ok = Some(Instant::now());
-        s.last_error = None;
-        s.scanning_since = None;
-    });
-    Ok(())
+
+    /// Judge, export, plan dumps, publish the metrics.
+    fn publish(&mut self, watcher: &mut Watcher, stats: &ScanStats) {
+        let exporter = &self.exporter;
+        exporter.observe_scan(Ok(stats), watcher.history().span_s());
+        let t = Instant::now();
+        let (summary, _) = watcher.summary(&self.policy, false);
+        // The window remembers processes that exited; the metrics should not.
+        let summary = summary.only(|p| p.alive);
+        exporter.observe_history(watcher.history());
+        exporter.observe_summary(&summary, t.elapsed().as_secs_f64());
+        let plan = self
+            .planner
+            .plan(&summary, Instant::now(), SystemTime::now());
+        announce(&summary, &plan);
+        if let Some(dumper) = &self.dumper {
+            for (pid, why) in &plan.deferred {
+                notice!("dump of pid {pid} put off: {why}");
+                exporter.dump_counters().deferred.inc();
+            }
+            for job in plan.dumps {
+                dumper.send(job);
+            }
+        }
+        let body = exporter.render();
+        self.shared.publish(|s| {
+            s.metrics = body;
+            s.last_ok = Some(Instant::now());
+            s.last_error = None;
+            s.scanning_since = None;
+        });
+    }
+
+    /// Says a failed scan (once while scans keep failing) and publishes it.
+    fn failed(&mut self, watcher: &Watcher, error: String) {
+        if !self.failing {
+            notice!("scan failed: {}", sanitize::log_text(&error));
+            self.failing = true;
+        }
+        log::debug!("scan failed: {error}");
+        self.exporter
+            .observe_scan(Err(()), watcher.history().span_s());
+        let body = self.exporter.render();
+        self.shared.publish(|s| {
+            s.metrics = body;
+            s.last_error = Some(error);
+            s.scanning_since = None;
+        });
+    }
+}
+
+impl Sink for Publisher<'_> {
+    type Error = std::convert::Infallible;
+
+    fn before_scan(&mut self) -> Result<Flow, Self::Error> {
+        if let Ok(()) | Err(mpsc::TryRecvError::Disconnected) = self.stop.try_recv() {
+            return Ok(Flow::Stop);
+        }
+        self.shared
+            .publish(|s| s.scanning_since = Some(Instant::now()));
+        if self.stall_after.is_some_and(|n| self.scans >= n) {
+            // Test hook: a scan that never ends, until the daemon stops.
+            let _ = self.stop.recv();
+            return Ok(Flow::Stop);
+        }
+        self.scans += 1;
+        Ok(Flow::Continue)
+    }
+
+    fn scanned(
+        &mut self,
+        watcher: &mut Watcher,
+        scan: Result<ScanStats, ScanError>,
+    ) -> Result<Flow, Self::Error> {
+        // A panic while judging or exporting fails this scan, not the daemon.
+        let outcome = scan.map_err(|e| e.to_string()).and_then(|stats| {
+            catch_unwind(AssertUnwindSafe(|| self.publish(watcher, &stats))).map_err(|panic| {
+                let panic = ScanError::Panic(isolate::panic_message(panic.as_ref()));
+                panic.to_string()
+            })
+        });
+        match outcome {
+            Ok(()) if self.failing => {
+                notice!("scans work again");
+                self.failing = false;
+            }
+            Ok(()) => {}
+            Err(e) => self.failed(watcher, e),
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn wait_until(&mut self, deadline: Instant) -> Result<Flow, Self::Error> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        Ok(match self.stop.recv_timeout(left) {
+            Err(mpsc::RecvTimeoutError::Timeout) => Flow::Continue,
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => Flow::Stop,
+        })
+    }
 }
 
 /// Logs verdict changes.

@@ -2,10 +2,11 @@
 //! once per run) running the real `leakscope` binary against small programs that
 //! leak, or do not leak, blocked threads (`native`) or goroutines (`go`); `reports`
 //! opens its outputs in the tools people use (`go tool pprof`, a flame graph, `top` in
-//! tmux).
+//! tmux); `cli` checks the flags the watching commands share.
 //!
 //! Most tests need root and fail, rather than skip, without it.
 
+mod cli;
 mod common;
 mod daemon;
 mod fallback;

@@ -1,5 +1,5 @@
-//! The watch loop shared by `diagnose` and the daemon: sources → census → history, and
-//! on demand verdict → summary. Data flows one way; each stage owns its own caches.
+//! The pipeline of a watch: sources → census → history at each scan, and on demand
+//! verdict → summary of the window. Data flows one way; each stage owns its own caches.
 
 use std::time::{Duration, Instant, SystemTime};
 
