@@ -134,12 +134,7 @@ enum DebugCommand {
 }
 
 fn parse_stall_timeout(secs: &str) -> Result<Duration, String> {
-    match secs.parse::<f64>() {
-        Ok(s) if s.is_finite() && (0.05..=86400.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
-        _ => Err(format!(
-            "{secs:?} is not a number of seconds between 0.05 and 86400"
-        )),
-    }
+    tracer_user::watch::args::parse_seconds(secs, (0.05, 86400.0))
 }
 
 /// Exit statuses of `diagnose`.

@@ -101,7 +101,8 @@ pub struct WindowArgs {
     pub window: Duration,
 }
 
-fn parse_seconds(secs: &str, (low, high): (f64, f64)) -> Result<Duration, String> {
+/// Seconds from `low` to `high` (fractions allowed), as every seconds flag takes them.
+pub fn parse_seconds(secs: &str, (low, high): (f64, f64)) -> Result<Duration, String> {
     match secs.parse::<f64>() {
         Ok(s) if s.is_finite() && (low..=high).contains(&s) => Ok(Duration::from_secs_f64(s)),
         _ => Err(format!(
