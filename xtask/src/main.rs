@@ -10,6 +10,7 @@ mod cpio;
 mod fuzz;
 mod go_layouts;
 mod kernels;
+mod kubernetes;
 mod scale;
 mod setup;
 mod soak;
@@ -68,6 +69,14 @@ enum Task {
     /// Run the release daemon for a while against churning, partly hostile processes
     /// and check it stays healthy, flat in memory and finds every leak (needs root).
     Soak(soak::SoakArgs),
+    /// Check the Kubernetes manifests (deploy/kubernetes) offline against the
+    /// Kubernetes and prometheus-operator schemas and the DaemonSet's promises.
+    Kubernetes {
+        /// First regenerate deploy/kubernetes/prometheusrule.yaml from
+        /// deploy/prometheus/rules.yml.
+        #[arg(long)]
+        write: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -94,6 +103,7 @@ fn run_task(task: Task) -> Result<ExitCode> {
         Task::Kernels(args) => kernels::kernels(&args)?,
         Task::Soak(args) => soak::soak(&args)?,
         Task::Fuzz(args) => fuzz::fuzz(&args)?,
+        Task::Kubernetes { write } => kubernetes::kubernetes(write)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -108,6 +118,8 @@ fn test() -> Result<()> {
         );
     }
     setup::setup()?;
+    // Seconds, and independent of any build: a broken manifest fails first.
+    kubernetes::kubernetes(false)?;
     run(cargo().args(["build", "--workspace"]))?;
     run(cargo().args(["test", "--workspace"]))?;
     // Debian 12's kernels under qemu, each with the iterator and the /proc fallback

@@ -14,8 +14,17 @@ const BPF_HELPERS_HEADER: &str = "/usr/include/bpf/bpf_helpers.h";
 /// Installed together whenever any is missing: one apt transaction. `prometheus`
 /// provides `prometheus` and `promtool`, which the daemon's tests run; they also check
 /// with `bpftool` that nothing stays loaded in the kernel after the daemon stops;
-/// `leakscope top` is tested in a real terminal, `tmux`.
-const PACKAGES: [&str; 5] = ["clang-19", "libbpf-dev", "prometheus", "bpftool", "tmux"];
+/// `leakscope top` is tested in a real terminal, `tmux`; the image of the Containerfile
+/// is built and run as the DaemonSet declares it with `podman`, on `runc`.
+const PACKAGES: [&str; 7] = [
+    "clang-19",
+    "libbpf-dev",
+    "prometheus",
+    "bpftool",
+    "tmux",
+    "podman",
+    "runc",
+];
 /// The kernel's own type information: leakscope's CO-RE programs need it to load.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -36,6 +45,11 @@ fn missing_packages() -> Vec<&'static str> {
     }
     if find_program("tmux").is_none() {
         missing.push("tmux");
+    }
+    for container_tool in ["podman", "runc"] {
+        if find_program(container_tool).is_none() {
+            missing.push(container_tool);
+        }
     }
     missing
 }

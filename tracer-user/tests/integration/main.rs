@@ -13,6 +13,7 @@ mod fallback;
 mod go;
 mod hardening;
 mod hostile;
+mod kubernetes;
 mod native;
 mod pods;
 mod reports;

@@ -17,8 +17,8 @@ use crate::common::{
 };
 use crate::daemon::tool;
 
-const USER: &str = "prometheus";
-const PASSWORD: &str = "correct horse battery staple";
+pub const USER: &str = "prometheus";
+pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A CA, and a server certificate it signed for `localhost` and 127.0.0.1, written as
 /// `ca.crt`, `tls.crt` and `tls.key` into `dir`.
@@ -41,7 +41,7 @@ fn write_certificates(dir: &Path) {
 }
 
 /// A web configuration with TLS and one user (bcrypt cost 10, as `htpasswd -B` makes).
-fn write_web_config(dir: &Path) -> std::path::PathBuf {
+pub fn write_web_config(dir: &Path) -> std::path::PathBuf {
     write_certificates(dir);
     let hash = bcrypt::hash(PASSWORD, 10).unwrap();
     let path = dir.join("web-config.yml");
@@ -59,11 +59,11 @@ fn write_web_config(dir: &Path) -> std::path::PathBuf {
 /// What one `curl` did: its exit code, the HTTP status (0 for none), the headers and
 /// the body.
 #[derive(Debug)]
-struct Curl {
-    exit_code: i32,
-    status: u16,
-    headers: String,
-    body: String,
+pub struct Curl {
+    pub exit_code: i32,
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
 }
 
 /// `curl` with `args` (and a 10 s limit), the body and headers captured.
@@ -89,7 +89,7 @@ fn curl(args: &[&str]) -> Curl {
 }
 
 /// `curl` over HTTPS to the daemon, trusting the test CA.
-fn curl_tls(dir: &Path, port: u16, path: &str, extra: &[&str]) -> Curl {
+pub fn curl_tls(dir: &Path, port: u16, path: &str, extra: &[&str]) -> Curl {
     let ca = dir.join("ca.crt").display().to_string();
     let url = format!("https://localhost:{port}{path}");
     let mut args = vec!["--cacert", ca.as_str()];
@@ -126,9 +126,11 @@ fn prom_targets(port: u16) -> Vec<(String, String, String)> {
 /// right password (`leakscope`), with a wrong one, and in plain HTTP.
 fn start_prometheus(scratch: &TempDir, dir: &Path, daemon_port: u16) -> (Background, u16) {
     let prom_port = free_port();
+    // 3 s between scrapes: a wrong password's bcrypt check and the pause after it must
+    // fit in the scrape timeout on a loaded machine.
     let job = |name: &str, scheme: &str, password: &str| {
         format!(
-            "  - job_name: {name}\n    scheme: {scheme}\n    tls_config:\n      ca_file: {ca}\n      server_name: localhost\n\
+            "  - job_name: {name}\n    scrape_interval: 3s\n    scrape_timeout: 3s\n    scheme: {scheme}\n    tls_config:\n      ca_file: {ca}\n      server_name: localhost\n\
              \x20   basic_auth:\n      username: {USER}\n      password: '{password}'\n\
              \x20   static_configs:\n      - targets: ['127.0.0.1:{daemon_port}']\n",
             ca = dir.join("ca.crt").display()
