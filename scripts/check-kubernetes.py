@@ -37,8 +37,9 @@ RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 CRD_SCHEMAS = ROOT / "scripts" / "crd-schemas"
 # securityContext.appArmorProfile is a field since Kubernetes 1.30.
 MIN_KUBERNETES = "1.30"
-# The host paths the daemon may write: its lock file and its state (dump) directory.
-WRITABLE_HOST_PATHS = {"/run/leakscope.lock", "/var/lib/leakscope"}
+# The host paths the daemon may write: its lock file's directory and its state (dump)
+# directory.
+WRITABLE_HOST_PATHS = {"/run/leakscope", "/var/lib/leakscope"}
 PROMETHEUS_RULE_HEADER = """\
 # Generated from deploy/prometheus/rules.yml by `python3 scripts/check-kubernetes.py
 # --write` (cargo xtask test fails when they differ): edit rules.yml, not this file.

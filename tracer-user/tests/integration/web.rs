@@ -159,6 +159,35 @@ fn start_prometheus(scratch: &TempDir, dir: &Path, daemon_port: u16) -> (Backgro
     (prometheus, prom_port)
 }
 
+/// A `leakscope run` with `web_config`, watching `pid` every `interval` seconds, on a
+/// free port, its lock and log in `dir`; returned once `/healthz` answers 200 over TLS
+/// (`curl_args` are what the handshake needs, e.g. a client certificate).
+fn start_tls_daemon(
+    dir: &Path,
+    web_config: &Path,
+    pid: u32,
+    interval: &str,
+    curl_args: &[&str],
+) -> (Background, u16) {
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_leakscope"));
+    command
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--interval", interval, "--window", "30"])
+        .args(["--pid", &pid.to_string()])
+        .arg("--lock-file")
+        .arg(dir.join("leakscope.lock"))
+        .arg("--web-config-file")
+        .arg(web_config);
+    let mut daemon = Background::start("leakscope run", command, dir.join("daemon.log"));
+    let healthy = wait_for(Duration::from_secs(60), || {
+        daemon.assert_running();
+        (curl_tls(dir, port, "/healthz", curl_args).status == 200).then_some(())
+    });
+    assert!(healthy.is_some(), "never healthy:\n{}", daemon.log());
+    (daemon, port)
+}
+
 /// Check that with a web configuration of TLS and basic authentication a real
 /// Prometheus scrapes the daemon over TLS with the right password and sees the leak,
 /// while its scrapes with a wrong password fail with 401 and in plain HTTP with 400;
@@ -172,23 +201,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     let dir = scratch.path().to_path_buf();
     let web_config = write_web_config(&dir);
     let leaker = Spawned::start(Program::MutexLeak);
-    let port = free_port();
-    let mut daemon_command = Command::new(env!("CARGO_BIN_EXE_leakscope"));
-    daemon_command
-        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--interval", "1", "--window", "30"])
-        .args(["--pid", &leaker.pid().to_string()])
-        .arg("--lock-file")
-        .arg(dir.join("leakscope.lock"))
-        .arg("--web-config-file")
-        .arg(&web_config);
-    let mut daemon = Background::start("leakscope run", daemon_command, dir.join("daemon.log"));
-
-    let healthy = wait_for(Duration::from_secs(60), || {
-        daemon.assert_running();
-        (curl_tls(&dir, port, "/healthz", &[]).status == 200).then_some(())
-    });
-    assert!(healthy.is_some(), "never healthy:\n{}", daemon.log());
+    let (mut daemon, port) = start_tls_daemon(&dir, &web_config, leaker.pid(), "1", &[]);
     assert!(
         daemon.log().contains("TLS, basic authentication"),
         "{}",
@@ -277,21 +290,7 @@ fn tls_port_is_bounded_and_bad_configurations_stop_the_daemon() {
     let dir = scratch.path().to_path_buf();
     let web_config = write_web_config(&dir);
     let pool = Spawned::start(Program::IdlePool);
-    let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_leakscope"));
-    command
-        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--interval", "0.5", "--pid", &pool.pid().to_string()])
-        .arg("--lock-file")
-        .arg(dir.join("leakscope.lock"))
-        .arg("--web-config-file")
-        .arg(&web_config);
-    let mut daemon = Background::start("leakscope run", command, dir.join("daemon.log"));
-    let healthy = wait_for(Duration::from_secs(60), || {
-        daemon.assert_running();
-        (curl_tls(&dir, port, "/healthz", &[]).status == 200).then_some(())
-    });
-    assert!(healthy.is_some(), "never healthy:\n{}", daemon.log());
+    let (mut daemon, port) = start_tls_daemon(&dir, &web_config, pool.pid(), "0.5", &[]);
 
     let idle: Vec<TcpStream> = (0..200)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
@@ -353,4 +352,74 @@ fn tls_port_is_bounded_and_bad_configurations_stop_the_daemon() {
         assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
         assert!(run.stderr.contains(why), "{config}: {run:?}");
     }
+}
+
+/// A CA and a certificate it signed for a client, written as `NAME-ca.crt`,
+/// `NAME.crt` and `NAME.key` into `dir`.
+fn write_client_certificate(dir: &Path, name: &str) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    fs::write(dir.join(format!("{name}-ca.crt")), ca_cert.pem()).unwrap();
+    fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+    fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+}
+
+/// curl's arguments presenting the client certificate `name`.
+fn client_certificate_args(dir: &Path, name: &str) -> Vec<String> {
+    vec![
+        "--cert".into(),
+        dir.join(format!("{name}.crt")).display().to_string(),
+        "--key".into(),
+        dir.join(format!("{name}.key")).display().to_string(),
+    ]
+}
+
+/// Check that with `client_auth_type: RequireAndVerifyClientCert` a client presenting
+/// a certificate of the configured CA is served, while one presenting none, or one of
+/// another CA, cannot even complete the handshake.
+#[test]
+fn client_certificates_are_required_when_configured() {
+    require_root();
+    let scratch = TempDir::new("leakscope-web-mtls");
+    let dir = scratch.path().to_path_buf();
+    write_certificates(&dir);
+    write_client_certificate(&dir, "prometheus");
+    write_client_certificate(&dir, "stranger");
+    let web_config = dir.join("web-config.yml");
+    fs::write(
+        &web_config,
+        "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  \
+         client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: prometheus-ca.crt\n",
+    )
+    .unwrap();
+    let pool = Spawned::start(Program::IdlePool);
+    let trusted = client_certificate_args(&dir, "prometheus");
+    let trusted: Vec<&str> = trusted.iter().map(String::as_str).collect();
+    let (mut daemon, port) = start_tls_daemon(&dir, &web_config, pool.pid(), "0.5", &trusted);
+
+    let metrics = curl_tls(&dir, port, "/metrics", &trusted);
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    assert!(
+        metrics.body.contains("leakscope_scans_total"),
+        "{metrics:?}"
+    );
+    let stranger = client_certificate_args(&dir, "stranger");
+    let stranger: Vec<&str> = stranger.iter().map(String::as_str).collect();
+    for args in [vec![], stranger] {
+        let refused = curl_tls(&dir, port, "/metrics", &args);
+        assert_eq!(refused.status, 0, "{args:?} was answered: {refused:?}");
+        assert_ne!(refused.exit_code, 0, "{refused:?}");
+        assert!(!refused.body.contains("leakscope_"), "{refused:?}");
+    }
+    daemon.assert_running();
 }
