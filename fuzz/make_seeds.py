@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
 """Regenerates the small seed inputs in fuzz/seeds/ from binaries the tests build.
 
-Usage: fuzz/make_seeds.py HOSTILE_GO GO_BINARY
-  HOSTILE_GO  tests/programs/hostile_go.c built as the tests build it (-O0 -g -no-pie)
-  GO_BINARY   a real Go 1.26 binary (e.g. target/go-fixtures/1.26.6/normal)
+Usage: fuzz/make_seeds.py HOSTILE_GO GO_BINARY [OLD_GO_BINARY...]
+  HOSTILE_GO     tests/programs/hostile_go.c built as the tests build it (-O0 -g -no-pie)
+  GO_BINARY      a real Go 1.26 binary (e.g. target/go-fixtures/1.26.6/normal)
+  OLD_GO_BINARY  unstripped non-PIE binaries of older Go (1.17, 1.19, ...): their
+                 runtime.allgadd code becomes allgadd/go1.NN
+
+The Go 1.16-1.17 pclntab and the pre-1.18 pointer-format build info are made here
+(pclntab/go1.17-synthetic, buildinfo/go1.17-pointers): small, and laid out as those
+toolchains lay them out.
 
 Seeds are kept small (KBs): libFuzzer mutates them; every input that once found a bug
 is added by hand beside them and never regenerated.
@@ -50,6 +56,74 @@ def symbol(path, name):
     raise SystemExit(f"{name} not in a segment")
 
 
+def go_version(path):
+    """go1.NN of a Go binary, from `go version`'s answer-less way: its build info."""
+    out = subprocess.run(["strings", "-n", "6", path], check=True, capture_output=True,
+                         text=True).stdout
+    for word in out.split():
+        if word.startswith("go1.") and word[4:].split(".")[0].isdigit():
+            return "go1." + word[4:].split(".")[0]
+    raise SystemExit(f"no Go version in {path}")
+
+
+def pclntab_go116():
+    """A Go 1.16-1.17 pclntab (magic 0xfffffffa): two functions at 0x401000 and
+    0x401010, pointer-sized functab pairs with absolute entries, `_func` records that
+    start with `entry uintptr`, and main.b's inline tree as an absolute funcdata
+    pointer (0x400008: the fuzz target hands the table itself over as go:func.* at
+    0x400000, so the pointer lands inside the fuzzer's bytes)."""
+    t = bytearray(64)
+    struct.pack_into("<IBBBB", t, 0, 0xFFFFFFFA, 0, 0, 1, 8)
+    struct.pack_into("<QQ", t, 8, 2, 1)  # nfunc, nfiles
+    funcnametab = len(t)
+    t += b"main.a\0main.b\0main.inl\0"
+    cutab = len(t)
+    t += struct.pack("<I", 0)
+    filetab = len(t)
+    t += b"/src/x.go\0"
+    pctab = len(t)
+    t += b"\0"
+    file_tab = len(t) - pctab
+    t += bytes([2, 0x20, 0])
+    line_tab = len(t) - pctab
+    t += bytes([22, 4, 20, 4, 17, 8, 0])
+    inl_tab = len(t) - pctab
+    t += bytes([0, 4, 2, 4, 1, 8, 0])
+    t += bytes(-len(t) % 8)
+    functab = len(t)
+    a_off = 2 * 16 + 8
+    b_off = a_off + 48
+    t += struct.pack("<QQQQQ", 0x401000, a_off, 0x401010, b_off, 0x401020)
+    for entry, name, inl in [(0x401000, 0, False), (0x401010, 7, True)]:
+        f = bytearray(44)
+        struct.pack_into("<Qi", f, 0, entry, name)
+        struct.pack_into("<III", f, 24, file_tab, line_tab, 3 if inl else 0)
+        f[43] = 4 if inl else 0
+        t += f
+        if inl:
+            t += struct.pack("<III", 0, 0, inl_tab)
+            t += struct.pack("<QQQQ", 0, 0, 0, 0x400000 + len(t) + 32)
+        else:
+            t += bytes(4)
+    # main.b's inline tree right after: one 20-byte entry naming main.inl.
+    t += struct.pack("<hBBiiii", -1, 0, 0, 0, 20, 14, 9)
+    struct.pack_into("<QQQQQ", t, 24, funcnametab, cutab, filetab, pctab, functab)
+    return bytes(t)
+
+
+def buildinfo_pointers():
+    """A pre-1.18 build-info blob (pointer format) at 0x1000 as the fuzz target maps
+    it: its two pointers lead to Go string headers further on, which lead to the
+    version and module strings."""
+    version, modinfo = b"go1.17.13", b"0" * 16 + b"path\tx\nmod\tx\t(devel)\t\n" + b"1" * 16
+    blob = bytearray(b"\xff Go buildinf:" + bytes([8, 0]))
+    headers = 0x1000 + 32
+    strings = headers + 32
+    blob += struct.pack("<QQ", headers, headers + 16)
+    blob += struct.pack("<QQQQ", strings, len(version), strings + len(version), len(modinfo))
+    return bytes(blob) + version + modinfo
+
+
 def goroutine_images():
     """Fake memories for the goroutines target: 32 header bytes (allgs ptr, len, cap,
     allglen), then a heap at HEAP holding the g pointer table, g structs and stacks."""
@@ -81,7 +155,7 @@ def goroutine_images():
 
 
 def main():
-    hostile, go = sys.argv[1], sys.argv[2]
+    hostile, go, old_gos = sys.argv[1], sys.argv[2], sys.argv[3:]
     hostile_bytes = open(hostile, "rb").read()
     write("go_binary", "hostile_go", hostile_bytes)
     write("layout_dwarf", "hostile_go", hostile_bytes)
@@ -90,6 +164,11 @@ def main():
     write("buildinfo", "go1.26", section(go, ".go.buildinfo")[:4096])
     addr, size, off = symbol(go, "runtime.allgadd")
     write("allgadd", "go1.26", open(go, "rb").read()[off:off + size])
+    for old in old_gos:
+        addr, size, off = symbol(old, "runtime.allgadd")
+        write("allgadd", go_version(old), open(old, "rb").read()[off:off + size])
+    write("pclntab", "go1.17-synthetic", pclntab_go116())
+    write("buildinfo", "go1.17-pointers", buildinfo_pointers())
     for name, image in goroutine_images().items():
         write("goroutines", name, image)
     # [elf len][ip, sp offset, bp][elf][stack]: a frame-pointer chain in hostile_go.

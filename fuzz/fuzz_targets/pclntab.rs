@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     };
     tab.find_func_by_name("runtime.allgadd");
     tab.func_records_end();
-    tab.check_gofunc(data, 64);
+    tab.check_gofunc(0x40_0000, data, 64);
     // The table itself as go:func.*: inline trees then point into fuzzer bytes.
     tab.set_gofunc(0x40_0000, data.to_vec());
     for func in tab.funcs().take(64) {

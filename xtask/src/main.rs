@@ -62,7 +62,7 @@ enum Task {
     Fuzz(fuzz::FuzzArgs),
     /// Regenerate tracer-user/src/sources/go/layouts.json (Go runtime layouts per version)
     /// by building a probe with each supported Go toolchain and reading its DWARF.
-    GoLayouts,
+    GoLayouts(go_layouts::GoLayoutsArgs),
     /// Boot Debian 12's kernels (6.1, 6.12) under qemu and check leakscope's verdicts
     /// there, with each thread source (needs root).
     Kernels(kernels::KernelsArgs),
@@ -99,7 +99,7 @@ fn run_task(task: Task) -> Result<ExitCode> {
         Task::Vmlinux => vmlinux()?,
         Task::Bench(args) => bench::bench(&args)?,
         Task::Accuracy(args) => return accuracy::accuracy(&args),
-        Task::GoLayouts => go_layouts::go_layouts()?,
+        Task::GoLayouts(args) => go_layouts::go_layouts(&args)?,
         Task::Kernels(args) => kernels::kernels(&args)?,
         Task::Soak(args) => soak::soak(&args)?,
         Task::Fuzz(args) => fuzz::fuzz(&args)?,

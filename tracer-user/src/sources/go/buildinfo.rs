@@ -365,6 +365,24 @@ mod tests {
         assert_eq!(info.modinfo, "");
     }
 
+    /// Check that the fuzzing seed of the pointer format (a Go 1.17 blob as the fuzz
+    /// target maps it, at 0x1000) reads as go1.17.13 with its module info.
+    #[test]
+    fn pointer_format_fuzz_seed() {
+        let seed = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/seeds/buildinfo/go1.17-pointers"
+        ))
+        .expect("fuzz/seeds/buildinfo/go1.17-pointers");
+        let read = |addr: u64, len: usize| {
+            let start = usize::try_from(addr.checked_sub(0x1000)?).ok()?;
+            seed.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
+        };
+        let info = parse(&seed, 0x1000, &read).unwrap();
+        assert_eq!(info.version.raw, "go1.17.13");
+        assert_eq!(info.modinfo, "path\tx\nmod\tx\t(devel)\t\n");
+    }
+
     /// Check that truncated and garbage blobs give errors, never panics.
     #[test]
     fn garbage_is_an_error() {

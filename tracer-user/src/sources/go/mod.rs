@@ -79,6 +79,9 @@ pub enum Provenance {
     PclntabLayout,
     /// The `.text` section's address (wrong for cgo binaries).
     TextSection,
+    /// Go 1.16-1.17: funcdata are absolute addresses; the base is the start of the
+    /// segment holding the inline trees.
+    AbsoluteFuncdata,
 }
 
 /// The parts of `runtime.firstmoduledata` leakscope uses.
@@ -167,9 +170,13 @@ impl GoBinary {
             );
         }
 
-        let gofunc = moduledata
-            .and_then(|m| m.gofunc)
-            .map(|g| (g, Provenance::Moduledata))
+        let gofunc = absolute_funcdata_base(&image, &pclntab)
+            .map(|g| (g, Provenance::AbsoluteFuncdata))
+            .or_else(|| {
+                moduledata
+                    .and_then(|m| m.gofunc)
+                    .map(|g| (g, Provenance::Moduledata))
+            })
             .or_else(|| {
                 let g = symbol("go:func.*").or_else(|| symbol("go.func.*"))?;
                 Some((g, Provenance::Symbol))
@@ -314,7 +321,12 @@ fn locate_pclntab<'a>(
         let mut off = (s.addr.wrapping_neg() % 8) as usize;
         while off + 8 <= bytes.len() {
             let magic = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap());
-            if (magic == pclntab::MAGIC_GO120 || magic == pclntab::MAGIC_GO118)
+            if [
+                pclntab::MAGIC_GO120,
+                pclntab::MAGIC_GO118,
+                pclntab::MAGIC_GO116,
+            ]
+            .contains(&magic)
                 && bytes[off + 4] == 0
                 && bytes[off + 5] == 0
                 && Pclntab::parse(&bytes[off..], Some(0)).is_ok()
@@ -399,6 +411,15 @@ fn decode_moduledata(
     if text > minpc || minpc > maxpc || maxpc > etext {
         return None;
     }
+    // Go 1.16-1.17 have no gofunc: their funcdata are absolute addresses.
+    if pclntab.has_absolute_funcdata() {
+        return Some(Moduledata {
+            addr,
+            text,
+            etext,
+            gofunc: None,
+        });
+    }
     // gofunc's word index by layout, the recorded version's first.
     let mut indexes = vec![40, 43, 38];
     let preferred = match go_minor {
@@ -411,7 +432,7 @@ fn decode_moduledata(
     let gofunc = indexes.into_iter().find_map(|i| {
         let g = word(i)?;
         let tail = image.tail(g)?;
-        match pclntab.check_gofunc(tail, GOFUNC_SAMPLES) {
+        match pclntab.check_gofunc(g, tail, GOFUNC_SAMPLES) {
             GoFuncCheck::Plausible => Some(g),
             GoFuncCheck::Unverifiable if i == preferred => Some(g),
             _ => None,
@@ -423,6 +444,15 @@ fn decode_moduledata(
         etext,
         gofunc,
     })
+}
+
+/// Go 1.16-1.17 (absolute funcdata pointers): the start of the segment holding the
+/// first inline trees serves as `go:func.*`, if the trees it implies are plausible.
+fn absolute_funcdata_base(image: &ElfImage<'_>, pclntab: &Pclntab) -> Option<u64> {
+    let tree = pclntab.first_inline_tree(GOFUNC_SAMPLES)?;
+    let base = image.segment_of(tree)?.addr;
+    let tail = image.tail(base)?;
+    (pclntab.check_gofunc(base, tail, GOFUNC_SAMPLES) == GoFuncCheck::Plausible).then_some(base)
 }
 
 /// Go 1.26+ lays `go:func.*` out inside `.gopclntab`, right after the last
@@ -438,7 +468,7 @@ fn gofunc_from_layout(image: &ElfImage<'_>, pclntab_addr: u64, pclntab: &Pclntab
         }
         last = Some(g);
         let tail = image.tail(g)?;
-        if pclntab.check_gofunc(tail, GOFUNC_SAMPLES) == GoFuncCheck::Plausible {
+        if pclntab.check_gofunc(g, tail, GOFUNC_SAMPLES) == GoFuncCheck::Plausible {
             return Some(g);
         }
     }

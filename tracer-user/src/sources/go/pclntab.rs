@@ -13,6 +13,14 @@
 //! funcnameOffset, cuOffset, filetabOffset, pctabOffset, pclnOffset
 //! ```
 //!
+//! Go 1.16 and 1.17 (magic 0xfffffffa) have the same tables with three differences:
+//! no `textStart` word in the header; functab entries are pointer-sized pairs
+//! `(entry uintptr, funcoff uintptr)` holding absolute entry addresses; and each
+//! `_func` starts with `entry uintptr` (so every later field sits 4 bytes further on
+//! 64-bit), with funcdata as pointer-sized absolute addresses, 8-aligned after the
+//! pcdata, instead of 32-bit offsets from `go:func.*`. Inline tree entries are the
+//! 20-byte ones of Go 1.18-1.19.
+//!
 //! The offsets are relative to the header. At `pclnOffset` the functab holds
 //! `nfunc` pairs `(entryoff u32, funcoff u32)` sorted by entry and a final
 //! `entryoff` (end of text); `entryoff` is relative to the text start and
@@ -44,11 +52,13 @@ use std::fmt;
 
 use thiserror::Error;
 
+/// Go 1.16 and 1.17.
+pub const MAGIC_GO116: u32 = 0xffff_fffa;
 /// Go 1.18 and 1.19.
 pub const MAGIC_GO118: u32 = 0xffff_fff0;
 /// Go 1.20 and later (still current in Go 1.27).
 pub const MAGIC_GO120: u32 = 0xffff_fff1;
-const MAGIC_GO116: u32 = 0xffff_fffa;
+/// Go 1.2 to 1.15: not read (leakscope's oldest Go is 1.17).
 const MAGIC_GO12: u32 = 0xffff_fffb;
 
 /// `abi.PCDATA_InlTreeIndex`.
@@ -71,7 +81,7 @@ pub enum PclntabError {
     Truncated,
     #[error("not a pclntab (magic {0:#x})")]
     BadMagic(u32),
-    #[error("pclntab of Go 1.2-1.17 (magic {0:#x}) is not supported")]
+    #[error("pclntab of Go 1.2-1.15 (magic {0:#x}) is not supported")]
     Unsupported(u32),
     #[error("pclntab is malformed: {0}")]
     Malformed(&'static str),
@@ -81,6 +91,9 @@ pub enum PclntabError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
+    /// Go 1.16-1.17: absolute entries (`entry uintptr` in functab and `_func`),
+    /// absolute funcdata pointers, no `textStart` in the header.
+    Go116,
     /// Go 1.18-1.19: no `startLine`, 20-byte inline tree entries.
     Go118,
     /// Go 1.20+: `startLine`, 16-byte inline tree entries.
@@ -88,8 +101,10 @@ enum Format {
 }
 
 impl Format {
-    fn func_size(self) -> usize {
+    /// Size of the fixed part of a `_func` with pointers of `ptr_size` bytes.
+    fn func_size(self, ptr_size: usize) -> usize {
         match self {
+            Format::Go116 => 36 + ptr_size,
             Format::Go118 => 40,
             Format::Go120 => 44,
         }
@@ -97,8 +112,16 @@ impl Format {
 
     fn inl_entry_size(self) -> usize {
         match self {
-            Format::Go118 => 20,
+            Format::Go116 | Format::Go118 => 20,
             Format::Go120 => 16,
+        }
+    }
+
+    /// Pointer-sized words in the header after its first 8 bytes.
+    fn header_words(self) -> usize {
+        match self {
+            Format::Go116 => 7,
+            Format::Go118 | Format::Go120 => 8,
         }
     }
 }
@@ -192,27 +215,7 @@ impl Pclntab {
     /// `runtime.text` symbol): it wins over the header's `textStart`, which
     /// Go 1.26+ no longer fills in and which is the only choice otherwise.
     pub fn parse(bytes: &[u8], text_start_hint: Option<u64>) -> Result<Pclntab, PclntabError> {
-        let magic = read_u32(bytes, 0).ok_or(PclntabError::Truncated)?;
-        let format = match magic {
-            MAGIC_GO120 => Format::Go120,
-            MAGIC_GO118 => Format::Go118,
-            MAGIC_GO116 | MAGIC_GO12 => return Err(PclntabError::Unsupported(magic)),
-            other => return Err(PclntabError::BadMagic(other)),
-        };
-        let head = bytes.get(4..8).ok_or(PclntabError::Truncated)?;
-        if head[0] != 0 || head[1] != 0 {
-            return Err(PclntabError::Malformed("header padding is not zero"));
-        }
-        let quantum = head[2];
-        if !matches!(quantum, 1 | 2 | 4) {
-            return Err(PclntabError::Malformed(
-                "instruction size quantum is not 1, 2 or 4",
-            ));
-        }
-        let ptr_size = head[3] as usize;
-        if ptr_size != 4 && ptr_size != 8 {
-            return Err(PclntabError::Malformed("pointer size is neither 4 nor 8"));
-        }
+        let (format, quantum, ptr_size) = parse_fixed_header(bytes)?;
         let word = |i: usize| -> Result<u64, PclntabError> {
             let off = 8 + i * ptr_size;
             let v = if ptr_size == 8 {
@@ -232,13 +235,17 @@ impl Pclntab {
         };
         let nfunc = word(0)?;
         let nfiles = word(1)?;
-        let header_text_start = word(2)?;
-        let funcnametab = offset(3)?;
-        let cutab = offset(4)?;
-        let filetab = offset(5)?;
-        let pctab = offset(6)?;
-        let functab = offset(7)?;
-        let header_end = 8 + 8 * ptr_size;
+        // Go 1.16-1.17 have no textStart word: the offsets start one word earlier.
+        let (header_text_start, first_offset) = match format {
+            Format::Go116 => (0, 2),
+            Format::Go118 | Format::Go120 => (word(2)?, 3),
+        };
+        let funcnametab = offset(first_offset)?;
+        let cutab = offset(first_offset + 1)?;
+        let filetab = offset(first_offset + 2)?;
+        let pctab = offset(first_offset + 3)?;
+        let functab = offset(first_offset + 4)?;
+        let header_end = 8 + format.header_words() * ptr_size;
         if [funcnametab, cutab, filetab, pctab, functab]
             .iter()
             .any(|&o| o < header_end)
@@ -248,23 +255,31 @@ impl Pclntab {
         if nfunc == 0 {
             return Err(PclntabError::Malformed("no functions"));
         }
-        // The functab: nfunc (entryoff, funcoff) pairs and the end entryoff.
+        // The functab: nfunc (entryoff, funcoff) pairs and the end entryoff (Go
+        // 1.16-1.17: pointer-sized (entry, funcoff) pairs and the end entry).
+        let field = ftab_field_size(format, ptr_size) as u64;
         let functab_end = nfunc
-            .checked_mul(8)
-            .and_then(|n| n.checked_add(4 + functab as u64))
+            .checked_mul(2 * field)
+            .and_then(|n| n.checked_add(field + functab as u64))
             .ok_or(PclntabError::Truncated)?;
         if functab_end > len {
             return Err(PclntabError::Truncated);
         }
-        let text_start = match (text_start_hint, header_text_start) {
-            (Some(hint), _) => hint,
-            (None, 0) => return Err(PclntabError::NoTextStart),
-            (None, header) => header,
+        let text_start = match (format, text_start_hint, header_text_start) {
+            // Entries are absolute: the text start is only a base they are kept
+            // relative to; a hint past the first function is no base.
+            (Format::Go116, hint, _) => {
+                let first = read_ptr(bytes, functab, ptr_size).ok_or(PclntabError::Truncated)?;
+                hint.filter(|&h| h <= first).unwrap_or(first)
+            }
+            (_, Some(hint), _) => hint,
+            (_, None, 0) => return Err(PclntabError::NoTextStart),
+            (_, None, header) => header,
         };
         // Sanity checks on the borrowed bytes first: a scan for a header in a large
         // segment tries many candidates, and copying the rest of the segment for each
         // would be quadratic.
-        check_functab(bytes, functab, nfunc as usize, format)?;
+        check_functab(bytes, functab, nfunc as usize, format, ptr_size)?;
         Ok(Pclntab {
             data: bytes.to_vec(),
             format,
@@ -303,8 +318,12 @@ impl Pclntab {
             .saturating_add(u64::from(self.ftab_entryoff(self.nfunc).unwrap_or(0)))
     }
 
-    /// The header's own `textStart` word (0 in Go 1.26+).
+    /// The header's own `textStart` word (0 in Go 1.26+, and in Go 1.16-1.17, whose
+    /// header has none).
     pub fn header_text_start(&self) -> u64 {
+        if self.format == Format::Go116 {
+            return 0;
+        }
         let off = 8 + 2 * self.ptr_size;
         if self.ptr_size == 8 {
             read_u64(&self.data, off).unwrap_or(0)
@@ -333,7 +352,8 @@ impl Pclntab {
     /// pcdata and funcdata): the end of `moduledata.pclntable`, before any
     /// alignment padding.
     pub fn func_records_end(&self) -> usize {
-        let mut end = self.functab + self.nfunc * 8 + 4;
+        let field = ftab_field_size(self.format, self.ptr_size);
+        let mut end = self.functab + self.nfunc * 2 * field + field;
         for i in 0..self.nfunc {
             let Some((_, funcoff)) = self.ftab_entry(i) else {
                 continue;
@@ -342,7 +362,10 @@ impl Pclntab {
                 continue;
             };
             let (np, nf) = (self.npcdata(f), self.nfuncdata(f));
-            end = end.max(f + self.format.func_size() + 4 * (np + nf));
+            let funcdata_end = self
+                .funcdata_start(f)
+                .saturating_add(nf * self.funcdata_size());
+            end = end.max(f + self.func_size() + 4 * np).max(funcdata_end);
         }
         end.min(self.data.len())
     }
@@ -369,17 +392,41 @@ impl Pclntab {
         self.gofunc.is_some()
     }
 
+    /// True for Go 1.16-1.17 tables, whose funcdata are absolute addresses: any base
+    /// at or below the inline trees serves as `go:func.*` (see
+    /// [`Self::first_inline_tree`]).
+    pub fn has_absolute_funcdata(&self) -> bool {
+        self.format == Format::Go116
+    }
+
+    /// Go 1.16-1.17: the lowest absolute address of an inline tree among the first
+    /// `samples` functions that have one (a base for [`Self::set_gofunc`] is at or
+    /// below it, in the same segment). `None` for newer tables.
+    pub fn first_inline_tree(&self, samples: usize) -> Option<u64> {
+        if self.format != Format::Go116 {
+            return None;
+        }
+        (0..self.nfunc)
+            .filter_map(|i| self.func_record_at(i))
+            .filter_map(|f| self.funcdata(f.func_off, FUNCDATA_INL_TREE))
+            .take(samples)
+            .min()
+    }
+
     /// Checks a candidate `go:func.*` base (`data` is the image from `addr`
     /// on) against up to `samples` functions' inline trees: every entry must
     /// name a function and point back inside its function.
-    pub fn check_gofunc(&self, data: &[u8], samples: usize) -> GoFuncCheck {
+    pub fn check_gofunc(&self, addr: u64, data: &[u8], samples: usize) -> GoFuncCheck {
         let mut checked = 0usize;
         // Function records without their names: a name costs a scan to its NUL.
         for f in (0..self.nfunc).filter_map(|i| self.func_record_at(i)) {
             if checked >= samples {
                 break;
             }
-            let Some(tree_off) = self.funcdata(f.func_off, FUNCDATA_INL_TREE) else {
+            let Some(tree_off) = self
+                .funcdata(f.func_off, FUNCDATA_INL_TREE)
+                .and_then(|raw| self.tree_offset(raw, addr))
+            else {
                 continue;
             };
             let Some(table) = self.pcdata(f.func_off, PCDATA_INL_TREE_INDEX) else {
@@ -396,7 +443,7 @@ impl Pclntab {
             checked += 1;
             let size = f.end.saturating_sub(f.entry);
             for ix in 0..=max_ix as usize {
-                let Some(call) = self.inlined_call(data, tree_off as usize, ix) else {
+                let Some(call) = self.inlined_call(data, tree_off, ix) else {
                     return GoFuncCheck::Implausible;
                 };
                 // The name must start a string of the name table.
@@ -519,9 +566,10 @@ impl Pclntab {
             (file, line)
         };
         let tree = self.gofunc.as_ref().and_then(|g| {
-            let off = self.funcdata(func.func_off, FUNCDATA_INL_TREE)?;
+            let raw = self.funcdata(func.func_off, FUNCDATA_INL_TREE)?;
+            let off = self.tree_offset(raw, g.addr)?;
             let table = self.pcdata(func.func_off, PCDATA_INL_TREE_INDEX)?;
-            Some((&g.data[..], off as usize, table))
+            Some((&g.data[..], off, table))
         });
         if let Some((data, tree_off, table)) = tree {
             let mut ix = self.pcvalue(table, func.entry, pc).unwrap_or(-1);
@@ -568,23 +616,46 @@ impl Pclntab {
 
     // ---- internals ----
 
-    fn ftab_entryoff(&self, i: usize) -> Option<u32> {
-        read_u32(&self.data, self.functab.checked_add(i.checked_mul(8)?)?)
+    /// The size of the fixed part of a `_func`.
+    fn func_size(&self) -> usize {
+        self.format.func_size(self.ptr_size)
     }
 
+    /// Entry `i` of the functab (`i == nfunc`: the end of text), relative to the
+    /// text start.
+    fn ftab_entryoff(&self, i: usize) -> Option<u32> {
+        let field = ftab_field_size(self.format, self.ptr_size);
+        let off = self.functab.checked_add(i.checked_mul(2 * field)?)?;
+        match self.format {
+            Format::Go116 => {
+                let entry = read_ptr(&self.data, off, self.ptr_size)?;
+                u32::try_from(entry.checked_sub(self.text_start)?).ok()
+            }
+            Format::Go118 | Format::Go120 => read_u32(&self.data, off),
+        }
+    }
+
+    /// (entry relative to the text start, funcoff) of function `i`.
     fn ftab_entry(&self, i: usize) -> Option<(u32, u32)> {
         if i >= self.nfunc {
             return None;
         }
-        let off = self.functab + i * 8;
-        Some((read_u32(&self.data, off)?, read_u32(&self.data, off + 4)?))
+        let field = ftab_field_size(self.format, self.ptr_size);
+        let off = self.functab + i * 2 * field;
+        let funcoff = match self.format {
+            Format::Go116 => {
+                u32::try_from(read_ptr(&self.data, off + field, self.ptr_size)?).ok()?
+            }
+            Format::Go118 | Format::Go120 => read_u32(&self.data, off + 4)?,
+        };
+        Some((self.ftab_entryoff(i)?, funcoff))
     }
 
     /// Offset in `data` of the `_func` at functab-relative `funcoff`, if the
     /// fixed part fits.
     fn func_off(&self, funcoff: u32) -> Option<usize> {
         let off = self.functab.checked_add(funcoff as usize)?;
-        let end = off.checked_add(self.format.func_size())?;
+        let end = off.checked_add(self.func_size())?;
         (end <= self.data.len()).then_some(off)
     }
 
@@ -593,12 +664,20 @@ impl Pclntab {
         let (entryoff, funcoff) = self.ftab_entry(i)?;
         let end = self.ftab_entryoff(i + 1)?;
         let f = self.func_off(funcoff)?;
-        if self.field_u32(f, 0)? != entryoff {
+        // The record's own entry must agree with the functab's.
+        let agrees = match self.format {
+            Format::Go116 => {
+                read_ptr(&self.data, f, self.ptr_size)? == self.text_start + u64::from(entryoff)
+            }
+            Format::Go118 | Format::Go120 => read_u32(&self.data, f)? == entryoff,
+        };
+        if !agrees {
             return None;
         }
-        let (start_line, func_id) = match self.format {
-            Format::Go120 => (self.field_u32(f, 36)? as i32, *self.data.get(f + 40)?),
-            Format::Go118 => (0, *self.data.get(f + 36)?),
+        let func_id = *self.data.get(f + self.func_size() - 4)?;
+        let start_line = match self.format {
+            Format::Go120 => self.field_u32(f, 36)? as i32,
+            Format::Go116 | Format::Go118 => 0,
         };
         Some(FuncInfo {
             entry: self.text_start.checked_add(u64::from(entryoff))?,
@@ -620,8 +699,15 @@ impl Pclntab {
         Some(func)
     }
 
+    /// The `u32` field of a `_func` at `field`, its offset in the Go 1.18+ record
+    /// (`nameOff` 4, `pcfile` 20, `pcln` 24, `npcdata` 28, `cuOffset` 32, `startLine`
+    /// 36): Go 1.16-1.17 records start with a pointer-sized entry, not a `u32`.
     fn field_u32(&self, func_off: usize, field: usize) -> Option<u32> {
-        read_u32(&self.data, func_off.checked_add(field)?)
+        let shift = match self.format {
+            Format::Go116 => self.ptr_size - 4,
+            Format::Go118 | Format::Go120 => 0,
+        };
+        read_u32(&self.data, func_off.checked_add(field + shift)?)
     }
 
     fn npcdata(&self, f: usize) -> usize {
@@ -630,7 +716,7 @@ impl Pclntab {
 
     fn nfuncdata(&self, f: usize) -> usize {
         self.data
-            .get(f + self.format.func_size() - 1)
+            .get(f + self.func_size() - 1)
             .map_or(0, |&n| n as usize)
     }
 
@@ -639,18 +725,52 @@ impl Pclntab {
         if idx as usize >= self.npcdata(f) {
             return None;
         }
-        let v = read_u32(&self.data, f + self.format.func_size() + 4 * idx as usize)?;
+        let v = read_u32(&self.data, f + self.func_size() + 4 * idx as usize)?;
         (v != 0).then_some(v)
     }
 
-    /// Offset from go:func.* of funcdata `idx`, if present.
-    fn funcdata(&self, f: usize, idx: u32) -> Option<u32> {
+    /// Bytes of one funcdata value: an offset from go:func.* (`u32`), or in Go
+    /// 1.16-1.17 an absolute pointer.
+    fn funcdata_size(&self) -> usize {
+        match self.format {
+            Format::Go116 => self.ptr_size,
+            Format::Go118 | Format::Go120 => 4,
+        }
+    }
+
+    /// Offset in `data` of a `_func`'s funcdata array: after its pcdata, aligned to a
+    /// pointer in Go 1.16-1.17 (the table itself is pointer-aligned).
+    fn funcdata_start(&self, f: usize) -> usize {
+        let after = f + self.func_size() + 4 * self.npcdata(f);
+        match self.format {
+            Format::Go116 => after.next_multiple_of(self.ptr_size),
+            Format::Go118 | Format::Go120 => after,
+        }
+    }
+
+    /// Funcdata `idx` as recorded: an offset from go:func.* (Go 1.18+) or an absolute
+    /// address (Go 1.16-1.17); `None` when absent.
+    fn funcdata(&self, f: usize, idx: u32) -> Option<u64> {
         if idx as usize >= self.nfuncdata(f) {
             return None;
         }
-        let off = f + self.format.func_size() + 4 * (self.npcdata(f) + idx as usize);
-        let v = read_u32(&self.data, off)?;
-        (v != u32::MAX).then_some(v)
+        let off = self.funcdata_start(f) + self.funcdata_size() * idx as usize;
+        match self.format {
+            Format::Go116 => read_ptr(&self.data, off, self.ptr_size).filter(|&v| v != 0),
+            Format::Go118 | Format::Go120 => {
+                let v = read_u32(&self.data, off)?;
+                (v != u32::MAX).then_some(u64::from(v))
+            }
+        }
+    }
+
+    /// A funcdata value as an offset from the `go:func.*` base `base`.
+    fn tree_offset(&self, raw: u64, base: u64) -> Option<usize> {
+        let off = match self.format {
+            Format::Go116 => raw.checked_sub(base)?,
+            Format::Go118 | Format::Go120 => raw,
+        };
+        usize::try_from(off).ok()
     }
 
     fn inlined_call(&self, data: &[u8], tree_off: usize, ix: usize) -> Option<InlinedCall> {
@@ -666,7 +786,7 @@ impl Pclntab {
                 pad_zero: entry[1..4] == [0, 0, 0],
             },
             // {parent i16, funcID u8, _ u8, file i32, line i32, func_ i32, parentPc i32}
-            Format::Go118 => InlinedCall {
+            Format::Go116 | Format::Go118 => InlinedCall {
                 name_off: i32_at(12),
                 parent_pc: i32_at(16),
                 pad_zero: entry[3] == 0,
@@ -768,6 +888,34 @@ impl Iterator for PcValues<'_> {
     }
 }
 
+/// The header's first 8 bytes: the format (by magic), the instruction size quantum
+/// and the pointer size.
+fn parse_fixed_header(bytes: &[u8]) -> Result<(Format, u8, usize), PclntabError> {
+    let magic = read_u32(bytes, 0).ok_or(PclntabError::Truncated)?;
+    let format = match magic {
+        MAGIC_GO120 => Format::Go120,
+        MAGIC_GO118 => Format::Go118,
+        MAGIC_GO116 => Format::Go116,
+        MAGIC_GO12 => return Err(PclntabError::Unsupported(magic)),
+        other => return Err(PclntabError::BadMagic(other)),
+    };
+    let head = bytes.get(4..8).ok_or(PclntabError::Truncated)?;
+    if head[0] != 0 || head[1] != 0 {
+        return Err(PclntabError::Malformed("header padding is not zero"));
+    }
+    let quantum = head[2];
+    if !matches!(quantum, 1 | 2 | 4) {
+        return Err(PclntabError::Malformed(
+            "instruction size quantum is not 1, 2 or 4",
+        ));
+    }
+    let ptr_size = head[3] as usize;
+    if ptr_size != 4 && ptr_size != 8 {
+        return Err(PclntabError::Malformed("pointer size is neither 4 nor 8"));
+    }
+    Ok((format, quantum, ptr_size))
+}
+
 /// Cheap sanity checks of a functab of `nfunc` entries at `functab`: entries must be
 /// sorted at both ends and the first function record must agree with its entry.
 fn check_functab(
@@ -775,26 +923,59 @@ fn check_functab(
     functab: usize,
     nfunc: usize,
     format: Format,
+    ptr_size: usize,
 ) -> Result<(), PclntabError> {
-    let at = |off: Option<usize>| off.and_then(|o| read_u32(bytes, o));
-    let entry = |i: usize| at(i.checked_mul(8).and_then(|o| o.checked_add(functab)));
+    let field = ftab_field_size(format, ptr_size);
+    let at = |off: Option<usize>| {
+        let off = off?;
+        match format {
+            Format::Go116 => read_ptr(bytes, off, ptr_size),
+            Format::Go118 | Format::Go120 => read_u32(bytes, off).map(u64::from),
+        }
+    };
+    let entry = |i: usize| {
+        at(i.checked_mul(2 * field)
+            .and_then(|o| o.checked_add(functab)))
+    };
     let first = entry(0).ok_or(PclntabError::Truncated)?;
-    let first_funcoff = at(functab.checked_add(4)).ok_or(PclntabError::Truncated)?;
+    let first_funcoff = at(functab.checked_add(field)).ok_or(PclntabError::Truncated)?;
     let last = entry(nfunc - 1).ok_or(PclntabError::Truncated)?;
     let end = entry(nfunc).ok_or(PclntabError::Truncated)?;
     if first > last || last > end {
         return Err(PclntabError::Malformed("functab is not sorted"));
     }
-    let first_func = functab
-        .checked_add(first_funcoff as usize)
-        .filter(|&f| f.saturating_add(format.func_size()) <= bytes.len())
+    let first_func = usize::try_from(first_funcoff)
+        .ok()
+        .and_then(|o| functab.checked_add(o))
+        .filter(|&f| f.saturating_add(format.func_size(ptr_size)) <= bytes.len())
         .ok_or(PclntabError::Malformed("bad funcoff"))?;
-    if read_u32(bytes, first_func) != Some(first) {
+    let recorded = match format {
+        Format::Go116 => read_ptr(bytes, first_func, ptr_size),
+        Format::Go118 | Format::Go120 => read_u32(bytes, first_func).map(u64::from),
+    };
+    if recorded != Some(first) {
         return Err(PclntabError::Malformed(
             "functab and _func disagree on an entry",
         ));
     }
     Ok(())
+}
+
+/// Bytes of one functab field: `u32` (Go 1.18+), pointer-sized in Go 1.16-1.17.
+fn ftab_field_size(format: Format, ptr_size: usize) -> usize {
+    match format {
+        Format::Go116 => ptr_size,
+        Format::Go118 | Format::Go120 => 4,
+    }
+}
+
+/// A pointer-sized little-endian word.
+fn read_ptr(b: &[u8], off: usize, ptr_size: usize) -> Option<u64> {
+    if ptr_size == 8 {
+        read_u64(b, off)
+    } else {
+        read_u32(b, off).map(u64::from)
+    }
 }
 
 /// Decodes a uvarint that must fit in 32 bits.
@@ -934,8 +1115,11 @@ mod tests {
         );
         // Without go:func.*, no expansion.
         assert_eq!(tab.inline_frames(&b, 0x1015).len(), 1);
-        assert_eq!(tab.check_gofunc(&gofunc, 8), GoFuncCheck::Plausible);
-        assert_eq!(tab.check_gofunc(&gofunc[4..], 8), GoFuncCheck::Implausible);
+        assert_eq!(tab.check_gofunc(0, &gofunc, 8), GoFuncCheck::Plausible);
+        assert_eq!(
+            tab.check_gofunc(0, &gofunc[4..], 8),
+            GoFuncCheck::Implausible
+        );
         tab.set_gofunc(0x9000, gofunc);
         let frames = tab.inline_frames(&b, 0x1015);
         let want = vec![
@@ -955,6 +1139,164 @@ mod tests {
         // A hint overrides the header.
         let moved = Pclntab::parse(&t, Some(0x40_0000)).unwrap();
         assert_eq!(moved.find_func(0x40_0010).unwrap().name, "main.b");
+    }
+
+    /// The same two functions as [`synthetic`] in the Go 1.16-1.17 format: no
+    /// textStart, absolute pointer-sized functab entries and `_func.entry`, funcdata as
+    /// absolute pointers (main.b's inline tree at 0x9008, in "go.func.*" at 0x9000).
+    fn synthetic_go116() -> (Vec<u8>, Vec<u8>) {
+        let mut t = vec![0u8; 64];
+        t[0..4].copy_from_slice(&MAGIC_GO116.to_le_bytes());
+        t[6] = 1;
+        t[7] = 8;
+        let put_word = |t: &mut Vec<u8>, i: usize, v: u64| {
+            t[8 + i * 8..16 + i * 8].copy_from_slice(&v.to_le_bytes())
+        };
+        put_word(&mut t, 0, 2); // nfunc
+        put_word(&mut t, 1, 1); // nfiles
+        let funcnametab = t.len();
+        t.extend_from_slice(b"main.a\0main.b\0main.inl\0");
+        let cutab = t.len();
+        t.extend_from_slice(&0u32.to_le_bytes());
+        let filetab = t.len();
+        t.extend_from_slice(b"/src/x.go\0");
+        let pctab = t.len();
+        t.push(0);
+        let file_tab = (t.len() - pctab) as u32;
+        t.extend_from_slice(&[2, 0x20, 0]);
+        let line_tab = (t.len() - pctab) as u32;
+        t.extend_from_slice(&[22, 4, 20, 4, 17, 8, 0]);
+        let inl_tab = (t.len() - pctab) as u32;
+        t.extend_from_slice(&[0, 4, 2, 4, 1, 8, 0]);
+        while !t.len().is_multiple_of(8) {
+            t.push(0);
+        }
+        let functab = t.len();
+        let fixed = 44;
+        let a_off = 2 * 16 + 8;
+        let b_off = a_off + fixed + 4; // main.a's record, padded to 8
+        for (entry, off) in [(0x1000u64, a_off as u64), (0x1010, b_off as u64)] {
+            t.extend_from_slice(&entry.to_le_bytes());
+            t.extend_from_slice(&off.to_le_bytes());
+        }
+        t.extend_from_slice(&0x1020u64.to_le_bytes());
+        let func = |t: &mut Vec<u8>, entry: u64, name: u32, inl: bool| {
+            let mut f = vec![0u8; fixed];
+            f[0..8].copy_from_slice(&entry.to_le_bytes());
+            f[8..12].copy_from_slice(&name.to_le_bytes());
+            f[24..28].copy_from_slice(&file_tab.to_le_bytes());
+            f[28..32].copy_from_slice(&line_tab.to_le_bytes());
+            f[32..36].copy_from_slice(&(if inl { 3u32 } else { 0 }).to_le_bytes());
+            f[43] = if inl { 4 } else { 0 };
+            t.extend_from_slice(&f);
+            if inl {
+                // pcdata: 3 u32 (12 bytes: 44 + 12 = 56, already 8-aligned), then
+                // 4 absolute funcdata pointers, the inline tree's the last.
+                for v in [0u32, 0, inl_tab] {
+                    t.extend_from_slice(&v.to_le_bytes());
+                }
+                for v in [0u64, 0, 0, 0x9008] {
+                    t.extend_from_slice(&v.to_le_bytes());
+                }
+            } else {
+                t.extend_from_slice(&[0; 4]);
+            }
+        };
+        func(&mut t, 0x1000, 0, false);
+        func(&mut t, 0x1010, 7, true);
+        put_word(&mut t, 2, funcnametab as u64);
+        put_word(&mut t, 3, cutab as u64);
+        put_word(&mut t, 4, filetab as u64);
+        put_word(&mut t, 5, pctab as u64);
+        put_word(&mut t, 6, functab as u64);
+        // 0x9000: 8 bytes of something, then main.b's inline tree (20-byte entries:
+        // parent i16, funcID u8, pad, file, line, func_ (name offset), parentPc).
+        let mut gofunc = vec![0xeeu8; 8];
+        gofunc.extend_from_slice(&[0xff, 0xff, 0, 0]);
+        gofunc.extend_from_slice(&0i32.to_le_bytes());
+        gofunc.extend_from_slice(&20i32.to_le_bytes());
+        gofunc.extend_from_slice(&14i32.to_le_bytes()); // main.inl
+        gofunc.extend_from_slice(&9i32.to_le_bytes()); // parentPc: 0x1019 is line 11
+        (t, gofunc)
+    }
+
+    /// Check that a Go 1.16-1.17 table (absolute entries and funcdata) resolves
+    /// functions, lines and inlined calls like the Go 1.20 one.
+    #[test]
+    fn synthetic_go116_table() {
+        let (t, gofunc) = synthetic_go116();
+        let mut tab = Pclntab::parse(&t, None).unwrap();
+        assert!(tab.has_absolute_funcdata());
+        assert_eq!(tab.text_start(), 0x1000, "the first entry");
+        assert_eq!(tab.header_text_start(), 0);
+        assert_eq!(tab.text_end(), 0x1020);
+        let b = tab.find_func(0x1012).unwrap();
+        assert_eq!(
+            (b.name.as_str(), b.entry, b.end),
+            ("main.b", 0x1010, 0x1020)
+        );
+        assert_eq!(tab.find_func(0x100f).unwrap().name, "main.a");
+        assert_eq!(tab.find_func_by_name("main.b"), Some(0x1010));
+        assert_eq!(
+            tab.pc_to_file_line(&b, 0x1015),
+            Some(("/src/x.go".into(), 20))
+        );
+        assert_eq!(tab.first_inline_tree(8), Some(0x9008));
+        assert_eq!(tab.check_gofunc(0x9000, &gofunc, 8), GoFuncCheck::Plausible);
+        assert_eq!(
+            tab.check_gofunc(0x9004, &gofunc[4..], 8),
+            GoFuncCheck::Plausible
+        );
+        assert_eq!(
+            tab.check_gofunc(0x9000, &gofunc[4..], 8),
+            GoFuncCheck::Implausible
+        );
+        tab.set_gofunc(0x9000, gofunc);
+        let names: Vec<_> = tab
+            .inline_frames(&b, 0x1015)
+            .into_iter()
+            .map(|f| (f.function, f.line))
+            .collect();
+        assert_eq!(names, [("main.inl".into(), 20), ("main.b".into(), 11)]);
+        // An entry base below the first function (moduledata.text) keeps lookups.
+        let moved = Pclntab::parse(&t, Some(0x800)).unwrap();
+        assert_eq!(moved.text_start(), 0x800);
+        assert_eq!(moved.find_func(0x1010).unwrap().name, "main.b");
+        // A base past the first function is no base.
+        assert_eq!(
+            Pclntab::parse(&t, Some(0x1004)).unwrap().text_start(),
+            0x1000
+        );
+        for cut in 0..t.len() {
+            if let Ok(tab) = Pclntab::parse(&t[..cut], None) {
+                exercise(&tab, &t);
+            }
+        }
+    }
+
+    /// Check that the Go 1.16-1.17 fuzzing seed, read as the fuzz target reads it
+    /// (text at 0x401000, the table itself as go:func.* at 0x400000), expands main.b's
+    /// inlined call through its absolute funcdata pointer.
+    #[test]
+    fn go116_fuzz_seed() {
+        let seed = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/seeds/pclntab/go1.17-synthetic"
+        ))
+        .expect("fuzz/seeds/pclntab/go1.17-synthetic");
+        let mut tab = Pclntab::parse(&seed, Some(0x40_1000)).unwrap();
+        assert_eq!(
+            tab.check_gofunc(0x40_0000, &seed, 8),
+            GoFuncCheck::Plausible
+        );
+        tab.set_gofunc(0x40_0000, seed.clone());
+        let b = tab.find_func(0x40_1015).unwrap();
+        let names: Vec<_> = tab
+            .inline_frames(&b, 0x40_1015)
+            .into_iter()
+            .map(|f| f.function)
+            .collect();
+        assert_eq!(names, ["main.inl", "main.b"]);
     }
 
     /// Check that a missing text start is reported when the header has none.
@@ -1015,7 +1357,7 @@ mod tests {
     }
 
     fn exercise(tab: &Pclntab, gofunc: &[u8]) {
-        let _ = tab.check_gofunc(gofunc, 4);
+        let _ = tab.check_gofunc(0, gofunc, 4);
         let _ = tab.func_records_end();
         let _ = tab.find_func_by_name("main.b");
         for pc in (0xff0..0x1030).step_by(3) {

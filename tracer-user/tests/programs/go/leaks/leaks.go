@@ -63,7 +63,13 @@ const (
 )
 
 // sink keeps work and received values observable so nothing is optimized out.
-var sink atomic.Int64
+var sink counter
+
+// counter is atomic.Int64 by hand (a plain int64 and atomic.AddInt64), so that
+// this program builds with Go 1.17 and 1.18 too, which leakscope also reads.
+type counter struct{ v int64 }
+
+func (c *counter) Add(delta int64) { atomic.AddInt64(&c.v, delta) }
 
 // sendResult is small enough for the compiler to inline into
 // leakSendNoReceiver: leakscope must still show it as a frame of its own.
