@@ -168,7 +168,7 @@ impl Driver {
 
     /// Scans on the schedule until it ends (`diagnose`) or the sink stops it.
     pub fn run<S: Sink>(&mut self, sink: &mut S) -> Result<(), S::Error> {
-        let mut beat = Beat::new(Instant::now());
+        let mut beat = Beat::default();
         loop {
             if sink.before_scan()? == Flow::Stop {
                 return Ok(());
@@ -204,19 +204,20 @@ impl Driver {
     }
 }
 
-/// The rhythm of a watch: when it started and when the next scan is due.
-#[derive(Clone, Copy, Debug)]
+/// The rhythm of a watch: when its window began and when the next scan is due.
+#[derive(Clone, Copy, Debug, Default)]
 struct Beat {
-    start: Instant,
-    /// The interval's beat, kept from scan to scan so that scans do not drift.
-    next: Instant,
+    /// When the first scan ended. A fixed watch counts its duration from there: the first
+    /// scan reads, unwinds and symbolizes everything once, which on a busy host can take
+    /// longer than the whole `--duration`, and a watch that ended with its first scan
+    /// would have seen no course at all.
+    start: Option<Instant>,
+    /// The interval's beat from the first scan's start, kept from scan to scan so that
+    /// scans do not drift.
+    next: Option<Instant>,
 }
 
 impl Beat {
-    fn new(start: Instant) -> Self {
-        Self { start, next: start }
-    }
-
     /// When the next scan starts (`None`: the watch is over), after a scan that started
     /// at `started` and cost `cost` of CPU, at `now`.
     fn after_scan(
@@ -227,25 +228,24 @@ impl Beat {
         cost: Duration,
         now: Instant,
     ) -> Option<Instant> {
-        self.next += interval;
-        match schedule {
-            Schedule::Fixed(duration) => (now.duration_since(self.start) < duration)
-                .then(|| self.next.min(self.start + duration)),
-            Schedule::PacedWindow(_) => {
-                // A host whose scans are expensive (thousands of processes) is scanned
-                // less often; a scan longer than the interval is followed at once, with
-                // no burst to catch up.
-                self.next = self
-                    .next
-                    .max(started + SCAN_PACING.pause_after(cost))
-                    .max(now);
-                Some(self.next)
+        let start = *self.start.get_or_insert(now);
+        let next = self.next.unwrap_or(started) + interval;
+        let next = match schedule {
+            Schedule::Fixed(duration) => {
+                if now.duration_since(start) >= duration {
+                    return None;
+                }
+                // A late scan is followed at once, with no burst to catch up.
+                next.max(now).min(start + duration)
             }
-            Schedule::Window(_) => {
-                self.next = self.next.max(now);
-                Some(self.next)
-            }
-        }
+            // A host whose scans are expensive (thousands of processes) is scanned less
+            // often; a scan longer than the interval is followed at once, with no burst
+            // to catch up.
+            Schedule::PacedWindow(_) => next.max(started + SCAN_PACING.pause_after(cost)).max(now),
+            Schedule::Window(_) => next.max(now),
+        };
+        self.next = Some(next);
+        Some(next)
     }
 }
 
@@ -277,13 +277,14 @@ mod tests {
     }
 
     /// Check each schedule's beat: a fixed watch scans every interval and ends at its
-    /// duration (its last wait cut to it); a paced window waits out an expensive scan's
+    /// duration after the first scan (its last wait cut to it), however long that first
+    /// scan took; a paced window waits out an expensive scan's
     /// cost / 4%; a late scan is followed at once, with no burst.
     #[test]
     fn beats_follow_the_schedule() {
         let (t0, ms) = (Instant::now(), Duration::from_millis);
         let interval = ms(1000);
-        let mut beat = Beat::new(t0);
+        let mut beat = Beat::default();
         let fixed = Schedule::Fixed(ms(2500));
         let after = |beat: &mut Beat, schedule, started, cost, now| {
             beat.after_scan(schedule, interval, t0 + started, cost, t0 + now)
@@ -298,11 +299,28 @@ mod tests {
         );
         assert_eq!(
             after(&mut beat, fixed, ms(2000), ms(1), ms(2100)),
-            Some(t0 + ms(2500))
+            Some(t0 + ms(2600)),
+            "the duration counts from the end of the first scan"
         );
-        assert_eq!(after(&mut beat, fixed, ms(2500), ms(1), ms(2600)), None);
+        assert_eq!(after(&mut beat, fixed, ms(2600), ms(1), ms(2650)), None);
 
-        let (mut beat, paced) = (Beat::new(t0), Schedule::PacedWindow(ms(60_000)));
+        // A first scan longer than the whole duration: the watch goes on for the
+        // duration after it, with no burst of catch-up scans.
+        let mut beat = Beat::default();
+        assert_eq!(
+            after(&mut beat, fixed, ms(0), ms(19_000), ms(19_000)),
+            Some(t0 + ms(19_000))
+        );
+        assert_eq!(
+            after(&mut beat, fixed, ms(19_000), ms(1), ms(19_100)),
+            Some(t0 + ms(20_000))
+        );
+        assert_eq!(
+            after(&mut beat, fixed, ms(20_000), ms(1), ms(20_100)),
+            Some(t0 + ms(21_000))
+        );
+
+        let (mut beat, paced) = (Beat::default(), Schedule::PacedWindow(ms(60_000)));
         assert_eq!(
             after(&mut beat, paced, ms(0), ms(10), ms(50)),
             Some(t0 + ms(1000))
@@ -312,7 +330,7 @@ mod tests {
         let late = after(&mut beat, paced, ms(6000), ms(1), ms(9000));
         assert_eq!(late, Some(t0 + ms(9000)), "late: at once");
 
-        let (mut beat, window) = (Beat::new(t0), Schedule::Window(ms(60_000)));
+        let (mut beat, window) = (Beat::default(), Schedule::Window(ms(60_000)));
         assert_eq!(
             after(&mut beat, window, ms(0), ms(900), ms(50)),
             Some(t0 + ms(1000))
