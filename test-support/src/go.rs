@@ -243,6 +243,26 @@ impl GoBuild {
     }
 }
 
+/// The accuracy suite's goroutine shapes binary, also its comm.
+pub const SHAPE_GOROUTINES: &str = "shape-goroutines";
+
+/// `tracer-user/tests/programs/shapes/goroutines.go` (`shape-goroutines MODE ...`, the
+/// goroutine twin of [`crate::programs::Program::ShapeThreads`]) built with Go `version`
+/// into `dir/shape-goroutines`: from the file alone, since the directory also holds
+/// threads.c, which a package build rejects without cgo.
+pub fn build_shape_goroutines(version: &str, dir: &Path) -> Result<PathBuf, Error> {
+    let output = dir.join(SHAPE_GOROUTINES);
+    build_into(&output, |temp| {
+        let mut go = go_command(version)?;
+        go.current_dir(paths::programs_dir().join("shapes"))
+            .args(["build", "-o"])
+            .arg(temp)
+            .arg("goroutines.go");
+        Ok(go)
+    })?;
+    Ok(output)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,8 @@ use std::{
 
 use crate::{
     census::{Census, GoroutineChanges, SiteMembers},
-    fasthash::IntMap,
-    model::{GoroutineMember, MemberId, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
+    fasthash::{IntHasher, IntMap},
+    model::{GoroutineMember, MemberId, ProcessFacts, ProcessKey, SiteKey, ThreadKey, WaiterKind},
     sources::threads::{ThreadWaiter, WaitDetail},
     verdict::{MemberObservation, Members, SiteObservation},
 };
@@ -479,7 +479,16 @@ impl History {
         start: usize,
         visit: &mut dyn FnMut(&MemberObservation),
     ) {
-        for m in site.members.values().filter(|m| m.last_scan >= start) {
+        // The waits of one thread one after the other: the verdict tells a thread that
+        // waits again from a new one.
+        let mut waits: Vec<(&MemberId, &MemberSpan)> = site
+            .members
+            .iter()
+            .filter(|(_, m)| m.last_scan >= start)
+            .collect();
+        waits.sort_unstable_by_key(|(id, m)| (**id, m.first_scan));
+        for (id, m) in waits {
+            let MemberId::Thread(wait) = id;
             let first = m.first_scan.max(start);
             // Seen blocked from first to last scan: a lower bound of the wait.
             let seen_s = (self.time_of(m.last_scan) - self.time_of(first)) as f64 / 1e9;
@@ -492,6 +501,7 @@ impl History {
                 wait_age_from_runtime: false,
                 parked: None,
                 born: Some(self.secs(m.born)),
+                waiter: Some(thread_waiter(&wait.thread)),
             });
         }
     }
@@ -584,6 +594,7 @@ impl History {
             wait_age_from_runtime: runtime_s.is_some_and(|r| r > seen_s),
             parked: dated.then(|| [self.secs(park.lo_ns), self.secs(park.hi_ns)]),
             born: None,
+            waiter: Some(m.key >> 8),
         };
         (obs, park)
     }
@@ -605,6 +616,15 @@ impl History {
         let ids = last.1.checked_sub(first.1)?;
         (dt > 0.0 && ids >= MIN_DATING_GOIDS).then(|| (last.1, ids as f64 / dt))
     }
+}
+
+/// A thread as a waiter of [`MemberObservation::waiter`]: its tid and start time in one
+/// word.
+fn thread_waiter(thread: &ThreadKey) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = IntHasher::default();
+    thread.hash(&mut h);
+    h.finish()
 }
 
 /// When a goroutine member's park began, as far as the runtime and the reads tell:

@@ -10,7 +10,14 @@
 //!
 //! - recall: leak cases whose process verdict is "leak" with a leak site at each
 //!   of the case's leak functions (its stack contains the function's name);
-//! - false alarms: steady cases whose process verdict is "leak".
+//! - false alarms: steady cases whose process verdict is "leak";
+//! - wrong sites: sites judged "leak" in a leak case at none of its leak
+//!   functions.
+//!
+//! A run passes with every leak found at its sites, no false alarm and no wrong
+//! site. `--quick` runs only the fast cases (those started at most half a
+//! minute before the diagnosis, no head start): the short form `cargo xtask
+//! test` runs, about two minutes.
 //!
 //! The timeline is part of the shapes: the very slow leaks (one waiter per
 //! 10 s), the warm plateaus and the long-lived waiters start first and get a
@@ -40,15 +47,19 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
+use test_support::go::{SHAPE_GOROUTINES, build_shape_goroutines};
+use test_support::programs::Program;
+
 use crate::go_layouts::GO_VERSIONS;
 use crate::util::{
-    cargo, describe, exit_code_of, go_command, is_root, run, set_parent_death_signal, target_dir,
-    workspace_root,
+    cargo, describe, exit_code_of, is_root, run, set_parent_death_signal, target_dir,
 };
 
-const SHAPES_DIR: &str = "tracer-user/tests/programs/shapes";
-const THREADS_BINARY: &str = "shape-threads";
-const GOROUTINES_BINARY: &str = "shape-goroutines";
+const GOROUTINES_BINARY: &str = SHAPE_GOROUTINES;
+
+/// The cases `--quick` runs: those started at most this many seconds before the
+/// diagnosis (no head start, no slow leak found from its members' births).
+const QUICK_MAX_LEAD_S: f64 = 30.0;
 
 /// Rate of the fast leaks, waiters per second.
 const FAST_LEAK_RATE: u32 = 20;
@@ -81,6 +92,24 @@ pub struct AccuracyArgs {
     /// expected verdict) into this directory, as verdict test data.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
+    /// Only the fast cases, those started at most half a minute before the
+    /// diagnosis, with no head start: the short form `cargo xtask test` runs.
+    #[arg(long)]
+    quick: bool,
+}
+
+impl AccuracyArgs {
+    /// The short form `cargo xtask test` runs: the fast cases, one diagnosis of 15 s.
+    pub fn quick() -> Self {
+        AccuracyArgs {
+            duration: 15,
+            runs: 1,
+            head_start: 0,
+            healthy: 4,
+            record: None,
+            quick: true,
+        }
+    }
 }
 
 /// Which program, and so which kind of waiter, a case runs.
@@ -100,7 +129,7 @@ impl Kind {
 
     fn binary(self) -> &'static str {
         match self {
-            Kind::Thread => THREADS_BINARY,
+            Kind::Thread => Program::ShapeThreads.name(),
             Kind::Goroutine => GOROUTINES_BINARY,
         }
     }
@@ -130,6 +159,16 @@ struct Case {
     /// function names); all must be found at sites judged "leak".
     leak_functions: Vec<&'static str>,
     start: Start,
+}
+
+impl Case {
+    /// Started at most [`QUICK_MAX_LEAD_S`] before the diagnosis: in `--quick`.
+    fn fast(&self) -> bool {
+        match self.start {
+            Start::Early => false,
+            Start::Before(lead) | Start::BeforeEachRun(lead) => lead <= QUICK_MAX_LEAD_S,
+        }
+    }
 }
 
 fn case(
@@ -322,6 +361,7 @@ fn cases(args: &AccuracyArgs) -> Vec<Case> {
             Start::Before(SHORT_LEAD_S),
         ),
     ]);
+    all.extend(busy_site_cases());
     // The slow goroutine leaks of a busy service (a few hundred workers, thousands of
     // wakes a second, allocating as services do, so the GC runs and dates parks): one
     // goroutine stranded every 10 s for three minutes before the diagnosis, and one
@@ -362,6 +402,65 @@ fn cases(args: &AccuracyArgs) -> Vec<Case> {
         ));
     }
     all
+}
+
+/// Leaks hidden among busy waiters at the same site, and their steady twins: a Go
+/// net/http server whose forty busy keep-alive clients park its connection
+/// goroutines at the same read hundreds of times a second, beside clients that send
+/// one request and vanish without closing (the leak; no idle timeout), or beside a
+/// bounded crowd of idle keep-alive connections that rotates (one hangs up, one
+/// arrives), or with an idle timeout that closes the vanished ones; a thread pool
+/// whose busy workers wait where workers of forgotten per-request pools wait forever,
+/// or where those pools' workers wait until their pool is shut down; a
+/// thread-per-connection server with busy keep-alive clients and dropped requests.
+fn busy_site_cases() -> Vec<Case> {
+    let busy_http = "--busy 40 --busy-ms 100";
+    let busy_pool = "--workers 16 --jobs 400";
+    vec![
+        case(
+            Kind::Goroutine,
+            "http-server#vanishing-clients",
+            &format!("{busy_http} --vanish-rate 3"),
+            &["bufio.(*Reader).Peek"],
+            Start::Before(SHORT_LEAD_S),
+        ),
+        case(
+            Kind::Goroutine,
+            "http-server#rotating-idle",
+            &format!("{busy_http} --idle 100 --idle-life-min 20 --idle-life-max 80"),
+            &[],
+            Start::Before(SHORT_LEAD_S),
+        ),
+        // Closed after 8 s idle: running for 20 s first, the crowd is bounded by then.
+        case(
+            Kind::Goroutine,
+            "http-server#idle-timeout",
+            &format!("{busy_http} --vanish-rate 3 --idle-timeout 8"),
+            &[],
+            Start::Before(20.0),
+        ),
+        case(
+            Kind::Thread,
+            "worker-pool#forgotten-pools",
+            &format!("{busy_pool} --spawn-rate 3"),
+            &["pool_take_job"],
+            Start::Before(SHORT_LEAD_S),
+        ),
+        case(
+            Kind::Thread,
+            "worker-pool#rotating-pools",
+            &format!("{busy_pool} --spawn-rate 2 --spawn-life-min 20 --spawn-life-max 60"),
+            &[],
+            Start::Before(SHORT_LEAD_S),
+        ),
+        case(
+            Kind::Thread,
+            "conn-server#dropping-busy",
+            "--keepalive 32 --rate 20 --leak-every 10 --idle-min-ms 300 --idle-max-ms 2000",
+            &["conn_read_request"],
+            Start::Before(SHORT_LEAD_S),
+        ),
+    ]
 }
 
 /// Set by SIGINT/SIGTERM; every wait checks it.
@@ -489,7 +588,11 @@ pub fn accuracy(args: &AccuracyArgs) -> Result<ExitCode> {
     if !is_root() {
         bail!("`cargo xtask accuracy` needs root: leakscope loads eBPF programs");
     }
-    let cases = cases(args);
+    let cases: Vec<Case> = cases(args)
+        .into_iter()
+        .filter(|case| !args.quick || case.fast())
+        .collect();
+    let head_start = if args.quick { 0 } else { args.head_start };
     let work_dir = target_dir().join("xtask-accuracy");
     let bin_dir = work_dir.join("bin");
     let log_dir = work_dir.join("logs");
@@ -539,8 +642,7 @@ pub fn accuracy(args: &AccuracyArgs) -> Result<ExitCode> {
         cases.iter().filter(|case| case.expect_leak).count(),
         log_dir.display()
     );
-    let first_diagnosis =
-        begin + Duration::from_secs(u64::from(args.head_start)).max(secs(max_lead));
+    let first_diagnosis = begin + Duration::from_secs(u64::from(head_start)).max(secs(max_lead));
 
     let mut failed_runs = 0;
     for run_number in 1..=args.runs {
@@ -560,7 +662,7 @@ pub fn accuracy(args: &AccuracyArgs) -> Result<ExitCode> {
             })
             .collect();
         schedule.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut progress = Progress::new(run_number == 1 && args.head_start > 0);
+        let mut progress = Progress::new(run_number == 1 && head_start > 0);
         for (lead, index) in schedule {
             sleep_until(diagnosis_at - secs(lead), |left| {
                 progress.show(left + lead as u64, &fleet, &cases)
@@ -615,8 +717,12 @@ pub fn accuracy(args: &AccuracyArgs) -> Result<ExitCode> {
             print_sizes(&[observations, &cases_path]);
         }
         println!(
-            "recall {}/{}, false alarms {}/{}",
-            score.recalled, score.leak_cases, score.false_alarms, score.ok_cases
+            "recall {}/{}, false alarms {}/{}, wrong sites {}",
+            score.recalled,
+            score.leak_cases,
+            score.false_alarms,
+            score.ok_cases,
+            score.misattributed
         );
         if !score.perfect() {
             failed_runs += 1;
@@ -625,7 +731,7 @@ pub fn accuracy(args: &AccuracyArgs) -> Result<ExitCode> {
     drop(fleet);
     if args.runs > 1 {
         println!(
-            "\n{}/{} runs with full recall and no false alarms",
+            "\n{}/{} runs with full recall, no false alarm and no wrong site",
             args.runs - failed_runs,
             args.runs
         );
@@ -696,41 +802,18 @@ fn thread_count(pid: u32) -> Option<u64> {
 }
 
 /// Builds shape-threads (cc) and shape-goroutines (the newest Go toolchain,
-/// fetched when missing) into `bin_dir`.
+/// fetched when missing) into `bin_dir`, as the integration tests build them.
 fn build_shapes(bin_dir: &Path) -> Result<()> {
-    let root = workspace_root();
-    let shapes = root.join(SHAPES_DIR);
-
-    let temp = bin_dir.join(format!("{THREADS_BINARY}.building"));
-    let mut cc = Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()));
-    // Optimized like real programs, but with frame pointers and no sibling
-    // calls: a tail call would drop the named leak site's frame.
-    cc.args([
-        "-O2",
-        "-g",
-        "-fno-omit-frame-pointer",
-        "-fno-optimize-sibling-calls",
-        "-pthread",
-        "-o",
-    ])
-    .arg(&temp)
-    .arg(shapes.join("threads.c"));
-    run(&mut cc).context("building shape-threads")?;
-    // Renamed over the old binary: writing into a running executable fails.
-    fs::rename(&temp, bin_dir.join(THREADS_BINARY))?;
-
+    Program::ShapeThreads
+        .build(bin_dir)
+        .context("building shape-threads")?;
     let version = GO_VERSIONS[GO_VERSIONS.len() - 1];
-    let temp = bin_dir.join(format!("{GOROUTINES_BINARY}.building"));
-    let mut go = go_command(version)?;
-    // Built from the file, not the package: the directory also holds threads.c,
-    // which a package build rejects without cgo.
-    go.current_dir(&shapes)
-        .args(["build", "-o"])
-        .arg(&temp)
-        .arg("goroutines.go");
-    run(&mut go).with_context(|| format!("building shape-goroutines with Go {version}"))?;
-    fs::rename(&temp, bin_dir.join(GOROUTINES_BINARY))?;
-    println!("accuracy: built {THREADS_BINARY} and {GOROUTINES_BINARY} (Go {version})");
+    build_shape_goroutines(version, bin_dir)
+        .with_context(|| format!("building shape-goroutines with Go {version}"))?;
+    println!(
+        "accuracy: built {} and {GOROUTINES_BINARY} (Go {version})",
+        Program::ShapeThreads.name()
+    );
     Ok(())
 }
 
@@ -907,7 +990,7 @@ struct Score {
 
 impl Score {
     fn perfect(&self) -> bool {
-        self.recalled == self.leak_cases && self.false_alarms == 0
+        self.recalled == self.leak_cases && self.false_alarms == 0 && self.misattributed == 0
     }
 }
 
@@ -920,7 +1003,7 @@ fn print_table(cases: &[Case], pids: &[(usize, u32)], outcomes: &[Outcome]) -> S
         misattributed: 0,
     };
     println!(
-        "{:<32} {:<9} {:>7}  {:<8} {:<6} {:<5}  {:<5}  notes",
+        "{:<40} {:<9} {:>7}  {:<8} {:<6} {:<5}  {:<5}  notes",
         "case", "kind", "pid", "expected", "got", "site", "right"
     );
     for (&(index, pid), outcome) in pids.iter().zip(outcomes) {
@@ -951,7 +1034,7 @@ fn print_table(cases: &[Case], pids: &[(usize, u32)], outcomes: &[Outcome]) -> S
                 .map(|site| format!("leak at {site}")),
         );
         println!(
-            "{:<32} {:<9} {:>7}  {:<8} {:<6} {:<5}  {:<5}  {}",
+            "{:<40} {:<9} {:>7}  {:<8} {:<6} {:<5}  {:<5}  {}",
             case.name,
             case.kind.name(),
             pid,
@@ -1044,6 +1127,7 @@ mod tests {
             head_start: 120,
             healthy: 4,
             record: None,
+            quick: false,
         }
     }
 
@@ -1066,6 +1150,26 @@ mod tests {
         // issue 5 set (8 leaks among 26), whatever later issues add.
         assert!(all.iter().filter(|case| case.expect_leak).count() >= 8);
         assert!(all.iter().filter(|case| !case.expect_leak).count() >= 18);
+    }
+
+    /// Check that the short form keeps every leak hidden among busy waiters and its
+    /// steady twins, leaks and steady shapes of both kinds, and nothing that needs a
+    /// head start.
+    #[test]
+    fn quick_form_keeps_the_fast_cases() {
+        let quick: Vec<Case> = cases(&AccuracyArgs::quick())
+            .into_iter()
+            .filter(Case::fast)
+            .collect();
+        for busy in busy_site_cases() {
+            assert!(quick.iter().any(|c| c.name == busy.name), "{}", busy.name);
+        }
+        for kind in [Kind::Thread, Kind::Goroutine] {
+            assert!(quick.iter().any(|c| c.kind == kind && c.expect_leak));
+            assert!(quick.iter().any(|c| c.kind == kind && !c.expect_leak));
+        }
+        assert!(quick.iter().all(|c| c.start != Start::Early));
+        assert!(quick.len() >= 30, "{}", quick.len());
     }
 
     #[test]

@@ -125,6 +125,13 @@ fn test() -> Result<()> {
     // Debian 12's kernels under qemu, each with the iterator and the /proc fallback
     // (4 boots, about 2 minutes; see the README's Supported kernels).
     kernels::kernels(&kernels::KernelsArgs::all())?;
+    // The verdict over every fast leak and steady shape at once (33 processes), failing
+    // on a missed leak, a false alarm or a leak at the wrong site: under a minute with
+    // leakscope's release build done (see the README, `cargo xtask accuracy`).
+    let accuracy = accuracy::accuracy(&accuracy::AccuracyArgs::quick())?;
+    if accuracy != ExitCode::SUCCESS {
+        bail!("`cargo xtask accuracy --quick` found a missed leak, a false alarm or a wrong site");
+    }
     // The daemon under churn and attack, shortened for CI (see README, "Soak").
     soak::soak(&soak::SoakArgs {
         minutes: CI_SOAK_MINUTES,

@@ -5,23 +5,9 @@
 use super::{
     observation::{MemberObservation, Members, SiteObservation},
     rule::CountSpan,
+    settled::{SettledCourse, SettledTally},
+    stats::slope,
 };
-
-/// Least-squares slope of `ys` over `xs` (per unit of `xs`); 0 when undefined.
-pub fn slope(xs: &[f64], ys: &[f64]) -> f64 {
-    let n = xs.len().min(ys.len());
-    if n < 2 {
-        return 0.0;
-    }
-    let mx = xs[..n].iter().sum::<f64>() / n as f64;
-    let my = ys[..n].iter().sum::<f64>() / n as f64;
-    let (mut sxy, mut sxx) = (0.0, 0.0);
-    for i in 0..n {
-        sxy += (xs[i] - mx) * (ys[i] - my);
-        sxx += (xs[i] - mx) * (xs[i] - mx);
-    }
-    if sxx == 0.0 { 0.0 } else { sxy / sxx }
-}
 
 /// What the birth history of a site's current members says.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -86,12 +72,17 @@ pub struct MemberTally {
     /// every one is dated.
     parks: Option<(f64, f64)>,
     undated_park: bool,
+    /// The waits that lasted, set apart from the churn.
+    settled: SettledTally,
 }
 
 impl MemberTally {
     fn of(obs: &SiteObservation, members: &(impl Members + ?Sized), last: usize) -> Self {
         let end_s = obs.times_s.get(last).copied().unwrap_or(0.0);
-        let mut tally = Self::default();
+        let mut tally = Self {
+            settled: SettledTally::new(&obs.times_s[..obs.times_s.len().min(last + 1)]),
+            ..Self::default()
+        };
         members.visit(&mut |m| tally.add(obs, m, last, end_s));
         tally
     }
@@ -100,6 +91,7 @@ impl MemberTally {
         // A process born inside the window has no "before": its first waiters arrived too.
         let arrived = m.first > 0 || obs.window_started_before_process;
         let current = m.last == last;
+        self.settled.add(&obs.times_s, m, arrived, last);
         self.seen += 1;
         if m.last < last {
             self.departures += 1;
@@ -154,6 +146,9 @@ pub struct Evidence {
     pub tally: MemberTally,
     /// The current members' births, when at least two are known.
     pub births: Option<BirthHistory>,
+    /// The waits that arrived and stayed at least the settling time, and the long waits
+    /// that ended.
+    pub settled: SettledCourse,
     /// The count ended higher than it began, and its slope is positive.
     pub grew: bool,
     /// Arrivals stopped before the last part of the window.
@@ -181,7 +176,9 @@ impl Evidence {
         };
         let window_s = end_s - start_s;
         let stopped = arrivals_stopped(&tally, window_s, end_s);
+        let settled = tally.settled.course(&obs.times_s[..n]);
         Self {
+            settled,
             scans: n,
             window_s,
             end_s,

@@ -15,11 +15,13 @@ pub mod observation;
 pub mod policy;
 pub mod rule;
 mod rules;
+pub mod settled;
+pub mod stats;
 
-pub use evidence::slope;
 pub use observation::{MemberObservation, Members, SiteObservation};
 pub use policy::VerdictPolicy;
-pub use rule::{BirthClock, CountSpan, Outcome, Rule, SteadyBirths};
+pub use rule::{BirthClock, CountSpan, Outcome, Rule, Stayers, SteadyBirths};
+pub use stats::slope;
 
 use serde::Serialize;
 

@@ -24,6 +24,12 @@ pub struct MemberObservation {
     /// `blocked_for_s` comes from the runtime's `g.waitsince`, longer than the scans saw.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub wait_age_from_runtime: bool,
+    /// Who waits: the same number for every wait of one goroutine (its id) or one
+    /// thread (a hash of its tid and start time) at the site, so that a waiter that
+    /// waits again at the same place is told from a new one. `None`: every wait is its
+    /// own waiter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiter: Option<u64>,
 }
 
 /// A site's population over the window.
@@ -76,10 +82,12 @@ impl SiteObservation {
 /// and the verdict needs only tallies of them and the births of those still waiting,
 /// so whoever holds them need not build them all at once.
 pub trait Members {
-    /// Calls `visit` once with every member, in any order.
+    /// Calls `visit` once with every member, the waits of one waiter one after the
+    /// other (see [`MemberObservation::waiter`]), waiters in any order.
     fn visit(&self, visit: &mut dyn FnMut(&MemberObservation));
 }
 
+/// As they are: a recorded run keeps its members in the order they were visited.
 impl Members for [MemberObservation] {
     fn visit(&self, visit: &mut dyn FnMut(&MemberObservation)) {
         self.iter().for_each(visit);

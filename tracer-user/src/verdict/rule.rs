@@ -79,12 +79,34 @@ pub struct SteadyBirths {
     pub stayed: u32,
 }
 
+/// The waiters that stayed at a site whose other waits come and go.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stayers {
+    /// Waiters (goroutines, threads) that came to the site during the window and never
+    /// left it, there for `settle_s` or more at its end, not busy.
+    pub settled: u32,
+    /// Waits that began during the window and ended within it.
+    pub churned: u32,
+    /// Waiters that left the site during the window, not busy either.
+    pub long_departures: u32,
+    /// How fast the settled cohort grew, per minute.
+    pub growth_per_min: f64,
+    pub settle_s: f64,
+}
+
 /// Which rule decided a site's verdict, with the evidence it read. Each variant has one
 /// outcome ([`Rule::outcome`]); the rules are tried in the order they are listed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Rule {
     /// Too few scans to judge anything.
     TooFewScans { scans: usize },
+    /// Most waits come and go, but a cohort of waiters that came during the window
+    /// never left, grew steadily through it, and (nearly) no waiter left after a long
+    /// wait.
+    NeverLeft(Stayers),
+    /// Most waits come and go and a cohort that never left grew, but some waiters left
+    /// after waiting as long: a crowd that rotates, or a leak.
+    StayersMayGrow(Stayers),
     /// More than a tenth of the members seen left: the waiters come and go (a pool, a
     /// ramp of short requests, sleepers), however the count moves.
     ComeAndGo {
@@ -125,10 +147,11 @@ impl Rule {
     /// What the rule concludes.
     pub fn outcome(&self) -> Outcome {
         match self {
-            Self::StayedAndGrowing { .. } | Self::SteadyBirths(_) | Self::Accumulated { .. } => {
-                Outcome::Leak
-            }
-            Self::FewStayed { .. } => Outcome::Suspect,
+            Self::NeverLeft(_)
+            | Self::StayedAndGrowing { .. }
+            | Self::SteadyBirths(_)
+            | Self::Accumulated { .. } => Outcome::Leak,
+            Self::StayersMayGrow(_) | Self::FewStayed { .. } => Outcome::Suspect,
             Self::TooFewScans { .. }
             | Self::ComeAndGo { .. }
             | Self::LevelledOff { .. }
@@ -141,6 +164,8 @@ impl Rule {
     pub fn name(&self) -> &'static str {
         match self {
             Self::TooFewScans { .. } => "too_few_scans",
+            Self::NeverLeft(_) => "never_left",
+            Self::StayersMayGrow(_) => "stayers_may_grow",
             Self::ComeAndGo { .. } => "come_and_go",
             Self::StayedAndGrowing { .. } => "stayed_and_growing",
             Self::SteadyBirths(b) => match b.clock {
@@ -161,6 +186,22 @@ impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooFewScans { scans } => write!(f, "only {scans} scans: too few to judge growth"),
+            Self::NeverLeft(s) => {
+                write_stayers(f, s)?;
+                if s.long_departures > 0 {
+                    write!(f, " ({} idle one(s) left)", s.long_departures)?;
+                }
+                Ok(())
+            }
+            Self::StayersMayGrow(s) => {
+                f.write_str("suspect: ")?;
+                write_stayers(f, s)?;
+                write!(
+                    f,
+                    ", but {} idle ones left too: a crowd that rotates, or a leak; watch longer (--duration)",
+                    s.long_departures
+                )
+            }
             Self::ComeAndGo {
                 arrivals,
                 departures,
@@ -211,6 +252,15 @@ impl fmt::Display for Rule {
             ),
         }
     }
+}
+
+/// `37 arrived and never left while 560 came and went; the ones that stay grew +148/min`.
+fn write_stayers(f: &mut fmt::Formatter<'_>, s: &Stayers) -> fmt::Result {
+    write!(
+        f,
+        "{} arrived and never left while {} came and went; the ones that stay grew {:+.0}/min",
+        s.settled, s.churned, s.growth_per_min
+    )
 }
 
 fn write_steady_births(f: &mut fmt::Formatter<'_>, b: &SteadyBirths) -> fmt::Result {

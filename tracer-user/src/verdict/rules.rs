@@ -4,14 +4,16 @@
 use super::{
     evidence::Evidence,
     policy::VerdictPolicy,
-    rule::{BirthClock, Rule, SteadyBirths},
+    rule::{BirthClock, Rule, Stayers, SteadyBirths},
 };
 
 type RuleFn = fn(&Evidence, &VerdictPolicy) -> Option<Rule>;
 
 /// The rules, in the order they are tried; [`no_growth`] closes the list.
-const RULES: [RuleFn; 7] = [
+const RULES: [RuleFn; 9] = [
     too_few_scans,
+    never_left,
+    stayers_may_grow,
     come_and_go,
     stayed_and_growing,
     steady_births,
@@ -33,12 +35,56 @@ fn too_few_scans(e: &Evidence, policy: &VerdictPolicy) -> Option<Rule> {
     (e.scans < policy.min_scans).then_some(Rule::TooFewScans { scans: e.scans })
 }
 
+/// Whether most of the site's waiters come and go: more than the policy's share of the
+/// members seen left during the window.
+fn churns(e: &Evidence, policy: &VerdictPolicy) -> bool {
+    let t = &e.tally;
+    f64::from(t.departures) > policy.max_departure_ratio * t.seen.max(1) as f64
+}
+
+/// At a site whose waiters come and go, the waits that arrived and never left, when
+/// enough of them settled steadily through the window while the population grew:
+/// `None` otherwise. The long waits that ended are for the callers to weigh.
+fn settled_cohort(e: &Evidence, policy: &VerdictPolicy) -> Option<Stayers> {
+    let s = &e.settled;
+    let growing = churns(e, policy)
+        && s.settled >= policy.stayers_min
+        && s.unevenness
+            .is_some_and(|u| u <= policy.stayers_max_unevenness)
+        && e.grew;
+    growing.then_some(Stayers {
+        settled: s.settled,
+        churned: e.tally.arrivals - e.tally.stayed,
+        long_departures: s.long_departures,
+        growth_per_min: s.growth_per_min,
+        settle_s: s.settle_s,
+    })
+}
+
+/// Who stays among those who come and go: a leak hidden at a busy site (idle
+/// keep-alive connections that never close beside busy ones, a leaked worker parked
+/// where live workers park) is a cohort of waits that arrived and never left, growing
+/// steadily, while no wait as long ended.
+fn never_left(e: &Evidence, policy: &VerdictPolicy) -> Option<Rule> {
+    let s = settled_cohort(e, policy)?;
+    let ratio = policy.stayers_max_long_departure_ratio;
+    (f64::from(s.long_departures) <= ratio * f64::from(s.settled)).then_some(Rule::NeverLeft(s))
+}
+
+/// The same cohort, but some waits as long ended too, fewer than settled: a crowd that
+/// rotates while it grows, or a leak beside it; the window cannot tell.
+fn stayers_may_grow(e: &Evidence, policy: &VerdictPolicy) -> Option<Rule> {
+    let s = settled_cohort(e, policy)?;
+    let ratio = policy.stayers_suspect_long_departure_ratio;
+    (f64::from(s.long_departures) <= ratio * f64::from(s.settled))
+        .then_some(Rule::StayersMayGrow(s))
+}
+
 /// Who leaves: a site whose waiters leave (a pool, a ramp of short requests, sleepers)
 /// is no leak, however its count moves.
 fn come_and_go(e: &Evidence, policy: &VerdictPolicy) -> Option<Rule> {
     let t = &e.tally;
-    let seen = t.seen.max(1) as f64;
-    (f64::from(t.departures) > policy.max_departure_ratio * seen).then_some(Rule::ComeAndGo {
+    churns(e, policy).then_some(Rule::ComeAndGo {
         arrivals: t.arrivals,
         departures: t.departures,
         window_s: e.window_s,

@@ -368,6 +368,7 @@ fn dated_parks(scans: usize, parks: &[f64]) -> Vec<MemberObservation> {
             born: Some(p),
             parked: Some([p - 2.0, p]),
             wait_age_from_runtime: true,
+            waiter: None,
         })
         .collect()
 }
@@ -428,8 +429,28 @@ fn rules_name_themselves_their_outcome_and_evidence() {
         newest_age_s: 4.0,
         stayed: 1,
     };
+    let stayers = Stayers {
+        settled: 37,
+        churned: 560,
+        long_departures: 0,
+        growth_per_min: 148.2,
+        settle_s: 3.75,
+    };
     let all = [
         (Rule::TooFewScans { scans: 2 }, Outcome::Ok, "only 2 scans"),
+        (
+            Rule::NeverLeft(stayers),
+            Outcome::Leak,
+            "37 arrived and never left while 560 came and went; the ones that stay grew +148/min",
+        ),
+        (
+            Rule::StayersMayGrow(Stayers {
+                long_departures: 12,
+                ..stayers
+            }),
+            Outcome::Suspect,
+            "but 12 idle ones left too: a crowd that rotates, or a leak",
+        ),
         (
             Rule::ComeAndGo {
                 arrivals: 40,
@@ -501,4 +522,250 @@ fn rules_name_themselves_their_outcome_and_evidence() {
     assert!(Outcome::Ok < Outcome::Suspect && Outcome::Suspect < Outcome::Leak);
     assert_eq!(Outcome::Suspect.json_verdict(), "ok");
     assert_eq!(Outcome::Leak.json_verdict(), "leak");
+}
+
+/// A one-second-scan site where `busy` waiters re-park every scan (each wait seen at
+/// one scan only, as keep-alive readers parking hundreds of times a second are),
+/// beside `members`.
+fn busy_site(scans: usize, busy: usize, mut members: Vec<MemberObservation>) -> SiteObservation {
+    for scan in 0..scans {
+        members.extend((0..busy).map(|_| MemberObservation {
+            first: scan,
+            last: scan,
+            blocked_for_s: 0.01,
+            ..MemberObservation::default()
+        }));
+    }
+    observation(scans, members)
+}
+
+/// `n` waits that arrive at `first` and are still waiting at the window's last scan.
+fn staying(n: usize, first: usize, scans: usize) -> Vec<MemberObservation> {
+    (0..n).map(|_| member(first, scans - 1)).collect()
+}
+
+/// Check the story: forty busy keep-alive readers re-park every scan while
+/// clients that send one request and vanish leave a waiter behind, 2.5 a second, at the
+/// same site: a leak, said in one glance, found from 8 scans on and kept.
+#[test]
+fn leak_among_busy_waiters_is_found_from_those_that_never_leave() {
+    let scans = 16;
+    let mut members = staying(12, 0, scans);
+    for scan in 1..scans {
+        members.extend(staying(2 + scan % 2, scan, scans));
+    }
+    let obs = busy_site(scans, 40, members);
+    let j = judge(&obs, &VerdictPolicy::default());
+    assert_eq!(j.outcome(), Outcome::Leak, "{j:?}");
+    let Rule::NeverLeft(s) = &j.rule else {
+        panic!("{j:?}")
+    };
+    assert_eq!(s.long_departures, 0);
+    assert!((s.growth_per_min - 150.0).abs() < 15.0, "{s:?}");
+    let reason = j.rule.to_string();
+    assert!(
+        reason.starts_with(&format!(
+            "{} arrived and never left while 560 came and went; the ones that stay grew +1",
+            s.settled
+        )),
+        "{reason}"
+    );
+    let first = (3..=scans)
+        .find(|&k| judge(&obs.prefix(k), &VerdictPolicy::default()).is_leak())
+        .unwrap();
+    assert!(first <= 8, "found only after {first} scans");
+    for k in first..=scans {
+        let jk = judge(&obs.prefix(k), &VerdictPolicy::default());
+        assert!(
+            jk.is_leak(),
+            "leak at {first} scans, not at {k}: {}",
+            jk.rule
+        );
+    }
+}
+
+/// Check the same site as threads (wait ages known exactly): a leaked worker parks
+/// where live workers park, the live ones waking between every scan.
+#[test]
+fn leaked_workers_parked_among_live_ones_are_a_leak() {
+    let scans = 16;
+    let mut members = Vec::new();
+    for scan in 1..scans {
+        members.extend(staying(2, scan, scans));
+    }
+    for m in &mut members {
+        m.blocked_for_s = (scans - 1 - m.first) as f64 + 0.4;
+    }
+    let obs = SiteObservation {
+        wait_age_known: true,
+        ..busy_site(scans, 16, members)
+    };
+    let j = judge(&obs, &VerdictPolicy::default());
+    assert!(matches!(j.rule, Rule::NeverLeft(_)), "{j:?}");
+}
+
+/// Check that a bounded crowd of idle keep-alive connections that rotates (one hangs
+/// up, one arrives, two a second) beside busy readers is no leak and no suspect: its
+/// long waits end as fast as new ones settle.
+#[test]
+fn rotating_idle_crowd_among_busy_waiters_is_ok() {
+    let scans = 16;
+    let mut members = Vec::new();
+    let mut residents = 100;
+    for scan in 1..scans {
+        members.extend(staying(2, scan, scans));
+        members.extend((0..2).map(|_| member(0, scan - 1)));
+        residents -= 2;
+    }
+    members.extend(staying(residents, 0, scans));
+    let j = judge(&busy_site(scans, 40, members), &VerdictPolicy::default());
+    assert_eq!(j.outcome(), Outcome::Ok, "{j:?}");
+}
+
+/// Check that a crowd that rotates while it grows (three arrive, one hangs up, each
+/// second) is a suspect, not a leak: some long waits end, fewer than settle.
+#[test]
+fn growing_crowd_that_rotates_is_a_suspect() {
+    let scans = 16;
+    let mut members = Vec::new();
+    for scan in 1..scans {
+        members.extend(staying(3, scan, scans));
+        members.push(member(0, scan - 1));
+    }
+    members.extend(staying(60, 0, scans));
+    let j = judge(&busy_site(scans, 40, members), &VerdictPolicy::default());
+    assert!(matches!(j.rule, Rule::StayersMayGrow(_)), "{j:?}");
+    assert!(
+        j.rule.to_string().contains("a crowd that rotates"),
+        "{}",
+        j.rule
+    );
+}
+
+/// Check that a pool whose workers idle for long stretches between rare jobs, at a busy
+/// site, is no leak: each job ends a long wait and starts a new one.
+#[test]
+fn pool_idle_between_rare_jobs_among_busy_waiters_is_ok() {
+    let scans = 16;
+    let mut members = Vec::new();
+    let mut idle = 32;
+    for scan in (1..scans).step_by(2) {
+        members.push(member(0, scan - 1));
+        members.extend(staying(1, scan, scans));
+        idle -= 1;
+    }
+    members.extend(staying(idle, 0, scans));
+    let j = judge(&busy_site(scans, 40, members), &VerdictPolicy::default());
+    assert_eq!(j.outcome(), Outcome::Ok, "{j:?}");
+}
+
+/// Check that a warm-up (connections arriving and staying for the first third of the
+/// window, then no more), a burst that stays, and a load ramp of short waits, each
+/// beside busy waiters, are no leak and no suspect.
+#[test]
+fn warm_up_burst_and_ramp_among_busy_waiters_are_ok() {
+    let scans = 16;
+    let warm_up = (1..6).flat_map(|scan| staying(10, scan, scans)).collect();
+    let burst = staying(30, 3, scans);
+    let ramp = (1..scans)
+        .flat_map(|scan| (0..scan).map(move |_| member(scan, (scan + 1).min(scans - 1))))
+        .collect();
+    for (shape, members) in [("warm-up", warm_up), ("burst", burst), ("ramp", ramp)] {
+        let j = judge(&busy_site(scans, 40, members), &VerdictPolicy::default());
+        assert_eq!(j.outcome(), Outcome::Ok, "{shape}: {j:?}");
+    }
+}
+
+/// The waits of one waiter at the site: parked from each of `spans` (first, last scan),
+/// all one goroutine `id`.
+fn waiter(id: u64, spans: &[(usize, usize)]) -> Vec<MemberObservation> {
+    spans
+        .iter()
+        .map(|&(first, last)| MemberObservation {
+            waiter: Some(id),
+            ..member(first, last)
+        })
+        .collect()
+}
+
+/// Check the story as a Go server has it: the vanished clients' connections
+/// are woken every 15 s by TCP keep-alive probes and park again at the same read, so
+/// their waits end, but their goroutines never leave the site: still a leak; while the
+/// same wake-ups in a crowd that rotates (old connections hang up) stay ok.
+#[test]
+fn waiters_that_wait_again_at_once_never_left() {
+    let scans = 31;
+    let mut leak = Vec::new();
+    let mut rotating = Vec::new();
+    let mut id = 0;
+    for scan in 1..scans {
+        for _ in 0..3 {
+            id += 1;
+            // Woken 13 scans after it came, and parked again at once.
+            let spans: &[(usize, usize)] = if scan + 13 < scans - 1 {
+                &[(scan, scan + 13), (scan + 14, scans - 1)]
+            } else {
+                &[(scan, scans - 1)]
+            };
+            leak.extend(waiter(id, spans));
+            rotating.extend(waiter(id, spans));
+            // In the rotating crowd an old connection hangs up for each new one.
+            id += 1;
+            let gone = scan - 1;
+            let spans: &[(usize, usize)] = if gone > 13 {
+                &[(0, 12), (13, gone)]
+            } else {
+                &[(0, gone)]
+            };
+            rotating.extend(waiter(id, spans));
+        }
+    }
+    let j = judge(&busy_site(scans, 40, leak), &VerdictPolicy::default());
+    assert!(matches!(j.rule, Rule::NeverLeft(_)), "{j:?}");
+    let j = judge(&busy_site(scans, 40, rotating), &VerdictPolicy::default());
+    assert_eq!(j.outcome(), Outcome::Ok, "{j:?}");
+}
+
+/// Check the keep-alive story over the daemon's window (300 s, a scan every 2 s): the
+/// leaked connections' goroutines are woken every 15 s and park again at once, so no
+/// wait of theirs lasts a quarter of the window, yet they never leave and are a leak;
+/// the same window with a crowd that rotates (lives of 20-80 s) is ok.
+#[test]
+fn keep_alive_wake_ups_over_the_daemon_window() {
+    let scans = 151;
+    let every = 8; // scans between keep-alive wake-ups: 16 s
+    let mut leak = Vec::new();
+    let mut rotating = Vec::new();
+    for (id, first) in (1..scans).step_by(2).enumerate() {
+        let id = id as u64 * 2;
+        let parks = |until: usize| {
+            let mut spans = Vec::new();
+            let mut at = first;
+            while at + every < until {
+                spans.push((at, at + every - 1));
+                at += every;
+            }
+            spans.push((at, until));
+            spans
+        };
+        leak.extend(waiter(id, &parks(scans - 1)));
+        // One arrives and one hangs up every 4 s; each lives 20 to 80 scans.
+        let gone = (first + 20 + (id as usize * 7) % 60).min(scans - 1);
+        rotating.extend(waiter(id, &parks(gone)));
+        if gone < scans - 1 {
+            rotating.push(MemberObservation {
+                waiter: Some(id + 1),
+                ..member(0, first)
+            });
+        }
+    }
+    let daemon_window = |members| {
+        let mut obs = busy_site(scans, 40, members);
+        obs.times_s.iter_mut().for_each(|t| *t *= 2.0);
+        obs
+    };
+    let j = judge(&daemon_window(leak), &VerdictPolicy::default());
+    assert!(matches!(j.rule, Rule::NeverLeft(_)), "{j:?}");
+    let j = judge(&daemon_window(rotating), &VerdictPolicy::default());
+    assert_eq!(j.outcome(), Outcome::Ok, "{j:?}");
 }

@@ -2,10 +2,12 @@
 //! once per run) running the real `leakscope` binary against small programs that
 //! leak, or do not leak, blocked threads (`native`) or goroutines (`go`); `reports`
 //! opens its outputs in the tools people use (`go tool pprof`, a flame graph, `top` in
-//! tmux); `cli` checks the flags the watching commands share.
+//! tmux); `cli` checks the flags the watching commands share; `busy` finds leaks hidden
+//! among busy waiters at the same site.
 //!
 //! Most tests need root and fail, rather than skip, without it.
 
+mod busy;
 mod cli;
 mod common;
 mod daemon;

@@ -43,6 +43,24 @@
 //	long-lived      --workers 200           goroutines parked from the start, forever, in
 //	                                        main.longLivedWaitForShutdown; constant count
 //
+// A server, leaking or steady by its parameters:
+//
+//	http-server     --busy 40 --busy-ms 100 --vanish-rate 0 --max 100000 --idle 0
+//	                --idle-life-min 20 --idle-life-max 80 --idle-timeout 0
+//	                a net/http server on loopback and its clients in the same process:
+//	                --busy keep-alive clients each sending a request every --busy-ms
+//	                (give or take half), --vanish-rate clients/s that send one request,
+//	                read the reply and vanish without closing (their connections stay
+//	                open and silent; at most --max), and --idle keep-alive connections
+//	                that send one request, stay silent for --idle-life-min..--idle-life-max
+//	                s, then hang up, a new one taking each one's place (a bounded crowd
+//	                that rotates, steady from the start); --idle-timeout is the server's
+//	                IdleTimeout in seconds (0: none). Every server connection goroutine
+//	                waits for its next request at one site, in net/http.(*conn).serve
+//	                ("IO wait"): the busy ones moments at a time, the silent ones until
+//	                their client hangs up or the idle timeout, and the vanished ones of a
+//	                server without one forever (the leak)
+//
 // -v prints, once a second on stderr, how many goroutines wait in each role,
 // and runtime.NumGoroutine().
 //
@@ -52,8 +70,12 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"math/rand"
+	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"sort"
@@ -489,6 +511,135 @@ func runLongLived(p *params) {
 	select {}
 }
 
+// ---- http-server ---------------------------------------------------------------------------------
+
+var httpRequest = []byte("GET / HTTP/1.1\r\nHost: shape\r\n\r\n")
+
+// httpRoundTrip sends one request on c and reads its reply.
+func httpRoundTrip(c net.Conn, r *bufio.Reader) error {
+	if _, err := c.Write(httpRequest); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return err
+}
+
+// httpConnect opens a client connection to addr and makes one round trip on it.
+func httpConnect(addr string) (net.Conn, *bufio.Reader, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := bufio.NewReader(c)
+	if err := httpRoundTrip(c, r); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, r, nil
+}
+
+// httpBusyClient keeps one connection busy: a request every period, give or take half,
+// each counted in done.
+func httpBusyClient(addr string, period time.Duration, done *atomic.Int64) {
+	for {
+		c, r, err := httpConnect(addr)
+		for err == nil {
+			done.Add(1)
+			time.Sleep(period/2 + time.Duration(rand.Int63n(int64(period))))
+			err = httpRoundTrip(c, r)
+		}
+		fmt.Fprintf(os.Stderr, "shape-goroutines: busy client: %v\n", err)
+		if c != nil {
+			c.Close()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// vanished holds the connections of clients that left without closing them.
+var vanished struct {
+	sync.Mutex
+	conns []net.Conn
+}
+
+// httpVanishingClient sends one request, reads the reply and is gone: its connection
+// stays open and silent, as a client whose host went away leaves it.
+func httpVanishingClient(addr string, count *role) {
+	c, _, err := httpConnect(addr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "shape-goroutines: vanishing client: %v\n", err)
+		return
+	}
+	vanished.Lock()
+	vanished.conns = append(vanished.conns, c)
+	vanished.Unlock()
+	count.waiting.Add(1)
+}
+
+// httpIdleSlot keeps one idle keep-alive connection open at a time: one request, then
+// silent for its life, then it hangs up and the next takes its place. The first life
+// is already partly gone, so the crowd rotates steadily from the start.
+func httpIdleSlot(addr string, lifeMin, lifeMax float64, open *role) {
+	life := func() time.Duration {
+		return time.Duration((lifeMin + rand.Float64()*(lifeMax-lifeMin)) * float64(time.Second))
+	}
+	left := time.Duration(rand.Int63n(int64(life()) + 1))
+	for ; ; left = life() {
+		c, _, err := httpConnect(addr)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "shape-goroutines: idle client: %v\n", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		open.waiting.Add(1)
+		time.Sleep(left)
+		c.Close()
+		open.waiting.Add(-1)
+	}
+}
+
+func runHTTPServer(p *params) {
+	busy := p.int("busy", 40)
+	busyPeriod := time.Duration(p.float("busy-ms", 100) * float64(time.Millisecond))
+	vanishRate := p.float("vanish-rate", 0)
+	max := p.int("max", 100000)
+	idle := p.int("idle", 0)
+	lifeMin := p.float("idle-life-min", 20)
+	lifeMax := p.float("idle-life-max", 80)
+	idleTimeout := p.seconds("idle-timeout", 0)
+	p.done()
+	vanishedRole := addRole("vanished")
+	idleRole := addRole("idle")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "shape-goroutines: listen: %v\n", err)
+		os.Exit(1)
+	}
+	reply := []byte("ok\n")
+	server := &http.Server{
+		Handler:     http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(reply) }),
+		IdleTimeout: idleTimeout,
+	}
+	go server.Serve(ln)
+	addr := ln.Addr().String()
+	for i := 0; i < busy; i++ {
+		go httpBusyClient(addr, busyPeriod, &jobsDone)
+	}
+	for i := 0; i < idle; i++ {
+		go httpIdleSlot(addr, lifeMin, lifeMax, idleRole)
+	}
+	p.startReporter()
+	if vanishRate > 0 {
+		spawnAtRate(func() { httpVanishingClient(addr, vanishedRole) }, vanishRate, max, 0)
+	}
+	select {}
+}
+
 // ---- parameters and main --------------------------------------------------------------------------
 
 // params holds a mode's --NAME VALUE arguments: each mode reads the ones it
@@ -565,6 +716,7 @@ var modes = map[string]func(p *params){
 	"ramp":                runRamp,
 	"sleepers":            runSleepers,
 	"long-lived":          runLongLived,
+	"http-server":         runHTTPServer,
 }
 
 func usage() {

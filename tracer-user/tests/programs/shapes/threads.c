@@ -65,6 +65,23 @@
  *   nanosleepers    --workers 100 --min-ms 200 --max-ms 3000
  *                                          periodic jobs sleeping in nanosleep between
  *                                          runs (periodic_nanosleep), each its own period
+ *   worker-pool     --workers 16 --jobs 400 --spawn-rate 0 --spawn-life-min 0
+ *                   --spawn-life-max 0 --max 100000
+ *                                          worker pools as libraries build them, each
+ *                                          with its own queue, workers waiting for jobs
+ *                                          in pool_take_job: one long-lived pool of
+ *                                          --workers serving --jobs jobs/s (busy: each
+ *                                          worker waits moments at a time), and
+ *                                          --spawn-rate requests/s, each making a pool of
+ *                                          one worker for its one job and shutting it down
+ *                                          after --spawn-life-min..--spawn-life-max s
+ *                                          (the pools alive at start are already
+ *                                          --spawn-rate x the mean life: a bounded crowd
+ *                                          of idle workers that rotates). With no
+ *                                          --spawn-life (a leak mode, then) a request
+ *                                          forgets its pool: its worker waits in
+ *                                          pool_take_job forever, where the live workers
+ *                                          wait, at most --max of them
  *
  * Leak modes in other system calls, --rate threads/s (default 4), at most --max:
  *
@@ -266,6 +283,22 @@ static void queue_push(struct queue *q, unsigned jobs) {
     pthread_mutex_unlock(&q->mutex);
 }
 
+/* Hands `rate` jobs per second to `push(target, jobs)`, forever: in ticks of 10 ms, the
+ * fraction carried over, so any rate works. */
+static void feed_forever(void (*push)(void *, unsigned), void *target, double rate) {
+    const double tick = 0.01;
+    double owed = 0, next = now_s();
+    for (;;) {
+        owed += rate * tick;
+        unsigned jobs = (unsigned)owed;
+        owed -= jobs;
+        if (jobs > 0)
+            push(target, jobs);
+        next += tick;
+        sleep_s(next - now_s());
+    }
+}
+
 /* ---- fast-leak -------------------------------------------------------------------- */
 
 static pthread_mutex_t never_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -364,6 +397,10 @@ static void *pace_thread(void *arg) {
     return NULL;
 }
 
+static void push_busy_queue(void *q, unsigned jobs) {
+    queue_push(q, jobs);
+}
+
 static void run_busy_pool_slow_leak(void) {
     int workers = (int)param("workers", 1000);
     double wakes = param("wakes", 400);
@@ -380,18 +417,7 @@ static void run_busy_pool_slow_leak(void) {
     spawn(pace_thread, &pace);
     if (g_verbose)
         spawn(reporter, NULL);
-    /* Jobs in ticks of 10 ms, the fraction carried over, so any rate works. */
-    const double tick = 0.01;
-    double owed = 0, next = now_s();
-    for (;;) {
-        owed += wakes * tick;
-        unsigned jobs = (unsigned)owed;
-        owed -= jobs;
-        if (jobs > 0)
-            queue_push(&busy_queue, jobs);
-        next += tick;
-        sleep_s(next - now_s());
-    }
+    feed_forever(push_busy_queue, &busy_queue, wakes);
 }
 
 /* ---- very-slow-leak ---------------------------------------------------------------- */
@@ -1098,6 +1124,170 @@ static void run_nanosleepers(void) {
         sleep_s(3600);
 }
 
+/* ---- worker-pool ------------------------------------------------------------------------------ */
+
+/* A pool: its queue of jobs, its workers, and whether it was shut down. */
+struct pool {
+    pthread_mutex_t mutex;
+    pthread_cond_t changed;
+    unsigned long pending;
+    bool shut_down;
+};
+
+/* A worker's wait for its next job; false once its pool is shut down. */
+__attribute__((noinline)) bool pool_take_job(struct pool *p, unsigned long *job) {
+    pthread_mutex_lock(&p->mutex);
+    while (p->pending == 0 && !p->shut_down)
+        pthread_cond_wait(&p->changed, &p->mutex);
+    bool got = p->pending > 0;
+    if (got)
+        *job = p->pending--;
+    pthread_mutex_unlock(&p->mutex);
+    NO_TAIL_CALL();
+    return got;
+}
+
+static void *pool_worker(void *arg) {
+    struct pool *p = arg;
+    for (;;) {
+        unsigned long job = 0;
+        bool got;
+        WAITING(role_pool, got = pool_take_job(p, &job));
+        if (!got)
+            break;
+        do_job(job);
+    }
+    return NULL;
+}
+
+static void pool_push(struct pool *p, unsigned jobs) {
+    pthread_mutex_lock(&p->mutex);
+    p->pending += jobs;
+    for (unsigned i = 0; i < jobs; i++)
+        pthread_cond_signal(&p->changed);
+    pthread_mutex_unlock(&p->mutex);
+}
+
+/* A new pool with `workers` workers. (Never freed: a shut-down pool's worker may still
+ * be on its way out, and a few bytes per pool are nothing here.) */
+static struct pool *pool_start(int workers) {
+    struct pool *p = calloc(1, sizeof *p);
+    pthread_mutex_init(&p->mutex, NULL);
+    pthread_cond_init(&p->changed, NULL);
+    for (int i = 0; i < workers; i++)
+        spawn(pool_worker, p);
+    return p;
+}
+
+static void pool_shut_down(struct pool *p) {
+    pthread_mutex_lock(&p->mutex);
+    p->shut_down = true;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->mutex);
+}
+
+/* The requests' pools still alive and when each is to be shut down. */
+#define MAX_LIVE_POOLS 65536
+static struct {
+    pthread_mutex_t mutex;
+    struct pool *pools[MAX_LIVE_POOLS];
+    double deadline[MAX_LIVE_POOLS];
+    int count;
+} live_pools = {.mutex = PTHREAD_MUTEX_INITIALIZER};
+
+static void *pool_reaper(void *arg) {
+    (void)arg;
+    for (;;) {
+        sleep_s(0.1);
+        double now = now_s();
+        pthread_mutex_lock(&live_pools.mutex);
+        for (int i = 0; i < live_pools.count;) {
+            if (live_pools.deadline[i] > now) {
+                i++;
+                continue;
+            }
+            pool_shut_down(live_pools.pools[i]);
+            live_pools.count--;
+            live_pools.pools[i] = live_pools.pools[live_pools.count];
+            live_pools.deadline[i] = live_pools.deadline[live_pools.count];
+        }
+        pthread_mutex_unlock(&live_pools.mutex);
+    }
+    return NULL;
+}
+
+/* A request's pool of one worker for its one job, shut down after `life_s` (0: never,
+ * the owner forgot). */
+static void request_pool(double life_s) {
+    struct pool *p = pool_start(1);
+    pool_push(p, 1);
+    if (life_s <= 0)
+        return;
+    pthread_mutex_lock(&live_pools.mutex);
+    if (live_pools.count < MAX_LIVE_POOLS) {
+        live_pools.pools[live_pools.count] = p;
+        live_pools.deadline[live_pools.count] = now_s() + life_s;
+        live_pools.count++;
+    }
+    pthread_mutex_unlock(&live_pools.mutex);
+}
+
+static struct pool live_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false};
+static double pool_jobs_per_s;
+
+static void push_pool(void *p, unsigned jobs) {
+    pool_push(p, jobs);
+}
+
+/* Feeds the long-lived pool. */
+static void *pool_feeder(void *arg) {
+    (void)arg;
+    feed_forever(push_pool, &live_pool, pool_jobs_per_s);
+    return NULL;
+}
+
+static void run_worker_pool(void) {
+    int workers = (int)param("workers", 16);
+    pool_jobs_per_s = param("jobs", 400);
+    double rate = param("spawn-rate", 0);
+    double life_min = param("spawn-life-min", 0);
+    double life_max = param("spawn-life-max", 0);
+    long max = (long)param("max", 100000);
+    check_all_args_used();
+    if (life_max < life_min) {
+        fprintf(stderr, "shape-threads: --spawn-life-max is below --spawn-life-min\n");
+        exit(2);
+    }
+    role_pool = add_role("pool_take_job");
+    for (int i = 0; i < workers; i++)
+        spawn(pool_worker, &live_pool);
+    spawn(pool_feeder, NULL);
+    uint64_t state = 0x9e3779b97f4a7c15ULL;
+    bool rotating = life_max > 0;
+    if (rotating) {
+        spawn(pool_reaper, NULL);
+        /* Steady from the start: as many pools as the rate keeps alive, each with a
+         * part of its life already gone. */
+        long crowd = (long)(rate * (life_min + life_max) / 2);
+        for (long i = 0; i < crowd; i++)
+            request_pool(rng_range(&state, 0, rng_range(&state, life_min, life_max)));
+    }
+    if (g_verbose)
+        spawn(reporter, NULL);
+    if (rate <= 0) {
+        for (;;)
+            sleep_s(3600);
+    }
+    double start = now_s();
+    for (long n = 1; rotating || n <= max; n++) {
+        request_pool(rotating ? rng_range(&state, life_min, life_max) : 0);
+        sleep_s(start + n / rate - now_s());
+    }
+    fprintf(stderr, "shape-threads: reached --max %ld, no more requests\n", max);
+    for (;;)
+        sleep_s(3600);
+}
+
 /* ---- main ------------------------------------------------------------------------------------------- */
 
 static const struct {
@@ -1120,6 +1310,7 @@ static const struct {
     {"conn-server", run_conn_server},
     {"epoll-loop", run_epoll_loop},
     {"nanosleepers", run_nanosleepers},
+    {"worker-pool", run_worker_pool},
 };
 
 int main(int argc, char **argv) {
