@@ -108,24 +108,20 @@ struct Xchg {
     value: Option<Known>,
 }
 
-/// Finds the slice header and allglen in `allgadd`'s code at `ip`.
-pub fn analyse_allgadd(
-    code: &[u8],
-    ip: u64,
-    writable: &dyn Fn(u64) -> bool,
-) -> Result<GoRuntimeAddrs, AllgsError> {
-    // RIP-relative memory operands (not LEAs) by address, with counts.
-    let mut refs: BTreeMap<u64, usize> = BTreeMap::new();
-    let mut xchgs = Vec::new();
-    let mut regs: HashMap<usize, Known> = HashMap::new();
+/// What one pass over `allgadd`'s code saw.
+#[derive(Default)]
+struct CodeFacts {
+    /// RIP-relative memory operands (not LEAs) by address, with counts.
+    refs: BTreeMap<u64, usize>,
+    /// Atomic stores to memory, in code order.
+    xchgs: Vec<Xchg>,
+    /// What each general register is known to hold at the current instruction.
+    regs: HashMap<usize, Known>,
+}
 
-    let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
-    let mut instr = Instruction::default();
-    while decoder.can_decode() {
-        decoder.decode_out(&mut instr);
-        if instr.is_invalid() {
-            continue;
-        }
+impl CodeFacts {
+    /// Records one decoded instruction.
+    fn step(&mut self, instr: &Instruction) {
         let mnemonic = instr.mnemonic();
         let rip_rel = instr
             .is_ip_rel_memory_operand()
@@ -133,41 +129,21 @@ pub fn analyse_allgadd(
         if let Some(addr) = rip_rel
             && mnemonic != Mnemonic::Lea
         {
-            *refs.entry(addr).or_default() += 1;
+            *self.refs.entry(addr).or_default() += 1;
         }
-
-        if mnemonic == Mnemonic::Xchg && instr.op_count() == 2 {
-            let (mem, reg) = match (instr.op_kind(0), instr.op_kind(1)) {
-                (OpKind::Memory, OpKind::Register) => (0, 1),
-                (OpKind::Register, OpKind::Memory) => (1, 0),
-                _ => (usize::MAX, usize::MAX),
-            };
-            if mem != usize::MAX {
-                let target = rip_rel.or_else(|| memory_target(&instr, &regs));
-                let value_reg = gpr(instr.op_register(reg as u32));
-                if let Some(target) = target {
-                    xchgs.push(Xchg {
-                        target,
-                        value: value_reg.and_then(|r| regs.get(&r).copied()),
-                    });
-                }
-                if let Some(r) = value_reg {
-                    regs.remove(&r);
-                }
-                continue;
-            }
+        if mnemonic == Mnemonic::Xchg && instr.op_count() == 2 && self.xchg(instr, rip_rel) {
+            return;
         }
-
         if mnemonic == Mnemonic::Call {
             // Go's register ABI: a call clobbers every general register.
-            regs.clear();
-            continue;
+            self.regs.clear();
+            return;
         }
         if instr.op_count() == 0 || instr.op_kind(0) != OpKind::Register {
-            continue;
+            return;
         }
         let Some(dst) = gpr(instr.op0_register()) else {
-            continue;
+            return;
         };
         let full = is_gpr64(instr.op0_register());
         let known = match (mnemonic, rip_rel) {
@@ -179,39 +155,86 @@ pub fn analyse_allgadd(
         };
         // Anything else that names a register first (almost always) writes it.
         match known {
-            Some(k) => regs.insert(dst, k),
-            None => regs.remove(&dst),
+            Some(k) => self.regs.insert(dst, k),
+            None => self.regs.remove(&dst),
         };
     }
 
-    // The slice header: base, base+8 and base+16 all referenced; prefer the
-    // most referenced candidate.
-    let base = refs
-        .iter()
-        .filter(|&(&a, _)| {
-            writable(a) && refs.contains_key(&(a + 8)) && refs.contains_key(&(a + 16))
-        })
-        .map(|(&a, &n)| (n + refs[&(a + 8)] + refs[&(a + 16)], a))
-        .max_by_key(|&(n, a)| (n, std::cmp::Reverse(a)))
-        .map(|(_, a)| a)
-        .ok_or(AllgsError::NoSliceHeader)?;
+    /// Records an `XCHG` between memory and a register (an atomic store); false when
+    /// it is between two registers.
+    fn xchg(&mut self, instr: &Instruction, rip_rel: Option<u64>) -> bool {
+        let reg = match (instr.op_kind(0), instr.op_kind(1)) {
+            (OpKind::Memory, OpKind::Register) => 1,
+            (OpKind::Register, OpKind::Memory) => 0,
+            _ => return false,
+        };
+        let target = rip_rel.or_else(|| memory_target(instr, &self.regs));
+        let value_reg = gpr(instr.op_register(reg));
+        if let Some(target) = target {
+            self.xchgs.push(Xchg {
+                target,
+                value: value_reg.and_then(|r| self.regs.get(&r).copied()),
+            });
+        }
+        if let Some(r) = value_reg {
+            self.regs.remove(&r);
+        }
+        true
+    }
 
-    let outside = |x: &&Xchg| (x.target < base || x.target >= base + 24) && writable(x.target);
-    let allglen = xchgs
-        .iter()
-        .filter(outside)
-        .find(|x| x.value == Some(Known::LoadedFrom(base + 8)))
-        .or_else(|| {
-            // The stored length's origin was not tracked: the last atomic
-            // store that is not of the slice's pointer (allgptr's).
-            xchgs
-                .iter()
-                .filter(outside)
-                .filter(|x| x.value != Some(Known::LoadedFrom(base)))
-                .last()
-        })
-        .map(|x| x.target)
-        .ok_or(AllgsError::NoAllglen)?;
+    /// The slice header: base, base+8 and base+16 all referenced; the most
+    /// referenced candidate.
+    fn slice_header(&self, writable: &dyn Fn(u64) -> bool) -> Option<u64> {
+        let refs = &self.refs;
+        refs.iter()
+            .filter(|&(&a, _)| {
+                writable(a) && refs.contains_key(&(a + 8)) && refs.contains_key(&(a + 16))
+            })
+            .map(|(&a, &n)| (n + refs[&(a + 8)] + refs[&(a + 16)], a))
+            .max_by_key(|&(n, a)| (n, std::cmp::Reverse(a)))
+            .map(|(_, a)| a)
+    }
+
+    /// `allglen`: the atomic store, outside the slice header at `base`, of the
+    /// length loaded from `base+8`.
+    fn allglen(&self, base: u64, writable: &dyn Fn(u64) -> bool) -> Option<u64> {
+        let outside = |x: &&Xchg| (x.target < base || x.target >= base + 24) && writable(x.target);
+        self.xchgs
+            .iter()
+            .filter(outside)
+            .find(|x| x.value == Some(Known::LoadedFrom(base + 8)))
+            .or_else(|| {
+                // The stored length's origin was not tracked: the last atomic
+                // store that is not of the slice's pointer (allgptr's).
+                self.xchgs
+                    .iter()
+                    .filter(outside)
+                    .filter(|x| x.value != Some(Known::LoadedFrom(base)))
+                    .last()
+            })
+            .map(|x| x.target)
+    }
+}
+
+/// Finds the slice header and allglen in `allgadd`'s code at `ip`.
+pub fn analyse_allgadd(
+    code: &[u8],
+    ip: u64,
+    writable: &dyn Fn(u64) -> bool,
+) -> Result<GoRuntimeAddrs, AllgsError> {
+    let mut facts = CodeFacts::default();
+    let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    let mut instr = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instr);
+        if !instr.is_invalid() {
+            facts.step(&instr);
+        }
+    }
+    let base = facts
+        .slice_header(writable)
+        .ok_or(AllgsError::NoSliceHeader)?;
+    let allglen = facts.allglen(base, writable).ok_or(AllgsError::NoAllglen)?;
     Ok(GoRuntimeAddrs {
         allgs: base,
         allglen,
