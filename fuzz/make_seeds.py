@@ -182,6 +182,11 @@ def main():
           b"7f00001000-7f00002000 r-xp 00001000 08:01 13 /tmp/\xff\n")
     write("http_head", "metrics", b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
     write("http_head", "healthz", b"GET /healthz HTTP/1.0\n\n")
+    write(
+        "http_head",
+        "authorization",
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic cHJvbWV0aGV1czpwdw==\r\n\r\n",
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 //! nothing of leakscope.
 
 pub mod binary;
+pub mod capabilities;
 pub mod cgroup;
 pub mod kubelet;
 pub mod memory;

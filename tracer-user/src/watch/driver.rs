@@ -93,6 +93,11 @@ pub fn preflight(args: &WatchArgs, schedule: &Schedule) -> Result<(), WatchError
     if unsafe { libc::geteuid() } != 0 {
         return Err(WatchError::NotRoot);
     }
+    // Root with some of root's capabilities cut (a unit's bounding set, a pod's security
+    // context) finds less, silently: say so, once.
+    for shortfall in crate::host::capabilities::shortfalls() {
+        eprintln!("leakscope: {shortfall}");
+    }
     for &pid in &args.pids {
         if pid == 0 || !Path::new(&format!("/proc/{pid}")).exists() {
             return Err(WatchError::UnknownPid(pid));

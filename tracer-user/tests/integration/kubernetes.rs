@@ -469,6 +469,11 @@ fn the_daemonset_security_context_is_enough() {
         "not the BPF thread source:\n{}",
         running.logs()
     );
+    assert!(
+        !running.logs().contains("without CAP_"),
+        "the declared capabilities fall short:\n{}",
+        running.logs()
+    );
     let unauthorized = curl_tls(&web, port, "/metrics", &[]);
     assert_eq!(unauthorized.status, 401, "{unauthorized:?}");
 
@@ -505,5 +510,63 @@ fn the_daemonset_security_context_is_enough() {
         "0",
         "exit status on SIGTERM:\n{}",
         running.logs()
+    );
+}
+
+/// `leakscope ARGS` under `setpriv` with exactly `capabilities` (bounding, inheritable
+/// and so permitted and effective sets) and no new privileges: (exit code, stderr).
+fn run_with_capabilities(capabilities: &[String], args: &[&str]) -> (i32, String) {
+    let set: Vec<String> = capabilities
+        .iter()
+        .map(|c| format!("+{}", c.to_lowercase()))
+        .collect();
+    let set = format!("-all,{}", set.join(","));
+    let out = Command::new(tool("setpriv"))
+        .args([
+            "--bounding-set",
+            &set,
+            "--inh-caps",
+            &set,
+            "--no-new-privs",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_leakscope"))
+        .args(args)
+        .output()
+        .expect("run setpriv");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Check that leakscope says at start which capability it lacks and what that costs:
+/// nothing with the DaemonSet's capabilities, one line naming CAP_DAC_READ_SEARCH
+/// without it.
+#[test]
+fn a_missing_capability_is_said_at_start() {
+    require_root();
+    let pool = Spawned::start(Program::IdlePool);
+    let pid = pool.pid().to_string();
+    let args = ["diagnose", "--duration", "1", "--pid", pid.as_str()];
+    let declared = declared_capabilities();
+    let (code, stderr) = run_with_capabilities(&declared, &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("without CAP_"), "{stderr}");
+    let fewer: Vec<String> = declared
+        .into_iter()
+        .filter(|c| c != "DAC_READ_SEARCH")
+        .collect();
+    let (code, stderr) = run_with_capabilities(&fewer, &args);
+    assert_eq!(code, 0, "{stderr}");
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("without CAP_"))
+        .collect();
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(
+        said[0].starts_with("leakscope: without CAP_DAC_READ_SEARCH: ")
+            && said[0].contains("Go program"),
+        "{stderr}"
     );
 }
