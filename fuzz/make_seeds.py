@@ -180,6 +180,15 @@ def main():
     write("proc_maps", "maps", open("/proc/self/maps", "rb").read()[:4096] +
           b"7f00000000-7f00001000 r-xp 00000000 08:01 12 /tmp/a b (deleted)\n"
           b"7f00001000-7f00002000 r-xp 00001000 08:01 13 /tmp/\xff\n")
+    pod = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod6f1c1f3e_2a4b_4c5d_9e8f_0a1b2c3d4e5f.slice"
+    cid = "0123456789abcdef" * 4
+    write("cgroup", "v2_systemd_containerd", f"0::{pod}/cri-containerd-{cid}.scope\n".encode())
+    write("cgroup", "hybrid_v1_cgroupfs",
+          (f"9:name=systemd:/\n8:pids:/kubepods/besteffort/pod6f1c1f3e-2a4b-4c5d-9e8f-0a1b2c3d4e5f/{cid}\n"
+           f"4:memory:/system.slice/x.service\n1:cpu,cpuacct:/kubepods/besteffort/pod6f1c1f3e-2a4b-4c5d-9e8f-0a1b2c3d4e5f/crio-{cid}\n0::/\n").encode())
+    write("cgroup", "kubelet_log_names",
+          (f"shop_checkout-7d9f8b6c4-x2x9z_6f1c1f3e-2a4b-4c5d-9e8f-0a1b2c3d4e5f\n"
+           f"checkout-7d9f8b6c4-x2x9z_shop_api-{cid}.log\n").encode())
     write("http_head", "metrics", b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
     write("http_head", "healthz", b"GET /healthz HTTP/1.0\n\n")
     write(

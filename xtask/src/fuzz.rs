@@ -14,7 +14,7 @@ use clap::Args;
 use crate::util::{describe, run, target_dir, workspace_root};
 
 /// Every target in fuzz/Cargo.toml.
-pub const TARGETS: [&str; 9] = [
+pub const TARGETS: [&str; 10] = [
     "go_binary",
     "pclntab",
     "buildinfo",
@@ -23,6 +23,7 @@ pub const TARGETS: [&str; 9] = [
     "goroutines",
     "eh_frame_unwind",
     "proc_maps",
+    "cgroup",
     "http_head",
 ];
 

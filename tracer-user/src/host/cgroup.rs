@@ -366,28 +366,35 @@ pub fn complete_pod_names(
     now: Instant,
 ) -> Option<CgroupLabels> {
     let pod = labels.pod.as_ref().filter(|pod| !pod.is_named())?;
+    // Looked up first, cloned only when something is found: a sandbox, never named,
+    // costs a lookup per scan.
+    let container = (!pod.container_id.is_empty() && pod.container.is_empty())
+        .then(|| kubelet.container(&pod.container_id, now))
+        .flatten();
+    let uid = match &container {
+        Some(names) if pod.uid.is_empty() => kubelet.uid_of(&names.namespace, &names.pod, now),
+        _ => None,
+    };
+    let uid = uid.as_deref().unwrap_or(&pod.uid);
+    let names = match &container {
+        Some(names) => Some((names.namespace.clone(), names.pod.clone())),
+        None if pod.name.is_empty() && !uid.is_empty() => kubelet
+            .pod(uid, now)
+            .map(|names| (names.namespace, names.name)),
+        None => None,
+    };
+    if container.is_none() && names.is_none() {
+        return None;
+    }
     let mut named = pod.clone();
-    if !pod.container_id.is_empty()
-        && pod.container.is_empty()
-        && let Some(names) = kubelet.container(&pod.container_id, now)
-    {
+    named.uid = uid.to_string();
+    if let Some(names) = container {
         named.container = names.container;
-        if named.uid.is_empty() {
-            named.uid = kubelet
-                .uid_of(&names.namespace, &names.pod, now)
-                .unwrap_or_default();
-        }
-        named.namespace = names.namespace;
-        named.name = names.pod;
     }
-    if named.name.is_empty()
-        && !named.uid.is_empty()
-        && let Some(names) = kubelet.pod(&named.uid, now)
-    {
-        named.namespace = names.namespace;
-        named.name = names.name;
+    if let Some((namespace, name)) = names {
+        (named.namespace, named.name) = (namespace, name);
     }
-    (named != *pod).then(|| CgroupLabels {
+    Some(CgroupLabels {
         pod: Some(named),
         ..labels.clone()
     })

@@ -146,10 +146,12 @@ impl KubeletLogs {
             return Some(found);
         }
         let relist = self.would_relist(key, now);
-        if self.misses.len() >= MAX_MISSES && !self.misses.contains_key(key) {
-            self.misses.clear();
+        if !self.misses.contains_key(key) {
+            if self.misses.len() >= MAX_MISSES {
+                self.misses.clear();
+            }
+            self.misses.insert(key.to_string(), now);
         }
-        self.misses.entry(key.to_string()).or_insert(now);
         if !relist {
             return None;
         }
