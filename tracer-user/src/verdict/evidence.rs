@@ -146,8 +146,8 @@ pub struct Evidence {
     pub tally: MemberTally,
     /// The current members' births, when at least two are known.
     pub births: Option<BirthHistory>,
-    /// The waits that arrived and stayed at least the settling time, and the long waits
-    /// that ended.
+    /// The idle newcomers that stayed at least the settling time, and the idle waiters
+    /// that left.
     pub settled: SettledCourse,
     /// The count ended higher than it began, and its slope is positive.
     pub grew: bool,

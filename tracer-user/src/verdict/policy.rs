@@ -24,19 +24,20 @@ pub struct VerdictPolicy {
     /// seconds, before the population may be compared with the process's life.
     pub accumulation_min_members: usize,
     pub accumulation_min_age_s: f64,
-    /// At a site whose waiters come and go: settled waits (arrived during the window,
-    /// waiting at its end for at least the settling time) needed to judge them...
+    /// At a site whose waits come and go: settled waiters (idle newcomers of the
+    /// window still there at its end, at least the settling time after they came)
+    /// needed to judge them...
     pub stayers_min: u32,
-    /// ...the long waits that ended, as a share of the settled ones, that still leave
-    /// a leak (a leak's long waits never end; a rotating crowd's end as fast as new ones
+    /// ...the idle waiters that left, as a share of the settled ones, that still leave
+    /// a leak (a leak's waiters never leave; a rotating crowd's leave as fast as new ones
     /// settle)...
     pub stayers_max_long_departure_ratio: f64,
-    /// ...and up to which the site is a suspect (some long waits end, fewer than settle);
+    /// ...and up to which the site is a suspect (some leave, fewer than settle);
     pub stayers_suspect_long_departure_ratio: f64,
-    /// ...and how far the settled cohort, net of the long waits that ended, may stray
+    /// ...and how far the settled cohort, net of the idle waiters that left, may stray
     /// from steady growth through the window (a share of its size: a leak's cohort
-    /// grows along a line; a burst, a warm-up that levels off, a crowd whose long waits
-    /// end as new ones settle do not).
+    /// grows along a line; a burst, a warm-up that levels off, a crowd whose old waiters
+    /// leave as new ones settle do not).
     pub stayers_max_unevenness: f64,
 }
 

@@ -42,9 +42,9 @@ fn churns(e: &Evidence, policy: &VerdictPolicy) -> bool {
     f64::from(t.departures) > policy.max_departure_ratio * t.seen.max(1) as f64
 }
 
-/// At a site whose waiters come and go, the waits that arrived and never left, when
+/// At a site whose waits come and go, the waiters that came and never left, when
 /// enough of them settled steadily through the window while the population grew:
-/// `None` otherwise. The long waits that ended are for the callers to weigh.
+/// `None` otherwise. The idle waiters that left are for the callers to weigh.
 fn settled_cohort(e: &Evidence, policy: &VerdictPolicy) -> Option<Stayers> {
     let s = &e.settled;
     let growing = churns(e, policy)
@@ -63,15 +63,15 @@ fn settled_cohort(e: &Evidence, policy: &VerdictPolicy) -> Option<Stayers> {
 
 /// Who stays among those who come and go: a leak hidden at a busy site (idle
 /// keep-alive connections that never close beside busy ones, a leaked worker parked
-/// where live workers park) is a cohort of waits that arrived and never left, growing
-/// steadily, while no wait as long ended.
+/// where live workers park) is a cohort of idle waiters that came and never left,
+/// growing steadily, while (nearly) no idle waiter left.
 fn never_left(e: &Evidence, policy: &VerdictPolicy) -> Option<Rule> {
     let s = settled_cohort(e, policy)?;
     let ratio = policy.stayers_max_long_departure_ratio;
     (f64::from(s.long_departures) <= ratio * f64::from(s.settled)).then_some(Rule::NeverLeft(s))
 }
 
-/// The same cohort, but some waits as long ended too, fewer than settled: a crowd that
+/// The same cohort, but some idle waiters left too, fewer than settled: a crowd that
 /// rotates while it grows, or a leak beside it; the window cannot tell.
 fn stayers_may_grow(e: &Evidence, policy: &VerdictPolicy) -> Option<Rule> {
     let s = settled_cohort(e, policy)?;

@@ -29,7 +29,7 @@ const SETTLE_SHARE: f64 = 0.25;
 /// seen at every scan is seen in a new wait at each.
 const QUIET_INTERVALS: f64 = 3.0;
 
-/// The settled cohort and the waiters that left after a long wait, counted per scan.
+/// The settled cohort and the idle waiters that left, counted per scan.
 #[derive(Debug, Default)]
 pub struct SettledTally {
     /// Seconds a newcomer must have stayed at the site to have settled.
@@ -38,10 +38,10 @@ pub struct SettledTally {
     quiet_s: f64,
     /// The last scan a newcomer may come at and still have settled by the end.
     last_settling_scan: Option<usize>,
-    /// Per scan: the waiters that first came to the site at it and were still there at
-    /// the end of the window after a long wait.
+    /// Per scan: the idle newcomers first seen at it that were still there at the end
+    /// of the window, at least `settle_s` later.
     arrivals_at: Vec<u32>,
-    /// Per scan: the waiters last seen at the site at it that left after a long wait.
+    /// Per scan: the idle waiters last seen at it that left.
     departures_at: Vec<u32>,
     /// The waiter whose waits are being visited.
     waiter: Option<WaiterCourse>,
@@ -56,7 +56,7 @@ struct WaiterCourse {
     last: usize,
     /// It was there at the window's first scan, before it.
     resident: bool,
-    /// Its longest wait, in seconds.
+    /// Its longest wait, in seconds: under `quiet_s`, it is busy.
     longest_s: f64,
 }
 
@@ -73,9 +73,9 @@ pub struct SettledCourse {
     /// Slope of the cohort's size over the time its members could arrive in (from the
     /// window's start to `settle_s` before its end), per minute.
     pub growth_per_min: f64,
-    /// The cohort net of the waiters that left after a long wait, over that time: how far its course
-    /// strays from a straight line up, as a share of where it ends (0: perfectly
-    /// steady; a burst, a warm-up that levels off or a crowd whose long waits end as
+    /// The cohort net of the idle waiters that left, over that time: how far its
+    /// course strays from a straight line up, as a share of where it ends (0: perfectly
+    /// steady; a burst, a warm-up that levels off or a crowd whose old waiters leave as
     /// new ones settle stray far); `None` when it does not end above where it began.
     pub unevenness: Option<f64>,
 }
@@ -160,7 +160,7 @@ impl SettledTally {
         let start_s = times_s.first().copied().unwrap_or(0.0);
         let end_s = times_s.last().copied().unwrap_or(0.0);
         let span_end_s = end_s - self.settle_s;
-        // The cohort's size, and its size net of the long waits that ended, at each
+        // The cohort's size, and its size net of the idle waiters that left, at each
         // scan of the time it could settle in.
         let (mut settled, mut net) = (0u32, 0i64);
         let (mut xs, mut sizes, mut nets) = (Vec::new(), Vec::new(), Vec::new());

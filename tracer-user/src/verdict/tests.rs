@@ -606,7 +606,7 @@ fn leaked_workers_parked_among_live_ones_are_a_leak() {
 
 /// Check that a bounded crowd of idle keep-alive connections that rotates (one hangs
 /// up, one arrives, two a second) beside busy readers is no leak and no suspect: its
-/// long waits end as fast as new ones settle.
+/// old waiters leave as fast as new ones settle.
 #[test]
 fn rotating_idle_crowd_among_busy_waiters_is_ok() {
     let scans = 16;
@@ -623,7 +623,7 @@ fn rotating_idle_crowd_among_busy_waiters_is_ok() {
 }
 
 /// Check that a crowd that rotates while it grows (three arrive, one hangs up, each
-/// second) is a suspect, not a leak: some long waits end, fewer than settle.
+/// second) is a suspect, not a leak: some old waiters leave, fewer than settle.
 #[test]
 fn growing_crowd_that_rotates_is_a_suspect() {
     let scans = 16;
