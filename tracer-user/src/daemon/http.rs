@@ -753,6 +753,18 @@ mod tests {
             b"GET /metrics HTTP/1.1\r\nHost: x\r\nauthorization:  Basic YTpi \r\nX-A: b\r\n\r\n";
         let request = parse_request_head(text).unwrap().unwrap();
         assert_eq!(request.authorization.as_deref(), Some("Basic YTpi"));
+        for size in 1..text.len() {
+            let mut reader = HeadReader::new();
+            let mut outcome = Ok(None);
+            for chunk in text.chunks(size) {
+                outcome = reader.push(chunk);
+            }
+            assert_eq!(
+                outcome,
+                Ok(Some(request.clone())),
+                "pushed {size} bytes at a time"
+            );
+        }
         let bare = parse_request_head(b"GET / HTTP/1.0\nAuthorization: Basic x\n\n");
         assert_eq!(
             bare.unwrap().unwrap().authorization.as_deref(),
