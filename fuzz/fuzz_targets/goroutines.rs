@@ -11,7 +11,7 @@ use tracer_user::{
     host::memory::fake::set_memory,
     sources::{
         go::executable::{GoProgram, analyse_go_bytes},
-        goroutines::fuzz_read_goroutines,
+        go::reader::fuzz_read_goroutines,
     },
 };
 

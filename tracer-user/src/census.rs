@@ -18,7 +18,7 @@ use crate::{
     isolate,
     model::{Frame, GoroutineMember, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
     sources::{
-        goroutines::{GoSymbolizer, GoroutineScan},
+        go::{reader::GoroutineScan, release::Runtime, symbolize::GoSymbolizer},
         threads::{BlockedThread, ThreadScan, ThreadSymbolizer, ThreadWaiter},
     },
 };
@@ -57,7 +57,7 @@ pub struct SiteCensus {
 pub struct ProcessCensus {
     pub facts: Arc<ProcessFacts>,
     pub sites: IntMap<SiteKey, SiteCensus>,
-    /// Go processes: the newest goroutine id at this scan (see [`crate::sources::goroutines::GoroutineTable`]).
+    /// Go processes: the newest goroutine id at this scan (see [`crate::sources::go::parked::GoroutineTable`]).
     pub birth_clock: Option<u64>,
     /// Whether this scan read the process's goroutines (a huge process is read less often
     /// than every scan; in between its goroutine sites keep their last read's state).
@@ -209,7 +209,7 @@ impl CensusTaker {
             if !self.show_runtime_threads {
                 self.hide_runtime_threads(&scan, &mut census);
             }
-            let (process, runtime) = (scan.process, scan.runtime.clone());
+            let (process, runtime) = (scan.process, Runtime::Go(scan.release).to_string());
             let added = match self.panicked.get(&process) {
                 Some(reason) => Err(reason.clone()),
                 None => isolate::per_process(process.pid, || {
@@ -288,8 +288,9 @@ impl CensusTaker {
         if !self.watches(process.pid) {
             return;
         }
-        let error = scan.goroutines.as_ref().err().cloned();
-        let facts = self.facts_of(process, scan_facts, Some((scan.runtime.clone(), error)));
+        let error = scan.goroutines.as_ref().err().map(ToString::to_string);
+        let runtime = Runtime::Go(scan.release).to_string();
+        let facts = self.facts_of(process, scan_facts, Some((runtime, error)));
         let entry = census
             .processes
             .entry(process)
@@ -557,9 +558,12 @@ mod tests {
         let mut taker = CensusTaker::new(Scope::Host);
         let go = || GoroutineScan {
             process: process(10),
-            runtime: "go1.26".into(),
+            release: crate::sources::go::release::GoRelease::Known {
+                major: 1,
+                minor: 26,
+            },
             fresh: true,
-            goroutines: Ok(crate::sources::goroutines::GoroutineTable {
+            goroutines: Ok(crate::sources::go::parked::GoroutineTable {
                 sites: Vec::new(),
                 max_goid: 0,
             }),
@@ -597,11 +601,14 @@ mod tests {
         let key = process;
         let scan = |pid: u32, gopcs: std::ops::Range<u64>| GoroutineScan {
             process: key(pid),
-            runtime: "go1.26".into(),
+            release: crate::sources::go::release::GoRelease::Known {
+                major: 1,
+                minor: 26,
+            },
             fresh: true,
-            goroutines: Ok(crate::sources::goroutines::GoroutineTable {
+            goroutines: Ok(crate::sources::go::parked::GoroutineTable {
                 sites: gopcs
-                    .map(|gopc| crate::sources::goroutines::GoroutineSite {
+                    .map(|gopc| crate::sources::go::parked::GoroutineSite {
                         wait_reason: "chan receive".into(),
                         stack: vec![0x40_0000].into(),
                         gopc,

@@ -9,7 +9,7 @@ use std::{path::PathBuf, time::Duration};
 
 use crate::{
     host::kubelet::{DEFAULT_CONTAINER_LOG_DIR, DEFAULT_POD_LOG_DIR, KubeletLogDirs},
-    sources::{goroutines::DEFAULT_READ_TIME_BUDGET, threads::ThreadSourceChoice},
+    sources::{go::reader::DEFAULT_READ_TIME_BUDGET, threads::ThreadSourceChoice},
 };
 
 /// The valid `--interval`, in seconds.

@@ -21,7 +21,7 @@ use crate::{
     census::Scope,
     error::{ScanError, SourceError, WatchError},
     isolate,
-    sources::goroutines::{ReadPacing, thread_cpu_time},
+    sources::go::reader::{ReadPacing, thread_cpu_time},
 };
 
 /// When a command scans.

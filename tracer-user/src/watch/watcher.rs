@@ -9,7 +9,7 @@ use crate::{
     history::History,
     host::kubelet::KubeletLogDirs,
     sources::{
-        goroutines::{GoroutineSource, ReadPacing},
+        go::reader::{GoroutineSource, ReadPacing},
         threads::{ThreadSource, ThreadSourceChoice, ThreadSourceKind},
     },
     summary::{JudgementCache, RecordedSite, WindowClock, WindowSummary, summarize},

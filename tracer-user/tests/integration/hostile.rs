@@ -113,7 +113,13 @@ fn hostile_program_poses_as_go_1_26() {
     let program = tracer_user::sources::go::executable::analyse_go_bytes(&data)
         .expect("hostile_go analyses")
         .expect("hostile_go is taken for Go");
-    assert_eq!(program.runtime, "go1.26");
+    assert_eq!(
+        program.release,
+        tracer_user::sources::go::release::GoRelease::Known {
+            major: 1,
+            minor: 26
+        }
+    );
     let l = &program.layout;
     let source = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/hostile_go.c"),

@@ -28,6 +28,7 @@ use super::{
     allgs::{AllgsError, GoRuntimeAddrs, locate_allgs},
     buildinfo,
     layout::{GoRuntimeLayout, LayoutError},
+    release::GoRelease,
 };
 use crate::host::binary::{FileIdent, MAX_HEADER_ENTRIES};
 
@@ -43,8 +44,8 @@ pub struct GoProgram {
     pub binary: GoBinary,
     pub layout: GoRuntimeLayout,
     pub addrs: GoRuntimeAddrs,
-    /// "go1.NN".
-    pub runtime: String,
+    /// The Go release that built it.
+    pub release: GoRelease,
 }
 
 /// Why a Go executable cannot be read.
@@ -64,12 +65,12 @@ pub enum UnreadableGoKind {
     GoroutineTable(#[from] AllgsError),
 }
 
-/// A Go executable leakscope cannot read: its runtime ("go1.NN", or "go" when even
-/// the version is unknown) and why.
+/// A Go executable leakscope cannot read: its release (unknown when even the version
+/// is) and why.
 #[derive(Debug, Error)]
 #[error("{kind}")]
 pub struct UnreadableGo {
-    pub runtime: String,
+    pub release: GoRelease,
     pub kind: UnreadableGoKind,
 }
 
@@ -100,7 +101,7 @@ pub fn analyse_executable(exe: &OpenedExecutable) -> Result<Option<GoProgram>, U
         return Ok(None);
     }
     let data = read_whole(&exe.file, exe.ident.size).map_err(|kind| UnreadableGo {
-        runtime: "go".into(),
+        release: GoRelease::Unknown,
         kind,
     })?;
     analyse_go_bytes(&data)
@@ -138,10 +139,7 @@ impl Read for ReadAt<'_> {
 
 /// Analyses a Go executable's bytes: `Ok(None)` when it carries no Go build info.
 pub fn analyse_go_bytes(data: &[u8]) -> Result<Option<GoProgram>, UnreadableGo> {
-    let unreadable = |runtime: &str, kind: UnreadableGoKind| UnreadableGo {
-        runtime: runtime.into(),
-        kind,
-    };
+    let unreadable = |release: GoRelease, kind: UnreadableGoKind| UnreadableGo { release, kind };
     // Section headers that do not parse (scrambled on purpose, or damaged): the program
     // headers are what the loader used; read through them alone.
     let stripped;
@@ -153,25 +151,27 @@ pub fn analyse_go_bytes(data: &[u8]) -> Result<Option<GoProgram>, UnreadableGo> 
     };
     let binary = match GoBinary::parse(data) {
         Ok(binary) => binary,
-        Err(e) if has_buildinfo_in_segments(data) => return Err(unreadable("go", e.into())),
+        Err(e) if has_buildinfo_in_segments(data) => {
+            return Err(unreadable(GoRelease::Unknown, e.into()));
+        }
         Err(_) => return Ok(None),
     };
     let version = binary.version().clone();
-    let runtime = format!("go{}.{}", version.major, version.minor);
+    let release = GoRelease::of(&version);
     let layout = match GoRuntimeLayout::for_binary(data, &version) {
         Ok(Some((layout, _))) => layout,
         Ok(None) => {
             let kind = UnreadableGoKind::UnsupportedVersion(version.raw.clone());
-            return Err(unreadable(&runtime, kind));
+            return Err(unreadable(release, kind));
         }
-        Err(e) => return Err(unreadable(&runtime, e.into())),
+        Err(e) => return Err(unreadable(release, e.into())),
     };
-    let addrs = locate_allgs(&binary, data).map_err(|e| unreadable(&runtime, e.into()))?;
+    let addrs = locate_allgs(&binary, data).map_err(|e| unreadable(release, e.into()))?;
     Ok(Some(GoProgram {
         binary,
         layout,
         addrs,
-        runtime,
+        release,
     }))
 }
 

@@ -1,4 +1,18 @@
-//! Static analysis of Go binaries: version, functions, lines and inlining.
+//! Go programs: what their binaries say, and their goroutine tables read from memory.
+//! The modules, each using only those listed before it:
+//!
+//! - binary analysis: `elf`, `buildinfo`, `pclntab`, `layout` (where `runtime.g` keeps
+//!   what leakscope reads), `allgs` (where the goroutine table is), this file
+//!   ([`GoBinary`]), `release` (native or which Go), `executable` (one process's
+//!   executable, opened once), `programs` (which processes are Go programs to read);
+//! - the goroutine table in memory: `g` (the `allgs` array and each `g`'s fields),
+//!   `readplan` (few large reads), `stackwalk` (frame-pointer walks of parked stacks),
+//!   `symbolize` (frames named from the pclntab);
+//! - `parked`: one process's table, read incrementally (an unmoved park costs one
+//!   comparison); `error`: why a process cannot be read, typed;
+//! - `reader`: the goroutine source, every Go process of the host, paced by cost.
+//!
+//! Static analysis of Go binaries (this file): version, functions, lines and inlining.
 //!
 //! [`GoBinary::open`] reads an ELF Go executable (normal, PIE, cgo, static,
 //! or stripped with `-ldflags="-s -w"`) and gives its toolchain version (from
@@ -26,9 +40,18 @@
 pub mod allgs;
 pub mod buildinfo;
 pub mod elf;
+pub mod error;
 pub mod executable;
+pub mod g;
 pub mod layout;
+pub mod parked;
 pub mod pclntab;
+pub mod programs;
+pub mod reader;
+pub mod readplan;
+pub mod release;
+pub mod stackwalk;
+pub mod symbolize;
 
 use std::{
     collections::HashMap,

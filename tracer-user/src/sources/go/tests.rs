@@ -799,7 +799,14 @@ fn scrambled_section_headers_are_still_go() {
             let program = analyse_go_bytes(&scrambled)
                 .unwrap_or_else(|e| panic!("{what}: {e}"))
                 .unwrap_or_else(|| panic!("{what}: taken for a native binary"));
-            assert_eq!(program.runtime, "go1.26", "{what}");
+            assert_eq!(
+                program.release,
+                release::GoRelease::Known {
+                    major: 1,
+                    minor: 26
+                },
+                "{what}"
+            );
         }
     }
     // Build info present, pclntab gone: unreadable, with the reason.

@@ -9,33 +9,52 @@
 
 use std::{
     collections::HashMap,
-    ops::Range,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use crate::{
-    fasthash::IntMap,
     host::memory::read_batch,
     model::{GoroutineMember, StackKey},
-    sources::{
-        go::layout::GoRuntimeLayout,
-        goroutines::{
-            G_DEAD, G_IDLE, G_WAITING, GoProgram, GoroutineReadError, GoroutineSite,
-            GoroutineTable, MAX_STACK_READ, OVER_BUDGET_STACK_READ, ParkedG, STACK_BYTES_PER_SCAN,
-            check_allglen, is_system_goroutine, is_text, parse_g, read_allgs, read_word,
-            walk_frame_pointers,
+    sources::go::{
+        executable::GoProgram,
+        g::{
+            GFields, GoroutineReadError, StatusTable, SystemGoroutines, check_allglen, is_live,
+            parse_g, read_allgs, read_word,
         },
+        layout::{GoRuntimeLayout, GoStatus},
+        readplan::{BATCH_BYTES, MergedRange, batches, merge_ranges, merge_sorted_into},
+        stackwalk::{STACK_BYTES_PER_READ, walk_stacks},
     },
 };
 
-/// Neighbouring `g`s closer than this are read as one range: g structs sit together in
-/// heap spans, and each remote range costs far more than the bytes in it.
-const MERGE_GAP: u64 = 4096;
-/// Upper bound of one merged range.
-const MAX_MERGED: u64 = 1 << 20;
-/// Bytes read per batch of ranges: bounds the read buffer, whatever the process holds.
-const BATCH_BYTES: usize = 1 << 20;
+/// What one read of a Go process's goroutine table found: each site's population, and
+/// the parks that began, ended or were dated there since the previous read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GoroutineTable {
+    pub sites: Vec<GoroutineSite>,
+    /// The highest id of a live goroutine: ids count up, so this dates goroutine ids.
+    pub max_goid: u64,
+}
+
+/// Goroutines parked alike: the same wait reason, stack and creator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GoroutineSite {
+    pub wait_reason: Arc<str>,
+    /// Absolute pcs, innermost first (the parking pc, then return addresses).
+    pub stack: StackKey,
+    /// The return address of the `go` statement that created them.
+    pub gopc: u64,
+    /// Parked here now (0: the last of them left since the previous read).
+    pub parked: u32,
+    /// Parks that began since the previous read.
+    pub arrived: Vec<GoroutineMember>,
+    /// Parks that ended since the previous read.
+    pub departed: Vec<GoroutineMember>,
+    /// Parks that go on and whose `g.waitsince` a GC cycle set since the previous read.
+    pub dated: Vec<GoroutineMember>,
+}
+
 /// New parks whose stacks are walked together: bounds the memory a first read of a
 /// huge process takes (each costs its `g`, its walked stack and a re-read).
 const WALK_CHUNK: usize = 4096;
@@ -99,7 +118,7 @@ pub struct ParkedTable {
     /// Indices into `gptrs`, by address: neighbours merge into large reads.
     by_address: Vec<u32>,
     /// Merged read ranges: (start, length, the part of `by_address` inside).
-    ranges: Vec<(u64, usize, Range<usize>)>,
+    ranges: Vec<MergedRange>,
     slots: Vec<Slot>,
     groups: Vec<Option<Group>>,
     group_of: HashMap<(u8, StackKey, u64), u32>,
@@ -107,9 +126,11 @@ pub struct ParkedTable {
     /// One shared string per wait-reason value.
     wait_labels: HashMap<u8, Arc<str>>,
     /// Whether a start pc belongs to the runtime's own goroutines.
-    system_starts: IntMap<u64, bool>,
+    system: SystemGoroutines,
     /// Stack bytes this read may still read in full (the process's word for them).
     stack_budget: usize,
+    /// The statuses of the process's Go version.
+    statuses: StatusTable,
 }
 
 /// A park's identity in one word: goroutine id and park sequence.
@@ -118,7 +139,7 @@ fn member_key(goid: u64, seq: u8) -> u64 {
 }
 
 /// What changes when a parked goroutine moves: its saved registers and wait reason.
-fn fingerprint(g: &ParkedG) -> u32 {
+fn fingerprint(g: &GFields) -> u32 {
     let mixed = (g.sp ^ g.pc.rotate_left(21) ^ g.bp.rotate_left(42) ^ u64::from(g.wait_reason))
         .wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (mixed >> 32) as u32
@@ -138,7 +159,7 @@ impl ParkedTable {
         bias: u64,
         bufs: &mut ReadBuffers,
         time_budget: Duration,
-    ) -> Result<GoroutineTable, String> {
+    ) -> Result<GoroutineTable, GoroutineReadError> {
         let deadline = Instant::now() + time_budget.min(MAX_TIME_BUDGET);
         // allglen first: the slice only grows, so a length read before the pointer never
         // runs past the array the pointer names.
@@ -149,11 +170,12 @@ impl ParkedTable {
             let gptrs = read_allgs(pid, allgs, allglen)?;
             self.refresh_pointers(gptrs, program.layout.g_size);
         }
-        self.stack_budget = STACK_BYTES_PER_SCAN;
+        self.stack_budget = STACK_BYTES_PER_READ;
+        self.statuses = StatusTable::of(&program.layout);
         let Some(max_goid) = self.read_all(pid, program, bias, bufs, deadline) else {
             // Part of the table was compared, part not: start over next time.
             *self = Self::default();
-            return Err(GoroutineReadError::OverTimeBudget(time_budget).into());
+            return Err(GoroutineReadError::OverTimeBudget(time_budget));
         };
         Ok(self.take_changes(max_goid))
     }
@@ -214,7 +236,10 @@ impl ParkedTable {
                         continue;
                     }
                     let off = at + (self.gptrs[idx as usize] - start) as usize;
-                    if let Some(g) = buf.get(off..off + size).and_then(|b| parse_g(b, layout)) {
+                    if let Some(g) = buf
+                        .get(off..off + size)
+                        .and_then(|b| parse_g(b, layout, &self.statuses))
+                    {
                         max_goid = max_goid.max(self.observe(idx, &g, program, bias, changed));
                     }
                     if changed.len() >= WALK_CHUNK {
@@ -240,7 +265,7 @@ impl ParkedTable {
                 if let Some(g) = ok[i]
                     .then(|| buf.get(i * size..(i + 1) * size))
                     .flatten()
-                    .and_then(|b| parse_g(b, layout))
+                    .and_then(|b| parse_g(b, layout, &self.statuses))
                 {
                     max_goid = max_goid.max(self.observe(idx, &g, program, bias, changed));
                 }
@@ -256,13 +281,13 @@ impl ParkedTable {
     fn observe(
         &mut self,
         idx: u32,
-        g: &ParkedG,
+        g: &GFields,
         program: &GoProgram,
         bias: u64,
-        changed: &mut Vec<(u32, ParkedG)>,
+        changed: &mut Vec<(u32, GFields)>,
     ) -> u64 {
         let slot = self.slots[idx as usize];
-        let waiting = g.status == G_WAITING;
+        let waiting = g.status == GoStatus::Waiting;
         // The same park (same goroutine, not run since): counted already.
         let same_park =
             waiting && slot.group() != NO_GROUP && slot.key == member_key(g.goid, g.seq);
@@ -282,14 +307,10 @@ impl ParkedTable {
             self.depart(slot);
             self.slots[idx as usize] = EMPTY;
         }
-        if waiting && !is_system_goroutine(program, bias, &mut self.system_starts, g.startpc) {
+        if waiting && !self.system.contains(program, bias, g.startpc) {
             changed.push((idx, *g));
         }
-        if g.status == G_DEAD || g.status == G_IDLE {
-            0
-        } else {
-            g.goid
-        }
+        if is_live(g.status) { g.goid } else { 0 }
     }
 
     fn depart(&mut self, slot: Slot) {
@@ -304,7 +325,7 @@ impl ParkedTable {
     }
 
     /// A park that goes on was found by a GC cycle: its `g.waitsince` dates it.
-    fn date(&mut self, idx: u32, g: &ParkedG) {
+    fn date(&mut self, idx: u32, g: &GFields) {
         let slot = &mut self.slots[idx as usize];
         if let Some(Some(group)) = self.groups.get_mut(slot.group() as usize) {
             group.dated.push(GoroutineMember {
@@ -324,13 +345,25 @@ impl ParkedTable {
         program: &GoProgram,
         bias: u64,
         buf: &mut Vec<u8>,
-        changed: &mut Vec<(u32, ParkedG)>,
+        changed: &mut Vec<(u32, GFields)>,
     ) {
         if changed.is_empty() {
             return;
         }
-        let walked = walk_stacks(pid, program, bias, changed, buf, &mut self.stack_budget);
-        let still = reread(pid, &program.layout, changed, &self.gptrs, buf);
+        let walked = walk_stacks(
+            pid,
+            (program, bias),
+            changed.iter().map(|(_, g)| g),
+            buf,
+            &mut self.stack_budget,
+        );
+        let still = reread(
+            pid,
+            (&program.layout, &self.statuses),
+            changed,
+            &self.gptrs,
+            buf,
+        );
         for (((idx, g), stack), now) in changed.drain(..).zip(walked).zip(still) {
             if now != Some(g) {
                 // Torn: the next read walks it again (a moved park stays counted).
@@ -369,7 +402,7 @@ impl ParkedTable {
         }
     }
 
-    fn group_for(&mut self, g: &ParkedG, stack: Vec<u64>, layout: &GoRuntimeLayout) -> u32 {
+    fn group_for(&mut self, g: &GFields, stack: Vec<u64>, layout: &GoRuntimeLayout) -> u32 {
         let key = (g.wait_reason, StackKey::from(stack), g.gopc);
         if let Some(&group) = self.group_of.get(&key) {
             return group;
@@ -431,79 +464,14 @@ impl ParkedTable {
     }
 }
 
-/// Merges `new` into `sorted` (both ordered by `key`) in place, from the back: no second
-/// copy of a million entries.
-fn merge_sorted_into(sorted: &mut Vec<u32>, new: &[u32], key: impl Fn(u32) -> u64) {
-    let old = sorted.len();
-    sorted.resize(old + new.len(), 0);
-    let (mut a, mut b, mut to) = (old, new.len(), old + new.len());
-    while b > 0 {
-        to -= 1;
-        if a > 0 && key(sorted[a - 1]) > key(new[b - 1]) {
-            sorted[to] = sorted[a - 1];
-            a -= 1;
-        } else {
-            sorted[to] = new[b - 1];
-            b -= 1;
-        }
-    }
-}
-
-/// Splits `items` into runs of at most [`BATCH_BYTES`] (a single larger item alone).
-fn batches<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
-    let mut out = Vec::new();
-    let (mut start, mut total) = (0, 0);
-    for (i, item) in items.iter().enumerate() {
-        let n = bytes(item);
-        if i > start && total + n > BATCH_BYTES {
-            out.push(&items[start..i]);
-            (start, total) = (i, 0);
-        }
-        total += n;
-    }
-    if start < items.len() {
-        out.push(&items[start..]);
-    }
-    out
-}
-
-/// Groups `size`-byte objects, listed by address, into ranges covering neighbours.
-/// Returns (start, len, the part of `sorted` inside).
-fn merge_ranges(
-    sorted: &[u32],
-    addr: impl Fn(u32) -> u64,
-    size: u64,
-) -> Vec<(u64, usize, Range<usize>)> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let start = addr(sorted[i]);
-        let mut end = start.saturating_add(size);
-        let mut j = i + 1;
-        while j < sorted.len() {
-            let next = addr(sorted[j]);
-            if next > end.saturating_add(MERGE_GAP)
-                || next.saturating_add(size) - start > MAX_MERGED
-            {
-                break;
-            }
-            end = end.max(next.saturating_add(size));
-            j += 1;
-        }
-        out.push((start, (end - start) as usize, i..j));
-        i = j;
-    }
-    out
-}
-
 /// Re-reads the `g`s of new parks, to tell torn stack reads.
 fn reread(
     pid: u32,
-    layout: &GoRuntimeLayout,
-    gs: &[(u32, ParkedG)],
+    (layout, statuses): (&GoRuntimeLayout, &StatusTable),
+    gs: &[(u32, GFields)],
     gptrs: &[u64],
     buf: &mut Vec<u8>,
-) -> Vec<Option<ParkedG>> {
+) -> Vec<Option<GFields>> {
     let size = layout.g_size as usize;
     let mut out = Vec::with_capacity(gs.len());
     for chunk in gs.chunks((BATCH_BYTES / size.max(1)).max(1)) {
@@ -516,51 +484,9 @@ fn reread(
             out.push(
                 ok.then(|| buf.get(i * size..(i + 1) * size))
                     .flatten()
-                    .and_then(|b| parse_g(b, layout)),
+                    .and_then(|b| parse_g(b, layout, statuses)),
             );
         }
-    }
-    out
-}
-
-/// Frame-pointer walks of parked goroutines' stacks (Go keeps frame pointers on amd64).
-/// Stack ranges are the process's word: past `budget` bytes in a read, each stack is
-/// read only near its top (the parking frames).
-fn walk_stacks(
-    pid: u32,
-    program: &GoProgram,
-    bias: u64,
-    gs: &[(u32, ParkedG)],
-    buf: &mut Vec<u8>,
-    budget: &mut usize,
-) -> Vec<Vec<u64>> {
-    let plan: Vec<(u64, usize)> = gs
-        .iter()
-        .map(|(_, g)| {
-            let full = g.stack_hi.saturating_sub(g.sp).min(MAX_STACK_READ) as usize;
-            let len = if full <= *budget {
-                full
-            } else {
-                full.min(OVER_BUDGET_STACK_READ)
-            };
-            *budget = budget.saturating_sub(len);
-            (g.sp, len)
-        })
-        .collect();
-    let mut out = Vec::with_capacity(gs.len());
-    let mut done = 0;
-    for batch in batches(&plan, |r| r.1) {
-        let ok = read_batch(pid, batch, buf);
-        let mut at = 0usize;
-        for (i, &(_, len)) in batch.iter().enumerate() {
-            let g = &gs[done + i].1;
-            let stack = if ok[i] { &buf[at..at + len] } else { &[][..] };
-            out.push(walk_frame_pointers(g.pc, g.sp, g.bp, stack, |pc| {
-                is_text(program, bias, pc)
-            }));
-            at += len;
-        }
-        done += batch.len();
     }
     out
 }
@@ -569,58 +495,14 @@ fn walk_stacks(
 mod tests {
     use super::*;
 
-    /// Check that neighbouring objects merge into one range, far ones do not, and a
-    /// range never grows past its cap.
-    #[test]
-    fn neighbouring_gs_merge_into_one_read() {
-        let addrs = [0x1000u64, 0x11c8, 0x1390, 0x9000_0000];
-        let order: Vec<u32> = (0..4).collect();
-        let ranges = merge_ranges(&order, |i| addrs[i as usize], 456);
-        assert_eq!(ranges.len(), 2);
-        assert_eq!(
-            (ranges[0].0, ranges[0].1, ranges[0].2.clone()),
-            (0x1000, 0x1390 + 456 - 0x1000, 0..3)
-        );
-        assert_eq!(ranges[1].2, 3..4);
-        let many: Vec<u32> = (0..10_000u32).collect();
-        assert!(
-            merge_ranges(&many, |i| u64::from(i) * 512, 456)
-                .iter()
-                .all(|r| r.1 as u64 <= MAX_MERGED)
-        );
-    }
-
-    /// Check that merging new entries keeps the order and every entry.
-    #[test]
-    fn merge_keeps_address_order() {
-        let addr = [50u64, 10, 30, 20, 40, 5];
-        let mut sorted = vec![1, 2, 0];
-        merge_sorted_into(&mut sorted, &[5, 3, 4], |i| addr[i as usize]);
-        assert_eq!(sorted, vec![5, 1, 3, 2, 4, 0]);
-    }
-
-    /// Check that batches stay within their byte bound and cover every item once.
-    #[test]
-    fn batches_bound_the_read_buffer() {
-        let sizes: Vec<usize> = (0..1000).map(|i| 1000 + i * 37).collect();
-        let parts = batches(&sizes, |&n| n);
-        assert!(parts.len() > 1);
-        assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), sizes.len());
-        assert!(
-            parts
-                .iter()
-                .all(|p| p.len() == 1 || p.iter().sum::<usize>() <= BATCH_BYTES)
-        );
-    }
-
     /// Check that a park's key keeps goroutine id and sequence apart, and that moving
     /// the saved registers changes the fingerprint.
     #[test]
     fn park_identity_and_movement() {
         assert_eq!(member_key(5, 3) >> 8, 5);
         assert_eq!(member_key(5, 3) as u8, 3);
-        let g = ParkedG {
-            status: G_WAITING,
+        let g = GFields {
+            status: GoStatus::Waiting,
             goid: 5,
             seq: 3,
             wait_reason: 7,
@@ -632,11 +514,11 @@ mod tests {
             startpc: 0x40_3000,
             waitsince: 0,
         };
-        let moved = ParkedG { sp: g.sp + 64, ..g };
+        let moved = GFields { sp: g.sp + 64, ..g };
         assert_ne!(fingerprint(&g), fingerprint(&moved));
         assert_eq!(
             fingerprint(&g),
-            fingerprint(&ParkedG {
+            fingerprint(&GFields {
                 gopc: 1,
                 waitsince: 77,
                 ..g

@@ -1,0 +1,125 @@
+//! Which processes are Go programs leakscope can read: each process instance's
+//! executable is opened once and classified (native, a readable Go program, or an
+//! unreadable one with the reason), each executable analysed once however many
+//! processes run it, and a Go program's load bias found in the process's mappings.
+
+use std::{collections::HashMap, sync::Arc};
+
+use crate::{
+    host::{
+        binary::{self, FileIdent, LoadSegment},
+        procfs,
+    },
+    sources::go::{
+        elf::PF_X,
+        error::GoReadError,
+        executable::{GoProgram, analyse_executable, open_executable},
+        release::GoRelease,
+    },
+};
+
+/// Executables remembered as not Go (or unreadable) before the list is cleared.
+const MAX_KNOWN_EXECUTABLES: usize = 4096;
+
+/// What an executable turned out to be.
+#[derive(Clone)]
+enum Executable {
+    Native,
+    Go(Arc<GoProgram>),
+    /// A Go program leakscope cannot read.
+    Unreadable(GoRelease, GoReadError),
+}
+
+/// What one process instance is, for the goroutine reader.
+pub enum ProcessProgram {
+    Native,
+    /// A Go program to read, at load bias `bias`; `exe` is its executable's path as the
+    /// process sees it, to label its frames.
+    Go {
+        program: Arc<GoProgram>,
+        bias: u64,
+        exe: Arc<str>,
+    },
+    /// A Go program that cannot be read: its release, as far as known, and why.
+    Unreadable(GoRelease, GoReadError),
+}
+
+/// The analysed executables of the host, by file identity.
+#[derive(Default)]
+pub struct Programs {
+    executables: HashMap<FileIdent, Executable>,
+}
+
+impl Programs {
+    /// Decides what process `pid` runs (once per process instance: the caller keeps it).
+    pub fn classify(&mut self, pid: u32) -> ProcessProgram {
+        let exe_path = format!("/proc/{pid}/exe");
+        // Opened once: identity and bytes come from the same file, whatever the process
+        // execs or renames meanwhile.
+        let Some(opened) = open_executable(pid) else {
+            return ProcessProgram::Native;
+        };
+        let id = opened.ident;
+        let exe = self
+            .executables
+            .entry(id)
+            .or_insert_with(|| match analyse_executable(&opened) {
+                Ok(None) => Executable::Native,
+                Ok(Some(program)) => Executable::Go(Arc::new(program)),
+                Err(e) => {
+                    log::debug!("{exe_path}: unreadable Go binary: {e}");
+                    Executable::Unreadable(e.release, GoReadError::Executable(Arc::new(e.kind)))
+                }
+            })
+            .clone();
+        match exe {
+            Executable::Native => ProcessProgram::Native,
+            Executable::Unreadable(release, reason) => ProcessProgram::Unreadable(release, reason),
+            Executable::Go(program) => match load_bias(pid, &program, id.ino) {
+                Some(bias) => ProcessProgram::Go {
+                    program,
+                    bias,
+                    exe: std::fs::read_link(&exe_path)
+                        .map(|p| p.to_string_lossy().into())
+                        .unwrap_or_else(|_| "".into()),
+                },
+                None => ProcessProgram::Unreadable(program.release, GoReadError::NoMapping),
+            },
+        }
+    }
+
+    /// Forgets analysed Go executables no live process runs (each holds its pclntab, a
+    /// few MB), and bounds the list of non-Go executables.
+    pub fn prune(&mut self) {
+        self.executables.retain(|_, exe| match exe {
+            Executable::Go(program) => Arc::strong_count(program) > 1,
+            Executable::Native | Executable::Unreadable(..) => true,
+        });
+        if self.executables.len() > MAX_KNOWN_EXECUTABLES {
+            self.executables
+                .retain(|_, exe| matches!(exe, Executable::Go(_)));
+        }
+    }
+}
+
+/// avma = svma + bias, from the executable's first mapping in the process.
+fn load_bias(pid: u32, program: &GoProgram, inode: u64) -> Option<u64> {
+    if !program.binary.is_pie() {
+        return Some(0);
+    }
+    let loads: Vec<LoadSegment> = program
+        .binary
+        .segments()
+        .iter()
+        .map(|s| LoadSegment {
+            offset: s.file_off,
+            vaddr: s.addr,
+            filesz: s.file_size,
+            executable: s.flags & PF_X != 0,
+        })
+        .collect();
+    let maps = procfs::read_maps(pid).ok()?;
+    maps.iter()
+        .filter(|m| m.inode == inode)
+        .find_map(|m| binary::load_bias(&loads, m))
+}

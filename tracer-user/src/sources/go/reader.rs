@@ -1,0 +1,294 @@
+//! Source of parked goroutines: each Go process's own goroutine table (`runtime.allgs`),
+//! read from its memory with process_vm_readv, paced by what reading it costs.
+//!
+//! Why not uprobes: one uprobe on `runtime.gopark` made an HTTP service 4x slower
+//! (PLATFORM.md). Reading memory costs the Go program nothing; leakscope pays the CPU,
+//! which [`ReadPacing`] bounds per process. This module keeps one entry per process
+//! instance: what it runs ([`Programs`]), its incremental table ([`ParkedTable`]), when
+//! it may be read again; a process whose analysis panics is unreadable from then on.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tracer_common::ProcessRecord;
+
+use crate::{
+    isolate,
+    model::ProcessKey,
+    sources::go::{
+        error::GoReadError,
+        executable::GoProgram,
+        parked::{GoroutineTable, ParkedTable, ReadBuffers},
+        programs::{ProcessProgram, Programs},
+        release::GoRelease,
+        symbolize::{GoSymbolizer, bare_symbolizer, symbolize},
+    },
+};
+
+/// The goroutines of one Go process in one scan, as the goroutine source read them.
+pub struct GoroutineScan {
+    pub process: ProcessKey,
+    /// The Go release that built it.
+    pub release: GoRelease,
+    /// The parked goroutines, or why they could not be read.
+    pub goroutines: Result<GoroutineTable, GoReadError>,
+    /// Whether the goroutines were read at this scan: a huge process is read less often
+    /// (see [`ReadPacing`]); in between, `goroutines` is empty and its sites keep their
+    /// last read's state.
+    pub fresh: bool,
+    /// Names the frames of this process's goroutine stacks.
+    pub symbolizer: GoSymbolizer,
+}
+
+/// The default [`ReadPacing::time_budget`]: twenty times what a million goroutines take.
+pub const DEFAULT_READ_TIME_BUDGET: Duration = Duration::from_secs(5);
+
+/// How often a Go process is read: at every scan, unless its reads are expensive; and
+/// how long one read may take.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadPacing {
+    /// The share of one core that reading one process may take on average: after a read
+    /// that cost `c` seconds of CPU, the next waits at least `c / cpu_share` seconds.
+    pub cpu_share: f64,
+    /// The longest pause between two reads, however expensive: the verdict needs reads
+    /// within its window.
+    pub max_interval: Duration,
+    /// The longest one read of one process may take (wall clock); past it the read is
+    /// abandoned, the process is unreadable for that scan with the reason, and its table
+    /// is read afresh next time. A million goroutines take about a quarter of a second.
+    pub time_budget: Duration,
+}
+
+impl ReadPacing {
+    /// Every scan reads every process: for short diagnoses, where each read counts.
+    pub const EVERY_SCAN: Self = Self {
+        cpu_share: 1.0,
+        max_interval: Duration::ZERO,
+        time_budget: DEFAULT_READ_TIME_BUDGET,
+    };
+
+    /// For watching without end (the daemon, top): a huge process (a million goroutines
+    /// costs a few tenths of a second of CPU per read) is read less often than every
+    /// scan, so that reading it takes at most 2% of one core, but at least every 20 s, so
+    /// that a leak there is judged from several reads within the first minute.
+    pub const WATCHING: Self = Self {
+        cpu_share: 0.02,
+        max_interval: Duration::from_secs(20),
+        time_budget: DEFAULT_READ_TIME_BUDGET,
+    };
+
+    /// The pause a read that cost `cpu` earns.
+    pub fn pause_after(&self, cpu: Duration) -> Duration {
+        if !(self.cpu_share > 0.0 && self.cpu_share.is_finite()) {
+            return self.max_interval;
+        }
+        cpu.div_f64(self.cpu_share).min(self.max_interval)
+    }
+}
+
+impl Default for ReadPacing {
+    fn default() -> Self {
+        Self::EVERY_SCAN
+    }
+}
+
+/// CPU time this thread has used: what a read cost, whatever else runs on the machine.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write to.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+/// One Go process being read.
+struct GoProcess {
+    program: Arc<GoProgram>,
+    bias: u64,
+    /// The executable's path as the process sees it, to label its frames.
+    exe: Arc<str>,
+    /// Its goroutine table as of the previous read.
+    table: ParkedTable,
+    /// When the process may be read again: a read that cost much CPU is followed by a
+    /// longer pause (see [`ReadPacing`]).
+    next_read: Option<Instant>,
+}
+
+/// One watched process instance.
+enum Watched {
+    Native,
+    Go(Box<GoProcess>),
+    Unreadable(GoRelease, GoReadError),
+}
+
+impl From<ProcessProgram> for Watched {
+    fn from(program: ProcessProgram) -> Self {
+        match program {
+            ProcessProgram::Native => Self::Native,
+            ProcessProgram::Go { program, bias, exe } => Self::Go(Box::new(GoProcess {
+                program,
+                bias,
+                exe,
+                table: ParkedTable::default(),
+                next_read: None,
+            })),
+            ProcessProgram::Unreadable(release, reason) => Self::Unreadable(release, reason),
+        }
+    }
+}
+
+/// Reads the goroutine tables of every Go process; caches executables and stacks.
+#[derive(Default)]
+pub struct GoroutineSource {
+    programs: Programs,
+    processes: HashMap<ProcessKey, Watched>,
+    bufs: ReadBuffers,
+    pacing: ReadPacing,
+}
+
+impl GoroutineSource {
+    pub fn new(pacing: ReadPacing) -> Self {
+        Self {
+            pacing,
+            ..Self::default()
+        }
+    }
+
+    /// Reads the parked goroutines of every watched Go process among `processes`.
+    pub fn scan(
+        &mut self,
+        processes: &[ProcessRecord],
+        watches: impl Fn(u32) -> bool,
+    ) -> Vec<GoroutineScan> {
+        let mut live = HashSet::new();
+        let mut out = Vec::new();
+        for rec in processes {
+            if !watches(rec.tgid) {
+                continue;
+            }
+            let key = ProcessKey::of(rec);
+            live.insert(key);
+            if !self.processes.contains_key(&key) {
+                let programs = &mut self.programs;
+                let watched = isolate::per_process(key.pid, || programs.classify(key.pid))
+                    .map_or_else(
+                        |panic| Watched::Unreadable(GoRelease::Unknown, panicked(key.pid, panic)),
+                        Watched::from,
+                    );
+                self.processes.insert(key, watched);
+            }
+            if let Some(scan) = self.scan_one(key) {
+                out.push(scan);
+            }
+        }
+        // Processes that exited or exec'd are gone for good.
+        self.processes.retain(|k, _| live.contains(k));
+        self.programs.prune();
+        out
+    }
+
+    /// Reads one watched process (when it is Go), or says why it cannot be read.
+    fn scan_one(&mut self, key: ProcessKey) -> Option<GoroutineScan> {
+        let unreadable = |release, reason| GoroutineScan {
+            process: key,
+            release,
+            goroutines: Err(reason),
+            fresh: true,
+            symbolizer: bare_symbolizer(),
+        };
+        match self.processes.get_mut(&key)? {
+            Watched::Native => None,
+            Watched::Unreadable(release, reason) => Some(unreadable(*release, reason.clone())),
+            Watched::Go(process) => match read_paced(key, process, &mut self.bufs, &self.pacing) {
+                Ok(scan) => Some(scan),
+                Err(panic) => {
+                    // Never read again: the next read would likely panic alike.
+                    let release = process.program.release;
+                    let reason = panicked(key.pid, panic);
+                    let watched = Watched::Unreadable(release, reason.clone());
+                    self.processes.insert(key, watched);
+                    Some(unreadable(release, reason))
+                }
+            },
+        }
+    }
+}
+
+/// Reads a Go process's goroutines when its pacing allows (else a scan that is not
+/// fresh); a panic in the reader is returned, not spread.
+fn read_paced(
+    key: ProcessKey,
+    process: &mut GoProcess,
+    bufs: &mut ReadBuffers,
+    pacing: &ReadPacing,
+) -> Result<GoroutineScan, isolate::AnalysisPanic> {
+    let now = Instant::now();
+    let fresh = process.next_read.is_none_or(|at| now >= at);
+    let goroutines = if fresh {
+        let cpu = thread_cpu_time();
+        let read = isolate::per_process(key.pid, || {
+            process.table.read(
+                key.pid,
+                &process.program,
+                process.bias,
+                bufs,
+                pacing.time_budget,
+            )
+        })?;
+        let cost = thread_cpu_time().saturating_sub(cpu);
+        process.next_read = Some(now + pacing.pause_after(cost));
+        log::debug!(
+            "goroutines of {}: {} read in {cost:?} of CPU",
+            key.pid,
+            process.table.goroutines()
+        );
+        read.map_err(GoReadError::from)
+    } else {
+        Ok(GoroutineTable::default())
+    };
+    let (program, bias, exe) = (process.program.clone(), process.bias, process.exe.clone());
+    Ok(GoroutineScan {
+        process: key,
+        release: process.program.release,
+        goroutines,
+        fresh,
+        symbolizer: Box::new(move |pcs: &[u64]| symbolize(&program, bias, &exe, pcs)),
+    })
+}
+
+/// Why a process whose analysis panicked is unreadable from now on (logged once).
+fn panicked(pid: u32, panic: isolate::AnalysisPanic) -> GoReadError {
+    log::warn!("pid {pid}: {panic}");
+    GoReadError::Panic(panic)
+}
+
+/// The goroutine reader over a fake process memory ([`crate::host::memory::fake`]), for
+/// the fuzz targets: two reads of `program`'s table at load bias `bias` (the second goes
+/// through the incremental state), naming every stack found. Returns how many parked
+/// goroutines the last read reported.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_read_goroutines(program: Arc<GoProgram>, bias: u64) -> Result<usize, GoReadError> {
+    let pid = crate::host::memory::fake::FAKE_PID;
+    let mut table = ParkedTable::default();
+    let mut bufs = ReadBuffers::default();
+    let mut parked = 0;
+    for _ in 0..2 {
+        // No time budget: the fuzzer is to find slow inputs, not have them cut short.
+        let read = table.read(pid, &program, bias, &mut bufs, Duration::MAX)?;
+        for site in &read.sites {
+            symbolize(&program, bias, "fuzz", &site.stack);
+        }
+        parked = read.sites.iter().map(|s| s.parked as usize).sum();
+    }
+    Ok(parked)
+}
