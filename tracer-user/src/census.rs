@@ -16,9 +16,9 @@ use std::{
 use crate::{
     fasthash::IntMap,
     isolate,
-    model::{Frame, GoroutineMember, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
+    model::{Frame, GoroutineMember, ProcessFacts, ProcessKey, Runtime, SiteKey, WaiterKind},
     sources::{
-        go::{reader::GoroutineScan, release::Runtime, symbolize::GoSymbolizer},
+        go::{error::GoReadError, reader::GoroutineScan, symbolize::GoSymbolizer},
         threads::{BlockedThread, ThreadScan, ThreadSymbolizer, ThreadWaiter},
     },
 };
@@ -62,6 +62,8 @@ pub struct ProcessCensus {
     /// Whether this scan read the process's goroutines (a huge process is read less often
     /// than every scan; in between its goroutine sites keep their last read's state).
     pub goroutines_read: bool,
+    /// Go processes: why this scan could not read its goroutines.
+    pub unreadable: Option<GoReadError>,
 }
 
 impl ProcessCensus {
@@ -117,7 +119,7 @@ pub struct CensusTaker {
     /// The watched processes alive at the newest census (with waiters or not).
     live: HashSet<ProcessKey>,
     /// Go processes whose census panicked, with the reason: not analysed again.
-    panicked: HashMap<ProcessKey, String>,
+    panicked: HashMap<ProcessKey, GoReadError>,
     /// Keep the Go runtime's own threads (idle Ms in futex) among a Go process's sites.
     show_runtime_threads: bool,
     /// Whether a Go process's thread site is the runtime's own, decided once per site.
@@ -209,7 +211,7 @@ impl CensusTaker {
             if !self.show_runtime_threads {
                 self.hide_runtime_threads(&scan, &mut census);
             }
-            let (process, runtime) = (scan.process, Runtime::Go(scan.release).to_string());
+            let (process, runtime) = (scan.process, Runtime::Go(scan.release));
             let added = match self.panicked.get(&process) {
                 Some(reason) => Err(reason.clone()),
                 None => isolate::per_process(process.pid, || {
@@ -217,14 +219,15 @@ impl CensusTaker {
                 })
                 .map_err(|panic| {
                     log::warn!("pid {}: {panic}", process.pid);
-                    panic.to_string()
+                    GoReadError::Panic(panic)
                 }),
             };
             if let Err(reason) = added {
                 self.panicked.insert(process, reason.clone());
-                let reported = self.facts_of(process, &facts, Some((runtime, Some(reason))));
+                let reported = self.facts_of(process, &facts, Some(runtime));
                 let entry = census.processes.entry(process).or_default();
                 entry.facts = reported;
+                entry.unreadable = Some(reason);
                 entry.sites.clear();
             }
         }
@@ -288,9 +291,7 @@ impl CensusTaker {
         if !self.watches(process.pid) {
             return;
         }
-        let error = scan.goroutines.as_ref().err().map(ToString::to_string);
-        let runtime = Runtime::Go(scan.release).to_string();
-        let facts = self.facts_of(process, scan_facts, Some((runtime, error)));
+        let facts = self.facts_of(process, scan_facts, Some(Runtime::Go(scan.release)));
         let entry = census
             .processes
             .entry(process)
@@ -300,6 +301,7 @@ impl CensusTaker {
             });
         // Thread records may have created the entry before the runtime was known.
         entry.facts = facts;
+        entry.unreadable = scan.goroutines.as_ref().err().cloned();
         let (Ok(table), true) = (scan.goroutines, scan.fresh) else {
             return;
         };
@@ -350,14 +352,14 @@ impl CensusTaker {
         });
     }
 
-    /// A process's facts as the thread source reports them, with the runtime and read
-    /// error the goroutine source adds (threads are seen before the Go reader names the
-    /// version; the thread source may learn more later, such as a pod's names).
+    /// A process's facts as the thread source reports them, with the runtime the
+    /// goroutine source adds (threads are seen before the Go reader names the version;
+    /// the thread source may learn more later, such as a pod's names).
     fn facts_of(
         &mut self,
         process: ProcessKey,
         scan_facts: &ScanFacts,
-        go: Option<(String, Option<String>)>,
+        go: Option<Runtime>,
     ) -> Arc<ProcessFacts> {
         let base = scan_facts.get(&process);
         let facts = self.facts.entry(process).or_insert_with(|| {
@@ -371,18 +373,16 @@ impl CensusTaker {
             && !Arc::ptr_eq(base, &facts.base)
         {
             facts.reported = Arc::new(ProcessFacts {
-                runtime: facts.reported.runtime.clone(),
-                error: facts.reported.error.clone(),
+                runtime: facts.reported.runtime,
                 ..(**base).clone()
             });
             facts.base = base.clone();
         }
-        if let Some((runtime, error)) = go
-            && (facts.reported.runtime != runtime || facts.reported.error != error)
+        if let Some(runtime) = go
+            && facts.reported.runtime != runtime
         {
             facts.reported = Arc::new(ProcessFacts {
                 runtime,
-                error,
                 ..(*facts.reported).clone()
             });
         }
@@ -558,7 +558,7 @@ mod tests {
         let mut taker = CensusTaker::new(Scope::Host);
         let go = || GoroutineScan {
             process: process(10),
-            release: crate::sources::go::release::GoRelease::Known {
+            release: crate::model::GoRelease::Known {
                 major: 1,
                 minor: 26,
             },
@@ -575,7 +575,7 @@ mod tests {
         );
         let first = &census.processes[&process(10)].facts;
         assert_eq!(
-            (first.comm.as_str(), first.runtime.as_str()),
+            (first.comm.as_str(), first.runtime.to_string().as_str()),
             ("p10", "go1.26")
         );
         let mut later = threads(vec![blocked(10, 11, &[0x1])], &|_, _| {});
@@ -587,7 +587,7 @@ mod tests {
         let census = taker.take(later, Vec::new());
         let facts = &census.processes[&process(10)].facts;
         assert_eq!(
-            (facts.comm.as_str(), facts.runtime.as_str()),
+            (facts.comm.as_str(), facts.runtime.to_string().as_str()),
             ("p10-named", "go1.26")
         );
     }
@@ -601,7 +601,7 @@ mod tests {
         let key = process;
         let scan = |pid: u32, gopcs: std::ops::Range<u64>| GoroutineScan {
             process: key(pid),
-            release: crate::sources::go::release::GoRelease::Known {
+            release: crate::model::GoRelease::Known {
                 major: 1,
                 minor: 26,
             },

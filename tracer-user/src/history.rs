@@ -10,6 +10,7 @@ use crate::{
     census::{Census, GoroutineChanges, SiteMembers},
     fasthash::{IntHasher, IntMap},
     model::{GoroutineMember, MemberId, ProcessFacts, ProcessKey, SiteKey, ThreadKey, WaiterKind},
+    sources::go::error::GoReadError,
     sources::threads::{ThreadWaiter, WaitDetail},
     verdict::{MemberObservation, Members, SiteObservation},
 };
@@ -235,6 +236,8 @@ pub struct ProcessHistory {
     /// Go processes: the scans that read its goroutines (a huge process is read less
     /// often than every scan).
     pub goroutine_reads: VecDeque<usize>,
+    /// Go processes: why the latest scan could not read its goroutines.
+    pub unreadable: Option<GoReadError>,
 }
 
 /// Goroutine ids a process must create during the window before ids date births: four
@@ -367,9 +370,11 @@ impl History {
                     birth_clock: IntMap::default(),
                     gc_starts: BTreeSet::new(),
                     goroutine_reads: VecDeque::new(),
+                    unreadable: None,
                 });
             entry.last_scan = scan;
             entry.facts = process.facts.clone();
+            entry.unreadable.clone_from(&process.unreadable);
             if let Some(clock) = process.birth_clock {
                 entry.birth_clock.insert(scan, clock);
             }
@@ -804,6 +809,7 @@ mod tests {
                 sites,
                 birth_clock: None,
                 goroutines_read: true,
+                unreadable: None,
             },
         );
         c
@@ -1031,6 +1037,7 @@ mod tests {
                     sites: differ.read(sites),
                     birth_clock: Some(parks.iter().map(|p| p.goid).max().unwrap_or(0)),
                     goroutines_read: true,
+                    unreadable: None,
                 },
             );
             h.record(&c);

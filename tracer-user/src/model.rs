@@ -1,13 +1,14 @@
 //! The vocabulary every stage shares: which process (a [`ProcessKey`]), where its waiters
 //! block (a [`SiteKey`] of a [`WaiterKind`], a wait and a [`StackKey`]), who each member
 //! is across scans ([`MemberId`], [`GoroutineMember`]), what is known of the process
-//! ([`ProcessFacts`]) and one symbolized [`Frame`].
+//! ([`ProcessFacts`]: names, cgroup, and what it runs on, a [`Runtime`]) and one
+//! symbolized [`Frame`].
 //!
 //! It sits below every stage (sources, census, history, verdict, summary, sinks) so that
 //! none of them needs to import another one's module just to name a process or a site:
 //! the sinks take these names from here, never from a source or the census.
 
-use std::sync::Arc;
+use std::{fmt, sync::Arc};
 
 use tracer_common::ProcessRecord;
 
@@ -97,17 +98,76 @@ pub struct GoroutineMember {
     pub waitsince_ns: u64,
 }
 
-/// A process's facts as reported.
+/// A process's facts as reported: what it is, known once per process instance. (Why
+/// it could not be read at a scan is no fact of it: the census and the summary carry
+/// that beside the facts.)
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProcessFacts {
     pub comm: String,
     pub exe: String,
-    /// "native", or "go1.NN".
-    pub runtime: String,
-    /// Why part of the process could not be read (e.g. an unsupported Go version).
-    pub error: Option<String>,
+    pub runtime: Runtime,
     /// The cgroup it ran in when first seen, and its pod.
     pub cgroup: CgroupLabels,
+}
+
+/// The Go release that built a program, to the minor version (the runtime's layout and
+/// behaviour change between minors only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GoRelease {
+    /// `go{major}.{minor}`.
+    Known { major: u32, minor: u32 },
+    /// A Go program whose build info does not even say its version.
+    Unknown,
+}
+
+impl GoRelease {
+    /// Whether this release is `major.minor` or newer (an unknown one is not).
+    pub fn at_least(self, major: u32, minor: u32) -> bool {
+        match self {
+            Self::Known { major: a, minor: b } => (a, b) >= (major, minor),
+            Self::Unknown => false,
+        }
+    }
+}
+
+impl fmt::Display for GoRelease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Known { major, minor } => write!(f, "go{major}.{minor}"),
+            Self::Unknown => f.write_str("go"),
+        }
+    }
+}
+
+/// What a process runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Runtime {
+    /// Not a Go program (C, C++, Rust, ...): threads only.
+    #[default]
+    Native,
+    Go(GoRelease),
+}
+
+impl Runtime {
+    pub fn is_go(self) -> bool {
+        matches!(self, Self::Go(_))
+    }
+}
+
+/// `"native"`, `"go1.NN"`, or `"go"`: the names of the JSON report and the metrics.
+impl fmt::Display for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Native => f.write_str("native"),
+            Self::Go(release) => release.fmt(f),
+        }
+    }
+}
+
+impl serde::Serialize for Runtime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// One symbolized frame: the one frame type from the symbolizers to every sink. It
@@ -127,4 +187,25 @@ pub struct Frame {
 
 fn hex_address<S: serde::Serializer>(address: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{address:#x}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Check that runtimes render as the report and the metrics have always named them
+    /// (JSON too), and that releases order by version.
+    #[test]
+    fn runtimes_render_as_before() {
+        let go = |major, minor| GoRelease::Known { major, minor };
+        assert_eq!(Runtime::Native.to_string(), "native");
+        assert_eq!(Runtime::Go(go(1, 26)).to_string(), "go1.26");
+        assert_eq!(Runtime::Go(GoRelease::Unknown).to_string(), "go");
+        assert_eq!(
+            serde_json::to_string(&Runtime::Go(go(1, 19))).unwrap(),
+            "\"go1.19\""
+        );
+        assert!(go(1, 27).at_least(1, 26) && go(1, 26).at_least(1, 26));
+        assert!(!go(1, 23).at_least(1, 24) && !GoRelease::Unknown.at_least(1, 0));
+    }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     host::cgroup::PodIdentity,
-    model::Frame,
+    model::{Frame, Runtime},
     sanitize,
     sources::threads::{FdKind, SocketKind, ThreadSourceKind},
     summary::{ProcessSummary, SiteSummary, WindowSummary},
@@ -37,9 +37,9 @@ struct ProcessJson<'a> {
     pid: u32,
     comm: &'a str,
     exe: &'a str,
-    runtime: &'a str,
+    runtime: Runtime,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
+    error: Option<String>,
     verdict: &'static str,
     suspect: bool,
     waiters: u32,
@@ -133,8 +133,8 @@ impl<'a> ProcessJson<'a> {
             pid: p.key.pid,
             comm: &p.facts.comm,
             exe: &p.facts.exe,
-            runtime: &p.facts.runtime,
-            error: p.facts.error.as_deref(),
+            runtime: p.facts.runtime,
+            error: p.unreadable.as_ref().map(ToString::to_string),
             verdict: p.outcome.json_verdict(),
             suspect: p.is_suspect(),
             waiters: p.waiters,
@@ -330,13 +330,13 @@ fn write_leaking_process(out: &mut String, p: &ProcessSummary, style: TextStyle)
 }
 
 fn write_other_process(out: &mut String, p: &ProcessSummary, style: TextStyle) {
-    if let Some(error) = &p.facts.error {
+    if let Some(error) = &p.unreadable {
         let _ = writeln!(
             out,
             "  ??    pid {:<7} {:<16} {}",
             p.key.pid,
             sanitize::log_text(&p.facts.comm),
-            sanitize::log_text(error)
+            sanitize::log_text(&error.to_string())
         );
         return;
     }
@@ -383,7 +383,10 @@ pub fn render_frame(f: &Frame) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::summary::testutil::native_window;
+    use crate::{
+        sources::go::{error::GoReadError, executable::UnreadableGoKind},
+        summary::testutil::native_window,
+    };
 
     /// Check that the JSON document has the version-1 fields with their documented types
     /// (and the additions), and that leaks sort first.
@@ -660,7 +663,9 @@ mod tests {
             facts.comm = "x\nLEAK pid 1 ".into();
             facts.exe = "/tmp/\x1b[2J\u{202e}bin".into();
             if !p.is_leak() {
-                facts.error = Some("bad \x1b]0;title\x07 table".into());
+                let version = "bad \x1b]0;title\x07 table".to_string();
+                let kind = UnreadableGoKind::UnsupportedVersion(version);
+                p.unreadable = Some(GoReadError::Executable(std::sync::Arc::new(kind)));
             }
             p.facts = std::sync::Arc::new(facts);
         }

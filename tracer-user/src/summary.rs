@@ -20,6 +20,7 @@ use crate::{
     history::{History, ProcessHistory, SiteHistory},
     model::{Frame, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
     sanitize,
+    sources::go::error::GoReadError,
     sources::threads::{
         FdKind, FutexWait, ThreadSourceKind, WaitDetail, prevailing_fd_kind,
         syscalls::is_libc_syscall_wrapper,
@@ -69,6 +70,9 @@ pub struct ProcessSummary {
     /// Go processes: seconds from the latest read of its goroutines to the window's last
     /// scan (a huge process is read less often than every scan).
     pub goroutines_read_age_s: Option<f64>,
+    /// Go processes: why its goroutines could not be read at the latest scan (its
+    /// verdict is then "ok", never a leak; the sinks say why).
+    pub unreadable: Option<GoReadError>,
 }
 
 /// One site (where waiters block) of one process.
@@ -242,7 +246,7 @@ pub fn summarize(
                 site_key, count, judgement, stack, created_by, site,
             ));
         }
-        if sites.is_empty() && process.facts.error.is_none() {
+        if sites.is_empty() && process.unreadable.is_none() {
             continue;
         }
         unique_labels(&mut sites);
@@ -294,6 +298,7 @@ fn summarize_process(
         growth_per_min: slope(&times, &totals) * 60.0,
         sites,
         goroutines_read_age_s: history.goroutine_read_age_s(process),
+        unreadable: process.unreadable.clone(),
     }
 }
 
@@ -574,7 +579,7 @@ pub(crate) mod testutil {
     use super::*;
     use crate::{
         host::cgroup::CgroupLabels,
-        model::ProcessFacts,
+        model::{GoRelease, ProcessFacts, Runtime},
         verdict::{CountSpan, Rule},
     };
 
@@ -659,14 +664,20 @@ pub(crate) mod testutil {
             facts: Arc::new(ProcessFacts {
                 comm: format!("p{pid}"),
                 exe: format!("/bin/p{pid}"),
-                runtime: runtime.into(),
-                error: None,
+                runtime: match runtime.strip_prefix("go1.") {
+                    Some(minor) => Runtime::Go(GoRelease::Known {
+                        major: 1,
+                        minor: minor.parse().expect("a Go minor version"),
+                    }),
+                    None => Runtime::Native,
+                },
                 cgroup: CgroupLabels {
                     cgroup: format!("unit{pid}.service"),
                     ..CgroupLabels::default()
                 },
             }),
             goroutines_read_age_s: None,
+            unreadable: None,
             alive: true,
             uptime_s: 3725.0,
             outcome: process_outcome(&sites),
@@ -772,7 +783,7 @@ mod tests {
     use crate::{
         census::{Census, GoroutineChanges, ProcessCensus, SiteCensus, SiteMembers},
         host::cgroup::CgroupLabels,
-        model::GoroutineMember,
+        model::{GoRelease, GoroutineMember, Runtime},
     };
 
     fn fns(names: &[&str]) -> Vec<Frame> {
@@ -997,8 +1008,10 @@ mod tests {
         let facts = Arc::new(ProcessFacts {
             comm: "leaky".into(),
             exe: "/bin/leaky".into(),
-            runtime: "go1.24".into(),
-            error: None,
+            runtime: Runtime::Go(GoRelease::Known {
+                major: 1,
+                minor: 24,
+            }),
             cgroup: CgroupLabels {
                 cgroup: "leaky.service".into(),
                 ..CgroupLabels::default()

@@ -85,7 +85,7 @@ fn fit(mut line: String, width: usize) -> String {
 fn process_line(p: &ProcessSummary) -> (LineStyle, String) {
     let (verdict, style) = verdict_of(p.outcome);
     let comm: String = sanitize::log_text(&p.facts.comm).chars().take(15).collect();
-    let runtime: String = p.facts.runtime.chars().take(7).collect();
+    let runtime: String = p.facts.runtime.to_string().chars().take(7).collect();
     let line = format!(
         "{:>7} {comm:<15} {runtime:<7} {:>7} {:>+9.1} {verdict:<7} {:>6}",
         p.key.pid,

@@ -502,13 +502,14 @@ impl Exporter {
         let comm = sanitize::log_text(&facts.comm);
         let exe = sanitize::capped(&facts.exe, MAX_EXE_LABEL);
         let cgroup = sanitize::capped(&facts.cgroup.cgroup, MAX_EXE_LABEL);
+        let runtime = facts.runtime.to_string();
         let no_pod = PodIdentity::default();
         let pod = facts.cgroup.pod.as_ref().unwrap_or(&no_pod);
         let labels = [
             pid.as_str(),
             &comm,
             &exe,
-            &facts.runtime,
+            &runtime,
             &cgroup,
             &facts.cgroup.container,
             &pod.namespace,

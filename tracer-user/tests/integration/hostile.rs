@@ -115,7 +115,7 @@ fn hostile_program_poses_as_go_1_26() {
         .expect("hostile_go is taken for Go");
     assert_eq!(
         program.release,
-        tracer_user::sources::go::release::GoRelease::Known {
+        tracer_user::model::GoRelease::Known {
             major: 1,
             minor: 26
         }

@@ -28,9 +28,11 @@ use super::{
     allgs::{AllgsError, GoRuntimeAddrs, locate_allgs},
     buildinfo,
     layout::{GoRuntimeLayout, LayoutError},
-    release::GoRelease,
 };
-use crate::host::binary::{FileIdent, MAX_HEADER_ENTRIES};
+use crate::{
+    host::binary::{FileIdent, MAX_HEADER_ENTRIES},
+    model::GoRelease,
+};
 
 /// Largest executable read for analysis (the largest real Go binaries are a few hundred
 /// MB); a larger one is reported unreadable rather than read.
@@ -157,7 +159,10 @@ pub fn analyse_go_bytes(data: &[u8]) -> Result<Option<GoProgram>, UnreadableGo> 
         Err(_) => return Ok(None),
     };
     let version = binary.version().clone();
-    let release = GoRelease::of(&version);
+    let release = GoRelease::Known {
+        major: version.major,
+        minor: version.minor,
+    };
     let layout = match GoRuntimeLayout::for_binary(data, &version) {
         Ok(Some((layout, _))) => layout,
         Ok(None) => {

@@ -3,8 +3,8 @@
 //!
 //! - binary analysis: `elf`, `buildinfo`, `pclntab`, `layout` (where `runtime.g` keeps
 //!   what leakscope reads), `allgs` (where the goroutine table is), this file
-//!   ([`GoBinary`]), `release` (native or which Go), `executable` (one process's
-//!   executable, opened once), `programs` (which processes are Go programs to read);
+//!   ([`GoBinary`]), `executable` (one process's executable, opened once), `programs`
+//!   (which processes are Go programs to read);
 //! - the goroutine table in memory: `g` (the `allgs` array and each `g`'s fields),
 //!   `readplan` (few large reads), `stackwalk` (frame-pointer walks of parked stacks),
 //!   `symbolize` (frames named from the pclntab);
@@ -49,7 +49,6 @@ pub mod pclntab;
 pub mod programs;
 pub mod reader;
 pub mod readplan;
-pub mod release;
 pub mod stackwalk;
 pub mod symbolize;
 

@@ -10,11 +10,11 @@ use crate::{
         binary::{self, FileIdent, LoadSegment},
         procfs,
     },
+    model::GoRelease,
     sources::go::{
         elf::PF_X,
         error::GoReadError,
         executable::{GoProgram, analyse_executable, open_executable},
-        release::GoRelease,
     },
 };
 

@@ -17,13 +17,12 @@ use tracer_common::ProcessRecord;
 
 use crate::{
     isolate,
-    model::ProcessKey,
+    model::{GoRelease, ProcessKey},
     sources::go::{
         error::GoReadError,
         executable::GoProgram,
         parked::{GoroutineTable, ParkedTable, ReadBuffers},
         programs::{ProcessProgram, Programs},
-        release::GoRelease,
         symbolize::{GoSymbolizer, bare_symbolizer, symbolize},
     },
 };

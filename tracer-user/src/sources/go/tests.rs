@@ -801,7 +801,7 @@ fn scrambled_section_headers_are_still_go() {
                 .unwrap_or_else(|| panic!("{what}: taken for a native binary"));
             assert_eq!(
                 program.release,
-                release::GoRelease::Known {
+                crate::model::GoRelease::Known {
                     major: 1,
                     minor: 26
                 },

@@ -11,7 +11,7 @@ use crate::{
         cgroup::{complete_pod_names, read_cgroup},
         kubelet::{KubeletLogDirs, KubeletLogs},
     },
-    model::{ProcessFacts, ProcessKey},
+    model::{ProcessFacts, ProcessKey, Runtime},
 };
 
 /// The facts of the processes alive now, each read once.
@@ -82,8 +82,7 @@ fn read_facts(
     ProcessFacts {
         comm,
         exe,
-        runtime: "native".into(),
-        error: None,
+        runtime: Runtime::Native,
         cgroup: read_cgroup(pid, kubelet),
     }
 }
@@ -111,7 +110,7 @@ mod tests {
         let own_facts = reader.of(own, b"listed-name", now);
         assert_ne!(own_facts.comm, "listed-name", "read from /proc/PID/comm");
         assert!(!own_facts.exe.is_empty(), "{own_facts:?}");
-        assert_eq!(own_facts.runtime, "native");
+        assert_eq!(own_facts.runtime, Runtime::Native);
         assert_eq!(reader.of(gone, b"gone", now).comm, "gone");
         assert!(Arc::ptr_eq(&reader.of(own, b"", now), &own_facts));
         reader.retain(|k| *k == own);
