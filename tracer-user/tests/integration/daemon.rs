@@ -52,6 +52,63 @@ pub fn tool(name: &str) -> PathBuf {
         })
 }
 
+/// A real Prometheus (Debian's) on a free loopback port, its data in a scratch
+/// directory, scraping one daemon and evaluating rules every second; stopped when
+/// dropped.
+pub struct Prometheus {
+    process: Background,
+    pub port: u16,
+}
+
+impl Prometheus {
+    /// Starts it scraping the daemon on `daemon_port`, with the rules file `rules` (its
+    /// text); does not wait for it to be ready.
+    pub fn start(scratch: &TempDir, daemon_port: u16, rules: &str) -> Prometheus {
+        let port = free_port();
+        fs::write(scratch.0.join("rules.yml"), rules).unwrap();
+        fs::write(
+            scratch.0.join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\n\
+                 scrape_configs:\n  - job_name: leakscope\n    static_configs:\n      - targets: ['127.0.0.1:{daemon_port}']\n"
+            ),
+        )
+        .unwrap();
+        let mut command = Command::new(tool("prometheus"));
+        command
+            .arg(format!(
+                "--config.file={}",
+                scratch.0.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                scratch.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--storage.tsdb.retention.time=1h");
+        let process = Background::start("prometheus", command, scratch.0.join("prometheus.log"));
+        Prometheus { process, port }
+    }
+
+    /// Waits until it answers `/-/ready`, or panics with its log.
+    pub fn wait_ready(&mut self) {
+        let ready = wait_for(Duration::from_secs(30), || {
+            self.process.assert_running();
+            matches!(http_get(self.port, "/-/ready"), Ok((200, _))).then_some(())
+        });
+        assert!(ready.is_some(), "prometheus not ready:\n{}", self.log());
+    }
+
+    /// Panics (with its log) when it has exited.
+    pub fn assert_running(&mut self) {
+        self.process.assert_running();
+    }
+
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}
+
 /// Percent-encodes a query parameter.
 fn url_encode(text: &str) -> String {
     text.bytes()
@@ -249,7 +306,6 @@ fn bpf_object_exists(id: &str) -> bool {
 #[test]
 fn daemon_under_prometheus_alerts_on_the_leak_only() {
     require_root();
-    let prometheus_bin = tool("prometheus");
     let scratch = TempDir::new("leakscope-daemon");
     let dumps = scratch.0.join("dumps");
 
@@ -292,45 +348,15 @@ fn daemon_under_prometheus_alerts_on_the_leak_only() {
     );
     let daemon_port = daemon.port();
 
-    // Prometheus: 1 s scrapes and rule evaluations, the shipped rules with short `for`.
-    let prom_port = free_port();
-    fs::write(scratch.0.join("rules.yml"), rules_for_test()).unwrap();
-    fs::write(
-        scratch.0.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\n\
-             scrape_configs:\n  - job_name: leakscope\n    static_configs:\n      - targets: ['127.0.0.1:{daemon_port}']\n"
-        ),
-    )
-    .unwrap();
-    let mut prom_command = Command::new(&prometheus_bin);
-    prom_command
-        .arg(format!(
-            "--config.file={}",
-            scratch.0.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            scratch.0.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .arg("--storage.tsdb.retention.time=1h");
-    let mut prometheus =
-        Background::start("prometheus", prom_command, scratch.0.join("prometheus.log"));
+    // Prometheus: the shipped rules with short `for`.
+    let mut prometheus = Prometheus::start(&scratch, daemon_port, &rules_for_test());
+    let prom_port = prometheus.port;
 
     // The daemon is healthy once it has scanned.
     wait_healthy(&mut daemon);
     let (status, _) = http_get(daemon_port, "/nothing-here").unwrap();
     assert_eq!(status, 404);
-    let ready = wait_for(Duration::from_secs(30), || {
-        prometheus.assert_running();
-        matches!(http_get(prom_port, "/-/ready"), Ok((200, _))).then_some(())
-    });
-    assert!(
-        ready.is_some(),
-        "prometheus not ready:\n{}",
-        prometheus.log()
-    );
+    prometheus.wait_ready();
 
     // Both of the leak's alerts fire.
     let fired = wait_for(ALERT_TIMEOUT, || {

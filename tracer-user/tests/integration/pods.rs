@@ -19,12 +19,12 @@ use test_support::daemon::Daemon;
 use test_support::http::{Series, parse_exposition};
 
 use crate::common::{
-    DIAGNOSE_SECONDS, GO_NEWEST, GoBuild, GoFlavor, Program, Spawned, TempDir, WARM_UP,
-    diagnose_with, go_program_path, program_path, require_root, run_leakscope, start_daemon,
-    wait_for, wait_healthy,
+    DIAGNOSE_SECONDS, GO_NEWEST, GoBuild, Program, Spawned, TempDir, WARM_UP, diagnose_with,
+    go_program_path, program_path, require_root, run_leakscope, start_daemon, wait_for,
+    wait_healthy,
 };
 use crate::daemon::{
-    Background, dashboard_exprs_of, deploy_dir, free_port, http_get, prom_query, sample_value, tool,
+    Prometheus, dashboard_exprs_of, deploy_dir, http_get, prom_query, sample_value,
 };
 
 /// Where the cgroup hierarchies are mounted.
@@ -152,11 +152,7 @@ fn start_leakers_in(container_dirs: &[Vec<PathBuf>; 2]) -> [Spawned; 2] {
         Program::MutexLeak.name(),
         Command::new(program_path(Program::MutexLeak)),
     );
-    let mut go = Command::new(go_program_path(GoBuild {
-        version: GO_NEWEST,
-        flavor: GoFlavor::Plain,
-        package: "leaks",
-    }));
+    let mut go = Command::new(go_program_path(GoBuild::plain(GO_NEWEST, "leaks")));
     go.arg("send");
     let go = Spawned::launch("goleaks send", go);
     let mut leakers = [c, go];
@@ -403,41 +399,10 @@ fn check_metrics(shape: &Shape, placed: &PlacedPod, daemon: &mut Daemon) {
 /// with the pod selected, finds them (the workload panel needs kube-state-metrics,
 /// which is not here).
 fn check_fleet_view(scratch: &TempDir, daemon_port: u16, pod: &PodUnderTest) {
-    let prom_port = free_port();
-    fs::copy(
-        deploy_dir().join("prometheus/rules.yml"),
-        scratch.0.join("rules.yml"),
-    )
-    .unwrap();
-    fs::write(
-        scratch.0.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\n\
-             scrape_configs:\n  - job_name: leakscope\n    static_configs:\n      - targets: ['127.0.0.1:{daemon_port}']\n"
-        ),
-    )
-    .unwrap();
-    let mut command = Command::new(tool("prometheus"));
-    command
-        .arg(format!(
-            "--config.file={}",
-            scratch.0.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            scratch.0.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
-    let mut prometheus = Background::start("prometheus", command, scratch.0.join("prometheus.log"));
-    let ready = wait_for(Duration::from_secs(30), || {
-        prometheus.assert_running();
-        matches!(http_get(prom_port, "/-/ready"), Ok((200, _))).then_some(())
-    });
-    assert!(
-        ready.is_some(),
-        "prometheus not ready:\n{}",
-        prometheus.log()
-    );
+    let rules = fs::read_to_string(deploy_dir().join("prometheus/rules.yml")).unwrap();
+    let mut prometheus = Prometheus::start(scratch, daemon_port, &rules);
+    let prom_port = prometheus.port;
+    prometheus.wait_ready();
     let pod_selector = format!("namespace=\"{NAMESPACE}\",pod=\"{}\"", pod.name);
     let recorded = wait_for(METRICS_TIMEOUT, || {
         prometheus.assert_running();
