@@ -14,11 +14,11 @@
 //!   every [`CERT_RECHECK`], at a handshake), so a rotated Kubernetes secret or a
 //!   cert-manager renewal is served without a restart; a broken new pair keeps the old
 //!   one in service, with a warning.
-//! - A bcrypt check costs tens of milliseconds of CPU by design. Checks run one at a
+//! - A bcrypt check costs 0.1-0.25 s of CPU at cost 10, by design. Checks run one at a
 //!   time off the server's thread, credentials once verified are remembered (by their
 //!   SHA-256, never in clear), and a failed check holds the next one back for
 //!   [`FAILED_CHECK_PAUSE`]: a scraper with the right password costs one check per
-//!   daemon life, a client guessing passwords at most a few checks a second. An unknown
+//!   daemon life, clients guessing passwords at most one check a second. An unknown
 //!   user name is checked against a dummy hash, so the answer's timing does not tell
 //!   which names exist.
 
@@ -47,7 +47,7 @@ use tokio_rustls::TlsAcceptor;
 /// How often, at most, a handshake checks whether the certificate or key file changed.
 pub const CERT_RECHECK: Duration = Duration::from_secs(10);
 /// How long a failed password check holds back the next check.
-pub const FAILED_CHECK_PAUSE: Duration = Duration::from_millis(250);
+pub const FAILED_CHECK_PAUSE: Duration = Duration::from_secs(1);
 /// Files this reader reads at most (a configuration, a PEM chain or key).
 const MAX_FILE_BYTES: u64 = 1 << 20;
 /// Verified credentials remembered at most (forgotten all at once past it).
