@@ -64,13 +64,22 @@ impl Prometheus {
     /// Starts it scraping the daemon on `daemon_port`, with the rules file `rules` (its
     /// text); does not wait for it to be ready.
     pub fn start(scratch: &TempDir, daemon_port: u16, rules: &str) -> Prometheus {
+        let job = format!(
+            "  - job_name: leakscope\n    static_configs:\n      - targets: ['127.0.0.1:{daemon_port}']\n"
+        );
+        Self::start_with(scratch, &job, rules)
+    }
+
+    /// Starts it with these `scrape_configs` entries (YAML, indented as list items) and
+    /// the rules file `rules` (its text); does not wait for it to be ready.
+    pub fn start_with(scratch: &TempDir, scrape_configs: &str, rules: &str) -> Prometheus {
         let port = free_port();
         fs::write(scratch.0.join("rules.yml"), rules).unwrap();
         fs::write(
             scratch.0.join("prometheus.yml"),
             format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\n\
-                 scrape_configs:\n  - job_name: leakscope\n    static_configs:\n      - targets: ['127.0.0.1:{daemon_port}']\n"
+                 scrape_configs:\n{scrape_configs}"
             ),
         )
         .unwrap();

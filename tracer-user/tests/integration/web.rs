@@ -15,7 +15,7 @@ use crate::common::{
     Background, Program, Spawned, TempDir, free_port, http_get, require_root, run_leakscope,
     wait_for,
 };
-use crate::daemon::tool;
+use crate::daemon::{Prometheus, prom_query, sample_value, tool};
 
 pub const USER: &str = "prometheus";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -124,8 +124,7 @@ fn prom_targets(port: u16) -> Vec<(String, String, String)> {
 
 /// A Prometheus scraping the daemon on `daemon_port` three ways: over TLS with the
 /// right password (`leakscope`), with a wrong one, and in plain HTTP.
-fn start_prometheus(scratch: &TempDir, dir: &Path, daemon_port: u16) -> (Background, u16) {
-    let prom_port = free_port();
+fn start_prometheus(scratch: &TempDir, dir: &Path, daemon_port: u16) -> Prometheus {
     // 3 s between scrapes: a wrong password's bcrypt check and the pause after it must
     // fit in the scrape timeout on a loaded machine.
     let job = |name: &str, scheme: &str, password: &str| {
@@ -136,27 +135,13 @@ fn start_prometheus(scratch: &TempDir, dir: &Path, daemon_port: u16) -> (Backgro
             ca = dir.join("ca.crt").display()
         )
     };
-    let config = format!(
-        "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}{}",
+    let jobs = format!(
+        "{}{}{}",
         job("leakscope", "https", PASSWORD),
         job("wrong-password", "https", "wrong"),
         job("plain-http", "http", PASSWORD),
     );
-    fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let mut command = Command::new(tool("prometheus"));
-    command
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
-    let prometheus =
-        Background::start("prometheus", command, scratch.path().join("prometheus.log"));
-    (prometheus, prom_port)
+    Prometheus::start_with(scratch, &jobs, "groups: []\n")
 }
 
 /// A `leakscope run` with `web_config`, watching `pid` every `interval` seconds, on a
@@ -240,7 +225,8 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     assert_eq!(plain.status, 400, "{plain:?}");
     assert!(plain.body.contains("HTTPS server"), "{plain:?}");
 
-    let (mut prometheus, prom_port) = start_prometheus(&scratch, &dir, port);
+    let mut prometheus = start_prometheus(&scratch, &dir, port);
+    let prom_port = prometheus.port;
     // Each job's expected health and what its last error must contain.
     let expected = [
         ("leakscope", "up", ""),
@@ -267,11 +253,13 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     );
     let leak = wait_for(Duration::from_secs(60), || {
         let query = format!(
-            "/api/v1/query?query=leakscope_process_leak%7Bjob%3D%22leakscope%22%2Cpid%3D%22{}%22%7D",
+            "leakscope_process_leak{{job=\"leakscope\",pid=\"{}\"}}",
             leaker.pid()
         );
-        let (_, body) = http_get(prom_port, &query).ok()?;
-        body.contains("\"1\"]").then_some(())
+        prom_query(prom_port, &query)
+            .iter()
+            .any(|sample| sample_value(sample) == 1.0)
+            .then_some(())
     });
     assert!(
         leak.is_some(),
