@@ -33,29 +33,68 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const METRICS_TIMEOUT: Duration = Duration::from_secs(90);
 const NAMESPACE: &str = "shop";
 
-/// Cgroups this test made (only those), removed when dropped: deepest first, after
-/// moving whatever still runs in them to the hierarchy's root.
-struct MadeCgroups(Vec<(PathBuf, PathBuf)>);
+/// The cgroups of this test's pod, removed when dropped: its own (the pod's and its
+/// containers', unique to the run) deepest first, after moving whatever still runs in
+/// them to the hierarchy's root; then the shared levels above (`kubepods.slice`,
+/// `kubepods/besteffort`, ...) when they are empty. Other runs of these tests (another
+/// checkout's, at the same time) share those levels: one may remove an empty level
+/// while another is about to make a pod below it, which then makes the level again.
+struct MadeCgroups {
+    /// (hierarchy root, directory, the pod's own), outermost first.
+    dirs: Vec<(PathBuf, PathBuf, bool)>,
+}
+
+/// Tries to make a pod's cgroups when other runs keep removing the shared levels.
+const MAKE_ATTEMPTS: usize = 20;
 
 impl MadeCgroups {
-    /// Makes `relative` (each missing level) in the hierarchy mounted at `root`.
-    fn make(&mut self, root: &Path, relative: &str) -> PathBuf {
-        let mut dir = root.to_path_buf();
-        for component in relative.split('/').filter(|c| !c.is_empty()) {
-            dir.push(component);
-            match fs::create_dir(&dir) {
-                Ok(()) => self.0.push((root.to_path_buf(), dir.clone())),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => panic!("cannot make the cgroup {}: {e}", dir.display()),
+    /// Makes `shared/own` (each missing level) in the hierarchy mounted at `root`:
+    /// `shared` the levels other pods share, `own` the pod's.
+    fn make(&mut self, root: &Path, shared: &str, own: &str) -> PathBuf {
+        for _ in 0..MAKE_ATTEMPTS {
+            if let Some(dir) = self.try_make(root, shared, own) {
+                return dir;
             }
         }
-        dir
+        panic!(
+            "cannot make the cgroup {shared}/{own} in {}: its levels keep vanishing",
+            root.display()
+        )
+    }
+
+    /// One attempt: `None` when a level was removed meanwhile (by another run's cleanup).
+    fn try_make(&mut self, root: &Path, shared: &str, own: &str) -> Option<PathBuf> {
+        let levels = |path: &str, is_own: bool| -> Vec<(String, bool)> {
+            path.split('/')
+                .filter(|c| !c.is_empty())
+                .map(|c| (c.to_string(), is_own))
+                .collect()
+        };
+        let mut dir = root.to_path_buf();
+        for (component, is_own) in levels(shared, false).into_iter().chain(levels(own, true)) {
+            dir.push(component);
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => return None,
+                Err(e) => panic!("cannot make the cgroup {}: {e}", dir.display()),
+            }
+            if !self.dirs.iter().any(|(_, known, _)| *known == dir) {
+                self.dirs.push((root.to_path_buf(), dir.clone(), is_own));
+            }
+        }
+        Some(dir)
     }
 }
 
 impl Drop for MadeCgroups {
     fn drop(&mut self) {
-        for (root, dir) in self.0.iter().rev() {
+        for (root, dir, own) in self.dirs.iter().rev() {
+            if !own {
+                // A shared level: removed when empty (one try; another run may be in it).
+                let _ = fs::remove_dir(dir);
+                continue;
+            }
             for pid in fs::read_to_string(dir.join("cgroup.procs"))
                 .unwrap_or_default()
                 .lines()
@@ -224,16 +263,20 @@ fn place_pod(shape: &Shape) -> PlacedPod {
     let pod = PodUnderTest::new();
     let scratch = TempDir::new(&format!("leakscope-pods-{}", &pod.uid[..8]));
     let (pod_logs, container_logs) = pod.fake_kubelet_logs(&scratch.0);
-    let mut cgroups = MadeCgroups(Vec::new());
+    let mut cgroups = MadeCgroups { dirs: Vec::new() };
     let pod_cgroup = (shape.pod_cgroup)(&pod.uid);
-    let container_paths = pod
+    // The levels above the pod's own (`kubepods.slice/kubepods-burstable.slice`) are
+    // shared with other pods.
+    let (shared, pod_level) = pod_cgroup.rsplit_once('/').unwrap_or(("", &pod_cgroup));
+    let own_paths = pod
         .containers
         .clone()
-        .map(|(_, id)| format!("{pod_cgroup}/{}", (shape.container_cgroup)(&id)));
-    let container_dirs = container_paths.clone().map(|relative| {
+        .map(|(_, id)| format!("{pod_level}/{}", (shape.container_cgroup)(&id)));
+    let container_paths = own_paths.clone().map(|own| format!("{shared}/{own}"));
+    let container_dirs = own_paths.map(|own| {
         roots
             .iter()
-            .map(|root| cgroups.make(root, &relative))
+            .map(|root| cgroups.make(root, shared, &own))
             .collect::<Vec<_>>()
     });
     let leakers = start_leakers_in(&container_dirs);
