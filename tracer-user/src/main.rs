@@ -174,7 +174,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("leakscope: {e:#}");
+            // Each cause once, on one line (see error::one_line).
+            eprintln!("leakscope: {}", tracer_user::error::one_line(e.as_ref()));
             ExitCode::from(EXIT_ERROR)
         }
     }

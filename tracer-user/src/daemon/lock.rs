@@ -2,17 +2,23 @@
 //! (`--lock-file`, default [`DEFAULT_LOCK_FILE`]) for its whole life. Two daemons would
 //! load the kernel program twice and double every scan's cost on the watched host.
 //!
-//! The file is opened without following a symlink and without blocking (a FIFO planted
-//! there must not hang the start), must be a regular file, and holds the holder's pid
-//! so the refusal can name it. It is never deleted: deleting a lock file races with the
-//! next daemon taking it.
+//! The default lives in a directory of its own under /run: the systemd unit makes that
+//! one writable with `RuntimeDirectory=leakscope` (its `ProtectSystem=strict` leaves the
+//! rest of /run read-only), and a daemon started by hand creates it, so both take the
+//! same lock. The file is opened without following a symlink and without blocking (a
+//! FIFO planted there must not hang the start), must be a regular file, and holds the
+//! holder's pid so the refusal can name it. It is never deleted: deleting a lock file
+//! races with the next daemon taking it.
+//!
+//! Each error names the step and the path, and carries the system's reason as its
+//! `source()` only: the one-line rendering (`error::one_line`) appends it once.
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::{DirBuilder, File, OpenOptions},
     io::{Read, Seek, Write},
     os::{
         fd::AsRawFd,
-        unix::fs::{OpenOptionsExt, PermissionsExt},
+        unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     },
     path::{Path, PathBuf},
 };
@@ -20,7 +26,7 @@ use std::{
 use thiserror::Error;
 
 /// The default `--lock-file`.
-pub const DEFAULT_LOCK_FILE: &str = "/run/leakscope.lock";
+pub const DEFAULT_LOCK_FILE: &str = "/run/leakscope/leakscope.lock";
 
 /// Why the daemon may not start.
 #[derive(Debug, Error)]
@@ -29,8 +35,23 @@ pub enum LockError {
         "another leakscope run is already running (pid {holder}, holding {path}); one per host (--lock-file)"
     )]
     Held { path: PathBuf, holder: String },
-    #[error("cannot open the lock file {path}: {source}")]
+    #[error("cannot create the lock file's directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the lock file {path}")]
     Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot lock the lock file {path}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the lock file {path}")]
+    Write {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -46,10 +67,7 @@ pub struct InstanceLock {
 
 /// Takes the lock at `path`, or says who holds it.
 pub fn acquire(path: &Path) -> Result<InstanceLock, LockError> {
-    let open_error = |source| LockError::Open {
-        path: path.to_path_buf(),
-        source,
-    };
+    create_directory(path)?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -58,8 +76,14 @@ pub fn acquire(path: &Path) -> Result<InstanceLock, LockError> {
         .mode(0o644)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
-        .map_err(open_error)?;
-    let meta = file.metadata().map_err(open_error)?;
+        .map_err(|source| LockError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let meta = file.metadata().map_err(|source| LockError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if !meta.is_file() {
         return Err(LockError::NotAFile {
             path: path.to_path_buf(),
@@ -67,28 +91,63 @@ pub fn acquire(path: &Path) -> Result<InstanceLock, LockError> {
     }
     // SAFETY: flock on a descriptor this function owns; no memory is passed.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let error = std::io::Error::last_os_error();
-        if error.raw_os_error() != Some(libc::EWOULDBLOCK) {
-            return Err(open_error(error));
+        let source = std::io::Error::last_os_error();
+        if source.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(LockError::Lock {
+                path: path.to_path_buf(),
+                source,
+            });
         }
-        let mut text = String::new();
-        let _ = Read::by_ref(&mut file).take(32).read_to_string(&mut text);
-        let holder = text.trim();
         return Err(LockError::Held {
             path: path.to_path_buf(),
-            holder: if holder.bytes().all(|b| b.is_ascii_digit()) && !holder.is_empty() {
-                holder.to_string()
-            } else {
-                "unknown".into()
-            },
+            holder: holder_pid(&mut file),
         });
     }
     // Ours now: say who holds it. World-readable, writable by root only.
     let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
-    file.set_len(0).map_err(open_error)?;
-    file.rewind().map_err(open_error)?;
-    writeln!(file, "{}", std::process::id()).map_err(open_error)?;
+    let write_pid = |file: &mut File| -> std::io::Result<()> {
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{}", std::process::id())
+    };
+    write_pid(&mut file).map_err(|source| LockError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(InstanceLock { _file: file })
+}
+
+/// Creates the lock file's directory (one level, mode 0755 whatever the umask) when it
+/// is missing, as the default's /run/leakscope is on a host where no unit made it.
+fn create_directory(path: &Path) -> Result<(), LockError> {
+    let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let created = DirBuilder::new()
+        .mode(0o755)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)));
+    match created {
+        Err(source) if source.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(LockError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The pid the holder wrote in the file, or "unknown" when it holds anything else.
+fn holder_pid(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = Read::by_ref(file).take(32).read_to_string(&mut text);
+    let holder = text.trim();
+    if holder.bytes().all(|b| b.is_ascii_digit()) && !holder.is_empty() {
+        holder.to_string()
+    } else {
+        "unknown".into()
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +177,22 @@ mod tests {
         }
         drop(first);
         acquire(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Check that a missing directory of the lock file (the default's /run/leakscope on
+    /// a host where no unit made it) is created, mode 0755, and the lock taken in it.
+    #[test]
+    fn missing_directory_is_created() {
+        let dir = scratch("mkdir");
+        let lock_dir = dir.join("leakscope");
+        let _lock = acquire(&lock_dir.join("leakscope.lock")).unwrap();
+        let mode = std::fs::metadata(&lock_dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o755);
+        assert!(matches!(
+            acquire(&lock_dir.join("leakscope.lock")),
+            Err(LockError::Held { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,7 +1,8 @@
 //! The daemon under attack from what any local user can do: hold its HTTP port with
-//! idle or trickling connections, start it twice, give it an unsafe dump directory;
-//! and under faults of its own (a panic in one process's analysis, a scan that never
-//! ends), injected through its test hooks.
+//! idle or trickling connections, start it twice, give it an unsafe dump directory; in
+//! a sandbox that leaves its lock directory read-only; and under faults of its own (a
+//! panic in one process's analysis, a scan that never ends), injected through its test
+//! hooks.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -166,6 +167,78 @@ fn second_daemon_and_unsafe_dump_dir_are_refused() {
         unsafe_dir.stderr.contains("writable by group or others"),
         "{unsafe_dir:?}"
     );
+}
+
+/// A read-only tmpfs mounted on a directory for one test, unmounted when dropped.
+struct ReadOnlyMount(std::path::PathBuf);
+
+impl ReadOnlyMount {
+    fn new(dir: std::path::PathBuf) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = |s: &str| std::ffi::CString::new(s).unwrap();
+        let target = c(&dir.display().to_string());
+        // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
+        let rc = unsafe {
+            libc::mount(
+                c("tmpfs").as_ptr(),
+                target.as_ptr(),
+                c("tmpfs").as_ptr(),
+                libc::MS_RDONLY,
+                c("size=64k").as_ptr().cast(),
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "mount a read-only tmpfs on {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
+        Self(dir)
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let target = std::ffi::CString::new(self.0.display().to_string()).unwrap();
+        // SAFETY: umount2 with a NUL-terminated path.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// Check that a lock file on a read-only file system (what `ProtectSystem=strict` makes
+/// of /run without `RuntimeDirectory=`) stops the daemon at start with status 2 and one
+/// line naming the path and saying "Read-only file system" once, whether the file or
+/// its directory is missing.
+#[test]
+fn read_only_lock_directory_is_one_clear_line() {
+    require_root();
+    let scratch = TempDir::new("leakscope-rolock");
+    let read_only = ReadOnlyMount::new(scratch.0.join("ro"));
+    let reason = std::io::Error::from_raw_os_error(libc::EROFS).to_string();
+    for lock in [
+        read_only.0.join("leakscope.lock"),
+        read_only.0.join("sub/leakscope.lock"),
+    ] {
+        let run = run_leakscope(
+            &[
+                "run",
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+                "--lock-file",
+                &lock.display().to_string(),
+            ]
+            .map(String::from),
+            Duration::from_secs(30),
+        );
+        assert_eq!(run.exit_code, 2, "{run:?}");
+        assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+        assert_eq!(run.stderr.matches(&reason).count(), 1, "{run:?}");
+        assert!(
+            run.stderr.contains(&read_only.0.display().to_string()),
+            "{run:?}"
+        );
+    }
 }
 
 /// Check that a panic in one process's analysis (injected with
