@@ -2,9 +2,11 @@
 //!
 //! Written here rather than run through cpio(1): a fresh machine has no cpio, and the
 //! archive needs entries (a console device node, symlinks) that are simpler to state
-//! than to stage on disk.
+//! than to stage on disk. A whole directory tree (a Debian root file system) is packed
+//! with its owners and modes; the kernel unpacks archives written one after another in
+//! a file in order, later entries replacing earlier ones.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
@@ -29,6 +31,7 @@ struct Header<'a> {
     mode: u32,
     size: u64,
     rdev: (u32, u32),
+    owner: (u32, u32),
 }
 
 impl CpioWriter {
@@ -42,12 +45,91 @@ impl CpioWriter {
         })
     }
 
+    /// Opens `path`, which holds an archive, to write another one after it.
+    pub fn append(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let offset = file.metadata()?.len();
+        anyhow::ensure!(offset % 4 == 0, "{} does not end aligned", path.display());
+        Ok(Self {
+            out: BufWriter::with_capacity(1 << 20, file),
+            next_inode: 1,
+            offset,
+        })
+    }
+
+    /// Every entry under `root` (not `root` itself), named relative to it, with its
+    /// type, mode, owner and device numbers; parents before children, in name order.
+    /// Sockets are left out; a hard link becomes a copy.
+    pub fn tree(&mut self, root: &Path) -> Result<()> {
+        self.tree_below(root, "")
+    }
+
+    fn tree_below(&mut self, dir: &Path, prefix: &str) -> Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .collect::<io::Result<_>>()?;
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            let path = entry.path();
+            if self.entry_from(&name, &path)? {
+                self.tree_below(&path, &format!("{name}/"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the entry for `path` (not following a symlink), its mode carrying its
+    /// type; true when it is a directory.
+    fn entry_from(&mut self, name: &str, path: &Path) -> Result<bool> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let meta = std::fs::symlink_metadata(path)
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        let kind = meta.file_type();
+        let mut header = Header {
+            name,
+            mode: meta.mode(),
+            size: 0,
+            rdev: (0, 0),
+            owner: (meta.uid(), meta.gid()),
+        };
+        if kind.is_dir() {
+            self.header(&header)?;
+            return Ok(true);
+        }
+        if kind.is_file() {
+            header.size = meta.len();
+            self.header(&header)?;
+            let mut input =
+                File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            self.copy_data(&mut input, meta.len(), path)?;
+        } else if kind.is_symlink() {
+            let target = std::fs::read_link(path)?;
+            let target = target.as_os_str().as_encoded_bytes();
+            header.size = target.len() as u64;
+            self.header(&header)?;
+            self.data(target)?;
+        } else if kind.is_char_device() || kind.is_block_device() || kind.is_fifo() {
+            let dev = meta.rdev();
+            // glibc's encoding of dev_t (gnu_dev_major / gnu_dev_minor).
+            let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+            let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+            header.rdev = (major as u32, minor as u32);
+            self.header(&header)?;
+        }
+        Ok(false)
+    }
+
     pub fn dir(&mut self, name: &str) -> Result<()> {
         self.header(&Header {
             name,
             mode: S_IFDIR | 0o755,
             size: 0,
             rdev: (0, 0),
+            owner: (0, 0),
         })
     }
 
@@ -57,6 +139,7 @@ impl CpioWriter {
             mode: S_IFLNK | 0o777,
             size: target.len() as u64,
             rdev: (0, 0),
+            owner: (0, 0),
         })?;
         self.data(target.as_bytes())
     }
@@ -67,6 +150,7 @@ impl CpioWriter {
             mode: S_IFCHR | 0o600,
             size: 0,
             rdev: (major, minor),
+            owner: (0, 0),
         })
     }
 
@@ -77,6 +161,7 @@ impl CpioWriter {
             mode: S_IFREG | mode,
             size: bytes.len() as u64,
             rdev: (0, 0),
+            owner: (0, 0),
         })?;
         self.data(bytes)
     }
@@ -92,11 +177,16 @@ impl CpioWriter {
             mode: S_IFREG | (meta.permissions().mode() & 0o7777),
             size: meta.len(),
             rdev: (0, 0),
+            owner: (0, 0),
         })?;
-        let copied = io::copy(&mut input, &mut self.out)
+        self.copy_data(&mut input, meta.len(), source)
+    }
+
+    fn copy_data(&mut self, input: &mut File, len: u64, source: &Path) -> Result<()> {
+        let copied = io::copy(input, &mut self.out)
             .with_context(|| format!("cannot copy {}", source.display()))?;
         anyhow::ensure!(
-            copied == meta.len(),
+            copied == len,
             "{} changed size while being archived",
             source.display()
         );
@@ -111,6 +201,7 @@ impl CpioWriter {
             mode: 0,
             size: 0,
             rdev: (0, 0),
+            owner: (0, 0),
         })?;
         self.out.flush()?;
         Ok(())
@@ -123,8 +214,8 @@ impl CpioWriter {
         let fields = [
             inode,
             header.mode,
-            0, // uid
-            0, // gid
+            header.owner.0,
+            header.owner.1,
             1, // nlink
             0, // mtime: reproducible archives
             size,

@@ -27,14 +27,14 @@ use crate::util::{cargo, describe, go_command, run, target_dir, workspace_root};
 
 /// A Debian kernel: a label for messages and the package name pattern
 /// (`apt-cache search --names-only`); the newest match is booted.
-struct KernelSpec {
-    label: &'static str,
+pub(crate) struct KernelSpec {
+    pub(crate) label: &'static str,
     package_pattern: &'static str,
 }
 
 /// Debian 12's kernels: its own 6.1 (cloud flavour: virtio and serial built in, no
 /// modules needed) and the 6.12 it ships as a backport in the security archive.
-const KERNELS: [KernelSpec; 2] = [
+pub(crate) const KERNELS: [KernelSpec; 2] = [
     KernelSpec {
         label: "6.1",
         package_pattern: r"^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$",
@@ -49,19 +49,19 @@ const KERNELS: [KernelSpec; 2] = [
 const THREAD_SOURCES: [&str; 2] = ["bpf", "procfs"];
 
 /// The guest's programs: what each is, its binary and arguments.
-const C_LEAKER: &str = "mutex_leak";
-const C_LEAK_FUNCTION: &str = "leak_on_mutex";
+pub(crate) const C_LEAKER: &str = "mutex_leak";
+pub(crate) const C_LEAK_FUNCTION: &str = "leak_on_mutex";
 const STEADY: &str = "idle_pool";
-const GO_LEAKER: &str = "goleaks";
-const GO_LEAK_PATTERN: &str = "send";
-const GO_LEAK_FUNCTION: &str = "main.leakSendNoReceiver";
+pub(crate) const GO_LEAKER: &str = "goleaks";
+pub(crate) const GO_LEAK_PATTERN: &str = "send";
+pub(crate) const GO_LEAK_FUNCTION: &str = "main.leakSendNoReceiver";
 
 /// A guest that has not powered off by then is killed and the run fails with its
 /// console's tail. A run takes ~25 s on an idle machine; a loaded one (other builds,
 /// other guests) can make qemu's software CPU several times slower.
 const DEFAULT_BOOT_TIMEOUT_S: u64 = 300;
 /// Console lines shown when a run fails.
-const CONSOLE_TAIL_LINES: usize = 40;
+pub(crate) const CONSOLE_TAIL_LINES: usize = 40;
 
 #[derive(Args, Debug)]
 pub struct KernelsArgs {
@@ -157,7 +157,7 @@ pub fn kernels(args: &KernelsArgs) -> Result<()> {
     Ok(())
 }
 
-fn selected_kernels(labels: &[String]) -> Result<Vec<&'static KernelSpec>> {
+pub(crate) fn selected_kernels(labels: &[String]) -> Result<Vec<&'static KernelSpec>> {
     if labels.is_empty() {
         return Ok(KERNELS.iter().collect());
     }
@@ -189,7 +189,7 @@ fn selected_sources(names: &[String]) -> Result<Vec<&'static str>> {
 
 /// The newest package matching `spec`, downloaded and unpacked once into
 /// `work/<package>/vmlinuz`; a machine without the package lists yet gets them.
-fn fetch_kernel(spec: &KernelSpec, work: &Path) -> Result<PathBuf> {
+pub(crate) fn fetch_kernel(spec: &KernelSpec, work: &Path) -> Result<PathBuf> {
     let package = match newest_package(spec.package_pattern)? {
         Some(package) => package,
         None => {
@@ -283,15 +283,9 @@ fn only_file_in(dir: &Path) -> Result<PathBuf> {
 /// Builds leakscope (release) and the guest programs, and packs them with busybox, their
 /// shared libraries and /init into `work/initramfs.cpio`.
 fn build_initramfs(work: &Path) -> Result<PathBuf> {
-    run(cargo().args(["build", "--release", "-p", "tracer-user"]))?;
     let bin = work.join("bin");
     fs::create_dir_all(&bin)?;
-    let leakscope = bin.join("leakscope");
-    // Debug info is of no use in the guest and would triple the archive.
-    run(Command::new("objcopy")
-        .arg("--strip-debug")
-        .arg(target_dir().join("release/leakscope"))
-        .arg(&leakscope))?;
+    let leakscope = release_leakscope_for_guest(&bin)?;
     build_c_program(C_LEAKER, &bin)?;
     build_c_program(STEADY, &bin)?;
     build_go_leaker(&bin)?;
@@ -347,20 +341,38 @@ fn build_initramfs(work: &Path) -> Result<PathBuf> {
     Ok(archive)
 }
 
+/// Builds leakscope (release) and copies it to `bin/leakscope` without its debug info,
+/// which is of no use in a guest and would triple the archive.
+pub(crate) fn release_leakscope_for_guest(bin: &Path) -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "-p", "tracer-user"]))?;
+    let leakscope = bin.join("leakscope");
+    run(Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(target_dir().join("release/leakscope"))
+        .arg(&leakscope))?;
+    Ok(leakscope)
+}
+
 fn build_c_program(name: &str, bin: &Path) -> Result<()> {
+    build_c_program_as(name, &bin.join(name), &[])
+}
+
+/// Builds test program `name` into `output`, with `extra` compiler arguments.
+pub(crate) fn build_c_program_as(name: &str, output: &Path, extra: &[&str]) -> Result<()> {
     let source = workspace_root().join(format!("tracer-user/tests/programs/{name}.c"));
-    let output = bin.join(name);
     // As the integration tests build it: the verdicts, not unwinding, are on trial.
     run(
         Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()))
-            .args(["-O0", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
-            .arg(&output)
+            .args(["-O0", "-g", "-fno-omit-frame-pointer", "-pthread"])
+            .args(extra)
+            .arg("-o")
+            .arg(output)
             .arg(&source),
     )
     .with_context(|| format!("building {name}"))
 }
 
-fn build_go_leaker(bin: &Path) -> Result<()> {
+pub(crate) fn build_go_leaker(bin: &Path) -> Result<()> {
     let version = GO_VERSIONS[GO_VERSIONS.len() - 1];
     let mut go = go_command(version)?;
     // Pure Go (go_command sets CGO_ENABLED=0): a static binary, no libraries to copy.
@@ -499,58 +511,20 @@ impl Boot<'_> {
         fs::create_dir_all(&self.dir)?;
         let console = self.dir.join("console.log");
         let results = self.dir.join("results.txt");
-        let mut qemu = Command::new("qemu-system-x86_64");
-        qemu.args([
-            "-accel",
-            "tcg,thread=multi",
-            "-cpu",
-            "max",
-            "-smp",
-            "2",
-            "-m",
-            "1024",
-        ])
-        .args([
-            "-nodefaults",
-            "-nographic",
-            "-no-reboot",
-            "-monitor",
-            "none",
-        ])
-        .arg("-kernel")
-        .arg(self.vmlinuz)
-        .arg("-initrd")
-        .arg(self.initramfs)
-        .arg("-append")
-        .arg(format!(
+        let append = format!(
             "console=ttyS0 rdinit=/init panic=-1 ls_source={} ls_duration={}",
             self.thread_source, self.duration
-        ))
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .arg("-serial")
-        .arg(format!("file:{}", results.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        let description = describe(&qemu);
-        let child = qemu
-            .spawn()
-            .with_context(|| format!("cannot start `{description}`"))?;
-        let status = wait_or_kill(child, self.timeout);
-        let console_tail = || tail(&console, CONSOLE_TAIL_LINES);
-        let finished = match status {
-            Ok(finished) => finished,
-            Err(error) => bail!("{error:#}\nguest console (last lines):\n{}", console_tail()),
+        );
+        let guest = Guest {
+            vmlinuz: self.vmlinuz,
+            initramfs: self.initramfs,
+            append: &append,
+            memory_mib: 1024,
+            console: &console,
+            results: &results,
         };
-        if !finished {
-            bail!(
-                "the guest did not power off within {} s (killed)\nguest console (last \
-                 lines):\n{}",
-                self.timeout.as_secs(),
-                console_tail()
-            );
-        }
+        guest.run(self.timeout)?;
+        let console_tail = || tail(&console, CONSOLE_TAIL_LINES);
         let text = fs::read_to_string(&results).unwrap_or_default();
         let result = GuestResult::parse(&text).with_context(|| {
             format!(
@@ -568,6 +542,70 @@ impl Boot<'_> {
             result.kernel,
             result.report["thread_source"].as_str().unwrap_or("?")
         ))
+    }
+}
+
+/// A qemu guest: a kernel, an initramfs, its command line; its console and second serial
+/// port go to files.
+pub(crate) struct Guest<'a> {
+    pub(crate) vmlinuz: &'a Path,
+    pub(crate) initramfs: &'a Path,
+    pub(crate) append: &'a str,
+    pub(crate) memory_mib: u32,
+    pub(crate) console: &'a Path,
+    pub(crate) results: &'a Path,
+}
+
+impl Guest<'_> {
+    /// Boots the guest and waits for it to power off; fails with the console's tail when
+    /// qemu fails or the guest is still running after `timeout` (then killed).
+    pub(crate) fn run(&self, timeout: Duration) -> Result<()> {
+        let mut qemu = Command::new("qemu-system-x86_64");
+        qemu.args([
+            "-accel",
+            "tcg,thread=multi",
+            "-cpu",
+            "max",
+            "-smp",
+            "2",
+            "-m",
+        ])
+        .arg(self.memory_mib.to_string())
+        .args([
+            "-nodefaults",
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
+        ])
+        .arg("-kernel")
+        .arg(self.vmlinuz)
+        .arg("-initrd")
+        .arg(self.initramfs)
+        .arg("-append")
+        .arg(self.append)
+        .arg("-serial")
+        .arg(format!("file:{}", self.console.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", self.results.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let description = describe(&qemu);
+        let child = qemu
+            .spawn()
+            .with_context(|| format!("cannot start `{description}`"))?;
+        let console_tail = || tail(self.console, CONSOLE_TAIL_LINES);
+        match wait_or_kill(child, timeout) {
+            Ok(true) => Ok(()),
+            Ok(false) => bail!(
+                "the guest did not power off within {} s (killed)\nguest console (last \
+                 lines):\n{}",
+                timeout.as_secs(),
+                console_tail()
+            ),
+            Err(error) => bail!("{error:#}\nguest console (last lines):\n{}", console_tail()),
+        }
     }
 }
 
@@ -596,7 +634,7 @@ fn wait_or_kill(mut child: Child, timeout: Duration) -> Result<bool> {
 }
 
 /// The last `lines` lines of a file, or a note that it is empty or missing.
-fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let bytes = fs::read(path).unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes);
     let all: Vec<&str> = text.lines().collect();

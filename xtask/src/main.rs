@@ -14,6 +14,7 @@ mod kubernetes;
 mod scale;
 mod setup;
 mod soak;
+mod systemd;
 mod util;
 
 use std::process::{Command, ExitCode};
@@ -38,7 +39,8 @@ struct Cli {
 enum Task {
     /// Install what building and running leakscope needs (clang-19, libbpf-dev).
     Setup,
-    /// Set up, build the workspace and run every test, then `kernels` (needs root).
+    /// Set up, build the workspace and run every test, then `kernels`, `systemd`, a
+    /// short soak and every fuzz target (needs root).
     Test,
     /// Check formatting and run clippy with warnings as errors.
     Lint,
@@ -77,6 +79,10 @@ enum Task {
         #[arg(long)]
         write: bool,
     },
+    /// Score deploy/systemd/leakscope.service with systemd-analyze, then boot a Debian
+    /// with systemd as PID 1 under qemu, install leakscope as the README says and check
+    /// the unit finds leaks, stops cleanly and needs each capability it keeps (needs root).
+    Systemd(systemd::SystemdArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +108,7 @@ fn run_task(task: Task) -> Result<ExitCode> {
         Task::GoLayouts(args) => go_layouts::go_layouts(&args)?,
         Task::Kernels(args) => kernels::kernels(&args)?,
         Task::Soak(args) => soak::soak(&args)?,
+        Task::Systemd(args) => systemd::systemd(&args)?,
         Task::Fuzz(args) => fuzz::fuzz(&args)?,
         Task::Kubernetes { write } => kubernetes::kubernetes(write)?,
     }
@@ -132,6 +139,9 @@ fn test() -> Result<()> {
     if accuracy != ExitCode::SUCCESS {
         bail!("`cargo xtask accuracy --quick` found a missed leak, a false alarm or a wrong site");
     }
+    // The shipped systemd unit under a real systemd, on 6.1 with its capability variants
+    // (see the README's "Installing the service").
+    systemd::systemd(&systemd::SystemdArgs::ci())?;
     // The daemon under churn and attack, shortened for CI (see README, "Soak").
     soak::soak(&soak::SoakArgs {
         minutes: CI_SOAK_MINUTES,

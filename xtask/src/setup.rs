@@ -117,14 +117,31 @@ const KERNEL_TOOLS: [(&str, &str); 2] = [
 
 /// Installs qemu and busybox-static with apt-get when missing.
 pub fn setup_kernel_tools() -> Result<()> {
-    let missing = || -> Vec<&'static str> {
-        KERNEL_TOOLS
+    install_missing(&KERNEL_TOOLS, |program, package| match package {
+        // A dynamic busybox cannot run in the guest without its libraries.
+        "busybox-static" => !is_static_busybox(),
+        _ => find_program(program).is_none(),
+    })
+}
+
+/// What `cargo xtask systemd` runs besides the kernel tools: mmdebstrap builds the
+/// guest's Debian root file system; systemd's package brings `systemd-analyze`, which
+/// scores the unit offline (systemd need not be PID 1).
+const SYSTEMD_TOOLS: [(&str, &str); 2] =
+    [("mmdebstrap", "mmdebstrap"), ("systemd-analyze", "systemd")];
+
+/// Installs the kernel tools, mmdebstrap and systemd-analyze with apt-get when missing.
+pub fn setup_systemd_tools() -> Result<()> {
+    setup_kernel_tools()?;
+    install_missing(&SYSTEMD_TOOLS, |program, _| find_program(program).is_none())
+}
+
+/// Installs the packages of `tools` (program, package) whose program `is_missing`.
+fn install_missing(tools: &[(&str, &str)], is_missing: impl Fn(&str, &str) -> bool) -> Result<()> {
+    let missing = || -> Vec<&str> {
+        tools
             .iter()
-            .filter(|(program, package)| match *package {
-                // A dynamic busybox cannot run in the guest without its libraries.
-                "busybox-static" => !is_static_busybox(),
-                _ => find_program(program).is_none(),
-            })
+            .filter(|(program, package)| is_missing(program, package))
             .map(|(_, package)| *package)
             .collect()
     };

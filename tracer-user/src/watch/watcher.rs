@@ -149,8 +149,14 @@ impl Watcher {
     }
 }
 
+/// This host's name from uname(2), as /proc/sys/kernel/hostname has it: the systemd
+/// unit's `ProcSubset=pid` hides /proc/sys.
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
+    let mut name = [0u8; 256];
+    // SAFETY: gethostname writes at most name.len() bytes into name.
+    if unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } != 0 {
+        return "unknown".into();
+    }
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    String::from_utf8_lossy(&name[..end]).into_owned()
 }
