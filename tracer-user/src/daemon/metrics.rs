@@ -49,7 +49,7 @@ pub const PROCESS_LABELS: [&str; 9] = [
 pub const MAX_EXE_LABEL: usize = 160;
 /// Labels a per-site series adds to [`PROCESS_LABELS`].
 pub const SITE_LABELS: [&str; 3] = ["kind", "wait", "site"];
-/// The label a site's verdict series add to the site's: the rule that decided.
+/// The label `leakscope_site_rule` adds to the site's: the rule that decided its verdict.
 pub const RULE_LABEL: &str = "rule";
 
 /// Which labels a family's series carry.
@@ -117,6 +117,7 @@ enum Family {
     SiteOldest,
     SiteLeak,
     SiteSuspect,
+    SiteRule,
     LeakingProcesses,
     ProcessesOmitted,
     Scans,
@@ -173,7 +174,7 @@ const SCAN_BUCKETS: &[f64] = &[
 
 /// Every family the daemon exports (the README's metrics table says the same).
 #[rustfmt::skip]
-const METRICS: [Metric; 34] = [
+const METRICS: [Metric; 35] = [
     metric(F::ProcessWaiters, "leakscope_process_blocked_waiters", L::Process, T::Gauge,
         "Blocked waiters (threads in futex waits, parked goroutines) of the process at the last scan, all sites."),
     metric(F::ProcessGrowth, "leakscope_process_growth_per_minute", L::Process, T::Gauge,
@@ -198,10 +199,12 @@ const METRICS: [Metric; 34] = [
         "Growth of the site's waiter count per minute (least-squares slope over the window)."),
     metric(F::SiteOldest, "leakscope_site_oldest_wait_seconds", L::Site, T::Gauge,
         "The longest a current waiter at the site has been blocked, in seconds."),
-    metric(F::SiteLeak, "leakscope_site_leak", L::SiteVerdict, T::Gauge,
-        "1 when the site is judged a leak over the window (waiters arrive and stay), else 0; rule: the verdict's rule that decided."),
-    metric(F::SiteSuspect, "leakscope_site_suspect", L::SiteVerdict, T::Gauge,
-        "1 when the site is judged ok but grows in a way that may be a leak (watch longer), else 0; rule: the verdict's rule that decided."),
+    metric(F::SiteLeak, "leakscope_site_leak", L::Site, T::Gauge,
+        "1 when the site is judged a leak over the window (waiters arrive and stay), else 0."),
+    metric(F::SiteSuspect, "leakscope_site_suspect", L::Site, T::Gauge,
+        "1 when the site is judged ok but grows in a way that may be a leak (watch longer), else 0."),
+    metric(F::SiteRule, "leakscope_site_rule", L::SiteVerdict, T::Gauge,
+        "Always 1; rule: the verdict's rule that decided the site's verdict (as the JSON rule). Its own series, so that a change of rule never changes the identity of the verdict series."),
     metric(F::LeakingProcesses, "leakscope_leaking_processes", L::None, T::Gauge,
         "Processes judged leaking at the last report (exported or not)."),
     metric(F::ProcessesOmitted, "leakscope_processes_omitted", L::None, T::Gauge,
@@ -559,10 +562,11 @@ impl Exporter {
         self.set(F::SiteWaiters, &l, f64::from(s.count));
         self.set(F::SiteGrowth, &l, j.growth_per_min);
         self.set(F::SiteOldest, &l, j.oldest_wait_s);
-        l.push(j.rule.name());
         let flag = |on: bool| if on { 1.0 } else { 0.0 };
         self.set(F::SiteLeak, &l, flag(j.is_leak()));
         self.set(F::SiteSuspect, &l, flag(j.is_suspect()));
+        l.push(j.rule.name());
+        self.set(F::SiteRule, &l, 1.0);
     }
 
     /// The text exposition of every series now.
@@ -718,27 +722,33 @@ mod tests {
             text.contains(r#"site="thread:futex:leak_on_mutex""#),
             "{text}"
         );
-        // A site's verdict says which rule decided, from the typed rule.
+        // A site's verdict says which rule decided, from the typed rule, in a series of
+        // its own: the verdict series keep their identity when the rule changes.
+        let series = |prefix: &str, pid: &str, tail: &str| {
+            text.lines().any(|l| {
+                l.starts_with(prefix) && l.contains(&format!(r#"pid="{pid}""#)) && l.ends_with(tail)
+            })
+        };
+        assert!(series("leakscope_site_leak{", "10", " 1"), "{text}");
+        assert!(series("leakscope_site_suspect{", "11", " 0"), "{text}");
         assert!(
-            text.lines().any(|l| l.starts_with("leakscope_site_leak{")
+            text.lines().any(|l| l.starts_with("leakscope_site_rule{")
                 && l.contains(r#"pid="10""#)
                 && l.contains(r#"rule="stayed_and_growing""#)
                 && l.ends_with(" 1")),
             "{text}"
         );
         assert!(
-            text.lines()
-                .any(|l| l.starts_with("leakscope_site_suspect{")
-                    && l.contains(r#"pid="11""#)
-                    && l.contains(r#"rule="no_growth""#)
-                    && l.ends_with(" 0")),
+            text.lines().any(|l| l.starts_with("leakscope_site_rule{")
+                && l.contains(r#"pid="11""#)
+                && l.contains(r#"rule="no_growth""#)),
             "{text}"
         );
         assert!(
             !text
                 .lines()
-                .any(|l| l.starts_with("leakscope_site_blocked_waiters{") && l.contains("rule=")),
-            "only the verdict series carry the rule: {text}"
+                .any(|l| !l.starts_with("leakscope_site_rule{") && l.contains("rule=")),
+            "only leakscope_site_rule carries the rule: {text}"
         );
         // Each declared type does what its family needs.
         for line in [
