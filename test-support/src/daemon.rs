@@ -77,11 +77,11 @@ impl Daemon {
         });
         match (exited, healthy) {
             (None, Some(())) => Ok(()),
-            (Some(status), _) => Err(Error::Timeout(format!(
+            (Some(status), _) => Err(Error::Misbehaved(format!(
                 "leakscope run exited ({status}) before it was healthy; its log:\n{}",
                 self.log()
             ))),
-            (None, None) => Err(Error::Timeout(format!(
+            (None, None) => Err(Error::Misbehaved(format!(
                 "leakscope run not healthy within {timeout:?}; its log:\n{}",
                 self.log()
             ))),
@@ -95,7 +95,7 @@ impl Daemon {
         if status.success() {
             Ok(took)
         } else {
-            Err(Error::Timeout(format!(
+            Err(Error::Misbehaved(format!(
                 "leakscope run exited {status} on SIGTERM after {took:?}, not 0"
             )))
         }

@@ -234,10 +234,9 @@ impl GoBuild {
         Ok(go)
     }
 
-    /// Builds into `dir/<version>-<flavor>/<binary name>` and returns that path.
+    /// Builds into `dir/<binary name>` and returns that path.
     pub fn build(self, dir: &Path) -> Result<PathBuf, Error> {
-        let out_dir = dir.join(format!("{}-{}", self.version, self.flavor.name()));
-        let output = out_dir.join(self.binary_name());
+        let output = dir.join(self.binary_name());
         build_into(&output, |temp| self.command(temp))?;
         Ok(output)
     }

@@ -51,9 +51,10 @@ pub enum Error {
     /// A Go toolchain could not be fetched (kept, so every test that needs it says why).
     #[error("no Go {version} toolchain: {reason}")]
     Toolchain { version: String, reason: String },
-    /// A process did not do what it should within its time (exit, answer, get ready).
+    /// A process did not do what it should: still running past its time, exited with
+    /// the wrong status, or exited before it was ready.
     #[error("{0}")]
-    Timeout(String),
+    Misbehaved(String),
 }
 
 impl Error {

@@ -38,6 +38,22 @@ pub fn programs_dir() -> PathBuf {
     workspace_root().join("tracer-user/tests/programs")
 }
 
+/// The first executable named `name` on PATH or in the sbin directories (which
+/// ordinary users' PATH lacks, yet apt installs tools such as bpftool there).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +67,13 @@ mod tests {
         assert!(exe.starts_with(&target), "{exe:?} is not under {target:?}");
         assert!(target.join("CACHEDIR.TAG").is_file(), "{target:?}");
         assert_ne!(target, exe.parent().unwrap(), "the deps directory itself");
+    }
+
+    /// Check that programs are found on PATH, and a missing one is none.
+    #[test]
+    fn programs_are_found_on_path() {
+        assert!(find_program("sh").is_some_and(|sh| sh.is_absolute()));
+        assert_eq!(find_program("leakscope-no-such-tool"), None);
     }
 
     /// Check that a path outside any target directory gives none.

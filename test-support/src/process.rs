@@ -130,7 +130,7 @@ impl Running {
     }
 
     /// Sends SIGTERM and waits up to `timeout` for it to exit: its status and how long it
-    /// took, or [`Error::Timeout`] when it still runs (it is then left running, for the
+    /// took, or [`Error::Misbehaved`] when it still runs (it is then left running, for the
     /// caller to look at or drop).
     pub fn terminate(&mut self, timeout: Duration) -> Result<(ExitStatus, Duration), Error> {
         let started = Instant::now();
@@ -141,7 +141,7 @@ impl Running {
         }
         match self.wait_timeout(timeout) {
             Some(status) => Ok((status, started.elapsed())),
-            None => Err(Error::Timeout(format!(
+            None => Err(Error::Misbehaved(format!(
                 "{} (pid {}) still running {timeout:?} after SIGTERM",
                 self.name,
                 self.pid()
@@ -286,7 +286,7 @@ mod tests {
         })
         .expect("the shell set its trap");
         let error = ignores.terminate(Duration::from_millis(300)).unwrap_err();
-        assert!(matches!(error, Error::Timeout(_)), "{error}");
+        assert!(matches!(error, Error::Misbehaved(_)), "{error}");
         assert!(ignores.exited().is_none());
     }
 }

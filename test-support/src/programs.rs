@@ -60,7 +60,7 @@ impl Program {
     ];
 
     /// The binary's file name, which is also the process comm (under 16 bytes).
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Program::MutexLeak => "mutex_leak",
             Program::CondvarLeak => "condvar_leak",
@@ -72,6 +72,13 @@ impl Program {
             Program::ThreadFarm => "threadfarm",
             Program::PingPong => "pingpong",
         }
+    }
+
+    /// The program whose binary is called `name`.
+    pub fn named(name: &str) -> Option<Program> {
+        Program::ALL
+            .into_iter()
+            .find(|program| program.name() == name)
     }
 
     /// Its source file, relative to `tracer-user/tests/programs`.
@@ -179,6 +186,7 @@ mod tests {
             let source = paths::programs_dir().join(program.source());
             assert!(source.is_file(), "{program:?}: {}", source.display());
             assert!(program.name().len() < 16, "{program:?}");
+            assert_eq!(Program::named(program.name()), Some(*program));
             assert!(
                 Program::ALL[i + 1..]
                     .iter()

@@ -12,15 +12,19 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use test_support::go::GoBuild;
+use test_support::process::Running;
+use test_support::programs::{Program, build_into};
+
 use crate::setup::setup;
-use crate::util::{cargo, describe, go_command, run, target_dir, workspace_root};
+use crate::util::{cargo, describe, run, target_dir};
 
 /// The default overhead budget: leakscope watching the host may slow a workload
 /// by at most this much.
@@ -50,8 +54,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     seconds: u32,
     /// Alone/with-leakscope pairs per workload; medians are taken over these.
-    /// Default: each workload's own count (3 for the steady ones, more for the
-    /// noisy ones).
+    /// Default: each workload's own count (5 for the steady ones, more for the
+    /// noisy ones). Over budget with fewer than 5 is a failure: too few to tell noise.
     #[arg(long)]
     pairs: Option<u32>,
     /// Run only this workload (repeatable), e.g. `--workload gohttp`; skips the scale
@@ -80,9 +84,9 @@ struct Workload {
     unit: &'static str,
     /// The first word of the output line carrying the throughput.
     metric_key: &'static str,
-    /// The command building the workload's binary from the workspace root into
-    /// the given output path (fetching a toolchain first when needed).
-    build: fn(root: &Path, output: &Path) -> Result<Command>,
+    /// The command building the workload's binary into the given output path
+    /// (fetching a toolchain first when needed).
+    build: fn(output: &Path) -> Result<Command, test_support::Error>,
     /// Run all the workload's threads on one CPU. For a two-thread hand-off on a
     /// small machine, unpinned throughput is bimodal (it varied 20k-100k round
     /// trips/s on 2 cores, depending on whether both threads landed on one core),
@@ -101,17 +105,11 @@ fn workloads() -> Vec<Workload> {
             name: "pingpong",
             unit: "round trips/s",
             metric_key: "round_trips_per_sec",
-            // -O2: a throughput measurement, no stacks are looked at.
-            build: |root, output| {
-                let mut cc = Command::new("cc");
-                cc.args(["-O2", "-pthread", "-o"])
-                    .arg(output)
-                    .arg(root.join("tracer-user/tests/programs/pingpong.c"));
-                Ok(cc)
-            },
+            build: |output| Ok(Program::PingPong.command(output)),
             pin_to_one_cpu: true,
             budget_slowdown_percent: BUDGET_SLOWDOWN_PERCENT,
-            default_pairs: 3,
+            // The fewest whose noise interval counts (MIN_PAIRS_FOR_NOISE).
+            default_pairs: 5,
         },
         Workload {
             // Two goroutine pairs handing a token over unbuffered channels: the
@@ -120,7 +118,7 @@ fn workloads() -> Vec<Workload> {
             name: "gopingpong",
             unit: "round trips/s",
             metric_key: "round_trips_per_sec",
-            build: |root, output| go_build(root, "benchpingpong", output),
+            build: |output| GoBuild::plain(GO_VERSION, "benchpingpong").command(output),
             // Pinned, like the C ping-pong: on one CPU the Go scheduler runs both
             // pairs on one thread (GOMAXPROCS follows the affinity), a steady
             // hand-off; unpinned, hand-offs between the 2 Ps wake idle threads
@@ -137,7 +135,7 @@ fn workloads() -> Vec<Workload> {
             name: "gohttp",
             unit: "requests/s",
             metric_key: "requests_per_sec",
-            build: |root, output| go_build(root, "benchhttp", output),
+            build: |output| GoBuild::plain(GO_VERSION, "benchhttp").command(output),
             // Pinned too, though a server is meant to use every CPU: on this
             // 2-CPU class of machine, unpinned throughput is bimodal (30k or 50k
             // requests/s alone, depending on whether anything else wants a CPU;
@@ -152,17 +150,6 @@ fn workloads() -> Vec<Workload> {
             default_pairs: 21,
         },
     ]
-}
-
-/// A `go build` of `tracer-user/tests/programs/go/<package>` into `output`
-/// with Go [`GO_VERSION`] (fetched when missing), CGO_ENABLED=0 and no network.
-fn go_build(root: &Path, package: &str, output: &Path) -> Result<Command> {
-    let mut go = go_command(GO_VERSION)?;
-    go.current_dir(root.join("tracer-user/tests/programs/go"))
-        .args(["build", "-o"])
-        .arg(output)
-        .arg(format!("./{package}"));
-    Ok(go)
 }
 
 /// Whether leakscope was watching during a run.
@@ -189,9 +176,70 @@ struct Summary {
     budget_slowdown_percent: f64,
     median_alone: f64,
     median_with: f64,
+    /// Alone/with-leakscope pairs measured.
+    pairs: usize,
     /// 90% interval of the slowdown (percent), bootstrapped over pairs: how far run-to-run
     /// noise alone could move the estimate.
     slowdown_interval: (f64, f64),
+}
+
+/// Fewest pairs whose bootstrap interval is taken as a measure of noise: the median of
+/// fewer takes so few distinct values over resamples that its "90% interval" says
+/// little. Over budget with fewer pairs is a failure (run more `--pairs`).
+const MIN_PAIRS_FOR_NOISE: usize = 5;
+
+/// How far above the budget the noise interval may reach for an over-budget estimate to
+/// pass as noise: wider, the run cannot tell a slowdown within budget from one twice
+/// as large, and proves nothing either way.
+const NOISE_REACH_OVER_BUDGET: f64 = 2.0;
+
+/// A workload's slowdown judged against its budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Judgement {
+    /// The estimate is within the budget.
+    Pass,
+    /// The estimate is over, but the 90% interval (from enough pairs) reaches below the
+    /// budget and not far above it: run-to-run noise explains the excess. A pass,
+    /// flagged.
+    WithinNoise,
+    /// Even the low end of the interval is over the budget.
+    OverBudget,
+    /// The estimate is over and the run cannot say more: too few pairs for an
+    /// interval, or an interval too wide to bound the slowdown. Not shown within
+    /// budget, so a failure.
+    Inconclusive,
+}
+
+impl Judgement {
+    fn label(self) -> &'static str {
+        match self {
+            Judgement::Pass => "PASS",
+            Judgement::WithinNoise => "WITHIN NOISE",
+            Judgement::OverBudget => "OVER BUDGET",
+            Judgement::Inconclusive => "INCONCLUSIVE",
+        }
+    }
+
+    fn passes(self) -> bool {
+        matches!(self, Judgement::Pass | Judgement::WithinNoise)
+    }
+}
+
+/// Judges a slowdown `estimate` (percent) with its 90% `interval` from `pairs` pairs
+/// against `budget` (percent).
+fn judge_slowdown(estimate: f64, interval: (f64, f64), pairs: usize, budget: f64) -> Judgement {
+    let (low, high) = interval;
+    if estimate <= budget {
+        Judgement::Pass
+    } else if pairs < MIN_PAIRS_FOR_NOISE || !low.is_finite() || !high.is_finite() {
+        Judgement::Inconclusive
+    } else if low > budget {
+        Judgement::OverBudget
+    } else if high <= budget * NOISE_REACH_OVER_BUDGET {
+        Judgement::WithinNoise
+    } else {
+        Judgement::Inconclusive
+    }
 }
 
 impl Summary {
@@ -204,23 +252,45 @@ impl Summary {
         (1.0 - self.ratio()) * 100.0
     }
 
-    fn within_budget(&self) -> bool {
-        self.slowdown_percent() <= self.budget_slowdown_percent
+    fn judgement(&self) -> Judgement {
+        judge_slowdown(
+            self.slowdown_percent(),
+            self.slowdown_interval,
+            self.pairs,
+            self.budget_slowdown_percent,
+        )
     }
 
-    /// Over budget beyond what noise explains: even the low end of the interval is over.
-    fn surely_over_budget(&self) -> bool {
-        self.slowdown_interval.0 > self.budget_slowdown_percent
+    /// Why this row fails the bench, if it does: names the figure.
+    fn failure(&self) -> Option<String> {
+        let judgement = self.judgement();
+        (!judgement.passes()).then(|| {
+            format!(
+                "{}: slowdown {:.1}% (90% interval {:.1}%..{:.1}%, {} pairs) over its {}% budget, {}",
+                self.workload,
+                self.slowdown_percent(),
+                self.slowdown_interval.0,
+                self.slowdown_interval.1,
+                self.pairs,
+                self.budget_slowdown_percent,
+                judgement.label()
+            )
+        })
     }
+}
 
-    fn verdict(&self) -> &'static str {
-        if self.within_budget() {
-            "PASS"
-        } else if self.surely_over_budget() {
-            "OVER BUDGET"
-        } else {
-            "WITHIN NOISE"
-        }
+/// Fails the bench naming every figure over its budget: the slowdown rows' and the
+/// scale section's.
+fn check_budgets(summaries: &[Summary], scale_failures: &[String]) -> Result<()> {
+    let failures: Vec<String> = summaries
+        .iter()
+        .filter_map(Summary::failure)
+        .chain(scale_failures.iter().cloned())
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        bail!("bench: over budget:\n  {}", failures.join("\n  "))
     }
 }
 
@@ -301,10 +371,11 @@ the same workloads beside pid {} (1,000,000 goroutines parked, leaking more)",
     if !summaries.is_empty() {
         print_summary(&summaries);
     }
+    let mut scale_failures = Vec::new();
     if !args.no_scale && args.workloads.is_empty() {
-        crate::scale::scale(&leakscope, &bench_dir, args.long)?;
+        scale_failures = crate::scale::scale(&leakscope, &bench_dir, args.long)?;
     }
-    Ok(())
+    check_budgets(&summaries, &scale_failures)
 }
 
 /// Runs each workload alone and watched, in pairs; `beside` names what else the host
@@ -319,8 +390,7 @@ fn measure_workloads(
     let mut summaries = Vec::new();
     for workload in selected {
         let binary = bench_dir.join(workload.name);
-        (workload.build)(&workspace_root(), &binary)
-            .and_then(|mut build| run(&mut build))
+        build_into(&binary, workload.build)
             .with_context(|| format!("building the {} workload", workload.name))?;
         let pairs = args.pairs.unwrap_or(workload.default_pairs);
 
@@ -365,6 +435,7 @@ fn measure_workloads(
             workload: format!("{}{beside}", workload.name),
             unit: workload.unit,
             budget_slowdown_percent: workload.budget_slowdown_percent,
+            pairs: alone.len().min(with.len()),
             median_alone: median(&mut alone),
             median_with: median(&mut with),
             slowdown_interval,
@@ -399,32 +470,45 @@ fn print_summary(summaries: &[Summary]) {
             summary.slowdown_interval.0,
             summary.slowdown_interval.1,
             summary.budget_slowdown_percent,
-            summary.verdict()
+            summary.judgement().label()
         );
     }
-    let noisy: Vec<&str> = summaries
-        .iter()
-        .filter(|summary| !summary.within_budget() && !summary.surely_over_budget())
-        .map(|summary| summary.workload.as_str())
-        .collect();
+    let with = |judgement: Judgement| -> Vec<&str> {
+        summaries
+            .iter()
+            .filter(|summary| summary.judgement() == judgement)
+            .map(|summary| summary.workload.as_str())
+            .collect()
+    };
+    let noisy = with(Judgement::WithinNoise);
     if !noisy.is_empty() {
         println!(
-            "\nWITHIN NOISE: {}: the estimate is over budget but run-to-run noise covers the budget; run more --pairs",
+            "\nWITHIN NOISE (a pass): {}: the estimate is over budget, but the 90% interval \
+             reaches below the budget and at most {NOISE_REACH_OVER_BUDGET}x above it; run more --pairs",
             noisy.join(", ")
         );
     }
-    let over: Vec<&str> = summaries
-        .iter()
-        .filter(|summary| summary.surely_over_budget())
-        .map(|summary| summary.workload.as_str())
-        .collect();
-    if over.is_empty() && noisy.is_empty() {
-        println!("\nPASS: every workload is within its budget");
-    } else if !over.is_empty() {
+    let inconclusive = with(Judgement::Inconclusive);
+    if !inconclusive.is_empty() {
+        println!(
+            "\nINCONCLUSIVE (a failure): {}: the estimate is over budget, and fewer than \
+             {MIN_PAIRS_FOR_NOISE} pairs or a noise interval reaching past {NOISE_REACH_OVER_BUDGET}x \
+             the budget cannot show otherwise; run more --pairs on a quieter machine",
+            inconclusive.join(", ")
+        );
+    }
+    let over = with(Judgement::OverBudget);
+    if !over.is_empty() {
         println!(
             "\nOVER BUDGET: {} slowed by more than its budget, beyond noise",
             over.join(", ")
         );
+    }
+    if summaries
+        .iter()
+        .all(|summary| summary.judgement() == Judgement::Pass)
+    {
+        println!("\nPASS: every workload is within its budget");
     }
 }
 
@@ -506,21 +590,26 @@ fn run_with_leakscope(
 ) -> Result<f64> {
     let report_path = log_stem.with_extension("report");
     let stderr_path = log_stem.with_extension("stderr");
-    let mut watcher = Watcher::start(
-        leakscope,
-        seconds + LEAKSCOPE_EXTRA_SECONDS,
-        &report_path,
-        &stderr_path,
-    )?;
+    let watch_s = seconds + LEAKSCOPE_EXTRA_SECONDS;
+    let mut watcher = start_watcher(leakscope, watch_s, &report_path, &stderr_path)?;
     thread::sleep(LEAKSCOPE_ATTACH_GRACE);
-    if let Some(status) = watcher.child.try_wait().context("polling leakscope")? {
+    if let Some(status) = watcher.exited() {
         bail!(
             "leakscope exited ({status}) before the workload started; see {}",
             stderr_path.display()
         );
     }
     let throughput = run_workload(workload, binary, seconds)?;
-    let status = watcher.wait()?;
+    // Killed on return if it hangs: a diagnosis ends within its duration plus a start-up
+    // and a last scan, never a minute later.
+    let status = watcher
+        .wait_timeout(Duration::from_secs(u64::from(watch_s) + 60))
+        .with_context(|| {
+            format!(
+                "leakscope diagnose still running a minute past its {watch_s} s; see {}",
+                stderr_path.display()
+            )
+        })?;
     // 0 (no leak) and 1 (leak found somewhere on the host) are both normal
     // diagnoses; anything else means leakscope did not really watch.
     if !matches!(status.code(), Some(0 | 1)) {
@@ -533,48 +622,21 @@ fn run_with_leakscope(
     Ok(throughput)
 }
 
-/// A background `leakscope diagnose`, killed if the bench bails out early so it
-/// does not keep tracing the host.
-struct Watcher {
-    child: Child,
-    done: bool,
-}
-
-impl Watcher {
-    fn start(
-        leakscope: &Path,
-        duration_s: u32,
-        report_path: &Path,
-        stderr_path: &Path,
-    ) -> Result<Watcher> {
-        let report = create(report_path)?;
-        let stderr = create(stderr_path)?;
-        let mut command = Command::new(leakscope);
-        command
-            .args(["diagnose", "--duration", &duration_s.to_string()])
-            .stdin(Stdio::null())
-            .stdout(report)
-            .stderr(stderr);
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start `{}`", describe(&command)))?;
-        Ok(Watcher { child, done: false })
-    }
-
-    fn wait(&mut self) -> Result<std::process::ExitStatus> {
-        let status = self.child.wait().context("waiting for leakscope")?;
-        self.done = true;
-        Ok(status)
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// A background `leakscope diagnose` of the whole host for `duration_s`, its report in
+/// `report_path` and its stderr in `stderr_path`; killed if the bench bails out early, so
+/// it does not keep tracing the host.
+fn start_watcher(
+    leakscope: &Path,
+    duration_s: u32,
+    report_path: &Path,
+    stderr_path: &Path,
+) -> Result<Running> {
+    let mut command = Command::new(leakscope);
+    command
+        .args(["diagnose", "--duration", &duration_s.to_string()])
+        .stdout(create(report_path)?)
+        .stderr(create(stderr_path)?);
+    Ok(Running::start("leakscope diagnose", &mut command)?)
 }
 
 fn create(path: &Path) -> Result<File> {
@@ -614,29 +676,80 @@ mod tests {
         assert!(parse_metric("nothing here\n", "round_trips_per_sec").is_err());
     }
 
-    #[test]
-    fn slowdown_is_relative_to_alone() {
-        let summary = Summary {
-            workload: "w".into(),
-            unit: "ops/s",
-            budget_slowdown_percent: BUDGET_SLOWDOWN_PERCENT,
-            median_alone: 100.0,
-            median_with: 96.0,
-            slowdown_interval: (1.0, 7.0),
-        };
-        assert!((summary.slowdown_percent() - 4.0).abs() < 1e-9);
-        assert!(summary.within_budget());
-        let tighter = Summary {
+    fn summary(alone: f64, with: f64, interval: (f64, f64), pairs: usize) -> Summary {
+        Summary {
+            workload: "gohttp beside 1M".into(),
+            unit: "requests/s",
             budget_slowdown_percent: HTTP_BUDGET_SLOWDOWN_PERCENT,
-            ..summary
-        };
-        assert!(!tighter.within_budget());
-        assert_eq!(tighter.verdict(), "WITHIN NOISE");
-        let sure = Summary {
-            slowdown_interval: (3.0, 5.0),
-            ..tighter
-        };
-        assert_eq!(sure.verdict(), "OVER BUDGET");
+            median_alone: alone,
+            median_with: with,
+            pairs,
+            slowdown_interval: interval,
+        }
+    }
+
+    /// Check that the slowdown is relative to the run alone, and that an over-budget
+    /// figure fails the bench (the error `cargo xtask bench` exits non-zero with),
+    /// naming the figure; within budget it passes.
+    #[test]
+    fn a_figure_over_budget_fails_the_bench_by_name() {
+        let within = summary(100.0, 99.0, (0.2, 1.8), 21);
+        assert!((within.slowdown_percent() - 1.0).abs() < 1e-9);
+        check_budgets(&[within], &[]).unwrap();
+
+        let over = summary(100.0, 96.0, (3.0, 5.0), 21);
+        let error = check_budgets(&[summary(100.0, 99.0, (0.2, 1.8), 21), over], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("gohttp beside 1M: slowdown 4.0%") && error.contains("OVER BUDGET"),
+            "{error}"
+        );
+
+        let scale = ["daemon avg CPU: 6.1% of one core, budget <= 5%".to_string()];
+        let error = check_budgets(&[], &scale).unwrap_err().to_string();
+        assert!(error.contains("daemon avg CPU"), "{error}");
+    }
+
+    /// Check the judgement of an over-budget estimate: within noise only when enough
+    /// pairs give an interval that reaches below the budget and not past twice it;
+    /// otherwise over budget (beyond noise) or inconclusive, both failures.
+    #[test]
+    fn over_budget_passes_as_noise_only_when_the_interval_covers_the_budget() {
+        let budget = 2.0;
+        assert_eq!(
+            judge_slowdown(1.9, (f64::NAN, f64::NAN), 1, budget),
+            Judgement::Pass
+        );
+        assert_eq!(
+            judge_slowdown(2.5, (1.0, 3.5), 21, budget),
+            Judgement::WithinNoise
+        );
+        assert_eq!(
+            judge_slowdown(2.5, (2.1, 3.5), 21, budget),
+            Judgement::OverBudget
+        );
+        // Noise so wide it cannot tell 2% from 4%: not shown within budget.
+        assert_eq!(
+            judge_slowdown(2.5, (-3.0, 9.0), 21, budget),
+            Judgement::Inconclusive
+        );
+        // Too few pairs, or one pair (no interval at all), measure no noise.
+        assert_eq!(
+            judge_slowdown(2.5, (1.0, 3.5), 3, budget),
+            Judgement::Inconclusive
+        );
+        assert_eq!(
+            judge_slowdown(2.5, (f64::NAN, f64::NAN), 1, budget),
+            Judgement::Inconclusive
+        );
+        for judgement in [Judgement::OverBudget, Judgement::Inconclusive] {
+            assert!(!judgement.passes(), "{judgement:?}");
+        }
+        let noisy = summary(100.0, 97.5, (1.0, 3.5), 21);
+        assert_eq!(noisy.failure(), None);
+        let unsure = summary(100.0, 97.5, (1.0, 3.5), 3);
+        assert!(unsure.failure().unwrap().contains("INCONCLUSIVE"));
     }
 
     #[test]
@@ -655,7 +768,12 @@ mod tests {
         let all = workloads();
         for (i, workload) in all.iter().enumerate() {
             assert!(workload.budget_slowdown_percent > 0.0, "{}", workload.name);
-            assert!(workload.default_pairs > 0, "{}", workload.name);
+            // Fewer would make any over-budget estimate a failure, noise or not.
+            assert!(
+                workload.default_pairs as usize >= MIN_PAIRS_FOR_NOISE,
+                "{}",
+                workload.name
+            );
             assert!(
                 all[i + 1..].iter().all(|other| other.name != workload.name),
                 "duplicate workload {}",

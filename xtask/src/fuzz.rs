@@ -36,11 +36,39 @@ pub struct FuzzArgs {
     pub targets: Vec<String>,
 }
 
+/// Fewest inputs a target must run per second of fuzzing. The slowest target here runs
+/// thousands a second (see the table `cargo xtask fuzz` prints); a run far below this
+/// fuzzed nothing to speak of (a target that returns early, a corpus it cannot load, a
+/// build that is not the fuzzer) and must not pass as a clean run.
+const MIN_EXECS_PER_SECOND: u64 = 50;
+
 /// What one target's run did.
 struct TargetRun {
     target: String,
     seconds: f64,
     execs: u64,
+}
+
+/// The least a run of `seconds` must execute: at least one input whatever the time.
+fn min_execs(seconds: u64) -> u64 {
+    (seconds * MIN_EXECS_PER_SECOND).max(1)
+}
+
+/// Why a run that exited cleanly still fails: libFuzzer's final stats missing, or fewer
+/// inputs than the floor.
+fn too_few_execs(target: &str, execs: Option<u64>, seconds: u64) -> Option<String> {
+    let floor = min_execs(seconds);
+    match execs {
+        None => Some(format!(
+            "fuzz target {target}: libFuzzer printed no stat::number_of_executed_units, so \
+             nothing shows it fuzzed at all"
+        )),
+        Some(execs) if execs < floor => Some(format!(
+            "fuzz target {target} ran {execs} inputs in {seconds} s, fewer than the floor of \
+             {floor} ({MIN_EXECS_PER_SECOND}/s)"
+        )),
+        Some(_) => None,
+    }
 }
 
 pub fn fuzz(args: &FuzzArgs) -> Result<()> {
@@ -57,8 +85,11 @@ pub fn fuzz(args: &FuzzArgs) -> Result<()> {
     // One build of every target first, so the timed runs measure fuzzing only.
     run(nightly_fuzz(&fuzz_dir).args(["build", "-O"]))?;
     let mut runs = Vec::new();
+    let mut failures = Vec::new();
     for target in &targets {
-        runs.push(run_target(&fuzz_dir, target, args.seconds)?);
+        let (run, failure) = run_target(&fuzz_dir, target, args.seconds)?;
+        runs.push(run);
+        failures.extend(failure);
     }
     println!(
         "\n{:<18} {:>8} {:>14} {:>10}",
@@ -72,6 +103,9 @@ pub fn fuzz(args: &FuzzArgs) -> Result<()> {
             r.execs,
             r.execs as f64 / r.seconds.max(0.001)
         );
+    }
+    if !failures.is_empty() {
+        bail!("fuzzing failed:\n  {}", failures.join("\n  "));
     }
     Ok(())
 }
@@ -106,7 +140,9 @@ fn ensure_cargo_fuzz() -> Result<()> {
     run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
 }
 
-fn run_target(fuzz_dir: &Path, target: &str, seconds: u64) -> Result<TargetRun> {
+/// Runs one target; fails at once on a crash, and returns, beside the run, why it fails
+/// the task though it exited cleanly (too few inputs), so every target still runs.
+fn run_target(fuzz_dir: &Path, target: &str, seconds: u64) -> Result<(TargetRun, Option<String>)> {
     let corpus = target_dir().join("fuzz-corpus").join(target);
     std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
     let seeds = fuzz_dir.join("seeds").join(target);
@@ -136,14 +172,42 @@ fn run_target(fuzz_dir: &Path, target: &str, seconds: u64) -> Result<TargetRun> 
             tail.join("\n")
         );
     }
-    let execs = stderr
+    let execs = executed_units(&stderr);
+    let run = TargetRun {
+        target: target.to_string(),
+        seconds: start.elapsed().as_secs_f64(),
+        execs: execs.unwrap_or(0),
+    };
+    Ok((run, too_few_execs(target, execs, seconds)))
+}
+
+/// libFuzzer's count of inputs run (`-print_final_stats=1`), if it printed one.
+fn executed_units(stderr: &str) -> Option<u64> {
+    stderr
         .lines()
         .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
-    Ok(TargetRun {
-        target: target.to_string(),
-        seconds: start.elapsed().as_secs_f64(),
-        execs,
-    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Check that a clean exit with no inputs run, too few, or no final stats at all
+    /// fails, naming the target, and a real run passes.
+    #[test]
+    fn a_target_that_ran_no_inputs_fails() {
+        let stats = "INFO: Seed: 1\nstat::number_of_executed_units: 0\nstat::peak_rss_mb: 40\n";
+        assert_eq!(executed_units(stats), Some(0));
+        let zero = too_few_execs("pclntab", executed_units(stats), 5).unwrap();
+        assert!(zero.contains("pclntab ran 0 inputs"), "{zero}");
+        assert!(too_few_execs("pclntab", Some(249), 5).is_some());
+        assert_eq!(too_few_execs("pclntab", Some(250), 5), None);
+        let silent = too_few_execs("http_head", executed_units("Done.\n"), 5).unwrap();
+        assert!(
+            silent.contains("no stat::number_of_executed_units"),
+            "{silent}"
+        );
+        assert_eq!(min_execs(0), 1);
+    }
 }

@@ -18,12 +18,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::Value;
+use test_support::go::GoBuild;
+use test_support::programs::{Program, build_into};
 
 use crate::accuracy::stack_contains;
 use crate::cpio::CpioWriter;
 use crate::go_layouts::GO_VERSIONS;
 use crate::setup::{setup, setup_kernel_tools};
-use crate::util::{cargo, describe, go_command, run, target_dir, workspace_root};
+use crate::util::{cargo, describe, run, target_dir};
 
 /// A Debian kernel: a label for messages and the package name pattern
 /// (`apt-cache search --names-only`); the newest match is booted.
@@ -49,9 +51,9 @@ pub(crate) const KERNELS: [KernelSpec; 2] = [
 const THREAD_SOURCES: [&str; 2] = ["bpf", "procfs"];
 
 /// The guest's programs: what each is, its binary and arguments.
-pub(crate) const C_LEAKER: &str = "mutex_leak";
+pub(crate) const C_LEAKER: &str = Program::MutexLeak.name();
 pub(crate) const C_LEAK_FUNCTION: &str = "leak_on_mutex";
-const STEADY: &str = "idle_pool";
+const STEADY: &str = Program::IdlePool.name();
 pub(crate) const GO_LEAKER: &str = "goleaks";
 pub(crate) const GO_LEAK_PATTERN: &str = "send";
 pub(crate) const GO_LEAK_FUNCTION: &str = "main.leakSendNoReceiver";
@@ -357,30 +359,24 @@ fn build_c_program(name: &str, bin: &Path) -> Result<()> {
     build_c_program_as(name, &bin.join(name), &[])
 }
 
-/// Builds test program `name` into `output`, with `extra` compiler arguments.
+/// Builds test program `name` (a C program of test-support's catalogue) into `output`,
+/// as the integration tests build it, with `extra` compiler arguments.
 pub(crate) fn build_c_program_as(name: &str, output: &Path, extra: &[&str]) -> Result<()> {
-    let source = workspace_root().join(format!("tracer-user/tests/programs/{name}.c"));
-    // As the integration tests build it: the verdicts, not unwinding, are on trial.
-    run(
-        Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()))
-            .args(["-O0", "-g", "-fno-omit-frame-pointer", "-pthread"])
-            .args(extra)
-            .arg("-o")
-            .arg(output)
-            .arg(&source),
-    )
+    let program = Program::named(name).with_context(|| format!("no test program {name}"))?;
+    build_into(output, |temp| {
+        let mut cc = program.command(temp);
+        cc.args(extra);
+        Ok(cc)
+    })
     .with_context(|| format!("building {name}"))
 }
 
 pub(crate) fn build_go_leaker(bin: &Path) -> Result<()> {
     let version = GO_VERSIONS[GO_VERSIONS.len() - 1];
-    let mut go = go_command(version)?;
-    // Pure Go (go_command sets CGO_ENABLED=0): a static binary, no libraries to copy.
-    go.current_dir(workspace_root().join("tracer-user/tests/programs/go"))
-        .args(["build", "-o"])
-        .arg(bin.join(GO_LEAKER))
-        .arg("./leaks");
-    run(&mut go).with_context(|| format!("building {GO_LEAKER} with Go {version}"))
+    // Pure Go (CGO_ENABLED=0): a static binary, no libraries to copy.
+    let built = GoBuild::plain(version, "leaks").build(bin)?;
+    debug_assert_eq!(built, bin.join(GO_LEAKER));
+    Ok(())
 }
 
 /// busybox (static) and a link per applet. Not a link named `busybox`: that would
@@ -709,12 +705,18 @@ impl GuestResult {
                 wrong.push(format!("{name} (pid {pid}): {why}"));
             }
         }
+        // Present and ok: a leakscope that saw nothing must not pass for one that judged
+        // the pool steady.
         match process(&self.report, self.steady) {
-            Some(p) if p["verdict"] == "leak" => wrong.push(format!(
-                "{STEADY} (pid {}): judged a leak: {p}",
+            Some(p) if p["verdict"] == "ok" => {}
+            Some(p) => wrong.push(format!(
+                "{STEADY} (pid {}): judged {}: {p}",
+                self.steady, p["verdict"]
+            )),
+            None => wrong.push(format!(
+                "{STEADY} (pid {}): not in the report (its blocked workers were not seen)",
                 self.steady
             )),
-            _ => {}
         }
         if !wrong.is_empty() {
             bail!("wrong verdicts:\n  {}", wrong.join("\n  "));
@@ -766,6 +768,36 @@ mod tests {
         let mut names = ["linux-image-6.1.0-9-cloud", "linux-image-6.1.0-57-cloud"];
         names.sort_by(|a, b| version_order(a, b));
         assert_eq!(names[1], "linux-image-6.1.0-57-cloud");
+    }
+
+    /// Check that a guest's verdicts pass only with both leaks at their sites and the
+    /// steady pool present and ok; the pool missing from the report fails.
+    #[test]
+    fn steady_pool_must_be_present_and_ok() {
+        let site = |function: &str, verdict: &str| serde_json::json!({"verdict": verdict, "stack": [{"function": function}]});
+        let result = |steady: Option<&str>| {
+            let mut processes = vec![
+                serde_json::json!({"pid": 10, "verdict": "leak", "sites": [site(C_LEAK_FUNCTION, "leak")]}),
+                serde_json::json!({"pid": 12, "verdict": "leak", "sites": [site(GO_LEAK_FUNCTION, "leak")]}),
+            ];
+            if let Some(verdict) = steady {
+                processes.push(serde_json::json!({"pid": 11, "verdict": verdict, "sites": []}));
+            }
+            GuestResult {
+                kernel: "6.1".into(),
+                c_leak: 10,
+                steady: 11,
+                go_leak: 12,
+                exit: 1,
+                stderr: String::new(),
+                report: serde_json::json!({"thread_source": "bpf", "processes": processes}),
+            }
+        };
+        result(Some("ok")).check("bpf").unwrap();
+        let absent = result(None).check("bpf").unwrap_err().to_string();
+        assert!(absent.contains("not in the report"), "{absent}");
+        let leak = result(Some("leak")).check("bpf").unwrap_err().to_string();
+        assert!(leak.contains("judged \"leak\""), "{leak}");
     }
 
     /// Check that a guest's framed result parses, and a cut-off one does not.

@@ -14,17 +14,21 @@
 //! leaking every LEAK_MS in `farm_leak_lock`).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+use test_support::daemon::Daemon;
+use test_support::go::GoBuild;
+use test_support::process::Running;
+use test_support::programs::Program;
+use test_support::{http, procfs};
 
-use crate::util::{describe, go_command, run, workspace_root};
+use crate::bench::GO_VERSION;
 
 /// The daemon may use at most this share of one core on average.
 const DAEMON_CPU_BUDGET_PERCENT: f64 = 5.0;
@@ -42,8 +46,6 @@ const RSS_FLAT_BUDGET_RATIO: f64 = 1.10;
 /// with room for fixed costs measured with noise).
 const GROWTH_BUDGET: f64 = 1.25;
 
-/// The Go toolchain the workload is built with (as the other Go workloads).
-const GO_VERSION: &str = "1.26.6";
 /// Leaks per second of the big Go process.
 const GO_LEAKS_PER_SEC: u32 = 100;
 /// Threads of each small process (with its main thread).
@@ -55,8 +57,8 @@ const FARM_THREAD_LEAK_MS: &str = "2000";
 const FARM_GO_LEAKERS: usize = 2;
 /// Every diagnosis watches this long.
 const DIAGNOSE_SECONDS: u32 = 15;
-/// The port the bench's daemon serves on (not leakscope's default).
-const DAEMON_PORT: u16 = 9987;
+/// Bytes in a MiB, for figures.
+const MIB: f64 = (1 << 20) as f64;
 
 /// One printed figure and its verdict.
 struct Row {
@@ -86,30 +88,30 @@ impl Row {
 /// Programs the bench started: killed (and reaped) when dropped.
 #[derive(Default)]
 struct Fleet {
-    children: Vec<Child>,
+    children: Vec<Running>,
 }
 
 impl Fleet {
     fn spawn(&mut self, command: &mut Command) -> Result<u32> {
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start `{}`", describe(command)))?;
-        let pid = child.id();
-        self.children.push(child);
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        let name = test_support::describe(command);
+        let running = Running::start(name, command)?;
+        let pid = running.pid();
+        self.children.push(running);
         Ok(pid)
     }
 }
 
 impl Drop for Fleet {
+    /// Every process is sent SIGKILL first, so thousands of them exit together rather
+    /// than one after the other as each is dropped (and reaped).
     fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-        }
-        for child in &mut self.children {
-            let _ = child.wait();
+        for running in &mut self.children {
+            if running.exited().is_none() {
+                // SAFETY: kill has no memory-safety preconditions; the pid is an
+                // unreaped child's, so it cannot have been reused.
+                unsafe { libc::kill(running.pid() as libc::pid_t, libc::SIGKILL) };
+            }
         }
     }
 }
@@ -245,35 +247,28 @@ fn daemon(
     log_dir: &Path,
     reported: impl Fn(&str) -> bool,
 ) -> Result<DaemonRun> {
-    let mut fleet = Fleet::default();
-    let listen = format!("127.0.0.1:{DAEMON_PORT}");
-    let mut command = Command::new(leakscope);
-    command.args(["run", "--listen", &listen]).args(
-        pids.iter()
-            .flat_map(|pid| ["--pid".to_string(), pid.to_string()]),
-    );
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(log_dir.join("daemon.stderr"))?)
-        .spawn()
-        .context("cannot start leakscope run")?;
-    let pid = child.id();
-    fleet.children.push(child);
+    let mut daemon = Daemon::start(leakscope, log_dir, |command| {
+        for pid in pids {
+            command.args(["--pid", &pid.to_string()]);
+        }
+    })?;
     let started = Instant::now();
-    let ticks = clock_ticks();
     let mut samples: Vec<(f64, f64)> = Vec::new();
     let mut all_reported_s = None;
-    let mut cpu_s = 0.0;
-    let mut hwm_mib = 0.0;
+    let mut last = procfs::Usage::default();
     while started.elapsed().as_secs() < seconds {
         thread::sleep(Duration::from_secs(2));
         let t = started.elapsed().as_secs_f64();
-        cpu_s = process_cpu_ticks(pid)? / ticks;
-        let (rss, hwm) = process_memory_mib(pid)?;
-        hwm_mib = hwm;
-        samples.push((t, rss));
-        if all_reported_s.is_none() && fetch_metrics(&listen).is_ok_and(|text| reported(&text)) {
+        last = procfs::usage(daemon.pid()).with_context(|| {
+            format!(
+                "the daemon exited ({:?}); see {}",
+                daemon.process().exited(),
+                daemon.log_path().display()
+            )
+        })?;
+        samples.push((t, last.rss_bytes as f64 / MIB));
+        let metrics = daemon.get("/metrics");
+        if all_reported_s.is_none() && metrics.is_ok_and(|(_, text)| reported(&text)) {
             all_reported_s = Some(t);
         }
     }
@@ -286,85 +281,22 @@ fn daemon(
     };
     Ok(DaemonRun {
         seconds,
-        cpu_percent: cpu_s / seconds * 100.0,
+        cpu_percent: last.cpu_s / seconds * 100.0,
         rss_max_mib: samples.iter().map(|s| s.1).fold(0.0, f64::max),
-        hwm_mib,
+        hwm_mib: last.peak_rss_bytes as f64 / MIB,
         rss_growth: samples.last().map_or(0.0, |s| s.1) / at(0.25).max(1.0),
         all_reported_s,
     })
 }
 
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
-}
-
-/// utime + stime of a process, in clock ticks.
-fn process_cpu_ticks(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command (which may hold spaces) start at the state, field 3.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> f64 {
-        fields
-            .get(n - 3)
-            .and_then(|f| f.parse().ok())
-            .unwrap_or(0.0)
-    };
-    Ok(field(14) + field(15))
-}
-
-/// VmRSS and VmHWM of a process, in MiB.
-fn process_memory_mib(pid: u32) -> Result<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = |key: &str| -> f64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
-    Ok((kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0))
-}
-
-fn fetch_metrics(listen: &str) -> Result<String> {
-    let mut stream = TcpStream::connect(listen)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
-    Ok(text)
-}
-
-/// Whether the metrics say `pid` leaks at a site whose label names `function`.
-fn metrics_report_leak(text: &str, pid: u32, function: &str) -> bool {
-    let pid_label = format!("pid=\"{pid}\"");
-    text.lines().any(|line| {
-        line.starts_with("leakscope_site_leak{")
-            && line.contains(&pid_label)
-            && line.contains(function)
-            && line.ends_with(" 1")
-    })
-}
-
 /// Builds the workloads into `bin_dir`: the Go parked-goroutine program and threadfarm.
 fn build(bin_dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let root = workspace_root();
-    let parked = bin_dir.join("parked");
-    let mut go = go_command(GO_VERSION)?;
-    go.current_dir(root.join("tracer-user/tests/programs/go"))
-        .args(["build", "-o"])
-        .arg(&parked)
-        .arg("./benchparked");
-    run(&mut go).context("building the parked-goroutine workload")?;
-    let farm = bin_dir.join("threadfarm");
-    // Frame pointers and symbols: leakscope names the leak site from them.
-    run(Command::new("cc")
-        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
-        .arg(&farm)
-        .arg(root.join("tracer-user/tests/programs/threadfarm.c")))
-    .context("building threadfarm")?;
+    let parked = GoBuild::plain(GO_VERSION, "benchparked")
+        .build(bin_dir)
+        .context("building the parked-goroutine workload")?;
+    let farm = Program::ThreadFarm
+        .build(bin_dir)
+        .context("building threadfarm")?;
     Ok((parked, farm))
 }
 
@@ -389,16 +321,15 @@ impl BigGoProcess {
 
 /// Starts `parked N LEAKS` and waits for its "ready" line.
 fn start_parked(fleet: &mut Fleet, parked: &Path, goroutines: u32, leaks: u32) -> Result<u32> {
-    let mut child = Command::new(parked)
+    let mut command = Command::new(parked);
+    command
         .args([goroutines.to_string(), leaks.to_string()])
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("cannot start {}", parked.display()))?;
-    let stdout = child.stdout.take().context("parked: no stdout")?;
-    let pid = child.id();
-    fleet.children.push(child);
+        .stderr(Stdio::inherit());
+    let mut running = Running::start(format!("parked {goroutines}"), &mut command)?;
+    let stdout = running.take_stdout().context("parked: no stdout")?;
+    let pid = running.pid();
+    fleet.children.push(running);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     if !line.starts_with("ready") {
@@ -450,7 +381,7 @@ fn start_farm(
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     for &pid in &pids[FARM_THREAD_LEAKERS + FARM_GO_LEAKERS..] {
-        while thread_count(pid) < u64::from(FARM_THREADS) {
+        while procfs::thread_count(pid).unwrap_or(0) < u64::from(FARM_THREADS) {
             if Instant::now() > deadline {
                 bail!("threadfarm {pid} did not start its threads within 120 s");
             }
@@ -459,20 +390,6 @@ fn start_farm(
     }
     leakers.sort_unstable();
     Ok((pids, leakers))
-}
-
-fn thread_count(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Threads:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
 }
 
 /// How a cost grows against the work: PASS when cost ratio <= work ratio x GROWTH_BUDGET.
@@ -603,7 +520,7 @@ fn goroutine_rows(
             );
             println!("scale: daemon watching the 1M-goroutine process for {daemon_seconds} s");
             let daemon_run = daemon(leakscope, &[pid], daemon_seconds, log_dir, |text| {
-                metrics_report_leak(text, pid, "leakScale")
+                http::site_leak(text, pid, "leakScale")
             })?;
             daemon_rows(rows, "1000k goroutines", &daemon_run);
         }
@@ -680,8 +597,8 @@ fn process_rows(
             println!("scale: daemon watching {count} processes for {daemon_seconds} s");
             let daemon_run = daemon(leakscope, &pids, daemon_seconds, log_dir, |text| {
                 leakers.iter().all(|&pid| {
-                    metrics_report_leak(text, pid, "farm_leak_lock")
-                        || metrics_report_leak(text, pid, "leakScale")
+                    http::site_leak(text, pid, "farm_leak_lock")
+                        || http::site_leak(text, pid, "leakScale")
                 })
             })?;
             daemon_rows(rows, "2000 processes", &daemon_run);
@@ -712,8 +629,9 @@ fn print_new_rows(rows: &[Row], printed: &mut usize) {
     *printed = rows.len();
 }
 
-/// Runs the scale section and prints its table; returns whether every budget held.
-pub fn scale(leakscope: &Path, bench_dir: &Path, long: bool) -> Result<bool> {
+/// Runs the scale section and prints its table; returns the figures over their budget,
+/// each with its value and budget (empty when every budget held).
+pub fn scale(leakscope: &Path, bench_dir: &Path, long: bool) -> Result<Vec<String>> {
     let daemon_seconds = if long { 600 } else { 120 };
     let bin_dir = bench_dir.join("scale");
     let log_dir = bench_dir.join("scale-logs");
@@ -748,30 +666,40 @@ pub fn scale(leakscope: &Path, bench_dir: &Path, long: bool) -> Result<bool> {
         "figure", "measured", "budget"
     );
     print_new_rows(&rows, &mut 0);
-    let failed: Vec<&str> = rows
-        .iter()
-        .filter(|r| r.pass == Some(false))
-        .map(|r| r.figure.as_str())
-        .collect();
+    let failed = failed_rows(&rows);
     if failed.is_empty() {
         println!("\nPASS: every scale figure is within its budget");
     } else {
         println!("\nFAIL: {}", failed.join("; "));
     }
-    Ok(failed.is_empty())
+    Ok(failed)
+}
+
+/// The rows over their budget, as "figure: value, budget B".
+fn failed_rows(rows: &[Row]) -> Vec<String> {
+    rows.iter()
+        .filter(|row| row.pass == Some(false))
+        .map(|row| format!("{}: {}, budget {}", row.figure, row.value, row.budget))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Check that a scale figure over its budget is named, with its value and budget,
+    /// among the failures the bench exits on; figures without a budget never fail.
     #[test]
-    fn leak_metric_lines_are_recognised() {
-        let text = "leakscope_site_leak{pid=\"42\",comm=\"parked\",site=\"goroutine:chan receive:main.leakScale\"} 1\n\
-                    leakscope_site_leak{pid=\"43\",site=\"goroutine:chan receive:main.leakScale\"} 0\n";
-        assert!(metrics_report_leak(text, 42, "leakScale"));
-        assert!(!metrics_report_leak(text, 43, "leakScale"));
-        assert!(!metrics_report_leak(text, 4, "leakScale"));
+    fn rows_over_budget_are_named() {
+        let rows = [
+            Row::new("daemon avg CPU", "6.1% of one core").budget("<= 5%", false),
+            Row::new("daemon peak RSS", "90 MiB").budget("<= 128 MiB", true),
+            Row::new("diagnose CPU per scan", "8 ms"),
+        ];
+        assert_eq!(
+            failed_rows(&rows),
+            ["daemon avg CPU: 6.1% of one core, budget <= 5%"]
+        );
     }
 
     #[test]

@@ -2,40 +2,45 @@
 //! hostile host for N minutes (default 10; `cargo xtask test` runs 2).
 //!
 //! While `leakscope run` watches the whole host (1 s scans, a window of a sixth of the
-//! run, 20 s to 2 minutes, so it is full before the middle third; dumps on), this starts a new short-lived process every [`CHURN_EVERY`] (C and Go
-//! programs, leaking or not, some under names full of terminal escapes, newlines and
-//! bytes that are not UTF-8, and `hostile_go` in each of its attack modes), each living
-//! 0.5-4 s; keeps long-lived leakers (C and Go), steady programs and `hostile_go all`
-//! running throughout; holds [`IDLE_CONNECTIONS`] idle connections
-//! to the daemon's port, re-opened every 10 s; and once a second scrapes `/metrics`
-//! and `/healthz` and samples the daemon's RSS and CPU time.
+//! run, 20 s to 2 minutes, so it is full before the middle third; dumps on), this
+//! starts a new short-lived process every [`CHURN_EVERY`] (C and Go programs, leaking
+//! or not, some under names full of terminal escapes, newlines and bytes that are not
+//! UTF-8, and `hostile_go` in each of its attack modes), each living 0.5-4 s; keeps
+//! long-lived leakers (C and Go), steady programs and `hostile_go all` running
+//! throughout; holds [`IDLE_CONNECTIONS`] idle connections to the daemon's port,
+//! re-opened every 10 s; and once a second scrapes `/metrics` and `/healthz` and
+//! samples the daemon's RSS and CPU time.
 //!
 //! It passes when: every scrape and health check after the first healthy one answered
-//! 200; every long-lived leaker was judged a leak in `/metrics`; the daemon's median RSS
-//! in the last third of the run stays within [`RSS_GROWTH_LIMIT`] (plus
-//! [`RSS_SLACK_BYTES`]) of its median in the middle third, times the growth of what it
-//! holds by its own gauges (other programs on the host count: more waiters to keep is
-//! not a leak; medians, because reading a big process is a transient peak); and the
-//! daemon never died.
+//! 200; every long-lived leaker was judged a leak in `/metrics`; every steady program
+//! was exported and never judged a leak (one that is never exported fails too: a
+//! daemon that saw nothing would otherwise pass); the daemon's median RSS in the last
+//! third of the run stays within [`RSS_GROWTH_LIMIT`] (plus [`RSS_SLACK_BYTES`]) of its
+//! median in the middle third, times the growth of what it holds by its own gauges
+//! (other programs on the host count: more waiters to keep is not a leak; medians,
+//! because reading a big process is a transient peak); the daemon never died; and it
+//! exited 0 within [`SIGTERM_EXIT_TIMEOUT`] of SIGTERM.
 //! Figures are printed either way. RSS and CPU seconds are robust to a busy machine;
 //! other processes on the host are watched too, and count.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use test_support::daemon::Daemon;
+use test_support::go::GoBuild;
+use test_support::process::Running;
+use test_support::programs::Program;
+use test_support::{http, procfs};
 
 use crate::bench::GO_VERSION;
-use crate::util::{
-    cargo, go_command, is_root, run, set_parent_death_signal, target_dir, workspace_root,
-};
+use crate::util::{cargo, is_root, run, target_dir};
 
 #[derive(Args, Debug)]
 pub struct SoakArgs {
@@ -56,6 +61,10 @@ const MIB: f64 = (1 << 20) as f64;
 const RSS_SLACK_BYTES: u64 = 8 << 20;
 /// The daemon's scan interval, seconds.
 const INTERVAL_S: &str = "1";
+/// The daemon must exit 0 within this long of SIGTERM. The README promises a second; a
+/// loaded 2-core machine (the soak's own churn beside other work) gets this margin,
+/// which still catches a daemon that hangs or waits out a scan or its window.
+const SIGTERM_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Names under which some programs run: a terminal escape, a newline, a byte that is
 /// not UTF-8 and a trailing space (each at most 15 bytes, the comm's length).
@@ -75,17 +84,17 @@ enum Kind {
 impl Kind {
     fn binary(self) -> &'static str {
         match self {
-            Kind::MutexLeak => "mutex_leak",
-            Kind::CondvarLeak => "condvar_leak",
-            Kind::IdlePool => "idle_pool",
+            Kind::MutexLeak => Program::MutexLeak.name(),
+            Kind::CondvarLeak => Program::CondvarLeak.name(),
+            Kind::IdlePool => Program::IdlePool.name(),
             Kind::GoLeaks => "goleaks",
-            Kind::HostileGo => "hostile_go",
+            Kind::HostileGo => Program::HostileGo.name(),
         }
     }
 }
 
 /// What a long-lived program is expected to be judged.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
     Leak,
     Steady,
@@ -96,43 +105,15 @@ enum Expect {
 struct LongLived {
     name: String,
     expect: Expect,
-    child: Child,
+    process: Running,
 }
 
-/// Every child, killed and reaped on drop.
+/// Every child, killed and reaped when dropped.
 #[derive(Default)]
 struct Children {
     long_lived: Vec<LongLived>,
-    churn: Vec<(Child, Instant)>,
+    churn: Vec<(Running, Instant)>,
     started: usize,
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        let all = self
-            .long_lived
-            .iter_mut()
-            .map(|l| &mut l.child)
-            .chain(self.churn.iter_mut().map(|(c, _)| c));
-        for child in all {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The daemon: killed on drop unless it was stopped.
-struct Daemon {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 pub fn soak(args: &SoakArgs) -> Result<()> {
@@ -152,47 +133,51 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
     let mut children = Children::default();
     start_long_lived(&mut children, &bin)?;
     let duration = Duration::from_secs(args.minutes * 60);
-    let mut daemon = start_daemon(&dir, window_for(duration))?;
+    let window_s = window_for(duration).to_string();
+    let dumps = dir.join("dumps");
+    let leakscope = target_dir().join("release/leakscope");
+    let mut daemon = Daemon::start(&leakscope, &dir, |command| {
+        command
+            .args(["--interval", INTERVAL_S, "--window", &window_s])
+            .arg("--dump-dir")
+            .arg(&dumps);
+    })?;
     println!(
-        "soak: {} min, daemon window {} s; daemon pid {} on port {}; log {}",
+        "soak: {} min, daemon window {window_s} s; daemon pid {} on port {}; log {}",
         args.minutes,
-        window_for(duration),
-        daemon.child.id(),
-        daemon.port,
-        daemon.log.display()
+        daemon.pid(),
+        daemon.port(),
+        daemon.log_path().display()
     );
-    let figures = drive(&mut daemon, &mut children, &bin, duration)?;
-    let stopped = stop_daemon(&mut daemon)?;
+    let mut figures = drive(&mut daemon, &mut children, &bin, duration)?;
+    figures.stopped = Some(daemon.stop(SIGTERM_EXIT_TIMEOUT).map_err(|e| e.to_string()));
     let csv = dir.join("samples.csv");
     figures.write_csv(&csv)?;
-    figures.print(&children, stopped);
+    figures.print(&children);
     println!(
         "  samples (RSS, CPU, the daemon's history gauges): {}",
         csv.display()
     );
-    figures.check(&children)
+    let programs: Vec<(&str, Expect)> = children
+        .long_lived
+        .iter()
+        .map(|program| (program.name.as_str(), program.expect))
+        .collect();
+    figures.check(&programs)
 }
 
 fn build_programs(bin: &Path) -> Result<()> {
-    let programs = workspace_root().join("tracer-user/tests/programs");
-    for kind in [Kind::MutexLeak, Kind::CondvarLeak, Kind::IdlePool] {
-        run(Command::new("cc")
-            .args(["-O0", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
-            .arg(bin.join(kind.binary()))
-            .arg(programs.join(format!("{}.c", kind.binary()))))?;
+    // As the integration tests build them (test-support has the one recipe of each).
+    for program in [
+        Program::MutexLeak,
+        Program::CondvarLeak,
+        Program::IdlePool,
+        Program::HostileGo,
+    ] {
+        program.build(bin)?;
     }
-    // As the integration tests build it: not PIE (its fake pclntab names its own code
-    // by absolute address).
-    run(Command::new("cc")
-        .args(["-O0", "-g", "-no-pie", "-fno-omit-frame-pointer", "-o"])
-        .arg(bin.join(Kind::HostileGo.binary()))
-        .arg(programs.join("hostile_go.c")))?;
-    let mut go = go_command(GO_VERSION)?;
-    run(go
-        .current_dir(programs.join("go"))
-        .args(["build", "-o"])
-        .arg(bin.join(Kind::GoLeaks.binary()))
-        .arg("./leaks"))?;
+    // `goleaks`, Kind::GoLeaks's binary.
+    GoBuild::plain(GO_VERSION, "leaks").build(bin)?;
     // Hostile names: hard links, so the executable's path carries the name too.
     for (i, name) in HOSTILE_NAMES.iter().enumerate() {
         let kind = [Kind::MutexLeak, Kind::GoLeaks][i];
@@ -216,17 +201,13 @@ fn program(bin: &Path, kind: Kind, hostile: Option<usize>) -> PathBuf {
     }
 }
 
-fn spawn(path: &Path, args: &[&str]) -> Result<Child> {
+fn spawn(path: &Path, args: &[&str]) -> Result<Running> {
     let mut command = Command::new(path);
     command
         .args(args)
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    set_parent_death_signal(&mut command);
-    command
-        .spawn()
-        .with_context(|| format!("cannot start {}", path.display()))
+    Ok(Running::start(path.display().to_string(), &mut command)?)
 }
 
 /// A long-lived program: name, kind, hostile name, arguments, what it should be judged.
@@ -251,11 +232,11 @@ fn start_long_lived(children: &mut Children, bin: &Path) -> Result<()> {
         ("hostile_go all", Kind::HostileGo, None, &["all"], Hostile),
     ];
     for (name, kind, hostile, args, expect) in plan {
-        let child = spawn(&program(bin, kind, hostile), args)?;
+        let process = spawn(&program(bin, kind, hostile), args)?;
         children.long_lived.push(LongLived {
             name: name.to_string(),
             expect,
-            child,
+            process,
         });
     }
     Ok(())
@@ -265,26 +246,6 @@ fn start_long_lived(children: &mut Children, bin: &Path) -> Result<()> {
 /// then, by design), a sixth of the run, 20 s to 2 minutes.
 fn window_for(run: Duration) -> u64 {
     (run.as_secs() / 6).clamp(20, 120)
-}
-
-fn start_daemon(dir: &Path, window_s: u64) -> Result<Daemon> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let log = dir.join("daemon.log");
-    let out = fs::File::create(&log)?;
-    let mut command = Command::new(target_dir().join("release/leakscope"));
-    command
-        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--interval", INTERVAL_S, "--window", &window_s.to_string()])
-        .arg("--lock-file")
-        .arg(dir.join("leakscope.lock"))
-        .arg("--dump-dir")
-        .arg(dir.join("dumps"))
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-    set_parent_death_signal(&mut command);
-    let child = command.spawn().context("cannot start leakscope run")?;
-    Ok(Daemon { child, port, log })
 }
 
 /// What the run measured.
@@ -301,7 +262,11 @@ struct Figures {
     leak_found_at: BTreeMap<usize, f64>,
     /// Steady long-lived programs judged a leak at some point.
     false_alarms: BTreeMap<usize, f64>,
+    /// Steady long-lived programs → seconds until first exported and judged ok.
+    steady_seen_at: BTreeMap<usize, f64>,
     died: Option<String>,
+    /// SIGTERM at the end: how long until it exited 0, or what it did instead.
+    stopped: Option<Result<Duration, String>>,
 }
 
 fn drive(
@@ -318,7 +283,7 @@ fn drive(
     let mut idle_opened = t0 - Duration::from_secs(60);
     let mut rotation = 0usize;
     while t0.elapsed() < duration {
-        if let Some(status) = daemon.child.try_wait()? {
+        if let Some(status) = daemon.process().exited() {
             figures.died = Some(format!("the daemon exited ({status})"));
             break;
         }
@@ -331,7 +296,7 @@ fn drive(
         reap_expired(children);
         if idle_opened.elapsed() >= Duration::from_secs(10) {
             idle = (0..IDLE_CONNECTIONS)
-                .filter_map(|_| TcpStream::connect(("127.0.0.1", daemon.port)).ok())
+                .filter_map(|_| TcpStream::connect(("127.0.0.1", daemon.port())).ok())
                 .collect();
             idle_opened = Instant::now();
         }
@@ -362,31 +327,25 @@ fn churn_one(children: &mut Children, bin: &Path, rotation: usize) -> Result<()>
         }
     };
     let life = Duration::from_millis(500 + (rotation as u64 * 7919) % 3500);
-    let child = spawn(&program(bin, kind, hostile), args)?;
-    children.churn.push((child, Instant::now() + life));
+    let process = spawn(&program(bin, kind, hostile), args)?;
+    children.churn.push((process, Instant::now() + life));
     children.started += 1;
     Ok(())
 }
 
 fn reap_expired(children: &mut Children) {
     let now = Instant::now();
-    children.churn.retain_mut(|(child, until)| {
-        if now < *until {
-            return true;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
-    });
+    // Dropping a process kills and reaps it.
+    children.churn.retain(|(_, until)| now < *until);
 }
 
 /// One second's look: RSS and CPU, a scrape of both endpoints, the leak verdicts.
 fn sample(daemon: &Daemon, children: &Children, figures: &mut Figures, at: f64) {
-    if let Some((rss, cpu)) = usage(daemon.child.id()) {
-        figures.samples.push((at, rss, cpu));
+    if let Some(usage) = procfs::usage(daemon.pid()) {
+        figures.samples.push((at, usage.rss_bytes, usage.cpu_s));
     }
-    let health = http_get(daemon.port, "/healthz");
-    let metrics = http_get(daemon.port, "/metrics");
+    let health = daemon.get("/healthz");
+    let metrics = daemon.get("/metrics");
     if figures.healthy_from.is_none() {
         if matches!(health, Ok((200, _))) {
             figures.healthy_from = Some(at);
@@ -409,22 +368,18 @@ fn sample(daemon: &Daemon, children: &Children, figures: &mut Figures, at: f64) 
     let Ok((200, body)) = metrics else { return };
     let held = HELD_GAUGES
         .iter()
-        .map(|name| gauge(&body, name).unwrap_or(f64::NAN))
+        .map(|name| http::gauge(&body, name).unwrap_or(f64::NAN))
         .collect();
     figures.held.push((at, held));
     for (i, program) in children.long_lived.iter().enumerate() {
-        let pid = format!("pid=\"{}\"", program.child.id());
-        let leak = body.lines().any(|l| {
-            l.starts_with("leakscope_process_leak{") && l.contains(&pid) && l.ends_with(" 1")
-        });
-        let record = match program.expect {
-            Expect::Leak => &mut figures.leak_found_at,
-            Expect::Steady => &mut figures.false_alarms,
-            Expect::Hostile => continue,
+        let judged = http::process_leak(&body, program.process.pid());
+        let record = match (program.expect, judged) {
+            (Expect::Leak, Some(true)) => &mut figures.leak_found_at,
+            (Expect::Steady, Some(true)) => &mut figures.false_alarms,
+            (Expect::Steady, Some(false)) => &mut figures.steady_seen_at,
+            _ => continue,
         };
-        if leak {
-            record.entry(i).or_insert(at);
-        }
+        record.entry(i).or_insert(at);
     }
 }
 
@@ -462,7 +417,7 @@ impl Figures {
             .fold(1.0, f64::max)
     }
 
-    fn print(&self, children: &Children, stopped: Result<Duration, String>) {
+    fn print(&self, children: &Children) {
         let (first, last) = (self.samples.first(), self.samples.last());
         println!("soak figures:");
         println!(
@@ -500,21 +455,25 @@ impl Figures {
                     Some(at) => format!("leak found after {at:.0} s"),
                     None => "leak NOT found".to_string(),
                 },
-                Expect::Steady => match self.false_alarms.get(&i) {
-                    Some(at) => format!("FALSE ALARM at {at:.0} s"),
-                    None => "never judged a leak".to_string(),
+                Expect::Steady => match (self.false_alarms.get(&i), self.steady_seen_at.get(&i)) {
+                    (Some(at), _) => format!("FALSE ALARM at {at:.0} s"),
+                    (None, Some(at)) => format!("exported from {at:.0} s, never judged a leak"),
+                    (None, None) => "NEVER EXPORTED (not seen at all)".to_string(),
                 },
                 Expect::Hostile => "(hostile: any verdict; the daemon must stay healthy)".into(),
             };
             println!("  {:<28} {verdict}", program.name);
         }
-        match stopped {
-            Ok(took) => println!("  SIGTERM: exit 0 in {} ms", took.as_millis()),
-            Err(e) => println!("  SIGTERM: {e}"),
+        match &self.stopped {
+            Some(Ok(took)) => println!("  SIGTERM: exit 0 in {} ms", took.as_millis()),
+            Some(Err(e)) => println!("  SIGTERM: {e}"),
+            None => println!("  SIGTERM: not sent"),
         }
     }
 
-    fn check(&self, children: &Children) -> Result<()> {
+    /// Fails with every reason at once; `programs` are the long-lived programs' names
+    /// and expectations, by index.
+    fn check(&self, programs: &[(&str, Expect)]) -> Result<()> {
         let mut failures = Vec::new();
         if let Some(died) = &self.died {
             failures.push(died.clone());
@@ -525,15 +484,32 @@ impl Figures {
         if !self.scrapes_failed.is_empty() {
             failures.push(format!("{} scrapes failed", self.scrapes_failed.len()));
         }
-        let missed: Vec<&str> = children
-            .long_lived
-            .iter()
-            .enumerate()
-            .filter(|(i, p)| p.expect == Expect::Leak && !self.leak_found_at.contains_key(i))
-            .map(|(_, p)| p.name.as_str())
-            .collect();
+        let named = |expect: Expect, judged: &dyn Fn(usize) -> bool| -> Vec<&str> {
+            programs
+                .iter()
+                .enumerate()
+                .filter(|(i, (_, e))| *e == expect && judged(*i))
+                .map(|(_, (name, _))| *name)
+                .collect()
+        };
+        let missed = named(Expect::Leak, &|i| !self.leak_found_at.contains_key(&i));
         if !missed.is_empty() {
             failures.push(format!("leaks not found: {missed:?}"));
+        }
+        let false_alarms = named(Expect::Steady, &|i| self.false_alarms.contains_key(&i));
+        if !false_alarms.is_empty() {
+            failures.push(format!("steady programs judged a leak: {false_alarms:?}"));
+        }
+        let unseen = named(Expect::Steady, &|i| !self.steady_seen_at.contains_key(&i));
+        if !unseen.is_empty() {
+            failures.push(format!(
+                "steady programs never exported as ok (not seen at all): {unseen:?}"
+            ));
+        }
+        match &self.stopped {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => failures.push(format!("SIGTERM: {e}")),
+            None => failures.push("the daemon was not stopped with SIGTERM".into()),
         }
         let (middle, last) = (
             self.rss_in(1.0 / 3.0, 2.0 / 3.0),
@@ -568,13 +544,6 @@ const HELD_GAUGES: [&str; 4] = [
     "leakscope_history_members",
 ];
 
-/// The value of an unlabelled series in an exposition.
-fn gauge(exposition: &str, name: &str) -> Option<f64> {
-    exposition
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 impl Figures {
     /// Writes every sample as CSV: time, RSS, CPU, then [`HELD_GAUGES`].
     fn write_csv(&self, path: &Path) -> Result<()> {
@@ -597,60 +566,65 @@ impl Figures {
     }
 }
 
-/// SIGTERM; how long until it exited 0.
-fn stop_daemon(daemon: &mut Daemon) -> Result<Result<Duration, String>> {
-    let t0 = Instant::now();
-    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
-    unsafe { libc::kill(daemon.child.id() as libc::pid_t, libc::SIGTERM) };
-    loop {
-        if let Some(status) = daemon.child.try_wait()? {
-            return Ok(if status.success() {
-                Ok(t0.elapsed())
-            } else {
-                Err(format!("exited {status}"))
-            });
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run where everything went right: flat RSS, healthy, each leak found, the steady
+    /// program exported and ok, exit 0 on SIGTERM.
+    fn good_run() -> Figures {
+        let samples: Vec<(f64, u64, f64)> =
+            (0..90).map(|t| (f64::from(t), 50 << 20, 1.0)).collect();
+        Figures {
+            samples,
+            healthy_from: Some(3.0),
+            scrapes_ok: 170,
+            leak_found_at: BTreeMap::from([(0, 20.0)]),
+            steady_seen_at: BTreeMap::from([(1, 4.0)]),
+            stopped: Some(Ok(Duration::from_millis(300))),
+            ..Figures::default()
         }
-        if t0.elapsed() > Duration::from_secs(5) {
-            return Ok(Err("still running 5 s after SIGTERM".into()));
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
-}
 
-/// A process's RSS (bytes) and CPU time (user + system, seconds).
-fn usage(pid: u32) -> Option<(u64, f64)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    let rss_pages: u64 = fields.get(21)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let (ticks, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_CLK_TCK),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    Some((
-        rss_pages * page.max(1) as u64,
-        (utime + stime) as f64 / ticks.max(1) as f64,
-    ))
-}
+    const PROGRAMS: [(&str, Expect); 3] = [
+        ("mutex_leak", Expect::Leak),
+        ("idle_pool", Expect::Steady),
+        ("hostile_go all", Expect::Hostile),
+    ];
 
-/// GET over HTTP/1.0 with a 10 s timeout: (status, body).
-fn http_get(port: u16, target: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {target} HTTP/1.0\r\nHost: soak\r\n\r\n")?;
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes)?;
-    let text = String::from_utf8_lossy(&bytes);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_ascii_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_string()))
+    /// Check that the soak passes a good run and fails, naming why, when a steady
+    /// program is judged a leak, when it is never seen at all, and when the daemon does
+    /// not exit 0 on SIGTERM (each was only printed before).
+    #[test]
+    fn soak_fails_on_false_alarms_unseen_steady_programs_and_a_bad_exit() {
+        good_run().check(&PROGRAMS).unwrap();
+
+        let mut false_alarm = good_run();
+        false_alarm.false_alarms.insert(1, 40.0);
+        let error = false_alarm.check(&PROGRAMS).unwrap_err().to_string();
+        assert!(
+            error.contains("steady programs judged a leak: [\"idle_pool\"]"),
+            "{error}"
+        );
+
+        let mut unseen = good_run();
+        unseen.steady_seen_at.clear();
+        let error = unseen.check(&PROGRAMS).unwrap_err().to_string();
+        assert!(error.contains("never exported"), "{error}");
+
+        for stopped in [Some(Err("exited 1".to_string())), None] {
+            let mut bad_exit = good_run();
+            bad_exit.stopped = stopped;
+            let error = bad_exit.check(&PROGRAMS).unwrap_err().to_string();
+            assert!(error.contains("SIGTERM"), "{error}");
+        }
+
+        let mut missed = good_run();
+        missed.leak_found_at.clear();
+        let error = missed.check(&PROGRAMS).unwrap_err().to_string();
+        assert!(
+            error.contains("leaks not found: [\"mutex_leak\"]"),
+            "{error}"
+        );
+    }
 }

@@ -3,11 +3,11 @@
 //! die with xtask) comes from the test-support crate, under the same names.
 
 use std::env;
-use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
 use anyhow::{Context, Result, bail};
 pub use test_support::go::{go_command, go_command_at};
+pub use test_support::paths::find_program;
 pub use test_support::process::set_parent_death_signal;
 pub use test_support::{describe, target_dir, workspace_root};
 
@@ -23,22 +23,6 @@ pub fn cargo() -> Command {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
-}
-
-/// The first executable named `name` on PATH or in the sbin directories (which
-/// ordinary users' PATH lacks, yet apt installs tools such as bpftool there).
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = env::var_os("PATH").unwrap_or_default();
-    env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// Runs `command` with inherited stdio and returns its status; fails only when

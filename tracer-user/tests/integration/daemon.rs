@@ -39,17 +39,12 @@ const SIGTERM_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a Debian tool lives, or a panic saying how to get it.
 pub fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not installed; these tests need Debian's prometheus and bpftool packages \
+    test_support::paths::find_program(name).unwrap_or_else(|| {
+        panic!(
+            "`{name}` is not installed; these tests need Debian's prometheus and bpftool packages \
                  (`cargo xtask setup` as root installs it, or `apt-get install prometheus bpftool`)"
-            )
-        })
+        )
+    })
 }
 
 /// A real Prometheus (Debian's) on a free loopback port, its data in a scratch

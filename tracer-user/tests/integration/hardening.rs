@@ -15,8 +15,8 @@ use serde_json::Value;
 use test_support::daemon::Daemon;
 
 use crate::common::{
-    Program, Spawned, TempDir, find_process, free_port, http_get, require_root, run_leakscope,
-    start_daemon, wait_for, wait_healthy,
+    Program, Spawned, TempDir, diagnose_with, find_process, free_port, http_get, require_root,
+    run_diagnosis, run_leakscope, start_daemon, wait_for, wait_healthy,
 };
 
 /// One scrape of `/metrics` and one of `/healthz`; both must answer 200.
@@ -256,13 +256,17 @@ fn a_panic_in_one_process_marks_it_unreadable_only() {
     leak.assert_running("during warm-up");
     let env = [("LEAKSCOPE_INJECT_PANIC_PID", victim.pid().to_string())];
 
-    let mut args: Vec<String> = ["diagnose", "--duration", "5", "--json"]
-        .map(String::from)
-        .to_vec();
-    for pid in [leak.pid(), victim.pid()] {
-        args.extend(["--pid".to_string(), pid.to_string()]);
-    }
-    let run = crate::common::run_leakscope_env(&args, &env, Duration::from_secs(90));
+    let args = |duration_s: u32| {
+        let mut args: Vec<String> = ["diagnose", "--json", "--duration"]
+            .map(String::from)
+            .to_vec();
+        args.push(duration_s.to_string());
+        for pid in [leak.pid(), victim.pid()] {
+            args.extend(["--pid".to_string(), pid.to_string()]);
+        }
+        args
+    };
+    let run = run_diagnosis(args, &env, 5);
     let report: Value =
         serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
     let victim_report = find_process(&report, victim.pid()).expect("the victim is reported");
@@ -375,14 +379,18 @@ fn hostile_process_names_are_escaped_everywhere() {
         );
     };
 
+    let pid_arg = pid.as_str();
     let args = |json: bool| {
-        let mut a = vec!["diagnose", "--duration", "5", "--pid", &pid];
-        if json {
-            a.push("--json");
+        move |duration_s: u32| {
+            let duration = duration_s.to_string();
+            let mut a = vec!["diagnose", "--duration", &duration, "--pid", pid_arg];
+            if json {
+                a.push("--json");
+            }
+            a.into_iter().map(String::from).collect::<Vec<_>>()
         }
-        a.into_iter().map(String::from).collect::<Vec<_>>()
     };
-    let text = run_leakscope(&args(false), Duration::from_secs(90));
+    let text = run_diagnosis(args(false), &[], 5);
     assert_eq!(text.exit_code, 1, "{text:?}");
     no_raw("the text report", &text.stdout);
     assert!(
@@ -390,7 +398,7 @@ fn hostile_process_names_are_escaped_everywhere() {
         "{}",
         text.stdout
     );
-    let json = run_leakscope(&args(true), Duration::from_secs(90));
+    let json = run_diagnosis(args(true), &[], 5);
     let report: Value = serde_json::from_str(&json.stdout).expect("JSON report");
     let p = find_process(&report, leak.pid()).expect("the leaker is reported");
     assert_eq!(p["comm"], "\x1b[2Jx\nLEAK 1\u{fffd} ", "{p}");
@@ -446,17 +454,9 @@ fn a_read_over_its_time_budget_marks_the_process_unreadable() {
     parked.assert_running("during warm-up");
     leak.assert_running("during warm-up");
 
-    let diagnose = |extra: &[&str]| -> Value {
-        let mut args: Vec<String> = ["diagnose", "--duration", "4", "--json"]
-            .map(String::from)
-            .to_vec();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        for pid in [parked.pid(), leak.pid()] {
-            args.extend(["--pid".to_string(), pid.to_string()]);
-        }
-        let run = run_leakscope(&args, Duration::from_secs(90));
-        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"))
-    };
+    // Watched again, longer, when a loaded machine starved the scans (see diagnose_with).
+    let diagnose =
+        |extra: &[&str]| -> Value { diagnose_with(&[parked.pid(), leak.pid()], 4, extra).1 };
 
     let report = diagnose(&["--read-budget", "0.001"]);
     let over = find_process(&report, parked.pid()).expect("the big process is reported");

@@ -14,8 +14,8 @@ use serde_json::Value;
 use test_support::procfs::{self, Usage};
 
 use crate::common::{
-    Program, Spawned, WARM_UP, check_report_shape, find_process, leak_sites_containing,
-    program_path, require_root, summarize_pid,
+    LOADED_RETRY_FACTOR, MIN_COVERED_SHARE, Program, Spawned, WARM_UP, check_report_shape,
+    find_process, leak_sites_containing, program_path, require_root, summarize_pid,
 };
 
 /// Peak resident memory allowed to a scoped diagnosis of the hostile processes (a
@@ -158,8 +158,19 @@ fn hostile_goroutine_tables_stay_bounded_and_a_real_leak_is_found() {
     thread::sleep(WARM_UP);
     all.assert_running("during warm-up");
     huge.assert_running("during warm-up");
-    const SECONDS: u32 = 6;
-    let run = diagnose_measured(&[all.pid(), huge.pid(), leaker.pid()], SECONDS);
+    let pids = [all.pid(), huge.pid(), leaker.pid()];
+    let mut seconds: u32 = 6;
+    let mut run = diagnose_measured(&pids, seconds);
+    // A run whose scans a loaded machine starved proves nothing: once more, longer (as
+    // common::run_diagnosis does).
+    if !run.report["duration_s"]
+        .as_f64()
+        .is_some_and(|span| span >= f64::from(seconds) * MIN_COVERED_SHARE)
+    {
+        eprintln!("hostile diagnose: its scans were starved of CPU; watching again, longer");
+        seconds *= LOADED_RETRY_FACTOR;
+        run = diagnose_measured(&pids, seconds);
+    }
     all.assert_running("while leakscope watched");
     huge.assert_running("while leakscope watched");
     leaker.assert_running("while leakscope watched");
@@ -207,13 +218,15 @@ fn hostile_goroutine_tables_stay_bounded_and_a_real_leak_is_found() {
         run.peak_rss_kb,
         MAX_PEAK_RSS_KB
     );
+    // CPU is the bound that does not move with other load (leakscope is niced); the
+    // wall-clock bound only catches a hang.
     assert!(
-        run.wall <= Duration::from_secs(u64::from(SECONDS) + 30),
-        "took {:?} for a {SECONDS} s diagnosis",
+        run.wall <= Duration::from_secs(u64::from(seconds) + 60),
+        "took {:?} for a {seconds} s diagnosis",
         run.wall
     );
     assert!(
-        cpu <= Duration::from_secs(u64::from(SECONDS)),
-        "used {cpu:?} of CPU in a {SECONDS} s diagnosis"
+        cpu <= Duration::from_secs(u64::from(seconds)),
+        "used {cpu:?} of CPU in a {seconds} s diagnosis"
     );
 }

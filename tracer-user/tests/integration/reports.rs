@@ -13,7 +13,7 @@ use crate::{
     common::{
         DIAGNOSE_SECONDS, GO_NEWEST, GoBuild, GoFlavor, PPROF_GO, Program, Spawned, WARM_UP,
         go_command, go_program_path, go_tool_pprof, pprof_top_functions, program_path,
-        require_root, run_leakscope,
+        require_root, run_diagnosis,
     },
     daemon::{Background, TempDir, free_port, http_get, wait_for},
 };
@@ -57,23 +57,25 @@ fn pprof_and_flame_graph_show_the_go_and_c_leak_sites() {
     let (go, c) = start_leakers();
     let profile = scratch.0.join("waiters.pb.gz");
     let svg = scratch.0.join("waiters.svg");
-    let args: Vec<String> = [
-        "diagnose",
-        "--duration",
-        &DIAGNOSE_SECONDS.to_string(),
-        "--pid",
-        &go.pid().to_string(),
-        "--pid",
-        &c.pid().to_string(),
-        "--pprof",
-        profile.to_str().unwrap(),
-        "--flamegraph",
-        svg.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let run = run_leakscope(&args, Duration::from_secs(120));
+    let args = |duration_s: u32| -> Vec<String> {
+        [
+            "diagnose",
+            "--duration",
+            &duration_s.to_string(),
+            "--pid",
+            &go.pid().to_string(),
+            "--pid",
+            &c.pid().to_string(),
+            "--pprof",
+            profile.to_str().unwrap(),
+            "--flamegraph",
+            svg.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = run_diagnosis(args, &[], DIAGNOSE_SECONDS);
     assert_eq!(run.exit_code, 1, "a leak was found: {run:?}");
     // The text report, piped: plain, each leaking process with its uptime.
     assert!(
@@ -157,6 +159,16 @@ struct Tmux {
     socket: String,
 }
 
+/// The terminal `top` is told it has (its tty's window size).
+const TOP_COLUMNS: usize = 80;
+const TOP_ROWS: usize = 24;
+
+/// The tmux pane around it: wider and taller than `top`'s terminal, so a line `top`
+/// writes past its 80 columns, or a row past its 24, shows in the capture instead of
+/// being cut by the pane itself.
+const PANE_COLUMNS: &str = "160";
+const PANE_ROWS: &str = "40";
+
 impl Tmux {
     fn start(command: &str) -> Self {
         let tmux = Self {
@@ -164,7 +176,15 @@ impl Tmux {
         };
         let status = tmux
             .command()
-            .args(["new-session", "-d", "-x", "80", "-y", "24", command])
+            .args([
+                "new-session",
+                "-d",
+                "-x",
+                PANE_COLUMNS,
+                "-y",
+                PANE_ROWS,
+                command,
+            ])
             .status()
             .expect("tmux is needed to test `leakscope top` (cargo xtask setup installs it)");
         assert!(status.success(), "tmux new-session failed: {status}");
@@ -201,8 +221,9 @@ impl Drop for Tmux {
     }
 }
 
-/// Check that `leakscope top` in an 80x24 tmux terminal shows both leakers as LEAK
-/// with their leak sites, within 80 columns, and exits 0 when `q` is pressed.
+/// Check that `leakscope top` on an 80x24 terminal (the tty's size, inside a 160x40
+/// tmux pane) shows both leakers as LEAK with their leak sites, within 80 columns (the
+/// long Go site line cut at exactly 80) and 24 rows, and exits 0 when `q` is pressed.
 #[test]
 fn top_in_a_terminal_shows_the_leaks_and_quits_on_q() {
     require_root();
@@ -210,7 +231,7 @@ fn top_in_a_terminal_shows_the_leaks_and_quits_on_q() {
     let (go, c) = start_leakers();
     let status_file = scratch.0.join("status");
     let command = format!(
-        "{} top --pid {} --pid {}; echo $? > {}",
+        "stty cols {TOP_COLUMNS} rows {TOP_ROWS}; {} top --pid {} --pid {}; echo $? > {}",
         env!("CARGO_BIN_EXE_leakscope"),
         go.pid(),
         c.pid(),
@@ -238,7 +259,29 @@ fn top_in_a_terminal_shows_the_leaks_and_quits_on_q() {
         "{screen}"
     );
     assert!(screen.contains("goroutine:chan send:main."), "{screen}");
-    assert!(screen.lines().all(|l| l.chars().count() <= 80), "{screen}");
+    let widths: Vec<usize> = screen
+        .lines()
+        .map(|l| l.trim_end().chars().count())
+        .collect();
+    assert!(
+        widths.iter().all(|&w| w <= TOP_COLUMNS),
+        "a line past {TOP_COLUMNS} columns: {widths:?}\n{screen}"
+    );
+    // The Go leak's site line (34 columns, then a label of about 60) is longer than the
+    // terminal: cut at its edge, so the check above had something to catch.
+    assert!(
+        widths.contains(&TOP_COLUMNS),
+        "no line reaches column {TOP_COLUMNS}, so none was cut: {widths:?}\n{screen}"
+    );
+    let below: Vec<&str> = screen
+        .lines()
+        .skip(TOP_ROWS)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(
+        below.is_empty(),
+        "rows past {TOP_ROWS}: {below:?}\n{screen}"
+    );
 
     tmux.send_keys("q");
     let status = wait_for(Duration::from_secs(5), || {
