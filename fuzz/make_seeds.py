@@ -154,6 +154,37 @@ def goroutine_images():
     return images
 
 
+def label_images():
+    """Fake memories for the labels target (mapped at HEAP): a Go 1.24+ label slice of
+    two labels and a Go 1.17-1.23 label map of the same two; the first byte picks the
+    representation (0: slice, 1: map)."""
+    heap = 0x7f00_0000_0000
+    labels = [(b"route", b"/checkout"), (b"tenant", b"acme")]
+
+    def strings(at):
+        blob, headers = b"", []
+        for k, v in labels:
+            headers.append(((at + len(blob), len(k)), (at + len(blob) + len(k), len(v))))
+            blob += k + v
+        return blob, headers
+
+    blob, headers = strings(heap + 96)
+    words = [heap + 32, 2, 2, 0]
+    for (kp, kl), (vp, vl) in headers:
+        words += [kp, kl, vp, vl]
+    slice_image = bytes([0]) + struct.pack("<12Q", *words) + blob
+    # The map variable at HEAP points to its hmap at HEAP+8, whose one bucket is at
+    # HEAP+64 (8 top hashes, 8 keys, 8 values, overflow), strings after it.
+    blob, headers = strings(heap + 64 + 272)
+    hmap = struct.pack("<QBBHIQQQQ", 2, 0, 0, 0, 7, heap + 64, 0, 0, 0)
+    tophash = bytes([9, 9, 0, 0, 0, 0, 0, 0])
+    keys = b"".join(struct.pack("<QQ", *k) for k, _ in headers).ljust(128, b"\0")
+    values = b"".join(struct.pack("<QQ", *v) for _, v in headers).ljust(128, b"\0")
+    bucket = tophash + keys + values + struct.pack("<Q", 0)
+    map_image = bytes([1]) + struct.pack("<Q", heap + 8) + hmap + b"\0" * 8 + bucket + blob
+    return [("slice", slice_image), ("map", map_image)]
+
+
 def main():
     hostile, go, old_gos = sys.argv[1], sys.argv[2], sys.argv[3:]
     hostile_bytes = open(hostile, "rb").read()
@@ -171,6 +202,8 @@ def main():
     write("buildinfo", "go1.17-pointers", buildinfo_pointers())
     for name, image in goroutine_images().items():
         write("goroutines", name, image)
+    for name, image in label_images():
+        write("labels", name, image)
     # [elf len][ip, sp offset, bp][elf][stack]: a frame-pointer chain in hostile_go.
     ip = 0x4011C0 + 4
     stack = struct.pack("<QQQQ", 0x7FFD_0000_0000 + 16, 0x4011C0 + 0x20, 0, 0)

@@ -16,7 +16,9 @@ use std::{
 use crate::{
     fasthash::IntMap,
     isolate,
-    model::{Frame, GoroutineMember, ProcessFacts, ProcessKey, Runtime, SiteKey, WaiterKind},
+    model::{
+        Frame, GoroutineMember, LabelSet, ProcessFacts, ProcessKey, Runtime, SiteKey, WaiterKind,
+    },
     sources::{
         go::{error::GoReadError, reader::GoroutineScan, symbolize::GoSymbolizer},
         threads::{BlockedThread, ThreadScan, ThreadSymbolizer, ThreadWaiter},
@@ -42,6 +44,10 @@ pub struct GoroutineChanges {
     pub dated: Vec<GoroutineMember>,
     /// Current members per creator (`gopc`).
     pub creators: Vec<(u64, u32)>,
+    /// Current members per pprof label set (members without labels are not listed).
+    pub labels: Vec<(Arc<LabelSet>, u32)>,
+    /// Current members the Go runtime itself proved leaked (`_Gleaked`).
+    pub runtime_leaked: u32,
 }
 
 /// One site in one census.
@@ -332,6 +338,10 @@ impl CensusTaker {
                 changes.departed.extend(group.departed);
                 changes.dated.extend(group.dated);
                 changes.creators.push((group.gopc, group.parked));
+                changes.runtime_leaked += group.runtime_leaked;
+                if let Some(set) = group.labels.filter(|_| group.parked > 0) {
+                    changes.labels.push((set, group.parked));
+                }
             }
         }
     }
@@ -612,7 +622,9 @@ mod tests {
                         wait_reason: "chan receive".into(),
                         stack: vec![0x40_0000].into(),
                         gopc,
+                        labels: None,
                         parked: 1,
+                        runtime_leaked: 0,
                         arrived: vec![GoroutineMember {
                             goid: gopc,
                             seq: 0,

@@ -9,7 +9,10 @@ use std::{
 use crate::{
     census::{Census, GoroutineChanges, SiteMembers},
     fasthash::{IntHasher, IntMap},
-    model::{GoroutineMember, MemberId, ProcessFacts, ProcessKey, SiteKey, ThreadKey, WaiterKind},
+    model::{
+        GoroutineMember, LabelSet, MemberId, ProcessFacts, ProcessKey, SiteKey, ThreadKey,
+        WaiterKind,
+    },
     sources::go::error::GoReadError,
     sources::threads::{ThreadWaiter, WaitDetail},
     verdict::{MemberObservation, Members, SiteObservation},
@@ -163,6 +166,10 @@ pub struct SiteHistory {
     pub goroutines: GoroutineSpans,
     /// Goroutine sites: current members per creator (`gopc`).
     pub creators: IntMap<u64, u32>,
+    /// Goroutine sites: current members per pprof label set.
+    pub labels: HashMap<Arc<LabelSet>, u32>,
+    /// Goroutine sites: current members the Go runtime proved leaked (`_Gleaked`).
+    pub runtime_leaked: u32,
 }
 
 impl SiteHistory {
@@ -191,6 +198,19 @@ impl SiteHistory {
             .map(|(&gopc, _)| gopc)
     }
 
+    /// The label sets most of a goroutine site's current members have, most common
+    /// first (ties by the sets' order), at most `n`.
+    pub fn most_common_labels(&self, n: usize) -> Vec<(Arc<LabelSet>, u32)> {
+        let mut sets: Vec<(Arc<LabelSet>, u32)> = self
+            .labels
+            .iter()
+            .map(|(set, &count)| (set.clone(), count))
+            .collect();
+        sets.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        sets.truncate(n);
+        sets
+    }
+
     fn record_goroutines(&mut self, changes: &GoroutineChanges, scan: usize, previous_read: usize) {
         self.goroutines.arrive(&changes.arrived, scan as u32);
         self.goroutines.date(&changes.dated);
@@ -198,6 +218,11 @@ impl SiteHistory {
             .depart(&changes.departed, previous_read as u32);
         self.creators.clear();
         self.creators.extend(changes.creators.iter().copied());
+        self.labels.clear();
+        for (set, count) in &changes.labels {
+            *self.labels.entry(set.clone()).or_default() += count;
+        }
+        self.runtime_leaked = changes.runtime_leaked;
     }
 
     /// Thread sites list every member each scan: the seen ones are extended or begun.
@@ -795,6 +820,7 @@ mod tests {
                     departed: members(departed),
                     dated: Vec::new(),
                     creators: vec![(0x3000, count)],
+                    ..GoroutineChanges::default()
                 }),
             },
         );

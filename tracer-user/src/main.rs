@@ -112,6 +112,11 @@ struct RunArgs {
     /// configuration file (tls_server_config, basic_auth_users; see README).
     #[arg(long, value_name = "FILE")]
     web_config_file: Option<PathBuf>,
+    /// Also export this pprof label key (repeatable, at most 4) on every goroutine
+    /// site's series, as the label `label_KEY`: its value in the most common label set
+    /// of the site's members. Off by default: label values may be as many as requests.
+    #[arg(long = "metric-label-key", value_name = "KEY")]
+    metric_label_keys: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -206,6 +211,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Diagnose(args) => diagnose_command(args),
         Command::Run(args) => {
+            daemon::metrics::check_label_keys(&args.metric_label_keys)
+                .map_err(anyhow::Error::msg)?;
             daemon::run(args.options())?;
             Ok(0)
         }
@@ -268,6 +275,7 @@ impl RunArgs {
             limits: daemon::metrics::Limits {
                 max_processes: self.max_processes,
                 max_sites: self.max_sites,
+                label_keys: self.metric_label_keys,
             },
             dumps: daemon::dump_policy(
                 self.dump_dir,

@@ -1,8 +1,8 @@
 //! The vocabulary every stage shares: which process (a [`ProcessKey`]), where its waiters
 //! block (a [`SiteKey`] of a [`WaiterKind`], a wait and a [`StackKey`]), who each member
 //! is across scans ([`MemberId`], [`GoroutineMember`]), what is known of the process
-//! ([`ProcessFacts`]: names, cgroup, and what it runs on, a [`Runtime`]) and one
-//! symbolized [`Frame`].
+//! ([`ProcessFacts`]: names, cgroup, and what it runs on, a [`Runtime`]), a goroutine's
+//! pprof labels ([`LabelSet`]) and one symbolized [`Frame`].
 //!
 //! It sits below every stage (sources, census, history, verdict, summary, sinks) so that
 //! none of them needs to import another one's module just to name a process or a site:
@@ -167,6 +167,39 @@ impl fmt::Display for Runtime {
 impl serde::Serialize for Runtime {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+/// A goroutine's pprof labels (`pprof.Do`, `pprof.SetGoroutineLabels`; a goroutine
+/// inherits its creator's), as read from the process: sorted by key, bounded (the
+/// reader keeps a few labels of a few dozen bytes each; `truncated` says it cut some).
+/// It serializes as the JSON object `{"key": "value", ...}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LabelSet {
+    /// (key, value), by key.
+    pub labels: Box<[(Box<str>, Box<str>)]>,
+    /// Labels were left out, or a key or value was cut (it then ends in "…").
+    pub truncated: bool,
+}
+
+impl LabelSet {
+    /// The value of `key`, if the set has it.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.labels
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.labels[i].1)
+    }
+}
+
+impl serde::Serialize for LabelSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.labels.len()))?;
+        for (key, value) in &*self.labels {
+            map.serialize_entry(&**key, &**value)?;
+        }
+        map.end()
     }
 }
 

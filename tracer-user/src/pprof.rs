@@ -277,7 +277,7 @@ impl Builder {
 
     fn add_site(&mut self, process: &ProcessSummary, mapping_id: u64, site: &SiteSummary) {
         let pid = process.key.pid;
-        let location_id = inline_chains(&site.stack)
+        let location_id: Vec<u64> = inline_chains(&site.stack)
             .map(|chain| self.location(pid, mapping_id, chain))
             .collect();
         if let Some(origin) = site.origin {
@@ -304,11 +304,64 @@ impl Builder {
         if let Some(creator) = site.created_by.as_ref().and_then(|f| f.function.as_deref()) {
             label.push(self.str_label("created_by", creator));
         }
+        if site.runtime_leaked > 0 {
+            label.push(proto::Label {
+                key: self.string("runtime_leaked"),
+                str: 0,
+                num: i64::from(site.runtime_leaked),
+            });
+        }
+        // As in Go's own goroutine profile, members with other labels are other samples:
+        // one per label set the site reports, the rest (unlabelled, or rarer sets) one.
+        let mut rest = count;
+        for (set, members) in &site.label_sets {
+            let members = i64::from(*members).min(rest);
+            rest -= members;
+            let mut label = label.clone();
+            for (key, value) in &*set.labels {
+                label.push(self.str_label(&go_label_key(key), value));
+            }
+            self.push_sample(&location_id, members, site.is_leak(), label);
+        }
+        if rest > 0 || site.label_sets.is_empty() {
+            self.push_sample(&location_id, rest, site.is_leak(), label);
+        }
+    }
+
+    fn push_sample(
+        &mut self,
+        location_id: &[u64],
+        count: i64,
+        leak: bool,
+        label: Vec<proto::Label>,
+    ) {
         self.profile.sample.push(proto::Sample {
-            location_id,
-            value: vec![count, if site.is_leak() { count } else { 0 }],
+            location_id: location_id.to_vec(),
+            value: vec![count, if leak { count } else { 0 }],
             label,
         });
+    }
+}
+
+/// The sample labels leakscope sets itself; a program's pprof label of the same name is
+/// written as `label:NAME`.
+const OWN_LABELS: [&str; 8] = [
+    "pid",
+    "comm",
+    "kind",
+    "wait",
+    "verdict",
+    "site",
+    "created_by",
+    "runtime_leaked",
+];
+
+/// A program's pprof label key as a sample label key.
+fn go_label_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if OWN_LABELS.contains(&key) {
+        format!("label:{key}").into()
+    } else {
+        key.into()
     }
 }
 
@@ -543,5 +596,67 @@ mod tests {
             "ns::(anonymous namespace)::f"
         );
         assert_eq!(simplified("S::operator()(int)"), "S::operator()");
+    }
+
+    /// Check that a goroutine site's members split into one sample per label set it
+    /// reports (their labels as sample labels, a program's `site` label renamed so it
+    /// cannot pass for leakscope's) and one for the rest, the counts adding up to the
+    /// site's, and that the runtime-proven members ride on each as a number.
+    #[test]
+    fn label_sets_become_samples_with_their_labels() {
+        use crate::{
+            model::{LabelSet, WaiterKind},
+            summary::testutil::{frame, process, site, window},
+            verdict::Outcome,
+        };
+        let set = |pairs: &[(&str, &str)]| {
+            std::sync::Arc::new(LabelSet {
+                labels: pairs.iter().map(|&(k, v)| (k.into(), v.into())).collect(),
+                truncated: false,
+            })
+        };
+        let mut s = site(
+            WaiterKind::Goroutine,
+            "chan receive",
+            Outcome::Leak,
+            10,
+            vec![frame("main.labelledReply", None, 0x10)],
+        );
+        s.runtime_leaked = 6;
+        s.label_sets = vec![
+            (set(&[("route", "/checkout"), ("site", "eu")]), 6),
+            (set(&[("route", "/cart")]), 3),
+        ];
+        let p = profile(&window(vec![process(4, "go1.27", vec![s])]));
+        let samples: Vec<(Option<&str>, Option<&str>, &[i64])> = p
+            .sample
+            .iter()
+            .map(|s| {
+                (
+                    label(&p, s, "route"),
+                    label(&p, s, "label:site"),
+                    &s.value[..],
+                )
+            })
+            .collect();
+        assert_eq!(
+            samples,
+            [
+                (Some("/checkout"), Some("eu"), &[6, 6][..]),
+                (Some("/cart"), None, &[3, 3][..]),
+                (None, None, &[1, 1][..]),
+            ]
+        );
+        for sample in &p.sample {
+            assert_eq!(
+                label(&p, sample, "site"),
+                Some("goroutine:chan receive:main.labelledReply")
+            );
+            let proven = sample
+                .label
+                .iter()
+                .find(|l| p.string_table[l.key as usize] == "runtime_leaked");
+            assert_eq!(proven.map(|l| l.num), Some(6));
+        }
     }
 }

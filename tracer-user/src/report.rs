@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     host::cgroup::PodIdentity,
-    model::{Frame, Runtime},
+    model::{Frame, LabelSet, Runtime},
     sanitize,
     sources::threads::{FdKind, SocketKind, ThreadSourceKind},
     summary::{ProcessSummary, SiteSummary, WindowSummary},
@@ -94,6 +94,32 @@ struct SiteJson<'a> {
     created_by: Option<&'a Frame>,
     /// Addition to version 1: the site's label, as in the metrics.
     site: &'a str,
+    /// Addition to version 1, goroutine sites: how many members the Go runtime itself
+    /// proved leaked (`_Gleaked`); left out when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    runtime_leaked: u32,
+    /// Addition to version 1, goroutine sites: the members' most common pprof label
+    /// sets; left out when none has labels.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    labels: Vec<LabelsJson<'a>>,
+}
+
+/// One label set of a site and how many members have it.
+#[derive(Serialize)]
+struct LabelsJson<'a> {
+    labels: &'a LabelSet,
+    count: u32,
+    /// The set was cut (labels left out, or a key or value cut and ending in "…").
+    #[serde(skip_serializing_if = "is_false")]
+    truncated: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn round2(x: f64) -> f64 {
@@ -123,6 +149,16 @@ impl<'a> SiteJson<'a> {
             socket: s.fd_kind.and_then(FdKind::socket).map(SocketKind::name),
             created_by: s.created_by.as_ref(),
             site: &s.label,
+            runtime_leaked: s.runtime_leaked,
+            labels: s
+                .label_sets
+                .iter()
+                .map(|(set, count)| LabelsJson {
+                    labels: set,
+                    count: *count,
+                    truncated: set.truncated,
+                })
+                .collect(),
         }
     }
 }
@@ -314,6 +350,7 @@ fn write_leaking_process(out: &mut String, p: &ProcessSummary, style: TextStyle)
             oldest_wait(s.judgement.oldest_wait_s, s.judgement.oldest_wait_source)
         );
         let _ = writeln!(out, "    why: {}", s.judgement.rule);
+        write_go_evidence(out, s);
         for (i, frame) in s.stack.iter().enumerate() {
             let line = render_frame(frame);
             let line = if Some(i) == s.origin {
@@ -358,14 +395,57 @@ fn write_other_process(out: &mut String, p: &ProcessSummary, style: TextStyle) {
         .as_ref()
         .map(|pod| format!("  [{}]", sanitize::log_text(&pod.describe())))
         .unwrap_or_default();
+    let proven: u32 = p.sites.iter().map(|s| s.runtime_leaked).sum();
+    let proven = if proven > 0 {
+        format!("; {proven} proven leaked by Go's GC")
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "  {tag} pid {:<7} {:<16} {:>6} waiters in {} site(s){suspect_site}{pod}",
+        "  {tag} pid {:<7} {:<16} {:>6} waiters in {} site(s){suspect_site}{proven}{pod}",
         p.key.pid,
         sanitize::log_text(&p.facts.comm),
         p.waiters,
         p.sites.len()
     );
+}
+
+/// What a goroutine site's members say of themselves: how many the Go runtime proved
+/// leaked, and their most common pprof labels.
+fn write_go_evidence(out: &mut String, s: &SiteSummary) {
+    if s.runtime_leaked > 0 {
+        let _ = writeln!(
+            out,
+            "    Go's GC proved {} of them leaked (goroutineleak profile)",
+            s.runtime_leaked
+        );
+    }
+    if !s.label_sets.is_empty() {
+        let sets: Vec<String> = s
+            .label_sets
+            .iter()
+            .map(|(set, count)| format!("{} ({count})", render_labels(set)))
+            .collect();
+        let _ = writeln!(out, "    labels: {}", sets.join(", "));
+    }
+}
+
+/// A label set as `key=value key=value`, escaped (the process chose every byte), and
+/// "…" when the reader cut it.
+pub fn render_labels(set: &LabelSet) -> String {
+    if set.labels.is_empty() {
+        return "(too many labels to read)".into();
+    }
+    let mut text: Vec<String> = set
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{}={}", sanitize::log_text(k), sanitize::log_text(v)))
+        .collect();
+    if set.truncated && !text.last().is_some_and(|t| t.ends_with('…')) {
+        text.push("…".into());
+    }
+    text.join(" ")
 }
 
 /// One stack frame as a line: address, function, file:line.
@@ -688,5 +768,72 @@ mod tests {
         assert!(text.contains("x\\x0aLEAK pid 1 "), "{text}");
         let v: serde_json::Value = serde_json::from_str(&to_json(&window)).unwrap();
         assert_eq!(v["processes"][0]["comm"], "x\nLEAK pid 1 ");
+    }
+
+    /// Check that a goroutine site's runtime-proven members and label sets are in the
+    /// JSON report (the labels exactly, as an object, `truncated` only when cut) and in
+    /// the text report (escaped), and that sites without either leave the fields out.
+    #[test]
+    fn runtime_leaked_and_labels_are_reported() {
+        use crate::{
+            model::WaiterKind,
+            summary::testutil::{frame, process, site, window},
+            verdict::Outcome,
+        };
+        let set = |pairs: &[(&str, &str)], truncated| {
+            std::sync::Arc::new(LabelSet {
+                labels: pairs.iter().map(|&(k, v)| (k.into(), v.into())).collect(),
+                truncated,
+            })
+        };
+        let mut leak = site(
+            WaiterKind::Goroutine,
+            "chan receive",
+            Outcome::Leak,
+            40,
+            vec![frame("main.labelledReply", None, 0x10)],
+        );
+        leak.runtime_leaked = 37;
+        leak.label_sets = vec![
+            (
+                set(&[("route", "/checkout"), ("tenant", "acme")], false),
+                30,
+            ),
+            (set(&[("route", "/x\x1b[2J…")], true), 9),
+            (set(&[], true), 1),
+        ];
+        let idle = site(
+            WaiterKind::Goroutine,
+            "chan receive",
+            Outcome::Ok,
+            8,
+            vec![frame("main.idleWorker", None, 0x20)],
+        );
+        let w = window(vec![process(5, "go1.27", vec![leak, idle])]);
+        let v: serde_json::Value = serde_json::from_str(&to_json(&w)).unwrap();
+        let sites = &v["processes"][0]["sites"];
+        assert_eq!(sites[0]["runtime_leaked"], 37);
+        assert_eq!(
+            sites[0]["labels"],
+            serde_json::json!([
+                {"labels": {"route": "/checkout", "tenant": "acme"}, "count": 30},
+                {"labels": {"route": "/x\x1b[2J…"}, "count": 9, "truncated": true},
+                {"labels": {}, "count": 1, "truncated": true},
+            ])
+        );
+        assert!(sites[1].get("runtime_leaked").is_none() && sites[1].get("labels").is_none());
+        let text = to_text(&w, TextStyle::default());
+        assert!(
+            text.contains("    Go's GC proved 37 of them leaked (goroutineleak profile)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "    labels: route=/checkout tenant=acme (30), route=/x\\x1b[2J… (9), \
+                 (too many labels to read) (1)\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'), "{text}");
     }
 }

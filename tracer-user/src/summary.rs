@@ -18,7 +18,7 @@ use std::{
 use crate::{
     census::CensusTaker,
     history::{History, ProcessHistory, SiteHistory},
-    model::{Frame, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
+    model::{Frame, LabelSet, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
     sanitize,
     sources::go::error::GoReadError,
     sources::threads::{
@@ -34,6 +34,8 @@ use crate::{
 pub const MAX_SITE_LABEL: usize = 96;
 /// Stack frames named in a site label.
 const SITE_LABEL_FRAMES: usize = 2;
+/// Label sets a site reports (its members' most common).
+pub const MAX_SITE_LABEL_SETS: usize = 5;
 
 /// What a watch window found.
 #[derive(Clone, Debug)]
@@ -99,6 +101,13 @@ pub struct SiteSummary {
     pub fd_kind: Option<FdKind>,
     /// Goroutines only: the `go` statement that created most of the members.
     pub created_by: Option<Frame>,
+    /// Goroutines only: the pprof label sets most members have, with how many have
+    /// each, most common first (at most [`MAX_SITE_LABEL_SETS`]).
+    pub label_sets: Vec<(Arc<LabelSet>, u32)>,
+    /// Goroutines only: members the Go runtime itself proved leaked (`_Gleaked`, set by
+    /// a GC cycle run for the `goroutineleak` profile): evidence beside the verdict,
+    /// which stays about growth.
+    pub runtime_leaked: u32,
 }
 
 /// One recorded site: what it was and what the verdict saw (verdict test data, the
@@ -332,6 +341,8 @@ impl SiteSummary {
             ops: ops.into_iter().collect(),
             fd_kind,
             created_by,
+            label_sets: history.most_common_labels(MAX_SITE_LABEL_SETS),
+            runtime_leaked: history.runtime_leaked,
         }
     }
 
@@ -650,6 +661,8 @@ pub(crate) mod testutil {
             ops: Vec::new(),
             fd_kind: None,
             created_by: None,
+            label_sets: Vec::new(),
+            runtime_leaked: 0,
         }
     }
 

@@ -14,13 +14,14 @@ use clap::Args;
 use crate::util::{describe, run, target_dir, workspace_root};
 
 /// Every target in fuzz/Cargo.toml.
-pub const TARGETS: [&str; 10] = [
+pub const TARGETS: [&str; 11] = [
     "go_binary",
     "pclntab",
     "buildinfo",
     "layout_dwarf",
     "allgadd",
     "goroutines",
+    "labels",
     "eh_frame_unwind",
     "proc_maps",
     "cgroup",

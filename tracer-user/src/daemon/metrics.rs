@@ -22,6 +22,7 @@ use prometheus::{
 use crate::{
     history::History,
     host::cgroup::PodIdentity,
+    model::WaiterKind,
     sanitize,
     sources::threads::ThreadSourceKind,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
@@ -70,14 +71,18 @@ enum Labels {
 }
 
 impl Labels {
-    fn names(self) -> Vec<&'static str> {
+    /// The label names, `goroutine_labels` (see [`Limits::label_keys`]) after the site's.
+    fn names(self, goroutine_labels: &[String]) -> Vec<&str> {
         let site = PROCESS_LABELS.iter().chain(&SITE_LABELS).copied();
+        let with_labels = site
+            .clone()
+            .chain(goroutine_labels.iter().map(String::as_str));
         match self {
             Self::None => Vec::new(),
             Self::Process => PROCESS_LABELS.to_vec(),
             Self::ProcessWait => site.take(PROCESS_LABELS.len() + 2).collect(),
-            Self::Site => site.collect(),
-            Self::SiteVerdict => site.chain([RULE_LABEL]).collect(),
+            Self::Site => with_labels.collect(),
+            Self::SiteVerdict => with_labels.chain([RULE_LABEL]).collect(),
             Self::Fixed(names) => names.to_vec(),
         }
     }
@@ -118,6 +123,7 @@ enum Family {
     SiteLeak,
     SiteSuspect,
     SiteRule,
+    SiteRuntimeLeaked,
     LeakingProcesses,
     ProcessesOmitted,
     Scans,
@@ -174,7 +180,7 @@ const SCAN_BUCKETS: &[f64] = &[
 
 /// Every family the daemon exports (the README's metrics table says the same).
 #[rustfmt::skip]
-const METRICS: [Metric; 35] = [
+const METRICS: [Metric; 36] = [
     metric(F::ProcessWaiters, "leakscope_process_blocked_waiters", L::Process, T::Gauge,
         "Blocked waiters (threads in futex waits, parked goroutines) of the process at the last scan, all sites."),
     metric(F::ProcessGrowth, "leakscope_process_growth_per_minute", L::Process, T::Gauge,
@@ -205,6 +211,8 @@ const METRICS: [Metric; 35] = [
         "1 when the site is judged ok but grows in a way that may be a leak (watch longer), else 0."),
     metric(F::SiteRule, "leakscope_site_rule", L::SiteVerdict, T::Gauge,
         "Always 1; rule: the verdict's rule that decided the site's verdict (as the JSON rule). Its own series, so that a change of rule never changes the identity of the verdict series."),
+    metric(F::SiteRuntimeLeaked, "leakscope_site_runtime_leaked", L::Site, T::Gauge,
+        "Goroutine sites: members the Go runtime itself proved leaked (status _Gleaked, set by the GC cycle that taking the goroutineleak profile runs, Go 1.26+); evidence, not the verdict."),
     metric(F::LeakingProcesses, "leakscope_leaking_processes", L::None, T::Gauge,
         "Processes judged leaking at the last report (exported or not)."),
     metric(F::ProcessesOmitted, "leakscope_processes_omitted", L::None, T::Gauge,
@@ -270,12 +278,16 @@ pub const METRIC_NAMES: [&str; METRICS.len()] = {
 };
 
 /// How much of a report becomes series.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Limits {
     /// Processes exported at most (leaking first, then by blocked waiters).
     pub max_processes: usize,
     /// Sites exported per process at most (leaking first, then by waiters).
     pub max_sites: usize,
+    /// pprof label keys exported on the site series (`--metric-label-key`, opt-in: label
+    /// values may be as many as requests), each as the label `label_<key>` (see
+    /// [`label_name`]); at most [`MAX_METRIC_LABEL_KEYS`].
+    pub label_keys: Vec<String>,
 }
 
 impl Default for Limits {
@@ -283,8 +295,49 @@ impl Default for Limits {
         Self {
             max_processes: 200,
             max_sites: 20,
+            label_keys: Vec::new(),
         }
     }
+}
+
+/// Most pprof label keys exported on the site series.
+pub const MAX_METRIC_LABEL_KEYS: usize = 4;
+/// The longest pprof label value exported, in bytes (longer ones keep their end after
+/// a `~`, see [`sanitize::capped`]).
+pub const MAX_METRIC_LABEL_VALUE: usize = 64;
+
+/// The Prometheus label a pprof label key is exported as: `label_` and the key, each
+/// byte outside `[A-Za-z0-9_]` written `_`.
+pub fn label_name(key: &str) -> String {
+    let key: String = key
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("label_{key}")
+}
+
+/// Checks `--metric-label-key`s: at most [`MAX_METRIC_LABEL_KEYS`], none empty or over
+/// 64 bytes, no two exported under one label name.
+pub fn check_label_keys(keys: &[String]) -> Result<(), String> {
+    if keys.len() > MAX_METRIC_LABEL_KEYS {
+        return Err(format!(
+            "--metric-label-key: at most {MAX_METRIC_LABEL_KEYS} keys (got {})",
+            keys.len()
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for key in keys {
+        if key.is_empty() || key.len() > 64 {
+            return Err(format!("--metric-label-key {key:?}: 1 to 64 bytes"));
+        }
+        if !names.insert(label_name(key)) {
+            return Err(format!(
+                "--metric-label-key {key:?}: another key is exported as {} too",
+                label_name(key)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A process's sites as series: leaking first then by waiters (then label, for
@@ -324,9 +377,13 @@ enum Series {
 impl Series {
     /// Registers `m`; a family without labels gets its one series at once, so it is
     /// exported (as 0) before anything sets it.
-    fn register(m: &Metric, registry: &Registry) -> prometheus::Result<Self> {
+    fn register(
+        m: &Metric,
+        goroutine_labels: &[String],
+        registry: &Registry,
+    ) -> prometheus::Result<Self> {
         let opts = Opts::new(m.name, m.help);
-        let names = m.labels.names();
+        let names = m.labels.names(goroutine_labels);
         let series = match m.kind {
             Type::Gauge => Self::Gauge(GaugeVec::new(opts, &names)?),
             Type::Counter => Self::Counter(CounterVec::new(opts, &names)?),
@@ -373,11 +430,18 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(mut limits: Limits) -> Self {
+        if let Err(e) = check_label_keys(&limits.label_keys) {
+            log::warn!("{e}: no pprof label is exported");
+            limits.label_keys.clear();
+        }
+        let label_names: Vec<String> = limits.label_keys.iter().map(|k| label_name(k)).collect();
         let registry = Registry::new();
         let series = METRICS
             .iter()
-            .map(|m| Series::register(m, &registry).expect("the metrics table is valid"))
+            .map(|m| {
+                Series::register(m, &label_names, &registry).expect("the metrics table is valid")
+            })
             .collect();
         let exporter = Self {
             registry,
@@ -558,15 +622,33 @@ impl Exporter {
         let mut l: Vec<&str> = labels.to_vec();
         let wait = sanitize::log_text(&s.wait);
         l.extend([s.kind.name(), &wait, &s.label]);
+        let values = self.goroutine_label_values(s);
+        l.extend(values.iter().map(|v| &**v));
         let j = &s.judgement;
         self.set(F::SiteWaiters, &l, f64::from(s.count));
         self.set(F::SiteGrowth, &l, j.growth_per_min);
         self.set(F::SiteOldest, &l, j.oldest_wait_s);
+        if s.kind == WaiterKind::Goroutine {
+            self.set(F::SiteRuntimeLeaked, &l, f64::from(s.runtime_leaked));
+        }
         let flag = |on: bool| if on { 1.0 } else { 0.0 };
         self.set(F::SiteLeak, &l, flag(j.is_leak()));
         self.set(F::SiteSuspect, &l, flag(j.is_suspect()));
         l.push(j.rule.name());
         self.set(F::SiteRule, &l, 1.0);
+    }
+
+    /// The value of each exported pprof label key at a site: in the most common of its
+    /// members' label sets that has the key ("" when none has), escaped and capped.
+    fn goroutine_label_values(&self, s: &SiteSummary) -> Vec<String> {
+        self.limits
+            .label_keys
+            .iter()
+            .map(|key| {
+                let value = s.label_sets.iter().find_map(|(set, _)| set.get(key));
+                sanitize::capped(value.unwrap_or(""), MAX_METRIC_LABEL_VALUE).into_owned()
+            })
+            .collect()
     }
 
     /// The text exposition of every series now.
@@ -665,12 +747,14 @@ mod tests {
 
     /// Check that a window becomes per-process and per-site series with the documented
     /// names and labels (cgroup from the scan's facts), that processes over the cap are
-    /// cut and counted, that series of a process gone from the next window disappear, and that METRIC_NAMES lists exactly the families exported.
+    /// cut and counted, that series of a process gone from the next window disappear, and
+    /// that METRIC_NAMES lists exactly the families exported.
     #[test]
     fn window_becomes_series_and_old_series_vanish() {
         let exporter = Exporter::new(Limits {
             max_processes: 2,
             max_sites: 1,
+            ..Limits::default()
         });
         let mut summary = window(vec![
             process(
@@ -685,6 +769,7 @@ mod tests {
         // in container "api" of pod shop/checkout.
         for p in summary.processes.iter_mut().filter(|p| p.key.pid == 11) {
             p.goroutines_read_age_s = Some(4.0);
+            p.sites[0].kind = WaiterKind::Goroutine;
             let mut facts = (*p.facts).clone();
             facts.cgroup.container = "0123456789ab".into();
             facts.cgroup.pod = Some(PodIdentity {
@@ -821,6 +906,7 @@ mod tests {
         let exporter = Exporter::new(Limits {
             max_processes: 10,
             max_sites: 2,
+            ..Limits::default()
         });
         let waits: Vec<SiteSummary> = ["chan receive", "select", "sleep", "IO wait"]
             .iter()
@@ -882,5 +968,71 @@ mod tests {
             by_wait.iter().any(|l| l.contains(r#"wait="sleep""#)),
             "{by_wait:?}"
         );
+    }
+
+    /// Check that a goroutine site's runtime-proven members are a series of their own,
+    /// that no pprof label is exported unless asked for, and that the keys asked for
+    /// are labels of every site series, valued from the most common label set having
+    /// them (escaped and capped), "" where none has; and that bad key lists are refused.
+    #[test]
+    fn runtime_leaked_and_opt_in_label_keys() {
+        let set = |pairs: &[(&str, &str)]| {
+            std::sync::Arc::new(crate::model::LabelSet {
+                labels: pairs.iter().map(|&(k, v)| (k.into(), v.into())).collect(),
+                truncated: false,
+            })
+        };
+        let mut leak = site(
+            WaiterKind::Goroutine,
+            "chan receive",
+            Outcome::Leak,
+            40,
+            vec![frame("main.strandedReply", None, 0x1000)],
+        );
+        leak.runtime_leaked = 37;
+        let tenant = format!("acme\n{}", "t".repeat(100));
+        leak.label_sets = vec![
+            (set(&[("route", "/checkout")]), 30),
+            (set(&[("route", "/cart"), ("tenant", &tenant)]), 10),
+        ];
+        let summary = window(vec![process(30, "go1.27", vec![leak])]);
+        let render = |keys: &[&str]| {
+            let exporter = Exporter::new(Limits {
+                label_keys: keys.iter().map(|k| k.to_string()).collect(),
+                ..Limits::default()
+            });
+            exporter.observe_summary(&summary, 0.01);
+            String::from_utf8(exporter.render().to_vec()).unwrap()
+        };
+        let plain = render(&[]);
+        let proven = plain
+            .lines()
+            .find(|l| l.starts_with("leakscope_site_runtime_leaked{"))
+            .expect("the runtime-proven series");
+        assert!(
+            proven.ends_with(" 37") && !proven.contains("label_"),
+            "{proven}"
+        );
+        let labelled = render(&["route", "tenant", "region.name"]);
+        for line in labelled
+            .lines()
+            .filter(|l| l.starts_with("leakscope_site_"))
+        {
+            assert!(
+                line.contains(r#"label_route="/checkout""#)
+                    && line.contains(r#"label_region_name="""#),
+                "{line}"
+            );
+            let value = line.split(r#"label_tenant=""#).nth(1).unwrap();
+            let value = &value[..value.find('"').unwrap()];
+            assert!(
+                value.starts_with('~') && value.len() <= MAX_METRIC_LABEL_VALUE,
+                "{line}"
+            );
+        }
+        assert!(check_label_keys(&["a".into(), "b".into(), "c".into(), "d".into()]).is_ok());
+        assert!(check_label_keys(&vec!["k".to_string(); 5]).is_err());
+        assert!(check_label_keys(&["a.b".into(), "a_b".into()]).is_err());
+        assert!(check_label_keys(&["".into()]).is_err());
     }
 }

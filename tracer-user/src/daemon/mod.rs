@@ -116,7 +116,7 @@ async fn serve(opts: RunOptions, security: Arc<web::WebSecurity>) -> anyhow::Res
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let listen = listener.local_addr().unwrap_or(opts.listen);
 
-    let exporter = Exporter::new(opts.limits);
+    let exporter = Exporter::new(opts.limits.clone());
     let stale_after = opts
         .stall_timeout
         .unwrap_or_else(|| default_stall_timeout(opts.watch.interval));

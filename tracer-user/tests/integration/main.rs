@@ -13,6 +13,7 @@ mod common;
 mod daemon;
 mod fallback;
 mod go;
+mod goservice;
 mod hardening;
 mod hostile;
 mod kubernetes;

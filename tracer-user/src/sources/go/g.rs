@@ -91,6 +91,8 @@ pub struct GFields {
     pub gopc: u64,
     pub startpc: u64,
     pub waitsince: u64,
+    /// `labels`: the goroutine's pprof label set (0: none).
+    pub labels: u64,
 }
 
 /// The little-endian word at `at`, if `bytes` holds it.
@@ -125,6 +127,7 @@ pub fn parse_g(bytes: &[u8], l: &GoRuntimeLayout, statuses: &StatusTable) -> Opt
         startpc: at(l.g_startpc)?,
         // An int64; a negative value is a misread, taken as unset.
         waitsince: at(l.g_waitsince).filter(|&w| (w as i64) > 0).unwrap_or(0),
+        labels: at(l.g_labels)?,
     })
 }
 

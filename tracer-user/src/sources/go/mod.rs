@@ -43,6 +43,7 @@ pub mod elf;
 pub mod error;
 pub mod executable;
 pub mod g;
+pub mod labels;
 pub mod layout;
 pub mod parked;
 pub mod pclntab;

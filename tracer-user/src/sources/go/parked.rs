@@ -15,13 +15,14 @@ use std::{
 
 use crate::{
     host::memory::read_batch,
-    model::{GoroutineMember, StackKey},
+    model::{GoroutineMember, LabelSet, StackKey},
     sources::go::{
         executable::GoProgram,
         g::{
             GFields, GoroutineReadError, StatusTable, SystemGoroutines, check_allglen, is_live,
-            parse_g, read_allgs, read_word,
+            is_parked, parse_g, read_allgs, read_word,
         },
+        labels::{LabelRepr, LabelSets},
         layout::{GoRuntimeLayout, GoStatus},
         readplan::{BATCH_BYTES, MergedRange, batches, merge_ranges, merge_sorted_into},
         stackwalk::{STACK_BYTES_PER_READ, walk_stacks},
@@ -37,7 +38,7 @@ pub struct GoroutineTable {
     pub max_goid: u64,
 }
 
-/// Goroutines parked alike: the same wait reason, stack and creator.
+/// Goroutines parked alike: the same wait reason, stack, creator and label set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GoroutineSite {
     pub wait_reason: Arc<str>,
@@ -45,8 +46,14 @@ pub struct GoroutineSite {
     pub stack: StackKey,
     /// The return address of the `go` statement that created them.
     pub gopc: u64,
+    /// Their pprof labels, when they have any (and the process's sets were not past
+    /// their cap).
+    pub labels: Option<Arc<LabelSet>>,
     /// Parked here now (0: the last of them left since the previous read).
     pub parked: u32,
+    /// Of them, those the runtime itself proved leaked (status `_Gleaked`: a GC cycle
+    /// run for the `goroutineleak` profile found them unreachable), as of this read.
+    pub runtime_leaked: u32,
     /// Parks that began since the previous read.
     pub arrived: Vec<GoroutineMember>,
     /// Parks that ended since the previous read.
@@ -62,10 +69,12 @@ const WALK_CHUNK: usize = 4096;
 const MAX_TIME_BUDGET: Duration = Duration::from_secs(86_400);
 /// A slot whose `g` is not counted (not parked, a runtime goroutine, or not read yet).
 const NO_GROUP: u32 = GROUP_MASK;
-/// The group bits of [`Slot::group`]; the top bit says the park's `g.waitsince` was
-/// already reported.
-const GROUP_MASK: u32 = u32::MAX >> 1;
-const DATED: u32 = !GROUP_MASK;
+/// The group bits of [`Slot::group`]; the top two are flags.
+const GROUP_MASK: u32 = u32::MAX >> 2;
+/// The park's `g.waitsince` was already reported.
+const DATED: u32 = 1 << 31;
+/// The runtime marks the park's goroutine leaked (`_Gleaked`) as of the latest read.
+const LEAKED: u32 = 1 << 30;
 
 /// What the previous read saw at one `allgs` index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +83,7 @@ struct Slot {
     key: u64,
     /// [`fingerprint`] of the registers and wait reason.
     moved: u32,
-    /// The park's group, or [`NO_GROUP`]; and [`DATED`].
+    /// The park's group, or [`NO_GROUP`]; and [`DATED`], [`LEAKED`].
     group: u32,
 }
 
@@ -90,13 +99,20 @@ const EMPTY: Slot = Slot {
     group: NO_GROUP,
 };
 
-/// Goroutines parked alike: the same wait reason, stack and creator.
+/// What parks alike share: wait reason, stack, creator (`gopc`) and label set.
+type GroupKey = (u8, StackKey, u64, u32);
+
+/// Goroutines parked alike: the same wait reason, stack, creator and label set.
 struct Group {
     wait_reason: u8,
     wait_label: Arc<str>,
     stack: StackKey,
     gopc: u64,
+    /// Its label set's id in [`LabelSets`], or [`super::labels::NO_LABELS`] (none kept).
+    labels: u32,
     parked: u32,
+    /// Of them, those the runtime marks leaked (`_Gleaked`) now.
+    leaked: u32,
     arrived: Vec<GoroutineMember>,
     departed: Vec<GoroutineMember>,
     dated: Vec<GoroutineMember>,
@@ -121,7 +137,7 @@ pub struct ParkedTable {
     ranges: Vec<MergedRange>,
     slots: Vec<Slot>,
     groups: Vec<Option<Group>>,
-    group_of: HashMap<(u8, StackKey, u64), u32>,
+    group_of: HashMap<GroupKey, u32>,
     free_groups: Vec<u32>,
     /// One shared string per wait-reason value.
     wait_labels: HashMap<u8, Arc<str>>,
@@ -131,6 +147,8 @@ pub struct ParkedTable {
     stack_budget: usize,
     /// The statuses of the process's Go version.
     statuses: StatusTable,
+    /// The label sets of the groups.
+    labels: LabelSets,
 }
 
 /// A park's identity in one word: goroutine id and park sequence.
@@ -172,6 +190,7 @@ impl ParkedTable {
         }
         self.stack_budget = STACK_BYTES_PER_READ;
         self.statuses = StatusTable::of(&program.layout);
+        self.labels.start_read();
         let Some(max_goid) = self.read_all(pid, program, bias, bufs, deadline) else {
             // Part of the table was compared, part not: start over next time.
             *self = Self::default();
@@ -287,14 +306,15 @@ impl ParkedTable {
         changed: &mut Vec<(u32, GFields)>,
     ) -> u64 {
         let slot = self.slots[idx as usize];
-        let waiting = g.status == GoStatus::Waiting;
-        // The same park (same goroutine, not run since): counted already.
-        let same_park =
-            waiting && slot.group() != NO_GROUP && slot.key == member_key(g.goid, g.seq);
+        let parked = is_parked(g.status);
+        // The same park (same goroutine, not run since): counted already. A goroutine the
+        // runtime marks leaked, or no longer, is still the same park.
+        let same_park = parked && slot.group() != NO_GROUP && slot.key == member_key(g.goid, g.seq);
         if same_park && slot.moved == fingerprint(g) {
             if slot.group & DATED == 0 && g.waitsince != 0 {
                 self.date(idx, g);
             }
+            self.mark_leaked(idx, g.status == GoStatus::Leaked);
             return g.goid;
         }
         if same_park {
@@ -307,7 +327,7 @@ impl ParkedTable {
             self.depart(slot);
             self.slots[idx as usize] = EMPTY;
         }
-        if waiting && !self.system.contains(program, bias, g.startpc) {
+        if parked && !self.system.contains(program, bias, g.startpc) {
             changed.push((idx, *g));
         }
         if is_live(g.status) { g.goid } else { 0 }
@@ -316,6 +336,9 @@ impl ParkedTable {
     fn depart(&mut self, slot: Slot) {
         if let Some(Some(group)) = self.groups.get_mut(slot.group() as usize) {
             group.parked = group.parked.saturating_sub(1);
+            if slot.group & LEAKED != 0 {
+                group.leaked = group.leaked.saturating_sub(1);
+            }
             group.departed.push(GoroutineMember {
                 goid: slot.key >> 8,
                 seq: slot.key as u8,
@@ -335,6 +358,23 @@ impl ParkedTable {
             });
         }
         slot.group |= DATED;
+    }
+
+    /// Follows the runtime's leak mark of a park that goes on (set by a goroutine-leak GC
+    /// cycle, cleared by the next one): its group's count of marked members follows.
+    fn mark_leaked(&mut self, idx: u32, leaked: bool) {
+        let slot = &mut self.slots[idx as usize];
+        if (slot.group & LEAKED != 0) == leaked {
+            return;
+        }
+        slot.group ^= LEAKED;
+        if let Some(Some(group)) = self.groups.get_mut(slot.group() as usize) {
+            if leaked {
+                group.leaked += 1;
+            } else {
+                group.leaked = group.leaked.saturating_sub(1);
+            }
+        }
     }
 
     /// Walks the stacks of new parks and counts them at their groups; a `g` that moved
@@ -364,12 +404,15 @@ impl ParkedTable {
             &self.gptrs,
             buf,
         );
-        for (((idx, g), stack), now) in changed.drain(..).zip(walked).zip(still) {
+        let labels = self.label_ids(pid, program, changed, buf);
+        for ((((idx, g), stack), now), labels) in
+            changed.drain(..).zip(walked).zip(still).zip(labels)
+        {
             if now != Some(g) {
                 // Torn: the next read walks it again (a moved park stays counted).
                 continue;
             }
-            let group = self.group_for(&g, stack, &program.layout);
+            let group = self.group_for(&g, stack, labels, &program.layout);
             let old = self.slots[idx as usize];
             if old.group() == group {
                 // The same park at the same site, its registers moved.
@@ -377,36 +420,95 @@ impl ParkedTable {
                 if old.group & DATED == 0 && g.waitsince != 0 {
                     self.date(idx, &g);
                 }
+                self.mark_leaked(idx, g.status == GoStatus::Leaked);
                 continue;
             }
             if old.group() != NO_GROUP {
                 self.depart(old);
             }
-            if let Some(Some(entry)) = self.groups.get_mut(group as usize) {
-                entry.parked += 1;
-                entry.arrived.push(GoroutineMember {
-                    goid: g.goid,
-                    seq: g.seq,
-                    waitsince_ns: g.waitsince,
-                });
-            }
-            self.slots[idx as usize] = Slot {
-                key: member_key(g.goid, g.seq),
-                moved: fingerprint(&g),
-                group: if g.waitsince != 0 {
-                    group | DATED
-                } else {
-                    group
-                },
-            };
+            self.arrive(idx, &g, group);
         }
     }
 
-    fn group_for(&mut self, g: &GFields, stack: Vec<u64>, layout: &GoRuntimeLayout) -> u32 {
-        let key = (g.wait_reason, StackKey::from(stack), g.gopc);
+    /// A new park joins `group`.
+    fn arrive(&mut self, idx: u32, g: &GFields, group: u32) {
+        let leaked = g.status == GoStatus::Leaked;
+        if let Some(Some(entry)) = self.groups.get_mut(group as usize) {
+            entry.parked += 1;
+            entry.leaked += u32::from(leaked);
+            entry.arrived.push(GoroutineMember {
+                goid: g.goid,
+                seq: g.seq,
+                waitsince_ns: g.waitsince,
+            });
+        }
+        let mut flags = 0;
+        if g.waitsince != 0 {
+            flags |= DATED;
+        }
+        if leaked {
+            flags |= LEAKED;
+        }
+        self.slots[idx as usize] = Slot {
+            key: member_key(g.goid, g.seq),
+            moved: fingerprint(g),
+            group: group | flags,
+        };
+    }
+
+    /// The label set of each changed park: a park that goes on keeps its group's (its
+    /// labels cannot change without it running); a new one's is read, once per set
+    /// pointer in this read.
+    fn label_ids(
+        &mut self,
+        pid: u32,
+        program: &GoProgram,
+        changed: &[(u32, GFields)],
+        buf: &mut Vec<u8>,
+    ) -> Vec<u32> {
+        let kept = |table: &Self, idx: u32, g: &GFields| {
+            let slot = table.slots[idx as usize];
+            if slot.group() == NO_GROUP || slot.key != member_key(g.goid, g.seq) {
+                return None;
+            }
+            table
+                .groups
+                .get(slot.group() as usize)?
+                .as_ref()
+                .map(|group| group.labels)
+        };
+        let ptrs: Vec<u64> = changed
+            .iter()
+            .map(|(idx, g)| {
+                if kept(self, *idx, g).is_some() {
+                    0
+                } else {
+                    g.labels
+                }
+            })
+            .collect();
+        let repr = LabelRepr::of(program.release);
+        let mut ids = self.labels.ids(pid, repr, &ptrs, buf);
+        for (id, (idx, g)) in ids.iter_mut().zip(changed) {
+            if let Some(kept) = kept(self, *idx, g) {
+                *id = kept;
+            }
+        }
+        ids
+    }
+
+    fn group_for(
+        &mut self,
+        g: &GFields,
+        stack: Vec<u64>,
+        labels: u32,
+        layout: &GoRuntimeLayout,
+    ) -> u32 {
+        let key = (g.wait_reason, StackKey::from(stack), g.gopc, labels);
         if let Some(&group) = self.group_of.get(&key) {
             return group;
         }
+        self.labels.hold(labels);
         let wait_label = self
             .wait_labels
             .entry(g.wait_reason)
@@ -420,7 +522,9 @@ impl ParkedTable {
             wait_label,
             stack: key.1.clone(),
             gopc: g.gopc,
+            labels,
             parked: 0,
+            leaked: 0,
             arrived: Vec::new(),
             departed: Vec::new(),
             dated: Vec::new(),
@@ -448,18 +552,27 @@ impl ParkedTable {
                 wait_reason: group.wait_label.clone(),
                 stack: group.stack.clone(),
                 gopc: group.gopc,
+                labels: self.labels.get(group.labels).cloned(),
                 parked: group.parked,
+                runtime_leaked: group.leaked,
                 arrived: std::mem::take(&mut group.arrived),
                 departed: std::mem::take(&mut group.departed),
                 dated: std::mem::take(&mut group.dated),
             });
             if group.parked == 0 {
-                self.group_of
-                    .remove(&(group.wait_reason, group.stack.clone(), group.gopc));
+                let key = (
+                    group.wait_reason,
+                    group.stack.clone(),
+                    group.gopc,
+                    group.labels,
+                );
+                self.group_of.remove(&key);
+                self.labels.release(group.labels);
                 *slot = None;
                 self.free_groups.push(i as u32);
             }
         }
+        self.labels.sweep();
         GoroutineTable { sites, max_goid }
     }
 }
@@ -494,6 +607,7 @@ fn reread(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::go::labels::NO_LABELS;
 
     /// Check that a park's key keeps goroutine id and sequence apart, and that moving
     /// the saved registers changes the fingerprint.
@@ -513,6 +627,7 @@ mod tests {
             gopc: 0x40_2000,
             startpc: 0x40_3000,
             waitsince: 0,
+            labels: 0,
         };
         let moved = GFields { sp: g.sp + 64, ..g };
         assert_ne!(fingerprint(&g), fingerprint(&moved));
@@ -524,5 +639,54 @@ mod tests {
                 ..g
             })
         );
+    }
+
+    /// Check that a park the runtime marks leaked, then not, then again (each
+    /// goroutine-leak GC cycle resets and re-marks) stays one member: no arrival or
+    /// departure, the site's count of runtime-proven members following the marks.
+    #[test]
+    fn runtime_leak_marks_flip_without_churn() {
+        let layout = GoRuntimeLayout::for_version(1, 27).expect("go1.27 layout");
+        let mut table = ParkedTable {
+            slots: vec![EMPTY; 2],
+            ..ParkedTable::default()
+        };
+        let g = |goid, status| GFields {
+            status,
+            goid,
+            seq: 1,
+            wait_reason: 7,
+            sp: 0xc000_1000,
+            pc: 0x40_1000,
+            bp: 0xc000_1040,
+            stack_hi: 0xc000_2000,
+            gopc: 0x40_2000,
+            startpc: 0x40_3000,
+            waitsince: 0,
+            labels: 0,
+        };
+        let group = table.group_for(&g(5, GoStatus::Leaked), vec![0x40_1000], NO_LABELS, &layout);
+        table.arrive(0, &g(5, GoStatus::Leaked), group);
+        table.arrive(1, &g(6, GoStatus::Waiting), group);
+        let read = |table: &mut ParkedTable| {
+            let site = table.take_changes(6).sites.remove(0);
+            (
+                site.parked,
+                site.runtime_leaked,
+                site.arrived.len(),
+                site.departed.len(),
+            )
+        };
+        assert_eq!(read(&mut table), (2, 1, 2, 0));
+        table.mark_leaked(0, false);
+        table.mark_leaked(1, false);
+        assert_eq!(read(&mut table), (2, 0, 0, 0));
+        table.mark_leaked(0, true);
+        table.mark_leaked(1, true);
+        table.mark_leaked(1, true);
+        assert_eq!(read(&mut table), (2, 2, 0, 0));
+        let slot = table.slots[0];
+        table.depart(slot);
+        assert_eq!(read(&mut table), (1, 1, 0, 1));
     }
 }
