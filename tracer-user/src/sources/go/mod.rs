@@ -3,13 +3,14 @@
 //!
 //! - binary analysis: `elf`, `buildinfo`, `pclntab`, `layout` (where `runtime.g` keeps
 //!   what leakscope reads), `allgs` (where the goroutine table is), this file
-//!   ([`GoBinary`]), `executable` (one process's executable, opened once), `programs`
-//!   (which processes are Go programs to read);
+//!   ([`GoBinary`]), `executable` (one process's executable, opened once);
 //! - the goroutine table in memory: `g` (the `allgs` array and each `g`'s fields),
 //!   `readplan` (few large reads), `stackwalk` (frame-pointer walks of parked stacks),
-//!   `symbolize` (frames named from the pclntab);
+//!   `symbolize` (frames named from the pclntab), `labels` (pprof label sets, bounded);
+//! - `error`: why a process cannot be read, typed; `programs`: which processes are Go
+//!   programs to read;
 //! - `parked`: one process's table, read incrementally (an unmoved park costs one
-//!   comparison); `error`: why a process cannot be read, typed;
+//!   comparison);
 //! - `reader`: the goroutine source, every Go process of the host, paced by cost.
 //!
 //! Static analysis of Go binaries (this file): version, functions, lines and inlining.
