@@ -5,22 +5,23 @@
 //! blocked threads the thread source classified and unwound, the goroutine sites each Go
 //! process's read reported. It names each new site's frames once, while its process is
 //! still alive (through the symbolizer the source gave with the scan), keeps each
-//! process's facts as first reported (with the Go runtime added), and isolates a Go
-//! process whose analysis panics.
+//! process's facts as first reported (with the Go runtime added), and reports a process
+//! whose analysis failed (here or in a source) unreadable.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, hash_map::Entry},
     sync::Arc,
 };
 
 use crate::{
     fasthash::IntMap,
-    isolate,
+    isolate::{Faults, Step},
     model::{
         Frame, GoroutineMember, LabelSet, ProcessFacts, ProcessKey, Runtime, SiteKey, WaiterKind,
     },
     sources::{
-        go::{error::GoReadError, reader::GoroutineScan, symbolize::GoSymbolizer},
+        error::ReadError,
+        go::{reader::GoroutineScan, symbolize::GoSymbolizer},
         threads::{BlockedThread, ThreadScan, ThreadSymbolizer, ThreadWaiter},
     },
 };
@@ -68,8 +69,9 @@ pub struct ProcessCensus {
     /// Whether this scan read the process's goroutines (a huge process is read less often
     /// than every scan; in between its goroutine sites keep their last read's state).
     pub goroutines_read: bool,
-    /// Go processes: why this scan could not read its goroutines.
-    pub unreadable: Option<GoReadError>,
+    /// Why this scan could not read the process (its goroutines, or any step of its
+    /// analysis); it then has no sites.
+    pub unreadable: Option<ReadError>,
 }
 
 impl ProcessCensus {
@@ -124,8 +126,9 @@ pub struct CensusTaker {
     facts: HashMap<ProcessKey, ReportedFacts>,
     /// The watched processes alive at the newest census (with waiters or not).
     live: HashSet<ProcessKey>,
-    /// Go processes whose census panicked, with the reason: not analysed again.
-    panicked: HashMap<ProcessKey, GoReadError>,
+    /// The processes whose analysis failed (shared with the sources): not analysed
+    /// again while they live.
+    faults: Arc<Faults>,
     /// Keep the Go runtime's own threads (idle Ms in futex) among a Go process's sites.
     show_runtime_threads: bool,
     /// Whether a Go process's thread site is the runtime's own, decided once per site.
@@ -136,7 +139,9 @@ pub struct CensusTaker {
 const MAX_CREATORS: usize = 65_536;
 
 impl CensusTaker {
-    pub fn new(scope: Scope) -> Self {
+    /// A census taker of the processes in `scope`; one whose analysis fails is recorded
+    /// in `faults` (and one recorded there by a source is reported unreadable).
+    pub fn new(scope: Scope, faults: Arc<Faults>) -> Self {
         Self {
             scope,
             own_pid: std::process::id(),
@@ -144,7 +149,7 @@ impl CensusTaker {
             creators: IntMap::default(),
             facts: HashMap::new(),
             live: HashSet::new(),
-            panicked: HashMap::new(),
+            faults,
             show_runtime_threads: false,
             runtime_thread_sites: IntMap::default(),
         }
@@ -194,13 +199,16 @@ impl CensusTaker {
     }
 
     /// Builds the census of one scan: the blocked threads the thread source found and
-    /// the parked goroutines the goroutine source read.
+    /// the parked goroutines the goroutine source read. Each process is folded in
+    /// isolated steps: one whose analysis fails here or failed in a source is reported
+    /// unreadable (with no sites), the others are not affected.
     pub fn take(&mut self, threads: ThreadScan<'_>, goroutines: Vec<GoroutineScan>) -> Census {
         let ThreadScan {
             at_mono_ns,
             live,
             facts,
             blocked,
+            unreadable,
             mut symbolizer,
             ..
         } = threads;
@@ -209,33 +217,34 @@ impl CensusTaker {
             ..Census::default()
         };
         self.live = live;
-        self.add_threads(blocked, &facts, &mut symbolizer, &mut census);
-        // Processes whose census panicked stay unreadable while they live (read or not).
-        let alive = &self.live;
-        self.panicked.retain(|process, _| alive.contains(process));
+        let mut failed: Unreadable = (unreadable.into_iter())
+            .map(|(process, fault)| (process, (fault.into(), None)))
+            .collect();
+        self.add_threads(blocked, &facts, &mut symbolizer, &mut census, &mut failed);
+        let faults = self.faults.clone();
         for scan in goroutines {
-            if !self.show_runtime_threads {
-                self.hide_runtime_threads(&scan, &mut census);
-            }
             let (process, runtime) = (scan.process, Runtime::Go(scan.release));
-            let added = match self.panicked.get(&process) {
-                Some(reason) => Err(reason.clone()),
-                None => isolate::per_process(process.pid, || {
-                    self.add_goroutines(scan, &facts, &mut census)
-                })
-                .map_err(|panic| {
-                    log::warn!("pid {}: {panic}", process.pid);
-                    GoReadError::Panic(panic)
+            let hidden = match self.show_runtime_threads {
+                true => Ok(()),
+                false => faults.guard(process, Step::RuntimeThreads, || {
+                    self.hide_runtime_threads(&scan, &mut census)
                 }),
             };
-            if let Err(reason) = added {
-                self.panicked.insert(process, reason.clone());
-                let reported = self.facts_of(process, &facts, Some(runtime));
-                let entry = census.processes.entry(process).or_default();
-                entry.facts = reported;
-                entry.unreadable = Some(reason);
-                entry.sites.clear();
+            let added = hidden.and_then(|()| {
+                faults.guard(process, Step::GoCensus, || {
+                    self.add_goroutines(scan, &facts, &mut census)
+                })
+            });
+            if let Err(fault) = added {
+                failed.insert(process, (fault.into(), Some(runtime)));
             }
+        }
+        for (process, (reason, runtime)) in failed {
+            let reported = self.facts_of(process, &facts, runtime);
+            let entry = census.processes.entry(process).or_default();
+            entry.facts = reported;
+            entry.unreadable = Some(reason);
+            entry.sites.clear();
         }
         census
     }
@@ -256,13 +265,15 @@ impl CensusTaker {
         });
     }
 
-    /// Folds the blocked threads, naming each new site's frames.
+    /// Folds the blocked threads, naming each new site's frames; a process whose frames
+    /// cannot be named is added to `failed`.
     fn add_threads(
         &mut self,
         blocked: Vec<BlockedThread>,
         scan_facts: &ScanFacts,
         symbolizer: &mut ThreadSymbolizer<'_>,
         census: &mut Census,
+        failed: &mut Unreadable,
     ) {
         for BlockedThread {
             process,
@@ -270,9 +281,20 @@ impl CensusTaker {
             waiter,
         } in blocked
         {
-            self.sites
-                .entry((process, site.clone()))
-                .or_insert_with(|| symbolizer(process.pid, &site.stack).into());
+            if failed.contains_key(&process) {
+                continue;
+            }
+            if let Entry::Vacant(named) = self.sites.entry((process, site.clone())) {
+                match symbolizer(process, &site.stack) {
+                    Ok(frames) => {
+                        named.insert(frames.into());
+                    }
+                    Err(fault) => {
+                        failed.insert(process, (fault.into(), None));
+                        continue;
+                    }
+                }
+            }
             let facts = self.facts_of(process, scan_facts, None);
             let entry = census
                 .processes
@@ -419,6 +441,9 @@ fn is_go_runtime_stack(frames: &[Frame]) -> bool {
 /// The facts of a scan's processes, as the thread source read them.
 type ScanFacts = HashMap<ProcessKey, Arc<ProcessFacts>>;
 
+/// The processes a census reports unreadable, why, and their runtime when known.
+type Unreadable = HashMap<ProcessKey, (ReadError, Option<Runtime>)>;
+
 /// A process's facts as the thread source last gave them, and as reported.
 #[derive(Debug)]
 struct ReportedFacts {
@@ -463,9 +488,10 @@ mod tests {
             live: facts.keys().copied().collect(),
             facts,
             blocked,
-            symbolizer: Box::new(move |pid, stack| {
-                named(pid, stack);
-                vec![Frame::default(); stack.len()]
+            unreadable: HashMap::new(),
+            symbolizer: Box::new(move |process: ProcessKey, stack: &[u64]| {
+                named(process.pid, stack);
+                Ok(vec![Frame::default(); stack.len()])
             }),
         }
     }
@@ -498,7 +524,7 @@ mod tests {
     /// a process carries the facts its thread source read.
     #[test]
     fn blocked_threads_fold_into_sites_named_once() {
-        let mut taker = CensusTaker::new(Scope::Host);
+        let mut taker = CensusTaker::new(Scope::Host, Arc::default());
         let named = RefCell::new(Vec::new());
         let note = |pid: u32, stack: &[u64]| named.borrow_mut().push((pid, stack.to_vec()));
         let scan = || {
@@ -565,7 +591,7 @@ mod tests {
     /// what it learned.
     #[test]
     fn facts_follow_the_thread_source_and_keep_the_go_runtime() {
-        let mut taker = CensusTaker::new(Scope::Host);
+        let mut taker = CensusTaker::new(Scope::Host, Arc::default());
         let go = || GoroutineScan {
             process: process(10),
             release: crate::model::GoRelease::Known {
@@ -607,7 +633,7 @@ mod tests {
     /// process's own entries.
     #[test]
     fn creator_cache_is_bounded_per_hostile_process() {
-        let mut taker = CensusTaker::new(Scope::Host);
+        let mut taker = CensusTaker::new(Scope::Host, Arc::default());
         let key = process;
         let scan = |pid: u32, gopcs: std::ops::Range<u64>| GoroutineScan {
             process: key(pid),

@@ -13,7 +13,7 @@ use crate::{
         GoroutineMember, LabelSet, MemberId, ProcessFacts, ProcessKey, SiteKey, ThreadKey,
         WaiterKind,
     },
-    sources::go::error::GoReadError,
+    sources::error::ReadError,
     sources::threads::{ThreadWaiter, WaitDetail},
     verdict::{MemberObservation, Members, SiteObservation},
 };
@@ -262,7 +262,7 @@ pub struct ProcessHistory {
     /// often than every scan).
     pub goroutine_reads: VecDeque<usize>,
     /// Go processes: why the latest scan could not read its goroutines.
-    pub unreadable: Option<GoReadError>,
+    pub unreadable: Option<ReadError>,
 }
 
 /// Goroutine ids a process must create during the window before ids date births: four

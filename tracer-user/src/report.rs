@@ -745,7 +745,7 @@ mod tests {
             if !p.is_leak() {
                 let version = "bad \x1b]0;title\x07 table".to_string();
                 let kind = UnreadableGoKind::UnsupportedVersion(version);
-                p.unreadable = Some(GoReadError::Executable(std::sync::Arc::new(kind)));
+                p.unreadable = Some(GoReadError::Executable(std::sync::Arc::new(kind)).into());
             }
             p.facts = std::sync::Arc::new(facts);
         }

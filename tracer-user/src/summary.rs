@@ -20,7 +20,7 @@ use crate::{
     history::{History, ProcessHistory, SiteHistory},
     model::{Frame, LabelSet, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
     sanitize,
-    sources::go::error::GoReadError,
+    sources::error::ReadError,
     sources::threads::{
         FdKind, FutexWait, ThreadSourceKind, WaitDetail, prevailing_fd_kind,
         syscalls::is_libc_syscall_wrapper,
@@ -74,7 +74,7 @@ pub struct ProcessSummary {
     pub goroutines_read_age_s: Option<f64>,
     /// Go processes: why its goroutines could not be read at the latest scan (its
     /// verdict is then "ok", never a leak; the sinks say why).
-    pub unreadable: Option<GoReadError>,
+    pub unreadable: Option<ReadError>,
 }
 
 /// One site (where waiters block) of one process.

@@ -1,7 +1,9 @@
 //! Sources of waiters: [`threads`], every thread asleep in a system call (from the
 //! kernel's task iterator or, where the kernel lacks it, `/proc`), and each Go process's
 //! goroutine table (the reader in [`go`], beside the analysis of Go binaries). All name
-//! processes and stacks alike ([`crate::model`]).
+//! processes and stacks alike ([`crate::model`]), and say why a process could not be
+//! read alike ([`error::ReadError`]).
 
+pub mod error;
 pub mod go;
 pub mod threads;

@@ -22,6 +22,7 @@ use crate::{
         binary::{BinaryKey, FileIdent, HeldBinary, open_mapped_binary, read_build_id},
         procfs::{MemoryMap, map_containing},
     },
+    isolate::{self, Step},
     model::Frame,
 };
 
@@ -173,7 +174,7 @@ impl StackSymbolizer {
         // The [vdso] and anonymous code have no file to read symbols from.
         let binary = open_mapped_binary(pid, map).map(|opened| {
             let key = self.build_ids.get(&opened.ident).unwrap_or_else(|| {
-                let key = read_build_id(&opened.file)
+                let key = isolate::within(Step::BuildId, || read_build_id(&opened.file))
                     .map_or(BinaryKey::File(opened.ident), BinaryKey::BuildId);
                 self.build_ids.insert(opened.ident, key.clone());
                 key
@@ -211,7 +212,7 @@ impl StackSymbolizer {
             if fresh.ident != binary.ident {
                 return None;
             }
-            let held = HeldBinary::hold(fresh)?;
+            let held = isolate::within(Step::HoldBinary, || HeldBinary::hold(fresh))?;
             self.copied_bytes += held.copied_bytes;
             self.held.insert(file, held);
         }

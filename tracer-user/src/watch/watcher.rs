@@ -1,13 +1,17 @@
 //! The pipeline of a watch: sources → census → history at each scan, and on demand
 //! verdict → summary of the window. Data flows one way; each stage owns its own caches.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
 
 use crate::{
     census::{CensusTaker, Scope},
     error::SourceError,
     history::History,
     host::kubelet::KubeletLogDirs,
+    isolate::Faults,
     sources::{
         go::reader::{GoroutineSource, ReadPacing},
         threads::{ThreadSource, ThreadSourceChoice, ThreadSourceKind},
@@ -36,6 +40,8 @@ pub struct Watcher {
     last_scan_at: Option<(SystemTime, Instant)>,
     host: String,
     judged: JudgementCache,
+    /// The processes whose analysis failed, shared by the sources and the census.
+    faults: Arc<Faults>,
 }
 
 impl Watcher {
@@ -47,10 +53,13 @@ impl Watcher {
         thread_source: ThreadSourceChoice,
         pacing: ReadPacing,
     ) -> Result<Self, SourceError> {
+        // What failed in one process's analysis, for every stage of the watch.
+        let faults = Arc::new(Faults::default());
         Ok(Self {
-            threads: ThreadSource::open(thread_source)?,
-            goroutines: GoroutineSource::new(pacing),
-            taker: CensusTaker::new(scope),
+            threads: ThreadSource::open(thread_source, faults.clone())?,
+            goroutines: GoroutineSource::new(pacing, faults.clone()),
+            taker: CensusTaker::new(scope, faults.clone()),
+            faults,
             history: History::new(),
             last_scan_at: None,
             host: hostname(),
@@ -81,6 +90,8 @@ impl Watcher {
         let t2 = Instant::now();
         let go_errors = go_scans.iter().filter(|s| s.goroutines.is_err()).count();
         let census = self.taker.take(threads, go_scans);
+        let taker = &self.taker;
+        self.faults.retain(|process| taker.is_live(process));
         self.history.record(&census);
         log::debug!(
             "scan: threads {:?}, goroutines {:?}, census+history {:?}",

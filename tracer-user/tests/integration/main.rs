@@ -16,6 +16,7 @@ mod go;
 mod goservice;
 mod hardening;
 mod hostile;
+mod isolation;
 mod kubernetes;
 mod native;
 mod pods;

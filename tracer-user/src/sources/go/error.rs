@@ -1,14 +1,12 @@
 //! Why a Go process's goroutines could not be read, as one typed value that travels from
-//! the reader through the census and the summary to the sinks, which alone render it
-//! (the JSON `error`, the text report's `unreadable: ...`, the daemon's log line). Tests
-//! assert on its kinds, not on text.
+//! the reader through the census and the summary to the sinks (as a
+//! [`crate::sources::error::ReadError`]), which alone render it (the JSON `error`, the
+//! text report's `unreadable: ...`, the daemon's log line). Tests assert on its kinds,
+//! not on text.
 
 use std::sync::Arc;
 
-use crate::{
-    isolate::AnalysisPanic,
-    sources::go::{executable::UnreadableGoKind, g::GoroutineReadError},
-};
+use crate::sources::go::{executable::UnreadableGoKind, g::GoroutineReadError};
 
 /// Why a Go process is reported unreadable (its verdict is then "ok", never a leak, and
 /// never silently healthy: the reason is shown).
@@ -24,9 +22,6 @@ pub enum GoReadError {
     /// Its goroutine table could not be read at this scan.
     #[error("{0}")]
     Table(#[from] GoroutineReadError),
-    /// Analysing it hit a bug (a panic, caught): it is not analysed again while it lives.
-    #[error("{0}")]
-    Panic(#[from] AnalysisPanic),
 }
 
 impl PartialEq for GoReadError {
@@ -37,7 +32,6 @@ impl PartialEq for GoReadError {
             }
             (Self::NoMapping, Self::NoMapping) => true,
             (Self::Table(a), Self::Table(b)) => a == b,
-            (Self::Panic(a), Self::Panic(b)) => a == b,
             _ => false,
         }
     }

@@ -5,7 +5,8 @@
 //! (PLATFORM.md). Reading memory costs the Go program nothing; leakscope pays the CPU,
 //! which [`ReadPacing`] bounds per process. This module keeps one entry per process
 //! instance: what it runs ([`Programs`]), its incremental table ([`ParkedTable`]), when
-//! it may be read again; a process whose analysis panics is unreadable from then on.
+//! it may be read again; a process whose analysis fails (in any source) is unreadable
+//! from then on.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,10 +17,10 @@ use std::{
 use tracer_common::ProcessRecord;
 
 use crate::{
-    isolate,
+    isolate::{Faults, ProcessFault, Step},
     model::{GoRelease, ProcessKey},
+    sources::error::ReadError,
     sources::go::{
-        error::GoReadError,
         executable::GoProgram,
         parked::{GoroutineTable, ParkedTable, ReadBuffers},
         programs::{ProcessProgram, Programs},
@@ -33,7 +34,7 @@ pub struct GoroutineScan {
     /// The Go release that built it.
     pub release: GoRelease,
     /// The parked goroutines, or why they could not be read.
-    pub goroutines: Result<GoroutineTable, GoReadError>,
+    pub goroutines: Result<GoroutineTable, ReadError>,
     /// Whether the goroutines were read at this scan: a huge process is read less often
     /// (see [`ReadPacing`]); in between, `goroutines` is empty and its sites keep their
     /// last read's state.
@@ -127,7 +128,7 @@ struct GoProcess {
 enum Watched {
     Native,
     Go(Box<GoProcess>),
-    Unreadable(GoRelease, GoReadError),
+    Unreadable(GoRelease, ReadError),
 }
 
 impl From<ProcessProgram> for Watched {
@@ -141,25 +142,33 @@ impl From<ProcessProgram> for Watched {
                 table: ParkedTable::default(),
                 next_read: None,
             })),
-            ProcessProgram::Unreadable(release, reason) => Self::Unreadable(release, reason),
+            ProcessProgram::Unreadable(release, reason) => {
+                Self::Unreadable(release, ReadError::Go(reason))
+            }
         }
     }
 }
 
 /// Reads the goroutine tables of every Go process; caches executables and stacks.
-#[derive(Default)]
 pub struct GoroutineSource {
     programs: Programs,
     processes: HashMap<ProcessKey, Watched>,
     bufs: ReadBuffers,
     pacing: ReadPacing,
+    /// The processes whose analysis failed (shared with the other sources and the census).
+    faults: Arc<Faults>,
 }
 
 impl GoroutineSource {
-    pub fn new(pacing: ReadPacing) -> Self {
+    /// A source reading as `pacing` says; a process whose analysis fails is recorded in
+    /// `faults` (and one recorded there by another source is not read).
+    pub fn new(pacing: ReadPacing, faults: Arc<Faults>) -> Self {
         Self {
+            programs: Programs::default(),
+            processes: HashMap::new(),
+            bufs: ReadBuffers::default(),
             pacing,
-            ..Self::default()
+            faults,
         }
     }
 
@@ -179,11 +188,18 @@ impl GoroutineSource {
             live.insert(key);
             if !self.processes.contains_key(&key) {
                 let programs = &mut self.programs;
-                let watched = isolate::per_process(key.pid, || programs.classify(key.pid))
-                    .map_or_else(
-                        |panic| Watched::Unreadable(GoRelease::Unknown, panicked(key.pid, panic)),
-                        Watched::from,
-                    );
+                let watched = match self.faults.of(&key) {
+                    // Failed in another source before it was known to be Go: that
+                    // source reports it.
+                    Some(_) => continue,
+                    None => self
+                        .faults
+                        .guard(key, Step::GoProgram, || programs.classify(key.pid))
+                        .map_or_else(
+                            |fault| Watched::Unreadable(GoRelease::Unknown, fault.into()),
+                            Watched::from,
+                        ),
+                };
                 self.processes.insert(key, watched);
             }
             if let Some(scan) = self.scan_one(key) {
@@ -205,37 +221,45 @@ impl GoroutineSource {
             fresh: true,
             symbolizer: bare_symbolizer(),
         };
-        match self.processes.get_mut(&key)? {
+        let watched = self.processes.get_mut(&key)?;
+        // A step of its analysis failed since (here or in another source).
+        if let (Watched::Go(process), Some(fault)) = (&*watched, self.faults.of(&key)) {
+            *watched = Watched::Unreadable(process.program.release, fault.into());
+        }
+        match watched {
             Watched::Native => None,
             Watched::Unreadable(release, reason) => Some(unreadable(*release, reason.clone())),
-            Watched::Go(process) => match read_paced(key, process, &mut self.bufs, &self.pacing) {
-                Ok(scan) => Some(scan),
-                Err(panic) => {
-                    // Never read again: the next read would likely panic alike.
-                    let release = process.program.release;
-                    let reason = panicked(key.pid, panic);
-                    let watched = Watched::Unreadable(release, reason.clone());
-                    self.processes.insert(key, watched);
-                    Some(unreadable(release, reason))
+            Watched::Go(process) => {
+                let read = read_paced(key, process, &mut self.bufs, &self.pacing, &self.faults);
+                match read {
+                    Ok(scan) => Some(scan),
+                    Err(fault) => {
+                        // Never read again: the next read would likely fail alike.
+                        let release = process.program.release;
+                        *watched = Watched::Unreadable(release, fault.clone().into());
+                        Some(unreadable(release, fault.into()))
+                    }
                 }
-            },
+            }
         }
     }
 }
 
 /// Reads a Go process's goroutines when its pacing allows (else a scan that is not
-/// fresh); a panic in the reader is returned, not spread.
+/// fresh), in its own step of the process's analysis: a failure is returned, not
+/// spread.
 fn read_paced(
     key: ProcessKey,
     process: &mut GoProcess,
     bufs: &mut ReadBuffers,
     pacing: &ReadPacing,
-) -> Result<GoroutineScan, isolate::AnalysisPanic> {
+    faults: &Faults,
+) -> Result<GoroutineScan, ProcessFault> {
     let now = Instant::now();
     let fresh = process.next_read.is_none_or(|at| now >= at);
     let goroutines = if fresh {
         let cpu = thread_cpu_time();
-        let read = isolate::per_process(key.pid, || {
+        let read = faults.guard(key, Step::GoTable, || {
             process.table.read(
                 key.pid,
                 &process.program,
@@ -251,7 +275,7 @@ fn read_paced(
             key.pid,
             process.table.goroutines()
         );
-        read.map_err(GoReadError::from)
+        read.map_err(|e| ReadError::Go(e.into()))
     } else {
         Ok(GoroutineTable::default())
     };
@@ -265,18 +289,15 @@ fn read_paced(
     })
 }
 
-/// Why a process whose analysis panicked is unreadable from now on (logged once).
-fn panicked(pid: u32, panic: isolate::AnalysisPanic) -> GoReadError {
-    log::warn!("pid {pid}: {panic}");
-    GoReadError::Panic(panic)
-}
-
 /// The goroutine reader over a fake process memory ([`crate::host::memory::fake`]), for
 /// the fuzz targets: two reads of `program`'s table at load bias `bias` (the second goes
 /// through the incremental state), naming every stack found. Returns how many parked
 /// goroutines the last read reported.
 #[cfg(feature = "fuzzing")]
-pub fn fuzz_read_goroutines(program: Arc<GoProgram>, bias: u64) -> Result<usize, GoReadError> {
+pub fn fuzz_read_goroutines(
+    program: Arc<GoProgram>,
+    bias: u64,
+) -> Result<usize, crate::sources::go::g::GoroutineReadError> {
     let pid = crate::host::memory::fake::FAKE_PID;
     let mut table = ParkedTable::default();
     let mut bufs = ReadBuffers::default();

@@ -7,7 +7,9 @@
 //! its syscall, [`syscalls`]); unwinds each new wait's stack ([`unwind`]); and reads each
 //! new process's name, executable and cgroup ([`facts`]). The census folds what it gives
 //! and names a site's frames, the first time it sees the site, through the pass's
-//! [`ThreadSymbolizer`].
+//! [`ThreadSymbolizer`]. Every step that reads or parses one process (its facts, its
+//! waits, its stacks, its frames' names) runs isolated ([`crate::isolate`]): a process
+//! whose analysis fails is reported unreadable, the rest of the pass goes on.
 
 pub mod bpf;
 pub mod choice;
@@ -19,18 +21,18 @@ pub mod unwind;
 pub mod wait;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, hash_map::Entry},
     sync::Arc,
     time::Instant,
 };
 
-use tracer_common::ProcessRecord;
+use tracer_common::{ProcessRecord, ThreadWaiterRecord};
 
 use self::{
     choice::RecordSource,
     facts::FactsReader,
     record::{process_key, thread_key, user_regs},
-    unwind::{ScanMaps, ThreadStacks},
+    unwind::{StackReads, ThreadStacks},
     wait::WaitClassifier,
 };
 pub use self::{
@@ -42,18 +44,24 @@ pub use self::{
 use crate::{
     error::SourceError,
     host::kubelet::KubeletLogDirs,
+    isolate::{self, Faults, ProcessFault, Step},
     model::{ProcessFacts, ProcessKey, SiteKey, WaiterKind},
 };
 
 /// The thread side of a watch: its record source and what it keeps between scans (each
-/// wait's stack, each process's facts, the wait labels).
+/// wait's stack, each process's facts, the wait labels, the unwinding and naming caches).
 pub struct ThreadSource {
     records: RecordSource,
     /// Which record source is in use, and why (one line, for logs).
     reason: String,
     waits: WaitClassifier,
     stacks: ThreadStacks,
+    reads: StackReads,
     facts: FactsReader,
+    /// The processes whose analysis failed (shared with the other sources and the census).
+    faults: Arc<Faults>,
+    /// Scans done: the maps read in one are not used in the next.
+    scans: u64,
 }
 
 /// What the thread side of one scan found.
@@ -68,23 +76,30 @@ pub struct ThreadScan<'a> {
     /// The facts of the live processes, and of any other process a blocked thread is of
     /// (one whose main thread exited is not listed).
     pub facts: HashMap<ProcessKey, Arc<ProcessFacts>>,
-    /// Every watched thread asleep in a system call (futex wakes are no waits).
+    /// Every watched thread asleep in a system call (futex wakes are no waits), but
+    /// those of the processes in `unreadable`.
     pub blocked: Vec<BlockedThread>,
+    /// The watched processes whose threads could not be read at this scan, and why.
+    pub unreadable: HashMap<ProcessKey, ProcessFault>,
     /// Names a thread site's frames, while this scan's processes still run.
     pub symbolizer: ThreadSymbolizer<'a>,
 }
 
 impl ThreadSource {
     /// Opens the record source `choice` asks for (loads the kernel program, or falls
-    /// back to /proc as `choice` allows); nothing is scanned yet.
-    pub fn open(choice: ThreadSourceChoice) -> Result<Self, SourceError> {
+    /// back to /proc as `choice` allows); nothing is scanned yet. A process whose
+    /// analysis fails is recorded in `faults`.
+    pub fn open(choice: ThreadSourceChoice, faults: Arc<Faults>) -> Result<Self, SourceError> {
         let (records, reason) = RecordSource::open(choice)?;
         Ok(Self {
             records,
             reason,
             waits: WaitClassifier::default(),
-            stacks: ThreadStacks::new(),
+            stacks: ThreadStacks::default(),
+            reads: StackReads::default(),
             facts: FactsReader::default(),
+            faults,
+            scans: 0,
         })
     }
 
@@ -104,41 +119,48 @@ impl ThreadSource {
         &self.reason
     }
 
-    /// One pass over the threads of the processes `watches` accepts.
+    /// One pass over the threads of the processes `watches` accepts. Each process is
+    /// analysed in isolated steps ([`Faults::guard`]): one that fails is reported in
+    /// `unreadable`, the others are not affected.
     pub fn scan(&mut self, watches: &dyn Fn(u32) -> bool) -> Result<ThreadScan<'_>, SourceError> {
         let records = self.records.scan(watches)?;
+        self.scans += 1;
         let now = Instant::now();
-        let mut facts: HashMap<ProcessKey, Arc<ProcessFacts>> = (records.processes.iter())
-            .filter(|r| watches(r.tgid))
-            .map(|r| {
-                let key = ProcessKey::of(r);
-                (key, self.facts.of(key, r.comm_bytes(), now))
-            })
-            .collect();
+        let mut unreadable = HashMap::new();
+        let mut facts = HashMap::new();
+        for r in records.processes.iter().filter(|r| watches(r.tgid)) {
+            let key = ProcessKey::of(r);
+            let read = self.process_facts(key, r.comm_bytes(), now);
+            facts.insert(
+                key,
+                read.unwrap_or_else(|fault| {
+                    unreadable.insert(key, fault);
+                    listed_facts(r.comm_bytes())
+                }),
+            );
+        }
         let live: HashSet<ProcessKey> = facts.keys().copied().collect();
-        let mut maps = ScanMaps::default();
         let mut parked_at = HashSet::new();
         let mut blocked = Vec::new();
-        for rec in records.waiters.iter().filter(|r| watches(r.tgid)) {
-            let Some((wait, detail)) = self.waits.classify(rec) else {
-                continue;
-            };
-            let process = process_key(rec);
-            facts
-                .entry(process)
-                .or_insert_with(|| self.facts.of(process, rec.comm_bytes(), now));
-            let (thread, regs) = (thread_key(rec), user_regs(rec));
-            parked_at.insert((thread, regs));
-            let stack = self.stacks.stack(rec.tgid, thread, regs, &mut maps);
-            blocked.push(BlockedThread {
-                process,
-                site: SiteKey {
-                    kind: WaiterKind::Thread,
-                    wait,
-                    stack,
-                },
-                waiter: ThreadWaiter::of(rec, detail),
-            });
+        for (process, waiters) in by_process(records.waiters.iter().filter(|r| watches(r.tgid))) {
+            // A process whose main thread exited is not listed: named by its threads.
+            if let Entry::Vacant(unlisted) = facts.entry(process) {
+                let comm = waiters[0].comm_bytes();
+                let read = self.process_facts(process, comm, now);
+                unlisted.insert(read.unwrap_or_else(|fault| {
+                    unreadable.insert(process, fault);
+                    listed_facts(comm)
+                }));
+            }
+            for rec in &waiters {
+                parked_at.insert((thread_key(rec), user_regs(rec)));
+            }
+            match self.blocked_threads(process, &waiters) {
+                Ok(threads) => blocked.extend(threads),
+                Err(fault) => {
+                    unreadable.insert(process, fault);
+                }
+            }
         }
         // Threads no longer parked there will never be seen again: forget their stacks.
         self.stacks.keep_only(&parked_at);
@@ -149,7 +171,113 @@ impl ThreadSource {
             live,
             facts,
             blocked,
-            symbolizer: self.stacks.symbolizer(maps),
+            unreadable,
+            symbolizer: self.symbolizer(),
         })
     }
+
+    /// The facts of process `key` (read once per process instance), in its own step.
+    fn process_facts(
+        &mut self,
+        key: ProcessKey,
+        comm: &[u8],
+        now: Instant,
+    ) -> Result<Arc<ProcessFacts>, ProcessFault> {
+        let facts = &mut self.facts;
+        self.faults
+            .guard(key, Step::Facts, || facts.of(key, comm, now))
+    }
+
+    /// The blocked threads of one process: what each waits on, and its stack (unwound
+    /// when the wait is new), each in its own step of the process's analysis.
+    fn blocked_threads(
+        &mut self,
+        process: ProcessKey,
+        waiters: &[&ThreadWaiterRecord],
+    ) -> Result<Vec<BlockedThread>, ProcessFault> {
+        let (faults, waits) = (&self.faults, &mut self.waits);
+        let classified: Vec<_> = faults.guard(process, Step::Waits, || {
+            (waiters.iter())
+                .filter_map(|rec| Some((*rec, waits.classify(rec)?)))
+                .collect()
+        })?;
+        let new: Vec<_> = (classified.iter())
+            .map(|(rec, _)| (thread_key(rec), user_regs(rec)))
+            .filter(|&(thread, regs)| self.stacks.get(thread, regs).is_none())
+            .collect();
+        if !new.is_empty() {
+            let regs: Vec<_> = new.iter().map(|&(_, regs)| regs).collect();
+            let (reads, scan) = (&mut self.reads, self.scans);
+            let unwound = isolate::per_process(process.pid, Step::Unwind, || {
+                reads.unwind(scan, process.pid, &regs)
+            });
+            let stacks = unwound.map_err(|panic| {
+                // Its caches may be half-updated: start afresh.
+                self.reads = StackReads::default();
+                self.faults.panicked(process, panic)
+            })?;
+            for ((thread, regs), stack) in new.into_iter().zip(stacks) {
+                self.stacks.insert(thread, regs, stack);
+            }
+        }
+        Ok(classified
+            .into_iter()
+            .filter_map(|(rec, (wait, detail))| {
+                let stack = self.stacks.get(thread_key(rec), user_regs(rec))?;
+                Some(BlockedThread {
+                    process,
+                    site: SiteKey {
+                        kind: WaiterKind::Thread,
+                        wait,
+                        stack,
+                    },
+                    waiter: ThreadWaiter::of(rec, detail),
+                })
+            })
+            .collect())
+    }
+
+    /// Names thread sites' frames for the census, each in its own step of its
+    /// process's analysis.
+    fn symbolizer(&mut self) -> ThreadSymbolizer<'_> {
+        let (faults, reads, scan) = (&self.faults, &mut self.reads, self.scans);
+        Box::new(move |process, stack| {
+            if let Some(fault) = faults.of(&process) {
+                return Err(fault);
+            }
+            isolate::per_process(process.pid, Step::Symbolize, || {
+                reads.symbolize(scan, process.pid, stack)
+            })
+            .map_err(|panic| {
+                // Its caches may be half-updated: start afresh.
+                *reads = StackReads::default();
+                faults.panicked(process, panic)
+            })
+        })
+    }
+}
+
+/// The blocked threads' records by process, processes in the order first seen.
+fn by_process<'r>(
+    records: impl Iterator<Item = &'r ThreadWaiterRecord>,
+) -> Vec<(ProcessKey, Vec<&'r ThreadWaiterRecord>)> {
+    let mut index: HashMap<ProcessKey, usize> = HashMap::new();
+    let mut out: Vec<(ProcessKey, Vec<&ThreadWaiterRecord>)> = Vec::new();
+    for rec in records {
+        let process = process_key(rec);
+        let i = *index.entry(process).or_insert_with(|| {
+            out.push((process, Vec::new()));
+            out.len() - 1
+        });
+        out[i].1.push(rec);
+    }
+    out
+}
+
+/// The facts of a process that cannot be read: the name the kernel listed.
+fn listed_facts(comm: &[u8]) -> Arc<ProcessFacts> {
+    Arc::new(ProcessFacts {
+        comm: String::from_utf8_lossy(comm).into_owned(),
+        ..ProcessFacts::default()
+    })
 }

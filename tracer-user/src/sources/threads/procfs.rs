@@ -18,7 +18,12 @@
 //! files only once: a thread whose voluntary switch count has not moved is in the same
 //! wait as at the previous scan.
 
-use std::{collections::HashMap, fs, io::Read, os::unix::fs::MetadataExt};
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    io::Read,
+    os::unix::fs::MetadataExt,
+};
 
 use tracer_common::{
     COMM_LEN, ProcessRecord, RECORD_PROCESS, RECORD_THREAD_WAITER, RecordHeader, SYS_FUTEX_WAITV,
@@ -26,6 +31,7 @@ use tracer_common::{
 };
 
 use super::record::ThreadRecords;
+use crate::isolate::{self, Step};
 
 /// `task->flags` bit of kernel threads (include/linux/sched.h).
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -71,6 +77,8 @@ pub struct ProcfsThreads {
     /// Each wait's facts, by (tid, thread start, nvcsw): valid while nvcsw stays put.
     waits: HashMap<(u32, u64, u64), WaitFacts>,
     buf: String,
+    /// Processes whose reading panicked: left out while their pid is listed.
+    panicked: HashSet<u32>,
 }
 
 impl Default for ProcfsThreads {
@@ -88,6 +96,7 @@ impl ProcfsThreads {
             suspended_ns: 0,
             waits: HashMap::new(),
             buf: String::with_capacity(4096),
+            panicked: HashSet::new(),
         }
     }
 
@@ -97,6 +106,7 @@ impl ProcfsThreads {
         let clock = ScanClock::now(self.ticks_per_s, &mut self.suspended_ns);
         let mut out = ThreadRecords::default();
         let mut seen = HashMap::with_capacity(self.waits.len());
+        let mut listed = HashSet::new();
         let Ok(entries) = fs::read_dir("/proc") else {
             return out;
         };
@@ -108,15 +118,31 @@ impl ProcfsThreads {
             else {
                 continue;
             };
-            if !watches(pid) {
+            listed.insert(pid);
+            if !watches(pid) || self.panicked.contains(&pid) {
                 continue;
             }
-            let Some(process) = self.process_record(pid, &clock) else {
-                continue;
-            };
-            out.processes.push(process);
-            self.scan_threads(&process, &clock, &mut seen, &mut out.waiters);
+            // Its /proc files are the process's to shape (its name, ...): a bug they
+            // reach costs this process only, which is left out from then on.
+            let read = isolate::per_process(pid, Step::Threads, || {
+                let process = self.process_record(pid, &clock)?;
+                let mut waiters = Vec::new();
+                self.scan_threads(&process, &clock, &mut seen, &mut waiters);
+                Some((process, waiters))
+            });
+            match read {
+                Ok(Some((process, waiters))) => {
+                    out.processes.push(process);
+                    out.waiters.extend(waiters);
+                }
+                Ok(None) => {}
+                Err(panic) => {
+                    log::warn!("pid {pid}: {panic}; its threads are left out while it lives");
+                    self.panicked.insert(pid);
+                }
+            }
         }
+        self.panicked.retain(|pid| listed.contains(pid));
         if seen.len() <= MAX_CACHED_WAITS {
             self.waits = seen;
         } else {

@@ -2,93 +2,113 @@
 //!
 //! A thread that stays parked keeps its saved registers, so its stack is unwound when
 //! the wait is first seen and kept while the thread parks there (a pool worker that
-//! wakes and re-parks at the same place keeps it too). Each process's `/proc/PID/maps`
-//! is read at most once per scan, for unwinding and naming alike.
+//! wakes and re-parks at the same place keeps it too): [`ThreadStacks`] remembers them.
+//! What reads the process — its `/proc/PID/maps` (read at most once per scan, for
+//! unwinding and naming alike), its binaries, its stack — is [`StackReads`], which one
+//! process's analysis step drives at a time.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::{
     fasthash::IntMap,
     host::procfs::{self, MemoryMap},
-    model::{Frame, StackKey, ThreadKey},
+    isolate::ProcessFault,
+    model::{Frame, ProcessKey, StackKey, ThreadKey},
     stacks::{
         symbolize::StackSymbolizer,
         unwind::{StackUnwinder, UserRegs},
     },
 };
 
-/// Names the frames of a thread site's stack in process `pid` (for whoever sees the site
-/// first): valid for the scan that produced it, while its processes still run.
-pub type ThreadSymbolizer<'a> = Box<dyn FnMut(u32, &[u64]) -> Vec<Frame> + 'a>;
+/// Names the frames of a thread site's stack in a process (for whoever sees the site
+/// first), or says why that process cannot be read: valid for the scan that produced
+/// it, while its processes still run.
+pub type ThreadSymbolizer<'a> =
+    Box<dyn FnMut(ProcessKey, &[u64]) -> Result<Vec<Frame>, ProcessFault> + 'a>;
 
-/// The maps of the processes one scan touched, each read at most once (`None`: gone).
+/// Everything that reads a process to unwind and name its threads' stacks: the
+/// unwinder's and the symbolizer's caches (kept across scans), and the maps of the
+/// processes the scan under way touched (each read at most once per scan; `None`: gone).
 #[derive(Default)]
-pub struct ScanMaps(HashMap<u32, Option<Vec<MemoryMap>>>);
+pub struct StackReads {
+    unwinder: StackUnwinder,
+    symbolizer: StackSymbolizer,
+    /// The scan the maps are of.
+    scan: u64,
+    maps: HashMap<u32, Option<Vec<MemoryMap>>>,
+}
 
-impl ScanMaps {
-    fn of(&mut self, pid: u32) -> Option<&[MemoryMap]> {
-        self.0
-            .entry(pid)
-            .or_insert_with(|| procfs::read_maps(pid).ok())
-            .as_deref()
+impl StackReads {
+    /// The stacks of threads of process `pid` parked at `regs` (one each, in order),
+    /// as of scan `scan`: frame addresses, innermost first.
+    pub fn unwind(&mut self, scan: u64, pid: u32, regs: &[UserRegs]) -> Vec<StackKey> {
+        let Self {
+            unwinder,
+            scan: maps_of,
+            maps,
+            ..
+        } = self;
+        match scan_maps(maps, maps_of, scan, pid) {
+            Some(maps) => regs
+                .iter()
+                .map(|&r| unwinder.unwind(pid, maps, r).into())
+                .collect(),
+            None => regs.iter().map(|r| StackKey::from(vec![r.ip])).collect(),
+        }
+    }
+
+    /// The frames of a stack of process `pid`, named with its maps as of scan `scan`.
+    pub fn symbolize(&mut self, scan: u64, pid: u32, stack: &[u64]) -> Vec<Frame> {
+        let Self {
+            symbolizer,
+            scan: maps_of,
+            maps,
+            ..
+        } = self;
+        match scan_maps(maps, maps_of, scan, pid) {
+            Some(maps) => symbolizer.symbolize(pid, maps, stack),
+            None => bare_frames(stack),
+        }
     }
 }
 
-/// Unwinds and names blocked threads' stacks; owns the unwinding and symbolization caches.
+/// The maps of process `pid` as of scan `scan`, read at most once per scan (`maps`
+/// holds those of scan `maps_of`).
+fn scan_maps<'m>(
+    maps: &'m mut HashMap<u32, Option<Vec<MemoryMap>>>,
+    maps_of: &mut u64,
+    scan: u64,
+    pid: u32,
+) -> Option<&'m [MemoryMap]> {
+    if *maps_of != scan {
+        *maps_of = scan;
+        maps.clear();
+    }
+    maps.entry(pid)
+        .or_insert_with(|| procfs::read_maps(pid).ok())
+        .as_deref()
+}
+
+/// Each parked thread's stack, by where it parked.
+#[derive(Default)]
 pub struct ThreadStacks {
-    unwinder: StackUnwinder,
-    symbolizer: StackSymbolizer,
-    /// Each parked thread's stack, by where it parked.
     stacks: IntMap<(ThreadKey, UserRegs), StackKey>,
 }
 
-impl Default for ThreadStacks {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl ThreadStacks {
-    pub fn new() -> Self {
-        Self {
-            unwinder: StackUnwinder::new(),
-            symbolizer: StackSymbolizer::new(),
-            stacks: IntMap::default(),
-        }
+    /// The stack of a thread parked at `regs`, when it was unwound before.
+    pub fn get(&self, thread: ThreadKey, regs: UserRegs) -> Option<StackKey> {
+        self.stacks.get(&(thread, regs)).cloned()
     }
 
-    /// A thread's stack, unwound once while it waits at the same saved registers.
-    pub fn stack(
-        &mut self,
-        pid: u32,
-        thread: ThreadKey,
-        regs: UserRegs,
-        maps: &mut ScanMaps,
-    ) -> StackKey {
-        if let Some(stack) = self.stacks.get(&(thread, regs)) {
-            return stack.clone();
-        }
-        let addrs = match maps.of(pid) {
-            Some(m) => self.unwinder.unwind(pid, m, regs),
-            None => vec![regs.ip],
-        };
-        let stack: StackKey = addrs.into();
-        self.stacks.insert((thread, regs), stack.clone());
-        stack
+    pub fn insert(&mut self, thread: ThreadKey, regs: UserRegs, stack: StackKey) {
+        self.stacks.insert((thread, regs), stack);
     }
 
     /// Forgets the stacks of threads no longer parked where they were: they will never
     /// be seen there again.
     pub fn keep_only(&mut self, parked_at: &HashSet<(ThreadKey, UserRegs)>) {
         self.stacks.retain(|at, _| parked_at.contains(at));
-    }
-
-    /// Names stacks of this scan's processes, with the maps the scan read.
-    pub fn symbolizer(&mut self, mut maps: ScanMaps) -> ThreadSymbolizer<'_> {
-        Box::new(move |pid, stack| match maps.of(pid) {
-            Some(m) => self.symbolizer.symbolize(pid, m, stack),
-            None => bare_frames(stack),
-        })
     }
 }
 
