@@ -100,17 +100,29 @@ pub struct ThreadWaiterRecord {
     pub comm: [u8; COMM_LEN],
 }
 
-/// `struct ls_process`: one user process (its group leader), reported on every scan.
+/// `LS_UNKNOWN_U32`: [`ProcessRecord::map_count`] and [`ProcessRecord::uid`] when not
+/// known.
+pub const UNKNOWN_U32: u32 = u32::MAX;
+
+/// `struct ls_process`: one user process (its group leader), reported on every scan,
+/// with what it holds of what the kernel limits.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcessRecord {
     pub header: RecordHeader,
     pub tgid: u32,
+    /// Threads of the process (each one a task, with a pid).
     pub nr_threads: u32,
     pub start_mono_ns: u64,
     pub exec_id: u64,
     pub mono_now_ns: u64,
     pub comm: [u8; COMM_LEN],
+    /// Its memory mappings (`vm.max_map_count` counts them); [`UNKNOWN_U32`] if not known.
+    pub map_count: u32,
+    /// Its real uid (`RLIMIT_NPROC` counts that user's tasks); [`UNKNOWN_U32`] if not known.
+    pub uid: u32,
+    /// Resident pages (file, anonymous and shared memory).
+    pub rss_pages: u64,
 }
 
 #[cfg(feature = "user")]
@@ -132,9 +144,11 @@ const _: () = {
     assert!(offset_of!(ThreadWaiterRecord, fd_kind) == 172);
     assert!(offset_of!(ThreadWaiterRecord, fd_detail) == 176);
     assert!(offset_of!(ThreadWaiterRecord, comm) == 184);
-    assert!(size_of::<ProcessRecord>() == 56);
+    assert!(size_of::<ProcessRecord>() == 72);
     assert!(offset_of!(ProcessRecord, start_mono_ns) == 16);
     assert!(offset_of!(ProcessRecord, comm) == 40);
+    assert!(offset_of!(ProcessRecord, map_count) == 56);
+    assert!(offset_of!(ProcessRecord, rss_pages) == 64);
 };
 
 /// Reads a POD record from the front of `bytes`; `None` when too short.

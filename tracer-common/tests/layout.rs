@@ -77,12 +77,16 @@ fn record_layout_matches_c_header() {
         "exec_id",
         "mono_now_ns",
         "comm",
+        "map_count",
+        "uid",
+        "rss_pages",
     ] {
         c.push_str(&format!(
             " printf(\"process.{f} %zu\\n\", offsetof(struct ls_process, {f}));\n"
         ));
     }
     c.push_str(" printf(\"process.size %zu\\n\", sizeof(struct ls_process));\n");
+    c.push_str(" printf(\"LS_UNKNOWN_U32 %u\\n\", LS_UNKNOWN_U32);\n");
     for (name, _) in FD_KINDS {
         c.push_str(&format!(" printf(\"{name} %d\\n\", (int){name});\n"));
     }
@@ -153,6 +157,10 @@ fn record_layout_matches_c_header() {
             offset_of!(ProcessRecord, mono_now_ns),
         ),
         ("process.comm", offset_of!(ProcessRecord, comm)),
+        ("process.map_count", offset_of!(ProcessRecord, map_count)),
+        ("process.uid", offset_of!(ProcessRecord, uid)),
+        ("process.rss_pages", offset_of!(ProcessRecord, rss_pages)),
+        ("LS_UNKNOWN_U32", tracer_common::UNKNOWN_U32 as usize),
     ];
     let fd_kinds = FD_KINDS.map(|(name, value)| (name, value as usize));
     for (name, rust) in rust_layout

@@ -19,6 +19,7 @@ use crate::{
     model::{
         Frame, GoroutineMember, LabelSet, ProcessFacts, ProcessKey, Runtime, SiteKey, WaiterKind,
     },
+    resources::{ProcessUsage, ResourceScan, StackBytes},
     sources::{
         error::ReadError,
         go::{reader::GoroutineScan, symbolize::GoSymbolizer},
@@ -57,6 +58,8 @@ pub struct SiteCensus {
     /// Waiters at the site now.
     pub count: u32,
     pub members: SiteMembers,
+    /// The stack memory its waiters hold now.
+    pub stack_bytes: StackBytes,
 }
 
 /// One process in one census.
@@ -72,6 +75,9 @@ pub struct ProcessCensus {
     /// Why this scan could not read the process (its goroutines, or any step of its
     /// analysis); it then has no sites.
     pub unreadable: Option<ReadError>,
+    /// What the process holds now of what the kernel limits (its threads, mappings,
+    /// memory), when the thread source listed it.
+    pub usage: Option<ProcessUsage>,
 }
 
 impl ProcessCensus {
@@ -86,6 +92,9 @@ pub struct Census {
     /// CLOCK_MONOTONIC time of the scan.
     pub at_mono_ns: u64,
     pub processes: HashMap<ProcessKey, ProcessCensus>,
+    /// The limits on the processes with waiters, and what those limits count now (read
+    /// for this census's processes by the limit source).
+    pub resources: ResourceScan,
 }
 
 /// Which processes a census covers.
@@ -210,6 +219,7 @@ impl CensusTaker {
             blocked,
             unreadable,
             mut symbolizer,
+            usage,
             ..
         } = threads;
         let mut census = Census {
@@ -245,6 +255,9 @@ impl CensusTaker {
             entry.facts = reported;
             entry.unreadable = Some(reason);
             entry.sites.clear();
+        }
+        for (key, process) in &mut census.processes {
+            process.usage = usage.get(key).copied();
         }
         census
     }
@@ -306,8 +319,10 @@ impl CensusTaker {
             let site = entry.sites.entry(site).or_insert_with(|| SiteCensus {
                 count: 0,
                 members: SiteMembers::All(Vec::new()),
+                stack_bytes: StackBytes::default(),
             });
             site.count += 1;
+            site.stack_bytes.add(waiter.stack_bytes);
             if let SiteMembers::All(waiters) = &mut site.members {
                 waiters.push(waiter);
             }
@@ -349,8 +364,10 @@ impl CensusTaker {
             let site = entry.sites.entry(site).or_insert_with(|| SiteCensus {
                 count: 0,
                 members: SiteMembers::Changes(GoroutineChanges::default()),
+                stack_bytes: StackBytes::default(),
             });
             site.count += group.parked;
+            site.stack_bytes.add(group.stack_bytes);
             if let SiteMembers::Changes(changes) = &mut site.members {
                 if changes.arrived.is_empty() {
                     changes.arrived = group.arrived;
@@ -489,6 +506,8 @@ mod tests {
             facts,
             blocked,
             unreadable: HashMap::new(),
+            usage: HashMap::new(),
+            tasks_by_uid: None,
             symbolizer: Box::new(move |process: ProcessKey, stack: &[u64]| {
                 named(process.pid, stack);
                 Ok(vec![Frame::default(); stack.len()])
@@ -515,6 +534,7 @@ mod tests {
                 born: 2,
                 blocked_for_ns: Some(5),
                 detail: WaitDetail::Syscall { fd: None },
+                stack_bytes: StackBytes::thread(1 << 20, Some(8192)),
             },
         }
     }
@@ -658,13 +678,17 @@ mod tests {
                         }],
                         departed: Vec::new(),
                         dated: Vec::new(),
+                        stack_bytes: StackBytes::goroutines(1, 8192),
                     })
                     .collect(),
                 max_goid: 0,
             }),
             symbolizer: Box::new(|pcs: &[u64]| pcs.iter().map(|_| Frame::default()).collect()),
         };
-        taker.take(threads(Vec::new(), &|_, _| {}), vec![scan(1, 0..10)]);
+        let first = taker.take(threads(Vec::new(), &|_, _| {}), vec![scan(1, 0..10)]);
+        // Groups differing only by creator share a site: their stacks add up.
+        let site = first.processes[&key(1)].sites.values().next().unwrap();
+        assert_eq!(site.stack_bytes, StackBytes::goroutines(10, 10 * 8192));
         for round in 0..3u64 {
             let start = 100 + round * MAX_CREATORS as u64;
             let go = vec![scan(2, start..start + MAX_CREATORS as u64)];

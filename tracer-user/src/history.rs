@@ -13,6 +13,7 @@ use crate::{
         GoroutineMember, LabelSet, MemberId, ProcessFacts, ProcessKey, SiteKey, ThreadKey,
         WaiterKind,
     },
+    resources::{HostSample, ProcessLimits, ProcessUsage, StackBytes, UsageSeries},
     sources::error::ReadError,
     sources::threads::{ThreadWaiter, WaitDetail},
     verdict::{MemberObservation, Members, SiteObservation},
@@ -170,6 +171,9 @@ pub struct SiteHistory {
     pub labels: HashMap<Arc<LabelSet>, u32>,
     /// Goroutine sites: current members the Go runtime proved leaked (`_Gleaked`).
     pub runtime_leaked: u32,
+    /// The stack memory its waiters held at the latest scan (goroutine sites: read)
+    /// that saw it.
+    pub stack_bytes: StackBytes,
 }
 
 impl SiteHistory {
@@ -263,6 +267,12 @@ pub struct ProcessHistory {
     pub goroutine_reads: VecDeque<usize>,
     /// Go processes: why the latest scan could not read its goroutines.
     pub unreadable: Option<ReadError>,
+    /// What it held of what the kernel limits at the scans that listed it (bounded).
+    pub usage: UsageSeries,
+    /// Its real uid at the latest scan that told it.
+    pub uid: Option<u32>,
+    /// The limits on it, as last read (once per window).
+    pub limits: Option<Arc<ProcessLimits>>,
 }
 
 /// Goroutine ids a process must create during the window before ids date births: four
@@ -282,6 +292,9 @@ pub struct History {
     /// Number of the oldest scan in the window.
     first_scan: usize,
     pub processes: HashMap<ProcessKey, ProcessHistory>,
+    /// The host's limits and counters, and its limited cgroups' usage, at the newest
+    /// scan.
+    pub host: HostSample,
 }
 
 impl History {
@@ -333,6 +346,7 @@ impl History {
         self.processes.retain(|_, p| p.last_scan >= first);
         for p in self.processes.values_mut() {
             p.birth_clock.retain(|&scan, _| scan >= first);
+            p.usage.trim(first);
             // Keep the newest read before the window: goroutine counts hold until the next.
             while p.goroutine_reads.len() > 1 && p.goroutine_reads[1] <= first {
                 p.goroutine_reads.pop_front();
@@ -363,6 +377,20 @@ impl History {
         Some(newest.saturating_sub(self.time_of(last)) as f64 / 1e9)
     }
 
+    /// What a process held at its sampled scans of the window: seconds from the window
+    /// start and its use then, oldest first.
+    pub fn usage_course(&self, process: &ProcessHistory) -> Vec<(f64, ProcessUsage)> {
+        let t0 = self.time_of(*self.window().start());
+        process
+            .usage
+            .samples()
+            .map(|s| {
+                let t = self.time_of(s.scan as usize).saturating_sub(t0) as f64 / 1e9;
+                (t, s.usage(process.uid))
+            })
+            .collect()
+    }
+
     /// Members (waits) the whole window holds: leakscope's memory grows with it.
     pub fn members(&self) -> usize {
         self.processes
@@ -383,6 +411,7 @@ impl History {
     pub fn record(&mut self, census: &Census) {
         let scan = self.first_scan + self.scan_times_ns.len();
         self.scan_times_ns.push_back(census.at_mono_ns);
+        self.host = census.resources.host.clone();
         for (key, process) in &census.processes {
             let entry = self
                 .processes
@@ -396,10 +425,20 @@ impl History {
                     gc_starts: BTreeSet::new(),
                     goroutine_reads: VecDeque::new(),
                     unreadable: None,
+                    usage: UsageSeries::default(),
+                    uid: None,
+                    limits: None,
                 });
             entry.last_scan = scan;
             entry.facts = process.facts.clone();
             entry.unreadable.clone_from(&process.unreadable);
+            if let Some(usage) = &process.usage {
+                entry.usage.push(scan, usage);
+                entry.uid = usage.uid.or(entry.uid);
+            }
+            if let Some(limits) = census.resources.limits.get(key) {
+                entry.limits = Some(limits.clone());
+            }
             if let Some(clock) = process.birth_clock {
                 entry.birth_clock.insert(scan, clock);
             }
@@ -411,6 +450,7 @@ impl History {
             for (site_key, site_census) in &process.sites {
                 let site = entry.sites.entry(site_key.clone()).or_default();
                 site.counts.insert(scan, site_census.count);
+                site.stack_bytes = site_census.stack_bytes;
                 match &site_census.members {
                     SiteMembers::All(waiters) => site.record_threads(waiters, scan),
                     SiteMembers::Changes(changes) => {
@@ -822,6 +862,7 @@ mod tests {
                     creators: vec![(0x3000, count)],
                     ..GoroutineChanges::default()
                 }),
+                stack_bytes: StackBytes::default(),
             },
         );
         let mut c = Census {
@@ -835,7 +876,7 @@ mod tests {
                 sites,
                 birth_clock: None,
                 goroutines_read: true,
-                unreadable: None,
+                ..ProcessCensus::default()
             },
         );
         c
@@ -999,7 +1040,15 @@ mod tests {
                 let count = current.len() as u32;
                 next.insert(key.clone(), ids);
                 let members = SiteMembers::Changes(changes);
-                sites.insert(key, SiteCensus { count, members });
+                let stack_bytes = StackBytes::default();
+                sites.insert(
+                    key,
+                    SiteCensus {
+                        count,
+                        members,
+                        stack_bytes,
+                    },
+                );
             }
             self.previous = next;
             sites
@@ -1063,7 +1112,7 @@ mod tests {
                     sites: differ.read(sites),
                     birth_clock: Some(parks.iter().map(|p| p.goid).max().unwrap_or(0)),
                     goroutines_read: true,
-                    unreadable: None,
+                    ..ProcessCensus::default()
                 },
             );
             h.record(&c);

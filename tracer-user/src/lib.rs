@@ -1,6 +1,8 @@
 //! leakscope's userspace: sources → census → history → verdict → sinks.
 //!
 //! - [`model`]: the names every stage shares (process, site, member, frame).
+//! - [`resources`]: what waiters and processes hold (stacks, tasks, mappings, memory)
+//!   and the limits on it, shared likewise.
 //! - [`host`]: /proc, other processes' memory, binary identity (the bottom layer).
 //! - [`sources`]: where waiters come from (the kernel task iterator for threads, each Go
 //!   process's goroutine table).
@@ -8,6 +10,7 @@
 //! - [`census`]: one scan's waiters keyed by process and site, with member ids.
 //! - [`history`]: the censuses of a watch window, per site.
 //! - [`verdict`]: pure judgement of a site's history.
+//! - [`forecast`]: pure judgement of when a leaking process hits a limit.
 //! - [`summary`]: one typed summary of a watch window, which every sink renders.
 //! - [`report`]: the `diagnose` report (text and JSON); [`pprof`]: the profile;
 //!   [`flamegraph`]: the SVG.
@@ -24,12 +27,14 @@ pub mod diagnose;
 pub mod error;
 pub mod fasthash;
 pub mod flamegraph;
+pub mod forecast;
 pub mod history;
 pub mod host;
 pub mod isolate;
 pub mod model;
 pub mod pprof;
 pub mod report;
+pub mod resources;
 pub mod sanitize;
 pub mod sources;
 pub mod stacks;

@@ -8,7 +8,9 @@
 //! has a leak, so `go tool pprof -top` puts the leak sites on top. The runtime and libc
 //! frames every waiter shares (inner to the program's own frames) are named in
 //! `drop_frames`, which pprof applies, so a site's own function is the leaf it shows;
-//! the wait reason stays in the labels.
+//! the wait reason stays in the labels. A numeric label `stack_bytes` (unit bytes) says
+//! what the site's stacks hold, and a comment per leaking process when its leak will
+//! reach a limit (`go tool pprof -comments`).
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -21,6 +23,7 @@ use prost::Message;
 
 use crate::{
     model::Frame,
+    sanitize,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
 };
 
@@ -83,6 +86,8 @@ mod proto {
         pub str: i64,
         #[prost(int64, tag = "3")]
         pub num: i64,
+        #[prost(int64, tag = "4")]
+        pub num_unit: i64,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -240,6 +245,7 @@ impl Builder {
             key: self.string(key),
             str: self.string(value),
             num: 0,
+            num_unit: 0,
         }
     }
 
@@ -294,6 +300,7 @@ impl Builder {
                 key: self.string("pid"),
                 str: 0,
                 num: i64::from(pid),
+                num_unit: 0,
             },
             self.str_label("comm", &process.facts.comm),
             self.str_label("kind", site.kind.name()),
@@ -309,10 +316,12 @@ impl Builder {
                 key: self.string("runtime_leaked"),
                 str: 0,
                 num: i64::from(site.runtime_leaked),
+                num_unit: 0,
             });
         }
         // As in Go's own goroutine profile, members with other labels are other samples:
         // one per label set the site reports, the rest (unlabelled, or rarer sets) one.
+        // Each sample's `stack_bytes` is its members' share of the site's.
         let mut rest = count;
         for (set, members) in &site.label_sets {
             let members = i64::from(*members).min(rest);
@@ -321,23 +330,35 @@ impl Builder {
             for (key, value) in &*set.labels {
                 label.push(self.str_label(&go_label_key(key), value));
             }
-            self.push_sample(&location_id, members, site.is_leak(), label);
+            self.push_sample(&location_id, (members, count), site, label);
         }
         if rest > 0 || site.label_sets.is_empty() {
-            self.push_sample(&location_id, rest, site.is_leak(), label);
+            self.push_sample(&location_id, (rest, count), site, label);
         }
     }
 
+    /// One sample of `members` of the site's `of` waiters.
     fn push_sample(
         &mut self,
         location_id: &[u64],
-        count: i64,
-        leak: bool,
-        label: Vec<proto::Label>,
+        (members, of): (i64, i64),
+        site: &SiteSummary,
+        mut label: Vec<proto::Label>,
     ) {
+        let stack = site.stack_bytes;
+        if stack.stacks > 0 && of > 0 {
+            let share = (stack.reserved as f64 * members as f64 / of as f64).round();
+            label.push(proto::Label {
+                key: self.string("stack_bytes"),
+                str: 0,
+                num: share as i64,
+                num_unit: self.string("bytes"),
+            });
+        }
+        let leaked = if site.is_leak() { members } else { 0 };
         self.profile.sample.push(proto::Sample {
             location_id: location_id.to_vec(),
-            value: vec![count, if leak { count } else { 0 }],
+            value: vec![members, leaked],
             label,
         });
     }
@@ -345,7 +366,7 @@ impl Builder {
 
 /// The sample labels leakscope sets itself; a program's pprof label of the same name is
 /// written as `label:NAME`.
-const OWN_LABELS: [&str; 8] = [
+const OWN_LABELS: [&str; 9] = [
     "pid",
     "comm",
     "kind",
@@ -354,6 +375,7 @@ const OWN_LABELS: [&str; 8] = [
     "site",
     "created_by",
     "runtime_leaked",
+    "stack_bytes",
 ];
 
 /// A program's pprof label key as a sample label key.
@@ -427,7 +449,13 @@ pub fn profile(summary: &WindowSummary) -> Profile {
         "leakscope: blocked waiters on {} over {:.0} s",
         summary.host, summary.duration_s
     );
-    b.profile.comment = vec![b.string(&comment)];
+    let mut comments = vec![comment];
+    comments.extend(summary.processes.iter().filter_map(|p| {
+        let first = p.exhaustion.as_ref()?.first()?;
+        let comm = sanitize::log_text(&p.facts.comm);
+        Some(format!("pid {} ({comm}): {first}", p.key.pid))
+    }));
+    b.profile.comment = comments.iter().map(|c| b.string(c)).collect();
     b.profile.time_nanos = summary
         .started_at
         .duration_since(UNIX_EPOCH)
@@ -506,6 +534,22 @@ mod tests {
             .unwrap();
         assert_eq!(pid.num, 9);
         assert_eq!(leaf_function(&p, leak, 2), "leak_on_mutex");
+        let stack_bytes = leak
+            .label
+            .iter()
+            .find(|l| p.string_table[l.key as usize] == "stack_bytes")
+            .unwrap();
+        assert_eq!(stack_bytes.num, 5 * 256 * 1024);
+        assert_eq!(p.string_table[stack_bytes.num_unit as usize], "bytes");
+        let comments: Vec<&str> = p
+            .comment
+            .iter()
+            .map(|&c| p.string_table[c as usize].as_str())
+            .collect();
+        assert_eq!(
+            comments[1..],
+            ["pid 9 (p9): will hit pids.max (600) in ~1.6 min at +120/min"]
+        );
         let loc = &p.location[leak.location_id[2] as usize - 1];
         assert_eq!(loc.address, 0x401234);
         assert_eq!(loc.line[0].line, 12);

@@ -7,8 +7,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
+    forecast::{Exhaustion, Forecast, render::bytes},
     host::cgroup::PodIdentity,
     model::{Frame, LabelSet, Runtime},
+    resources::StackBytes,
     sanitize,
     sources::threads::{FdKind, SocketKind, ThreadSourceKind},
     summary::{ProcessSummary, SiteSummary, WindowSummary},
@@ -58,7 +60,55 @@ struct ProcessJson<'a> {
     /// Addition to version 1: how old the goroutine data of a Go process is.
     #[serde(skip_serializing_if = "Option::is_none")]
     goroutines_read_age_s: Option<f64>,
+    /// Additions to version 1: the stack memory its blocked waiters hold (see the
+    /// site's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack_resident_bytes: Option<u64>,
+    /// Addition to version 1, leaking processes: the first limit the leak reaches and
+    /// when, or why no forecast is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exhaustion: Option<ForecastJson<'a>>,
+    /// Addition to version 1, leaking processes: every limit looked at, the first
+    /// reached first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    limits: Vec<ForecastJson<'a>>,
     sites: Vec<SiteJson<'a>>,
+}
+
+/// One limit's forecast: the limit's name, where it was read, its value and what it
+/// counts now (tasks, mappings or bytes), and the seconds left at the process's rate,
+/// or why no forecast is given.
+#[derive(Serialize)]
+struct ForecastJson<'a> {
+    limit: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    source: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    used: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eta_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_per_min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl<'a> ForecastJson<'a> {
+    fn of(f: &'a Forecast) -> Self {
+        Self {
+            limit: f.limit.name(),
+            source: &f.source,
+            value: f.value,
+            used: f.used,
+            eta_s: f.eta_s.as_ref().ok().map(|&eta| round2(eta)),
+            rate_per_min: f.rate_per_s.map(|r| round2(r * 60.0)),
+            reason: f.eta_s.as_ref().err().map(ToString::to_string),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -102,6 +152,12 @@ struct SiteJson<'a> {
     /// sets; left out when none has labels.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     labels: Vec<LabelsJson<'a>>,
+    /// Additions to version 1: the stack memory its waiters hold (goroutines: their
+    /// stacks' sizes; threads: their stack mappings, and of those what is resident).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack_resident_bytes: Option<u64>,
 }
 
 /// One label set of a site and how many members have it.
@@ -159,8 +215,20 @@ impl<'a> SiteJson<'a> {
                     truncated: set.truncated,
                 })
                 .collect(),
+            stack_bytes: reserved(&s.stack_bytes),
+            stack_resident_bytes: resident(&s.stack_bytes),
         }
     }
+}
+
+/// The stack bytes counted, if any stack was.
+fn reserved(stack: &StackBytes) -> Option<u64> {
+    (stack.stacks > 0).then_some(stack.reserved)
+}
+
+/// The resident stack bytes, where known.
+fn resident(stack: &StackBytes) -> Option<u64> {
+    stack.resident.filter(|_| stack.stacks > 0)
 }
 
 impl<'a> ProcessJson<'a> {
@@ -181,9 +249,22 @@ impl<'a> ProcessJson<'a> {
             container: &p.facts.cgroup.container,
             pod: p.facts.cgroup.pod.as_ref(),
             goroutines_read_age_s: p.goroutines_read_age_s.map(round2),
+            stack_bytes: reserved(&p.stack_bytes),
+            stack_resident_bytes: resident(&p.stack_bytes),
+            exhaustion: p.exhaustion.as_ref().and_then(exhaustion_json),
+            limits: (p.exhaustion.iter())
+                .flat_map(|e| &e.forecasts)
+                .map(ForecastJson::of)
+                .collect(),
             sites: p.sites.iter().map(SiteJson::of).collect(),
         }
     }
+}
+
+/// A leaking process's `exhaustion`: the first limit reached, else the limit whose
+/// reason says most, with its reason.
+fn exhaustion_json(e: &Exhaustion) -> Option<ForecastJson<'_>> {
+    e.first().or_else(|| e.closest()).map(ForecastJson::of)
 }
 
 /// The JSON document of a window.
@@ -326,6 +407,16 @@ fn write_leaking_process(out: &mut String, p: &ProcessSummary, style: TextStyle)
     if let Some(pod) = &f.cgroup.pod {
         let _ = writeln!(out, "  {}", sanitize::log_text(&pod.describe()));
     }
+    if let Some(exhaustion) = &p.exhaustion {
+        // A forecast is red like the leak; why there is none is plain.
+        let said = exhaustion.to_string();
+        let said = if exhaustion.first().is_some() {
+            style.red(&said)
+        } else {
+            said
+        };
+        let _ = writeln!(out, "  {said}");
+    }
     for s in p.sites.iter().filter(|s| s.is_leak()) {
         let ops = if s.ops.is_empty() {
             String::new()
@@ -342,12 +433,13 @@ fn write_leaking_process(out: &mut String, p: &ProcessSummary, style: TextStyle)
         };
         let _ = writeln!(
             out,
-            "  site: {} {} {} waiters{ops}{on_fd}, {:+.1}/min, {}",
+            "  site: {} {} {} waiters{ops}{on_fd}, {:+.1}/min, {}{}",
             s.count,
             s.kind.name(),
             s.wait,
             s.judgement.growth_per_min,
-            oldest_wait(s.judgement.oldest_wait_s, s.judgement.oldest_wait_source)
+            oldest_wait(s.judgement.oldest_wait_s, s.judgement.oldest_wait_source),
+            holds(&s.stack_bytes)
         );
         let _ = writeln!(out, "    why: {}", s.judgement.rule);
         write_go_evidence(out, s);
@@ -448,6 +540,20 @@ pub fn render_labels(set: &LabelSet) -> String {
     text.join(" ")
 }
 
+/// What a site's stacks hold, for people: ", holds 41 MiB of stacks (1.2 MiB
+/// resident)", or nothing when no stack was counted.
+fn holds(stack: &StackBytes) -> String {
+    match (reserved(stack), resident(stack)) {
+        (None, _) => String::new(),
+        (Some(total), None) => format!(", holds {} of stacks", bytes(total as f64)),
+        (Some(total), Some(resident)) => format!(
+            ", holds {} of stacks ({} resident)",
+            bytes(total as f64),
+            bytes(resident as f64)
+        ),
+    }
+}
+
 /// One stack frame as a line: address, function, file:line.
 pub fn render_frame(f: &Frame) -> String {
     let function = sanitize::log_text(f.function.as_deref().unwrap_or("??"));
@@ -506,6 +612,64 @@ mod tests {
         assert_eq!(s["stack"][2]["function"], "leak_on_mutex");
         assert_eq!(s["stack"][2]["line"], 12);
         assert!(s.get("ops").is_none() && s.get("created_by").is_none());
+    }
+
+    /// Check that a leaking process carries its stack bytes, its exhaustion (the first
+    /// limit reached, with source, value, use, seconds left and rate) and every limit
+    /// looked at (each with a reason where it has no forecast), and that its sites
+    /// carry their stack bytes, resident where known; and that a process that does not
+    /// leak has no exhaustion.
+    #[test]
+    fn json_has_stack_bytes_and_exhaustion() {
+        let v: serde_json::Value = serde_json::from_str(&to_json(&native_window())).unwrap();
+        let p = &v["processes"][0];
+        assert_eq!(p["stack_bytes"], 85 * 256 * 1024);
+        assert_eq!(p["stack_resident_bytes"], 85 * 16 * 1024);
+        let e = &p["exhaustion"];
+        assert_eq!(e["limit"], "pids.max");
+        assert_eq!(e["source"], "/sys/fs/cgroup/pids/leaky");
+        assert_eq!(
+            (e["value"].as_u64(), e["used"].as_u64()),
+            (Some(600), Some(410))
+        );
+        assert_eq!(e["eta_s"], 95.0);
+        assert_eq!(e["rate_per_min"], 120.0);
+        assert!(e.get("reason").is_none());
+        let limits = p["limits"].as_array().unwrap();
+        assert_eq!(limits.len(), 2);
+        assert_eq!(limits[1]["limit"], "MemAvailable");
+        assert_eq!(limits[1]["reason"], "memory not growing");
+        assert!(limits[1].get("eta_s").is_none());
+        let leak_site = &p["sites"][0];
+        assert_eq!(leak_site["stack_bytes"], 5 * 256 * 1024);
+        assert_eq!(leak_site["stack_resident_bytes"], 5 * 16 * 1024);
+        let ok = &v["processes"][1];
+        assert!(ok.get("exhaustion").is_none() && ok.get("limits").is_none());
+        assert_eq!(ok["stack_bytes"], 50 * 256 * 1024);
+    }
+
+    /// Check that the text report says what a leak site's stacks hold and when the
+    /// process hits its first limit, or why there is no forecast.
+    #[test]
+    fn text_says_stack_bytes_and_exhaustion() {
+        let mut window = native_window();
+        let text = to_text(&window, TextStyle::default());
+        assert!(
+            text.contains("\n  will hit pids.max (600) in ~1.6 min at +120/min\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(", holds 1.2 MiB of stacks (80 KiB resident)\n"),
+            "{text}"
+        );
+        let leaking = &mut window.processes[0];
+        let e = leaking.exhaustion.as_mut().unwrap();
+        e.forecasts.remove(0);
+        let text = to_text(&window, TextStyle::default());
+        assert!(
+            text.contains("\n  no exhaustion forecast: MemAvailable: memory not growing\n"),
+            "{text}"
+        );
     }
 
     /// Check that the text report names the leak's site with file and line, shows the
@@ -625,7 +789,10 @@ mod tests {
         assert_eq!(s["oldest_wait_source"], "runtime");
         assert_eq!(s["oldest_wait_s"], 860.0);
         let text = to_text(&w, TextStyle::default());
-        assert!(text.contains("parked \u{2265} 14 min\n"), "{text}");
+        assert!(
+            text.contains("parked \u{2265} 14 min, holds 136 KiB of stacks\n"),
+            "{text}"
+        );
 
         let w = window(vec![process(
             11,
@@ -703,6 +870,7 @@ mod tests {
              1 leaking process(es):\n\
              \n\
              LEAK  pid 9 p9 (/bin/p9, native)  85 blocked waiters, +1.0/min, up 1h02m\n\
+             \x20 will hit pids.max (600) in ~1.6 min at +120/min\n\
              \x20 site: 5 thread futex waiters, +12.3/min, "
             ),
             "{text}"

@@ -17,8 +17,10 @@ use std::{
 
 use crate::{
     census::CensusTaker,
+    forecast::{Exhaustion, ForecastInput, ForecastPolicy, exhaustion},
     history::{History, ProcessHistory, SiteHistory},
     model::{Frame, LabelSet, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
+    resources::StackBytes,
     sanitize,
     sources::error::ReadError,
     sources::threads::{
@@ -75,6 +77,11 @@ pub struct ProcessSummary {
     /// Go processes: why its goroutines could not be read at the latest scan (its
     /// verdict is then "ok", never a leak; the sinks say why).
     pub unreadable: Option<ReadError>,
+    /// The stack memory all its blocked waiters hold.
+    pub stack_bytes: StackBytes,
+    /// Leaking processes still running: when each limit their leak runs into is
+    /// reached, the first first; `None` for every other process.
+    pub exhaustion: Option<Exhaustion>,
 }
 
 /// One site (where waiters block) of one process.
@@ -108,6 +115,8 @@ pub struct SiteSummary {
     /// a GC cycle run for the `goroutineleak` profile): evidence beside the verdict,
     /// which stays about growth.
     pub runtime_leaked: u32,
+    /// The stack memory its waiters hold at the last scan.
+    pub stack_bytes: StackBytes,
 }
 
 /// One recorded site: what it was and what the verdict saw (verdict test data, the
@@ -279,6 +288,18 @@ fn summarize_process(
     process: &ProcessHistory,
     sites: Vec<SiteSummary>,
 ) -> ProcessSummary {
+    let outcome = process_outcome(&sites);
+    let alive = catalog.is_live(key);
+    let exhaustion = (outcome.is_leak() && alive).then(|| {
+        let limits = process.limits.clone().unwrap_or_default();
+        let input = ForecastInput {
+            pid: key.pid,
+            limits: &limits,
+            host: &history.host,
+            course: &history.usage_course(process),
+        };
+        exhaustion(&input, &ForecastPolicy::default())
+    });
     let scans = process.first_scan.max(*history.window().start())..=process.last_scan;
     let t0 = history.time_of(*history.window().start());
     let times: Vec<f64> = scans
@@ -297,17 +318,19 @@ fn summarize_process(
     ProcessSummary {
         key: *key,
         facts: process.facts.clone(),
-        alive: catalog.is_live(key),
+        alive,
         uptime_s: history
             .time_of(process.last_scan)
             .saturating_sub(key.start_mono_ns) as f64
             / 1e9,
-        outcome: process_outcome(&sites),
+        outcome,
         waiters: sites.iter().map(|s| s.count).sum(),
         growth_per_min: slope(&times, &totals) * 60.0,
+        stack_bytes: StackBytes::sum(sites.iter().map(|s| s.stack_bytes)),
         sites,
         goroutines_read_age_s: history.goroutine_read_age_s(process),
         unreadable: process.unreadable.clone(),
+        exhaustion,
     }
 }
 
@@ -330,6 +353,12 @@ impl SiteSummary {
             .collect();
         let fd_kind = prevailing_fd_kind(history.members.values().map(|m| &m.detail));
         let origin = origin_frame(key.kind, &stack);
+        // A site with no waiter left holds nothing.
+        let stack_bytes = if count > 0 {
+            history.stack_bytes
+        } else {
+            StackBytes::default()
+        };
         Self {
             kind: key.kind,
             label: site_label(key.kind, &key.wait, &stack, origin),
@@ -343,6 +372,7 @@ impl SiteSummary {
             created_by,
             label_sets: history.most_common_labels(MAX_SITE_LABEL_SETS),
             runtime_leaked: history.runtime_leaked,
+            stack_bytes,
         }
     }
 
@@ -663,11 +693,43 @@ pub(crate) mod testutil {
             created_by: None,
             label_sets: Vec::new(),
             runtime_leaked: 0,
+            stack_bytes: match kind {
+                WaiterKind::Thread => StackBytes::sum(
+                    (0..count).map(|_| StackBytes::thread(256 << 10, Some(16 << 10))),
+                ),
+                WaiterKind::Goroutine => StackBytes::goroutines(count, u64::from(count) * 8192),
+            },
+        }
+    }
+
+    /// A leaking process's forecast: pids.max of its cgroup reached in 95 s.
+    pub fn exhaustion_in_95s() -> Exhaustion {
+        use crate::forecast::{Forecast, LimitKind, NoForecast, Resource};
+        Exhaustion {
+            forecasts: vec![
+                Forecast {
+                    limit: LimitKind::CgroupPids,
+                    source: "/sys/fs/cgroup/pids/leaky".into(),
+                    value: Some(600),
+                    used: Some(410),
+                    rate_per_s: Some(2.0),
+                    eta_s: Ok(95.0),
+                },
+                Forecast {
+                    limit: LimitKind::HostMemory,
+                    source: "/proc/meminfo".into(),
+                    value: Some(24 << 30),
+                    used: Some(8 << 30),
+                    rate_per_s: None,
+                    eta_s: Err(NoForecast::NotGrowing(Resource::Memory)),
+                },
+            ],
         }
     }
 
     pub fn process(pid: u32, runtime: &str, mut sites: Vec<SiteSummary>) -> ProcessSummary {
         unique_labels(&mut sites);
+        let outcome = process_outcome(&sites);
         ProcessSummary {
             key: ProcessKey {
                 pid,
@@ -693,10 +755,12 @@ pub(crate) mod testutil {
             unreadable: None,
             alive: true,
             uptime_s: 3725.0,
-            outcome: process_outcome(&sites),
+            outcome,
             waiters: sites.iter().map(|s| s.count).sum(),
             growth_per_min: 1.0,
+            stack_bytes: StackBytes::sum(sites.iter().map(|s| s.stack_bytes)),
             sites,
+            exhaustion: outcome.is_leak().then(exhaustion_in_95s),
         }
     }
 
@@ -1041,46 +1105,12 @@ mod tests {
             stack: vec![0x30].into(),
         };
         let mut history = History::new();
-        let mut goid = 100;
         for scan in 0..12u64 {
-            let mut census = ProcessCensus {
-                facts: facts.clone(),
-                birth_clock: Some(goid + 10),
-                ..ProcessCensus::default()
-            };
-            census.goroutines_read = true;
-            let member = |goid: u64| GoroutineMember {
-                goid,
-                seq: 0,
-                waitsince_ns: 0,
-            };
-            let site = |count: u32, arrived: Vec<GoroutineMember>| SiteCensus {
-                count,
-                members: SiteMembers::Changes(GoroutineChanges {
-                    arrived,
-                    creators: vec![(0x99, count)],
-                    ..GoroutineChanges::default()
-                }),
-            };
-            census.sites.insert(
-                leak_site.clone(),
-                site(
-                    (scan as u32 + 1) * 3,
-                    (scan * 3 + 1..=(scan + 1) * 3).map(member).collect(),
-                ),
-            );
-            let flat_arrivals = if scan == 0 {
-                vec![member(1000)]
-            } else {
-                Vec::new()
-            };
-            census
-                .sites
-                .insert(flat_site.clone(), site(1, flat_arrivals));
-            goid += 3;
+            let census = growing_census(scan, &facts, &leak_site, &flat_site);
             history.record(&Census {
                 at_mono_ns: 10_000_000_000 + scan * 1_000_000_000,
                 processes: [(process, census)].into_iter().collect(),
+                ..Census::default()
             });
         }
         let catalog = Catalog(
@@ -1147,8 +1177,129 @@ mod tests {
         assert_eq!(leak.origin, Some(1));
         assert_eq!(leak.label, "goroutine:chan send:main.leak");
         assert_eq!(leak.created_by.as_ref().unwrap().address, 0x99);
+        // What the stacks hold, as of the latest read, per site and for the process.
+        assert_eq!(leak.stack_bytes, StackBytes::goroutines(36, 36 * 8192));
+        assert_eq!(p.stack_bytes, StackBytes::goroutines(37, 37 * 8192));
+        // A leaking process gets a forecast; its limits were never read here.
+        assert!(p.exhaustion.is_some());
         assert!(!p.sites[1].is_leak());
         assert!(summary.has_leak());
         assert!(summary.only(|p| p.key.pid != 42).processes.is_empty());
+    }
+
+    /// Scan `scan` of a Go process whose `leak_site` gains 3 goroutines a scan (ids from
+    /// 1 up) while one sits at `flat_site` from the first scan on; 8 KiB stacks.
+    fn growing_census(
+        scan: u64,
+        facts: &Arc<ProcessFacts>,
+        leak_site: &SiteKey,
+        flat_site: &SiteKey,
+    ) -> ProcessCensus {
+        let mut census = ProcessCensus {
+            facts: facts.clone(),
+            birth_clock: Some(110 + 3 * scan),
+            goroutines_read: true,
+            ..ProcessCensus::default()
+        };
+        let member = |goid: u64| GoroutineMember {
+            goid,
+            seq: 0,
+            waitsince_ns: 0,
+        };
+        let site = |count: u32, arrived: Vec<GoroutineMember>| SiteCensus {
+            count,
+            members: SiteMembers::Changes(GoroutineChanges {
+                arrived,
+                creators: vec![(0x99, count)],
+                ..GoroutineChanges::default()
+            }),
+            stack_bytes: StackBytes::goroutines(count, u64::from(count) * 8192),
+        };
+        let arrived = (scan * 3 + 1..=(scan + 1) * 3).map(member).collect();
+        census
+            .sites
+            .insert(leak_site.clone(), site((scan as u32 + 1) * 3, arrived));
+        let flat_arrivals = if scan == 0 {
+            vec![member(1000)]
+        } else {
+            Vec::new()
+        };
+        census
+            .sites
+            .insert(flat_site.clone(), site(1, flat_arrivals));
+        census
+    }
+
+    /// Check that a leaking process's forecast is made from what the history recorded:
+    /// its threads at each scan (2 more a second), its cgroup's `pids.max` (600) read
+    /// with the census and the cgroup's usage at the newest scan (418): 91 s left.
+    #[test]
+    fn leaking_process_is_forecast_from_its_recorded_usage() {
+        use crate::{
+            forecast::LimitKind,
+            host::cgroupfs::{CgroupDir, Controller, ControllerLimits, Version},
+            resources::{ProcessLimits, ProcessUsage, ResourceScan},
+        };
+        let process = ProcessKey {
+            pid: 42,
+            start_mono_ns: 1_000_000_000,
+            exec_id: 3,
+        };
+        let facts = Arc::new(ProcessFacts::default());
+        let leak_site = SiteKey {
+            kind: WaiterKind::Goroutine,
+            wait: "chan send".into(),
+            stack: vec![0x10].into(),
+        };
+        let flat_site = SiteKey {
+            stack: vec![0x30].into(),
+            ..leak_site.clone()
+        };
+        let dir = CgroupDir {
+            version: Version::V1,
+            path: "/sys/fs/cgroup/pids/leaky".into(),
+        };
+        let limits = Arc::new(ProcessLimits {
+            pids: ControllerLimits {
+                own: Some(dir.clone()),
+                limited: vec![(dir.clone(), 600)],
+            },
+            ..ProcessLimits::default()
+        });
+        let mut history = History::new();
+        for scan in 0..10u64 {
+            let mut census = growing_census(scan, &facts, &leak_site, &flat_site);
+            census.usage = Some(ProcessUsage {
+                threads: 100 + 2 * scan as u32,
+                ..ProcessUsage::default()
+            });
+            let mut resources = ResourceScan::default();
+            resources.limits.insert(process, limits.clone());
+            let used = 400 + 2 * scan;
+            resources
+                .host
+                .cgroup_usage
+                .insert((Controller::Pids, dir.path.clone()), used);
+            history.record(&Census {
+                at_mono_ns: 10_000_000_000 + scan * 1_000_000_000,
+                processes: [(process, census)].into_iter().collect(),
+                resources,
+            });
+        }
+        let catalog = Catalog(HashMap::new());
+        let clock = WindowClock {
+            host: "h".into(),
+            started_at: SystemTime::UNIX_EPOCH,
+            thread_source: ThreadSourceKind::Bpf,
+        };
+        let policy = VerdictPolicy::default();
+        let mut cache = JudgementCache::default();
+        let (summary, _) = summarize(&history, &catalog, &policy, clock, &mut cache, false);
+        let p = &summary.processes[0];
+        assert!(p.is_leak(), "{p:#?}");
+        let first = p.exhaustion.as_ref().and_then(|e| e.first()).unwrap();
+        assert_eq!(first.limit, LimitKind::CgroupPids);
+        assert_eq!((first.value, first.used), (Some(600), Some(418)));
+        assert!((first.eta_s.unwrap() - 91.0).abs() < 1e-6, "{first:?}");
     }
 }

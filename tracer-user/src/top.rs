@@ -22,6 +22,7 @@ use crossterm::{
 
 use crate::{
     error::ScanError,
+    forecast::LimitKind,
     report::human_duration,
     sanitize,
     summary::{ProcessSummary, SiteSummary, WindowSummary},
@@ -82,18 +83,42 @@ fn fit(mut line: String, width: usize) -> String {
     line
 }
 
+/// A limit's name in a few letters, for the LIMIT IN column.
+fn short_limit(limit: LimitKind) -> &'static str {
+    match limit {
+        LimitKind::CgroupPids => "pids",
+        LimitKind::PidMax => "pid_max",
+        LimitKind::ThreadsMax => "thr-max",
+        LimitKind::Nproc => "nproc",
+        LimitKind::MaxMapCount => "maps",
+        LimitKind::CgroupMemory(_) => "memory",
+        LimitKind::HostMemory => "hostmem",
+    }
+}
+
+/// The first limit a leaking process reaches and when: "pids 1m35s"; empty without a
+/// forecast.
+fn limit_in(p: &ProcessSummary) -> String {
+    let Some(first) = p.exhaustion.as_ref().and_then(|e| e.first()) else {
+        return String::new();
+    };
+    let eta = first.eta_s.as_ref().copied().unwrap_or(0.0);
+    format!("{} {}", short_limit(first.limit), human_duration(eta))
+}
+
 fn process_line(p: &ProcessSummary) -> (LineStyle, String) {
     let (verdict, style) = verdict_of(p.outcome);
     let comm: String = sanitize::log_text(&p.facts.comm).chars().take(15).collect();
     let runtime: String = p.facts.runtime.to_string().chars().take(7).collect();
     let line = format!(
-        "{:>7} {comm:<15} {runtime:<7} {:>7} {:>+9.1} {verdict:<7} {:>6}",
+        "{:>7} {comm:<15} {runtime:<7} {:>7} {:>+9.1} {verdict:<7} {:>6} {}",
         p.key.pid,
         p.waiters,
         p.growth_per_min,
-        human_duration(p.uptime_s)
+        human_duration(p.uptime_s),
+        limit_in(p)
     );
-    (style, line)
+    (style, line.trim_end().to_string())
 }
 
 fn site_line(s: &SiteSummary) -> (LineStyle, String) {
@@ -127,8 +152,8 @@ pub fn render(
         (
             LineStyle::Heading,
             format!(
-                "{:>7} {:<15} {:<7} {:>7} {:>9} {:<7} {:>6}",
-                "PID", "COMM", "RUNTIME", "WAITERS", "GROWTH/m", "VERDICT", "UP"
+                "{:>7} {:<15} {:<7} {:>7} {:>9} {:<7} {:>6} {}",
+                "PID", "COMM", "RUNTIME", "WAITERS", "GROWTH/m", "VERDICT", "UP", "LIMIT IN"
             ),
         ),
     ];
@@ -328,6 +353,8 @@ mod tests {
             "{lines:#?}"
         );
         assert!(lines[2].1.contains("1h02m"), "{lines:#?}");
+        assert!(lines[1].1.ends_with("LIMIT IN"), "{lines:#?}");
+        assert!(lines[2].1.ends_with("1h02m pids 1m35s"), "{lines:#?}");
         assert_eq!(lines[3].0, LineStyle::Leak);
         assert!(
             lines[3]

@@ -5,7 +5,10 @@
 //! Go leaker, a C leaker and a steady C pool; the guest's /init runs `leakscope diagnose
 //! --json` over the three and writes the report to a second serial port, and this task
 //! fails unless every verdict is right. Each kernel boots once per thread source (the
-//! BPF task iterator, the /proc fallback).
+//! BPF task iterator, the /proc fallback). The guest mounts cgroup v2 alone (the hosts
+//! running this task mount v1 controllers beside a unified hierarchy that holds none),
+//! puts the C leaker in a cgroup with `pids.max` and the Go leaker in one with
+//! `memory.max`: the report must forecast the first and read the second.
 //!
 //! `/dev/kvm` on these machines cannot run a stock kernel, hence `-accel tcg`
 //! (PLATFORM.md, "Booting other kernels").
@@ -57,6 +60,12 @@ const STEADY: &str = Program::IdlePool.name();
 pub(crate) const GO_LEAKER: &str = "goleaks";
 pub(crate) const GO_LEAK_PATTERN: &str = "send";
 pub(crate) const GO_LEAK_FUNCTION: &str = "main.leakSendNoReceiver";
+/// The guest's v2 cgroups: the C leaker's, with `pids.max` (4 threads a second: far
+/// from it by the end of the diagnosis), and the Go leaker's, with `memory.max`.
+const C_CGROUP: &str = "/sys/fs/cgroup/leaky";
+const PIDS_MAX: u64 = 400;
+const GO_CGROUP: &str = "/sys/fs/cgroup/goleaky";
+const MEMORY_MAX: u64 = 512 << 20;
 
 /// A guest that has not powered off by then is killed and the run fails with its
 /// console's tail. A run takes ~25 s on an idle machine; a loaded one (other builds,
@@ -452,6 +461,11 @@ mount -t bpf bpf /sys/fs/bpf
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t tmpfs tmpfs /tmp
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+echo "+pids +memory" > /sys/fs/cgroup/cgroup.subtree_control
+mkdir {C_CGROUP} {GO_CGROUP}
+echo {PIDS_MAX} > {C_CGROUP}/pids.max
+echo {MEMORY_MAX} > {GO_CGROUP}/memory.max
 stty -F /dev/ttyS1 raw -echo
 source=auto
 duration=8
@@ -464,8 +478,10 @@ done
 echo "guest: kernel $(uname -r), thread source $source, watching $duration s"
 cd /leakscope
 ./{C_LEAKER} & c_leak=$!
+echo $c_leak > {C_CGROUP}/cgroup.procs
 ./{STEADY} & steady=$!
 ./{GO_LEAKER} {GO_LEAK_PATTERN} & go_leak=$!
+echo $go_leak > {GO_CGROUP}/cgroup.procs
 sleep 2
 ./leakscope diagnose --json --duration "$duration" --thread-source "$source" \
   --pid $c_leak --pid $steady --pid $go_leak > /tmp/report.json 2> /tmp/stderr
@@ -718,11 +734,39 @@ impl GuestResult {
                 self.steady
             )),
         }
+        if let Err(why) = limits_in_v2(&self.report, self.c_leak, self.go_leak) {
+            wrong.push(why);
+        }
         if !wrong.is_empty() {
             bail!("wrong verdicts:\n  {}", wrong.join("\n  "));
         }
         Ok(())
     }
+}
+
+/// Ok when the C leaker is forecast to hit its v2 cgroup's `pids.max` first, and the Go
+/// leaker's limits name its v2 cgroup's `memory.max`; else why not.
+fn limits_in_v2(report: &Value, c_leak: u64, go_leak: u64) -> Result<(), String> {
+    let named = |f: &Value, limit: &str, source: &str, value: u64| {
+        f["limit"] == limit && f["source"] == source && f["value"].as_u64() == Some(value)
+    };
+    let c = process(report, c_leak).map_or(&Value::Null, |p| &p["exhaustion"]);
+    if !named(c, "pids.max", C_CGROUP, PIDS_MAX) || !c["eta_s"].is_f64() {
+        return Err(format!(
+            "{C_LEAKER}: no forecast of {C_CGROUP}'s pids.max: {c}"
+        ));
+    }
+    let go = process(report, go_leak).map_or(&Value::Null, |p| &p["limits"]);
+    let go_limits = go.as_array().map_or(&[][..], Vec::as_slice);
+    if !go_limits
+        .iter()
+        .any(|f| named(f, "memory.max", GO_CGROUP, MEMORY_MAX))
+    {
+        return Err(format!(
+            "{GO_LEAKER}: {GO_CGROUP}'s memory.max not read: {go}"
+        ));
+    }
+    Ok(())
 }
 
 fn process(report: &Value, pid: u64) -> Option<&Value> {
@@ -776,9 +820,15 @@ mod tests {
     fn steady_pool_must_be_present_and_ok() {
         let site = |function: &str, verdict: &str| serde_json::json!({"verdict": verdict, "stack": [{"function": function}]});
         let result = |steady: Option<&str>| {
+            let pids_max = serde_json::json!({"limit": "pids.max", "source": C_CGROUP,
+                "value": PIDS_MAX, "eta_s": 90.0});
+            let memory_max = serde_json::json!({"limit": "memory.max", "source": GO_CGROUP,
+                "value": MEMORY_MAX, "reason": "memory not growing"});
             let mut processes = vec![
-                serde_json::json!({"pid": 10, "verdict": "leak", "sites": [site(C_LEAK_FUNCTION, "leak")]}),
-                serde_json::json!({"pid": 12, "verdict": "leak", "sites": [site(GO_LEAK_FUNCTION, "leak")]}),
+                serde_json::json!({"pid": 10, "verdict": "leak", "sites": [site(C_LEAK_FUNCTION, "leak")],
+                    "exhaustion": pids_max}),
+                serde_json::json!({"pid": 12, "verdict": "leak", "sites": [site(GO_LEAK_FUNCTION, "leak")],
+                    "limits": [memory_max]}),
             ];
             if let Some(verdict) = steady {
                 processes.push(serde_json::json!({"pid": 11, "verdict": verdict, "sites": []}));
@@ -811,5 +861,25 @@ mod tests {
         assert_eq!(result.exit, 1);
         assert_eq!(result.stderr, "thread source: bpf");
         assert!(GuestResult::parse(&text[..text.len() - 8]).is_err());
+    }
+
+    /// Check that the v2 limits must be what the guest set: the C leaker forecast to
+    /// hit its cgroup's pids.max, the Go leaker's memory.max read.
+    #[test]
+    fn v2_limits_must_be_forecast_and_read() {
+        let report = |c_eta: Value, go_value: u64| {
+            serde_json::json!({"processes": [
+                {"pid": 10, "exhaustion": {"limit": "pids.max", "source": C_CGROUP,
+                    "value": PIDS_MAX, "eta_s": c_eta}},
+                {"pid": 12, "limits": [{"limit": "memory.max", "source": GO_CGROUP,
+                    "value": go_value, "reason": "memory not growing"}]},
+            ]})
+        };
+        assert_eq!(
+            limits_in_v2(&report(Value::from(90.5), MEMORY_MAX), 10, 12),
+            Ok(())
+        );
+        assert!(limits_in_v2(&report(Value::Null, MEMORY_MAX), 10, 12).is_err());
+        assert!(limits_in_v2(&report(Value::from(90.5), 1), 10, 12).is_err());
     }
 }

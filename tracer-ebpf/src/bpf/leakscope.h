@@ -88,16 +88,24 @@ struct ls_thread_waiter {
 
 /*
  * One user process (its group leader), reported on every scan whether or not it has
- * waiters: the list the goroutine reader walks, with the same identity as the waiters.
+ * waiters: the list the goroutine reader walks, with the same identity as the waiters,
+ * and what it holds of what the kernel limits (threads, mappings, memory), which the
+ * exhaustion forecast follows scan by scan.
  */
 struct ls_process {
 	struct ls_record_header header;
 	__u32 tgid;
-	__u32 nr_threads;
+	__u32 nr_threads;            /* threads of the process: each one a pid, a task */
 	__u64 start_mono_ns;
 	__u64 exec_id;
 	__u64 mono_now_ns;
 	char comm[LS_COMM_LEN];
+	__u32 map_count;             /* mm->map_count (vm.max_map_count counts it); ~0 unknown */
+	__u32 uid;                   /* real uid (RLIMIT_NPROC counts its tasks); ~0 unknown */
+	__u64 rss_pages;             /* resident pages: file + anon + shmem */
 };
+
+/* ls_process.map_count and .uid when not known. */
+#define LS_UNKNOWN_U32 0xffffffffu
 
 #endif /* LEAKSCOPE_H */

@@ -250,9 +250,42 @@ static __always_inline void fill_regs(struct ls_thread_waiter *w, struct pt_regs
 		w->flags |= LS_WAITER_IN_FUTEX_WAITV;
 }
 
+/*
+ * mm->rss_stat before Linux 6.2: one struct of atomic counters (6.2 made it an array of
+ * per-CPU counters, whose global count is what get_mm_counter reads too).
+ */
+struct mm_rss_stat___pre62 {
+	atomic_long_t count[4];
+} __attribute__((preserve_access_index));
+
+struct mm_struct___pre62 {
+	struct mm_rss_stat___pre62 rss_stat;
+} __attribute__((preserve_access_index));
+
+/* mm counters (include/linux/mm_types_task.h): resident pages are these three. */
+#define MM_FILEPAGES 0
+#define MM_ANONPAGES 1
+#define MM_SHMEMPAGES 3
+
+/* One mm counter, on either layout (member: a constant, for the CO-RE relocation). */
+#define RSS_COUNTER(mm, member)                                                           \
+	(bpf_core_type_exists(struct mm_rss_stat___pre62)                                 \
+		 ? BPF_CORE_READ((struct mm_struct___pre62 *)(mm), rss_stat.count[member].counter) \
+		 : BPF_CORE_READ((mm), rss_stat[member].count))
+
+/* Resident pages of an address space, as /proc/PID/statm counts them. */
+static __always_inline __u64 rss_pages(struct mm_struct *mm)
+{
+	__s64 pages = RSS_COUNTER(mm, MM_FILEPAGES) + RSS_COUNTER(mm, MM_ANONPAGES) +
+		      RSS_COUNTER(mm, MM_SHMEMPAGES);
+
+	return pages > 0 ? pages : 0;
+}
+
 static __always_inline void emit_process(struct seq_file *seq, struct task_struct *task)
 {
 	struct ls_process p = {};
+	struct mm_struct *mm = task->mm;
 
 	p.header.kind = LS_RECORD_PROCESS;
 	p.header.size = sizeof(p);
@@ -262,6 +295,9 @@ static __always_inline void emit_process(struct seq_file *seq, struct task_struc
 	p.exec_id = task->self_exec_id;
 	p.mono_now_ns = bpf_ktime_get_ns();
 	bpf_probe_read_kernel_str(p.comm, sizeof(p.comm), task->comm);
+	p.map_count = mm ? BPF_CORE_READ(mm, map_count) : LS_UNKNOWN_U32;
+	p.uid = BPF_CORE_READ(task, real_cred, uid.val);
+	p.rss_pages = mm ? rss_pages(mm) : 0;
 	bpf_seq_write(seq, &p, sizeof(p));
 }
 

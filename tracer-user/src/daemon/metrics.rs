@@ -52,6 +52,8 @@ pub const MAX_EXE_LABEL: usize = 160;
 pub const SITE_LABELS: [&str; 3] = ["kind", "wait", "site"];
 /// The label `leakscope_site_rule` adds to the site's: the rule that decided its verdict.
 pub const RULE_LABEL: &str = "rule";
+/// The label a process's exhaustion series add to the process's: which limit.
+pub const LIMIT_LABEL: &str = "limit";
 
 /// Which labels a family's series carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +64,8 @@ enum Labels {
     Process,
     /// The process's, kind and wait reason.
     ProcessWait,
+    /// The process's and [`LIMIT_LABEL`]: one series per limit with a forecast.
+    ProcessLimit,
     /// The process's and [`SITE_LABELS`]: one series per exported site.
     Site,
     /// A site's, and [`RULE_LABEL`].
@@ -81,6 +85,11 @@ impl Labels {
             Self::None => Vec::new(),
             Self::Process => PROCESS_LABELS.to_vec(),
             Self::ProcessWait => site.take(PROCESS_LABELS.len() + 2).collect(),
+            Self::ProcessLimit => PROCESS_LABELS
+                .iter()
+                .copied()
+                .chain([LIMIT_LABEL])
+                .collect(),
             Self::Site => with_labels.collect(),
             Self::SiteVerdict => with_labels.chain([RULE_LABEL]).collect(),
             Self::Fixed(names) => names.to_vec(),
@@ -91,7 +100,7 @@ impl Labels {
     fn per_process(self) -> bool {
         matches!(
             self,
-            Self::Process | Self::ProcessWait | Self::Site | Self::SiteVerdict
+            Self::Process | Self::ProcessWait | Self::ProcessLimit | Self::Site | Self::SiteVerdict
         )
     }
 }
@@ -116,6 +125,8 @@ enum Family {
     ProcessReadAge,
     ProcessSites,
     ProcessSitesOmitted,
+    ProcessStackBytes,
+    ProcessExhaustion,
     WaitersByWait,
     SiteWaiters,
     SiteGrowth,
@@ -124,6 +135,8 @@ enum Family {
     SiteSuspect,
     SiteRule,
     SiteRuntimeLeaked,
+    SiteStackBytes,
+    SiteStackResidentBytes,
     LeakingProcesses,
     ProcessesOmitted,
     Scans,
@@ -180,7 +193,7 @@ const SCAN_BUCKETS: &[f64] = &[
 
 /// Every family the daemon exports (the README's metrics table says the same).
 #[rustfmt::skip]
-const METRICS: [Metric; 36] = [
+const METRICS: [Metric; 40] = [
     metric(F::ProcessWaiters, "leakscope_process_blocked_waiters", L::Process, T::Gauge,
         "Blocked waiters (threads in futex waits, parked goroutines) of the process at the last scan, all sites."),
     metric(F::ProcessGrowth, "leakscope_process_growth_per_minute", L::Process, T::Gauge,
@@ -197,6 +210,10 @@ const METRICS: [Metric; 36] = [
         "Distinct sites (stacks where waiters block) of the process, before the cap."),
     metric(F::ProcessSitesOmitted, "leakscope_process_sites_omitted", L::Process, T::Gauge,
         "Sites of the process not exported as leakscope_site_* series (over --max-sites; the smallest are cut)."),
+    metric(F::ProcessStackBytes, "leakscope_process_stack_bytes", L::Process, T::Gauge,
+        "Stack memory the process's blocked waiters hold: goroutine stacks, and the stack mappings (reserved address space) of blocked threads."),
+    metric(F::ProcessExhaustion, "leakscope_process_exhaustion_seconds", L::ProcessLimit, T::Gauge,
+        "Leaking processes: seconds until the leak reaches each limit at the process's growth over the window (0: reached); limit: pids.max, kernel.pid_max, kernel.threads-max, RLIMIT_NPROC, vm.max_map_count, memory.max, memory.limit_in_bytes, MemAvailable. Only limits with a forecast."),
     metric(F::WaitersByWait, "leakscope_process_waiters_by_wait", L::ProcessWait, T::Gauge,
         "Blocked waiters of the process by kind (thread, goroutine) and wait reason, all sites."),
     metric(F::SiteWaiters, "leakscope_site_blocked_waiters", L::Site, T::Gauge,
@@ -213,6 +230,10 @@ const METRICS: [Metric; 36] = [
         "Always 1; rule: the verdict's rule that decided the site's verdict (as the JSON rule). Its own series, so that a change of rule never changes the identity of the verdict series."),
     metric(F::SiteRuntimeLeaked, "leakscope_site_runtime_leaked", L::Site, T::Gauge,
         "Goroutine sites: members the Go runtime itself proved leaked (status _Gleaked, set by the GC cycle that taking the goroutineleak profile runs, Go 1.26+); evidence, not the verdict."),
+    metric(F::SiteStackBytes, "leakscope_site_stack_bytes", L::Site, T::Gauge,
+        "Stack memory the site's waiters hold: goroutine stacks (g.stack), or blocked threads' stack mappings (reserved address space)."),
+    metric(F::SiteStackResidentBytes, "leakscope_site_stack_resident_bytes", L::Site, T::Gauge,
+        "Thread sites: how much of the waiters' stack mappings is resident."),
     metric(F::LeakingProcesses, "leakscope_leaking_processes", L::None, T::Gauge,
         "Processes judged leaking at the last report (exported or not)."),
     metric(F::ProcessesOmitted, "leakscope_processes_omitted", L::None, T::Gauge,
@@ -592,12 +613,29 @@ impl Exporter {
         if let Some(age) = process.goroutines_read_age_s {
             self.set(F::ProcessReadAge, &labels, age);
         }
+        if process.stack_bytes.stacks > 0 {
+            let bytes = process.stack_bytes.reserved as f64;
+            self.set(F::ProcessStackBytes, &labels, bytes);
+        }
+        self.observe_exhaustion(process, &labels);
         self.observe_waits(process, &labels);
         let (sites, omitted) = capped_sites(process, self.limits.max_sites);
         self.set(F::ProcessSites, &labels, process.sites.len() as f64);
         self.set(F::ProcessSitesOmitted, &labels, omitted as f64);
         for s in sites {
             self.observe_site(s, &labels);
+        }
+    }
+
+    /// A leaking process's limits with a forecast: the seconds left to each.
+    fn observe_exhaustion(&self, process: &ProcessSummary, labels: &[&str]) {
+        let forecasts = process.exhaustion.iter().flat_map(|e| &e.forecasts);
+        for f in forecasts {
+            if let Ok(eta) = f.eta_s {
+                let mut l: Vec<&str> = labels.to_vec();
+                l.push(f.limit.name());
+                self.set(F::ProcessExhaustion, &l, eta);
+            }
         }
     }
 
@@ -630,6 +668,13 @@ impl Exporter {
         self.set(F::SiteOldest, &l, j.oldest_wait_s);
         if s.kind == WaiterKind::Goroutine {
             self.set(F::SiteRuntimeLeaked, &l, f64::from(s.runtime_leaked));
+        }
+        let stack = &s.stack_bytes;
+        if stack.stacks > 0 {
+            self.set(F::SiteStackBytes, &l, stack.reserved as f64);
+            if let Some(resident) = stack.resident {
+                self.set(F::SiteStackResidentBytes, &l, resident as f64);
+            }
         }
         let flag = |on: bool| if on { 1.0 } else { 0.0 };
         self.set(F::SiteLeak, &l, flag(j.is_leak()));
@@ -895,6 +940,53 @@ mod tests {
             "exited process's series gone"
         );
         assert!(text.contains(r#"pid="11""#));
+    }
+
+    /// Check that a leaking process's forecast becomes one series per limit with a
+    /// forecast (none for a limit without one), and that stack bytes become process and
+    /// site series, resident bytes where known.
+    #[test]
+    fn forecasts_and_stack_bytes_become_series() {
+        let exporter = Exporter::new(Limits::default());
+        let summary = window(vec![process(
+            10,
+            "native",
+            sites(&[("leak_on_mutex", 8, true), ("pool", 20, false)]),
+        )]);
+        exporter.observe_summary(&summary, 0.01);
+        let text = String::from_utf8(exporter.render().to_vec()).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("leakscope_process_exhaustion_seconds{")
+                    && l.contains(r#"limit="pids.max""#)
+                    && l.contains(r#"pid="10""#)
+                    && l.ends_with(" 95")),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"limit="MemAvailable""#),
+            "no series without a forecast: {text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("leakscope_site_stack_bytes{")
+                    && l.contains(r#"site="thread:futex:leak_on_mutex""#)
+                    && l.ends_with(&format!(" {}", 8 * 256 * 1024))),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("leakscope_site_stack_resident_bytes{")
+                    && l.ends_with(&format!(" {}", 8 * 16 * 1024))),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("leakscope_process_stack_bytes{")
+                    && l.contains(r#"pid="10""#)
+                    && l.ends_with(&format!(" {}", 28 * 256 * 1024))),
+            "{text}"
+        );
     }
 
     /// Check that what a process controls reaches the labels escaped (no raw newline,

@@ -5,6 +5,8 @@
 pub mod binary;
 pub mod capabilities;
 pub mod cgroup;
+pub mod cgroupfs;
 pub mod kubelet;
 pub mod memory;
 pub mod procfs;
+pub mod sysinfo;

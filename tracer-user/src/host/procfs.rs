@@ -71,6 +71,56 @@ pub fn map_containing(maps: &[MemoryMap], addr: u64) -> Option<&MemoryMap> {
     maps[..after].last().filter(|m| m.contains(addr))
 }
 
+/// Largest guard mapping below a thread stack: glibc's default is one page, a
+/// `pthread_attr_setguardsize` or a runtime's own guard zone a few more. (A Go heap
+/// arena sits above megabytes of reserved, inaccessible address space: no stack.)
+const MAX_GUARD_BYTES: u64 = 1 << 20;
+
+/// The mapping of a thread's stack, given its stack pointer: the main thread's
+/// `[stack]`, or an anonymous read-write private mapping that starts right where a small
+/// inaccessible one ends, its guard (glibc, musl and Rust threads are laid out so);
+/// `None` when the mapping holding `sp` is not recognisably a thread stack.
+pub fn thread_stack_mapping(maps: &[MemoryMap], sp: u64) -> Option<&MemoryMap> {
+    let at = maps.partition_point(|m| m.start <= sp).checked_sub(1)?;
+    let stack = maps.get(at).filter(|m| m.contains(sp))?;
+    if stack.path.as_deref() == Some("[stack]") {
+        return Some(stack);
+    }
+    let guard = maps.get(at.checked_sub(1)?)?;
+    let anonymous = |m: &MemoryMap| m.inode == 0 && m.path.is_none();
+    let is_stack = anonymous(stack)
+        && stack.perms == "rw-p"
+        && anonymous(guard)
+        && guard.perms == "---p"
+        && guard.end == stack.start
+        && guard.end - guard.start <= MAX_GUARD_BYTES;
+    is_stack.then_some(stack)
+}
+
+/// Largest mapping whose resident pages are counted (16 Ki page entries, 128 KiB of
+/// `pagemap`); a bigger thread stack is counted as reserved only.
+const MAX_RESIDENT_SCAN: u64 = 64 << 20;
+
+/// How many bytes of `[start, end)` in process `pid` are resident, from
+/// `/proc/PID/pagemap` (bit 63 of each page's entry: present in memory); `None` when
+/// it cannot be read or the range is over [`MAX_RESIDENT_SCAN`].
+pub fn resident_bytes(pid: u32, start: u64, end: u64) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let page = 4096;
+    if end <= start || end - start > MAX_RESIDENT_SCAN || !start.is_multiple_of(page) {
+        return None;
+    }
+    let pages = ((end - start) / page) as usize;
+    let mut entries = vec![0u8; pages * 8];
+    let file = std::fs::File::open(format!("/proc/{pid}/pagemap")).ok()?;
+    file.read_exact_at(&mut entries, start / page * 8).ok()?;
+    let present = entries
+        .chunks_exact(8)
+        .filter(|e| u64::from_le_bytes((*e).try_into().expect("8 bytes")) >> 63 == 1)
+        .count() as u64;
+    Some(present * page)
+}
+
 /// Parses the text of /proc/PID/maps; malformed lines are skipped.
 pub fn parse_maps(text: &str) -> Vec<MemoryMap> {
     text.split('\n').filter_map(parse_line).collect()
@@ -96,6 +146,20 @@ pub fn read_maps(pid: u32) -> io::Result<Vec<MemoryMap>> {
         ));
     }
     Ok(parse_maps(&String::from_utf8_lossy(&bytes)))
+}
+
+/// Reads a small text file of the kernel's (`/proc`, a cgroup's) whole, up to `max`
+/// bytes (a file another user's process or cgroup shapes is no input to trust with
+/// memory); `None` when it cannot be read.
+pub fn read_text(path: &std::path::Path, max: u64) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(max)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
 }
 
 /// Splits off the next space-separated field, skipping leading spaces.
@@ -204,6 +268,77 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         assert_eq!(maps[5].start, 0xffffffffff600000);
         assert_eq!(maps[7].path.as_deref(), Some("[vdso]"));
         assert_eq!(maps[7].file_path(), None);
+    }
+
+    /// Check that a pthread's stack (above its one-page guard) and the main thread's
+    /// `[stack]` are thread stacks, and that an anonymous mapping above megabytes of
+    /// reserved address space (a Go heap arena), a malloc arena (its reserve above it)
+    /// and a file mapping are not.
+    #[test]
+    fn thread_stacks_are_told_by_their_guard() {
+        let maps = parse_maps(
+            "7f0000000000-7f0000001000 ---p 00000000 00:00 0 \n\
+             7f0000001000-7f0000801000 rw-p 00000000 00:00 0 \n\
+             7f1000000000-7f1000021000 rw-p 00000000 00:00 0 \n\
+             7f1000021000-7f1004000000 ---p 00000000 00:00 0 \n\
+             c000000000-c001400000 ---p 00000000 00:00 0 \n\
+             c001400000-c004000000 rw-p 00000000 00:00 0 \n\
+             7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]\n",
+        );
+        let mut maps = maps;
+        maps.sort_by_key(|m| m.start);
+        let stack = thread_stack_mapping(&maps, 0x7f0000800000).unwrap();
+        assert_eq!((stack.start, stack.end), (0x7f0000001000, 0x7f0000801000));
+        assert!(
+            thread_stack_mapping(&maps, 0x7ffd00020000).is_some(),
+            "[stack]"
+        );
+        assert!(
+            thread_stack_mapping(&maps, 0xc002000000).is_none(),
+            "Go arena"
+        );
+        assert!(
+            thread_stack_mapping(&maps, 0x7f1000010000).is_none(),
+            "malloc"
+        );
+        assert!(
+            thread_stack_mapping(&maps, 0x7f0000000800).is_none(),
+            "the guard"
+        );
+        assert!(thread_stack_mapping(&maps, 0x10).is_none());
+    }
+
+    /// Check, on one of this test's own threads, that its stack mapping is found from
+    /// an address on its stack, that its size is what the thread asked for, and that
+    /// the pages it touched are resident while the untouched rest is not.
+    #[test]
+    fn own_thread_stack_is_found_and_partly_resident() {
+        let size = 4 << 20;
+        let (sp, maps, resident) = std::thread::Builder::new()
+            .stack_size(size)
+            .spawn(|| {
+                let touched = [1u8; 64 * 1024];
+                let sp = std::hint::black_box(&touched) as *const _ as u64;
+                let maps = read_maps(std::process::id()).unwrap();
+                let stack = thread_stack_mapping(&maps, sp).cloned();
+                let resident = stack
+                    .as_ref()
+                    .and_then(|m| resident_bytes(std::process::id(), m.start, m.end));
+                (sp, stack, resident)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let stack = maps.expect("a thread stack above its guard");
+        assert!(stack.contains(sp));
+        let reserved = stack.end - stack.start;
+        assert!(
+            (size as u64..size as u64 + (1 << 20)).contains(&reserved),
+            "{reserved}"
+        );
+        let resident = resident.expect("pagemap is readable");
+        assert!((64 << 10..reserved / 2).contains(&resident), "{resident}");
+        assert_eq!(resident_bytes(std::process::id(), 0, 1 << 40), None);
     }
 
     #[test]

@@ -50,6 +50,13 @@ pub const SCAN_PACING: ReadPacing = ReadPacing {
 };
 
 impl Schedule {
+    /// What one verdict judges: a diagnosis's whole duration, or the rolling window.
+    pub fn span(&self) -> Duration {
+        match *self {
+            Self::Fixed(span) | Self::PacedWindow(span) | Self::Window(span) => span,
+        }
+    }
+
     /// The rolling window the history is trimmed to, if any.
     pub fn window(&self) -> Option<Duration> {
         match *self {
@@ -155,6 +162,8 @@ impl Driver {
             schedule.go_reads(args.read_budget),
         )?;
         watcher.set_show_runtime_threads(args.show_runtime_threads);
+        // Limits are read once per process per window.
+        watcher.set_limits_refresh(schedule.span());
         watcher.set_kubelet_log_dirs(args.kubelet_logs.dirs());
         Ok(Self {
             watcher,

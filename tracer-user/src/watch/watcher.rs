@@ -1,5 +1,7 @@
 //! The pipeline of a watch: sources → census → history at each scan, and on demand
-//! verdict → summary of the window. Data flows one way; each stage owns its own caches.
+//! verdict (and, for leaks, the forecast) → summary of the window. Data flows one way;
+//! each stage owns its own caches. The limit source reads the limits on the processes
+//! the census found waiters in, and what those limits count.
 
 use std::{
     sync::Arc,
@@ -14,6 +16,7 @@ use crate::{
     isolate::Faults,
     sources::{
         go::reader::{GoroutineSource, ReadPacing},
+        limits::LimitSource,
         threads::{ThreadSource, ThreadSourceChoice, ThreadSourceKind},
     },
     summary::{JudgementCache, RecordedSite, WindowClock, WindowSummary, summarize},
@@ -34,6 +37,7 @@ pub struct ScanStats {
 pub struct Watcher {
     threads: ThreadSource,
     goroutines: GoroutineSource,
+    limits: LimitSource,
     taker: CensusTaker,
     history: History,
     /// Wall-clock and monotonic time of the newest scan, to date the window.
@@ -58,6 +62,7 @@ impl Watcher {
         Ok(Self {
             threads: ThreadSource::open(thread_source, faults.clone())?,
             goroutines: GoroutineSource::new(pacing, faults.clone()),
+            limits: LimitSource::new(),
             taker: CensusTaker::new(scope, faults.clone()),
             faults,
             history: History::new(),
@@ -73,6 +78,12 @@ impl Watcher {
         self.taker.set_show_runtime_threads(show);
     }
 
+    /// How long the limits on each process are kept before they are read again: the
+    /// window (a diagnosis's duration, the daemon's `--window`).
+    pub fn set_limits_refresh(&mut self, refresh: Duration) {
+        self.limits.set_refresh(refresh);
+    }
+
     /// Where the kubelet's log directories are, which name pods and containers.
     pub fn set_kubelet_log_dirs(&mut self, dirs: KubeletLogDirs) {
         self.threads.set_kubelet_log_dirs(dirs);
@@ -82,22 +93,28 @@ impl Watcher {
     pub fn scan(&mut self) -> Result<ScanStats, SourceError> {
         let t0 = Instant::now();
         let taker = &self.taker;
-        let threads = self.threads.scan(&|pid| taker.watches(pid))?;
+        let mut threads = self.threads.scan(&|pid| taker.watches(pid))?;
         let t1 = Instant::now();
         let go_scans = self
             .goroutines
             .scan(&threads.processes, |pid| taker.watches(pid));
         let t2 = Instant::now();
         let go_errors = go_scans.iter().filter(|s| s.goroutines.is_err()).count();
-        let census = self.taker.take(threads, go_scans);
+        let tasks_by_uid = threads.tasks_by_uid.take();
+        let mut census = self.taker.take(threads, go_scans);
         let taker = &self.taker;
         self.faults.retain(|process| taker.is_live(process));
+        let t3 = Instant::now();
+        census.resources = self.limits.scan(census.processes.keys(), tasks_by_uid);
+        let t4 = Instant::now();
         self.history.record(&census);
         log::debug!(
-            "scan: threads {:?}, goroutines {:?}, census+history {:?}",
+            "scan: threads {:?}, goroutines {:?}, census {:?}, limits {:?}, history {:?}",
             t1 - t0,
             t2 - t1,
-            t2.elapsed()
+            t3 - t2,
+            t4 - t3,
+            t4.elapsed()
         );
         self.last_scan_at = Some((SystemTime::now(), Instant::now()));
         Ok(ScanStats {

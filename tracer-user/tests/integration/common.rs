@@ -474,6 +474,15 @@ pub fn check_report_shape(report: &Value) -> Result<(), String> {
         expect_verdict(process, &at)?;
         expect_u64(process, "waiters", &at)?;
         expect_number(process, "growth_per_min", &at)?;
+        expect_optional_stack_bytes(process, &at)?;
+        if process.get("exhaustion").is_some() {
+            expect_forecast(&process["exhaustion"], &format!("{at} exhaustion"))?;
+        }
+        if process.get("limits").is_some() {
+            for (i, forecast) in expect_array(process, "limits", &at)?.iter().enumerate() {
+                expect_forecast(forecast, &format!("{at} limit {i}"))?;
+            }
+        }
         for (i, site) in expect_array(process, "sites", &at)?.iter().enumerate() {
             let at = format!("{at} site {i}");
             expect_str(site, "kind", &at)?;
@@ -487,6 +496,7 @@ pub fn check_report_shape(report: &Value) -> Result<(), String> {
                     expect_str(site, optional, &at)?;
                 }
             }
+            expect_optional_stack_bytes(site, &at)?;
             for (j, frame) in expect_array(site, "stack", &at)?.iter().enumerate() {
                 let at = format!("{at} frame {j}");
                 expect_nullable(frame, "function", &at, Value::is_string)?;
@@ -501,6 +511,28 @@ pub fn check_report_shape(report: &Value) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A site's or process's `stack_bytes` and `stack_resident_bytes`, when there.
+fn expect_optional_stack_bytes(object: &Value, at: &str) -> Result<(), String> {
+    for optional in ["stack_bytes", "stack_resident_bytes"] {
+        if object.get(optional).is_some() {
+            expect_u64(object, optional, at)?;
+        }
+    }
+    Ok(())
+}
+
+/// A forecast: its limit and source, and either the seconds left or why not.
+fn expect_forecast(forecast: &Value, at: &str) -> Result<(), String> {
+    expect_str(forecast, "limit", at)?;
+    match (forecast.get("eta_s"), forecast.get("reason")) {
+        (Some(_), None) => expect_number(forecast, "eta_s", at).map(drop),
+        (None, Some(_)) => expect_str(forecast, "reason", at).map(drop),
+        _ => Err(format!(
+            "{at}: neither eta_s nor reason, or both: {forecast}"
+        )),
+    }
 }
 
 fn expect_field<'a>(object: &'a Value, key: &str, at: &str) -> Result<&'a Value, String> {

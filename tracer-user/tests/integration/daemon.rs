@@ -480,9 +480,22 @@ fn daemon_under_prometheus_alerts_on_the_leak_only() {
         daemon.log()
     );
 
+    // The leak's forecast: a series once the daemon has a few samples of its threads
+    // (its scans are paced by their cost, so a busy host gives fewer at first).
+    let forecast_of_leak = |exposition: &str| {
+        exposition.lines().any(|l| {
+            l.starts_with("leakscope_process_exhaustion_seconds{")
+                && l.contains(&format!("pid=\"{leak_pid}\""))
+        })
+    };
+    let exposition = wait_for(ALERT_TIMEOUT, || {
+        let (_, exposition) = http_get(daemon_port, "/metrics").ok()?;
+        forecast_of_leak(&exposition).then_some(exposition)
+    })
+    .unwrap_or_else(|| panic!("no forecast for the leak; daemon:\n{}", daemon.log()));
+
     // The dashboards and the rules use only metrics the daemon exports, and series the
     // rules record.
-    let (_, exposition) = http_get(daemon_port, "/metrics").unwrap();
     let exported = exported_families(&exposition);
     let rules = fs::read_to_string(deploy_dir().join("prometheus/rules.yml")).unwrap();
     let recorded = recorded_in_rules(&rules);

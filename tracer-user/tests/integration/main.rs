@@ -12,6 +12,7 @@ mod cli;
 mod common;
 mod daemon;
 mod fallback;
+mod forecast;
 mod go;
 mod goservice;
 mod hardening;

@@ -28,7 +28,7 @@ use crate::daemon::{
 };
 
 /// Where the cgroup hierarchies are mounted.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// How long the daemon may take to judge both leakers and Prometheus to record them.
 const METRICS_TIMEOUT: Duration = Duration::from_secs(90);
 const NAMESPACE: &str = "shop";
@@ -39,9 +39,10 @@ const NAMESPACE: &str = "shop";
 /// `kubepods/besteffort`, ...) when they are empty. Other runs of these tests (another
 /// checkout's, at the same time) share those levels: one may remove an empty level
 /// while another is about to make a pod below it, which then makes the level again.
-struct MadeCgroups {
+/// (The forecast tests make theirs with it too, with no shared levels.)
+pub(crate) struct MadeCgroups {
     /// (hierarchy root, directory, the pod's own), outermost first.
-    dirs: Vec<(PathBuf, PathBuf, bool)>,
+    pub(crate) dirs: Vec<(PathBuf, PathBuf, bool)>,
 }
 
 /// Tries to make a pod's cgroups when other runs keep removing the shared levels.
@@ -50,7 +51,7 @@ const MAKE_ATTEMPTS: usize = 20;
 impl MadeCgroups {
     /// Makes `shared/own` (each missing level) in the hierarchy mounted at `root`:
     /// `shared` the levels other pods share, `own` the pod's.
-    fn make(&mut self, root: &Path, shared: &str, own: &str) -> PathBuf {
+    pub(crate) fn make(&mut self, root: &Path, shared: &str, own: &str) -> PathBuf {
         for _ in 0..MAKE_ATTEMPTS {
             if let Some(dir) = self.try_make(root, shared, own) {
                 return dir;

@@ -87,6 +87,8 @@ pub struct GFields {
     pub sp: u64,
     pub pc: u64,
     pub bp: u64,
+    /// `g.stack`: the bounds of the goroutine's stack.
+    pub stack_lo: u64,
     pub stack_hi: u64,
     pub gopc: u64,
     pub startpc: u64,
@@ -122,6 +124,7 @@ pub fn parse_g(bytes: &[u8], l: &GoRuntimeLayout, statuses: &StatusTable) -> Opt
         sp: at(l.g_sched_sp)?,
         pc: at(l.g_sched_pc)?,
         bp: at(l.g_sched_bp)?,
+        stack_lo: at(l.g_stack_lo)?,
         stack_hi: at(l.g_stack_hi)?,
         gopc: at(l.g_gopc)?,
         startpc: at(l.g_startpc)?,

@@ -5,7 +5,9 @@
 //! same saved registers and wait reason) costs one comparison: its stack is not walked
 //! again, nothing is looked up or allocated for it. Per `g` the table keeps 16 bytes.
 //! A read reports what changed: the parks that began and ended at each site, and each
-//! site's population.
+//! site's population and the stack memory it holds (a running sum per site, kept as
+//! parks arrive and leave: a stack's size rides in 5 bits of its park's slot, the
+//! runtime's stacks being powers of two).
 
 use std::{
     collections::HashMap,
@@ -16,6 +18,7 @@ use std::{
 use crate::{
     host::memory::read_batch,
     model::{GoroutineMember, LabelSet, StackKey},
+    resources::StackBytes,
     sources::go::{
         executable::GoProgram,
         g::{
@@ -60,6 +63,8 @@ pub struct GoroutineSite {
     pub departed: Vec<GoroutineMember>,
     /// Parks that go on and whose `g.waitsince` a GC cycle set since the previous read.
     pub dated: Vec<GoroutineMember>,
+    /// The stacks of those parked here now (`g.stack.hi - g.stack.lo` each).
+    pub stack_bytes: StackBytes,
 }
 
 /// New parks whose stacks are walked together: bounds the memory a first read of a
@@ -81,7 +86,7 @@ const LEAKED: u32 = 1 << 30;
 struct Slot {
     /// [`member_key`] of the park.
     key: u64,
-    /// [`fingerprint`] of the registers and wait reason.
+    /// [`fingerprint`] of the registers, wait reason and stack size.
     moved: u32,
     /// The park's group, or [`NO_GROUP`]; and [`DATED`], [`LEAKED`].
     group: u32,
@@ -116,6 +121,45 @@ struct Group {
     arrived: Vec<GoroutineMember>,
     departed: Vec<GoroutineMember>,
     dated: Vec<GoroutineMember>,
+    /// Bytes of the stacks parked here, and how many parks they are (those whose stack
+    /// size is known).
+    stack_bytes: u64,
+    stacks: u32,
+}
+
+impl Group {
+    /// An empty group of parks of wait reason `wait_reason` (named `wait_label`) at
+    /// `stack`, created by the `go` statement at `gopc`, with label set `labels`.
+    fn new(wait_reason: u8, wait_label: Arc<str>, stack: StackKey, gopc: u64, labels: u32) -> Self {
+        Self {
+            wait_reason,
+            wait_label,
+            stack,
+            gopc,
+            labels,
+            parked: 0,
+            leaked: 0,
+            arrived: Vec::new(),
+            departed: Vec::new(),
+            dated: Vec::new(),
+            stack_bytes: 0,
+            stacks: 0,
+        }
+    }
+
+    /// A park of stack class `class` ([`stack_class`]) arrives or leaves.
+    fn count_stack(&mut self, class: u32, arrives: bool) {
+        let Some(bytes) = class_bytes(class) else {
+            return;
+        };
+        if arrives {
+            self.stack_bytes += bytes;
+            self.stacks += 1;
+        } else {
+            self.stack_bytes = self.stack_bytes.saturating_sub(bytes);
+            self.stacks = self.stacks.saturating_sub(1);
+        }
+    }
 }
 
 /// Buffers shared by the reads of every process: their size is bounded by
@@ -156,11 +200,34 @@ fn member_key(goid: u64, seq: u8) -> u64 {
     (goid << 8) | u64::from(seq)
 }
 
-/// What changes when a parked goroutine moves: its saved registers and wait reason.
+/// The bits of a fingerprint that hold the stack's size class.
+const CLASS_BITS: u32 = 0x1f;
+/// The runtime's smallest and largest goroutine stacks (`_StackMin`, `maxstacksize` on
+/// 64-bit), as powers of two.
+const MIN_STACK_SHIFT: u32 = 11;
+const MAX_STACK_SHIFT: u32 = 30;
+
+/// A goroutine's stack size as its power of two (the runtime allocates stacks of 2 KiB,
+/// 4 KiB, ... 1 GiB); 0 when the bounds read are not a stack's.
+fn stack_class(g: &GFields) -> u32 {
+    let size = g.stack_hi.wrapping_sub(g.stack_lo);
+    let shift = size.trailing_zeros();
+    let plausible = size.is_power_of_two() && (MIN_STACK_SHIFT..=MAX_STACK_SHIFT).contains(&shift);
+    if plausible { shift } else { 0 }
+}
+
+/// The bytes of a stack of class `class`, if known.
+fn class_bytes(class: u32) -> Option<u64> {
+    (class != 0).then(|| 1u64 << class)
+}
+
+/// What changes when a parked goroutine moves: its saved registers and wait reason, and
+/// (its low 5 bits) its stack's size class, which the GC changes when it shrinks a
+/// parked goroutine's stack.
 fn fingerprint(g: &GFields) -> u32 {
     let mixed = (g.sp ^ g.pc.rotate_left(21) ^ g.bp.rotate_left(42) ^ u64::from(g.wait_reason))
         .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (mixed >> 32) as u32
+    ((mixed >> 32) as u32 & !CLASS_BITS) | stack_class(g)
 }
 
 impl ParkedTable {
@@ -339,6 +406,7 @@ impl ParkedTable {
             if slot.group & LEAKED != 0 {
                 group.leaked = group.leaked.saturating_sub(1);
             }
+            group.count_stack(slot.moved & CLASS_BITS, false);
             group.departed.push(GoroutineMember {
                 goid: slot.key >> 8,
                 seq: slot.key as u8,
@@ -415,7 +483,12 @@ impl ParkedTable {
             let group = self.group_for(&g, stack, labels, &program.layout);
             let old = self.slots[idx as usize];
             if old.group() == group {
-                // The same park at the same site, its registers moved.
+                // The same park at the same site, its registers (and maybe the size of
+                // its stack) moved.
+                if let Some(Some(entry)) = self.groups.get_mut(group as usize) {
+                    entry.count_stack(old.moved & CLASS_BITS, false);
+                    entry.count_stack(stack_class(&g), true);
+                }
                 self.slots[idx as usize].moved = fingerprint(&g);
                 if old.group & DATED == 0 && g.waitsince != 0 {
                     self.date(idx, &g);
@@ -436,6 +509,7 @@ impl ParkedTable {
         if let Some(Some(entry)) = self.groups.get_mut(group as usize) {
             entry.parked += 1;
             entry.leaked += u32::from(leaked);
+            entry.count_stack(stack_class(g), true);
             entry.arrived.push(GoroutineMember {
                 goid: g.goid,
                 seq: g.seq,
@@ -517,18 +591,7 @@ impl ParkedTable {
                 _ => format!("waitReason({})", g.wait_reason).into(),
             })
             .clone();
-        let group = Group {
-            wait_reason: g.wait_reason,
-            wait_label,
-            stack: key.1.clone(),
-            gopc: g.gopc,
-            labels,
-            parked: 0,
-            leaked: 0,
-            arrived: Vec::new(),
-            departed: Vec::new(),
-            dated: Vec::new(),
-        };
+        let group = Group::new(g.wait_reason, wait_label, key.1.clone(), g.gopc, labels);
         let index = match self.free_groups.pop() {
             Some(i) => {
                 self.groups[i as usize] = Some(group);
@@ -558,6 +621,7 @@ impl ParkedTable {
                 arrived: std::mem::take(&mut group.arrived),
                 departed: std::mem::take(&mut group.departed),
                 dated: std::mem::take(&mut group.dated),
+                stack_bytes: StackBytes::goroutines(group.stacks, group.stack_bytes),
             });
             if group.parked == 0 {
                 let key = (
@@ -609,8 +673,9 @@ mod tests {
     use super::*;
     use crate::sources::go::labels::NO_LABELS;
 
-    /// Check that a park's key keeps goroutine id and sequence apart, and that moving
-    /// the saved registers changes the fingerprint.
+    /// Check that a park's key keeps goroutine id and sequence apart, that moving the
+    /// saved registers changes the fingerprint, and that the fingerprint carries the
+    /// stack's size class.
     #[test]
     fn park_identity_and_movement() {
         assert_eq!(member_key(5, 3) >> 8, 5);
@@ -623,6 +688,7 @@ mod tests {
             sp: 0xc000_1000,
             pc: 0x40_1000,
             bp: 0xc000_1040,
+            stack_lo: 0xc000_0000,
             stack_hi: 0xc000_2000,
             gopc: 0x40_2000,
             startpc: 0x40_3000,
@@ -631,6 +697,12 @@ mod tests {
         };
         let moved = GFields { sp: g.sp + 64, ..g };
         assert_ne!(fingerprint(&g), fingerprint(&moved));
+        assert_eq!(fingerprint(&g) & CLASS_BITS, 13, "an 8 KiB stack");
+        let shrunk = GFields {
+            stack_lo: 0xc000_1000,
+            ..g
+        };
+        assert_eq!(fingerprint(&shrunk) & CLASS_BITS, 12, "shrunk to 4 KiB");
         assert_eq!(
             fingerprint(&g),
             fingerprint(&GFields {
@@ -659,6 +731,7 @@ mod tests {
             sp: 0xc000_1000,
             pc: 0x40_1000,
             bp: 0xc000_1040,
+            stack_lo: 0xc000_0000,
             stack_hi: 0xc000_2000,
             gopc: 0x40_2000,
             startpc: 0x40_3000,
@@ -688,5 +761,44 @@ mod tests {
         let slot = table.slots[0];
         table.depart(slot);
         assert_eq!(read(&mut table), (1, 1, 0, 1));
+        // The stack of the one left (8 KiB), its neighbour's gone with it.
+        let site = table.take_changes(6).sites.remove(0);
+        assert_eq!(site.stack_bytes, StackBytes::goroutines(1, 8192));
+    }
+
+    /// Check that stack sizes are classes of the runtime's powers of two, that bounds
+    /// that are not a stack's count as unknown, and that a group's running sum follows
+    /// parks arriving and leaving, unknown ones left out.
+    #[test]
+    fn stack_classes_and_running_sums() {
+        let g = |lo: u64, hi: u64| GFields {
+            status: GoStatus::Waiting,
+            goid: 1,
+            seq: 0,
+            wait_reason: 0,
+            sp: 0,
+            pc: 0,
+            bp: 0,
+            stack_lo: lo,
+            stack_hi: hi,
+            gopc: 0,
+            startpc: 0,
+            waitsince: 0,
+            labels: 0,
+        };
+        assert_eq!(stack_class(&g(0xc000_0000, 0xc000_0800)), 11, "2 KiB");
+        assert_eq!(stack_class(&g(0, 1 << 30)), 30, "1 GiB");
+        assert_eq!(stack_class(&g(0, 1 << 31)), 0, "over maxstacksize");
+        assert_eq!(stack_class(&g(0, 3000)), 0, "not a power of two");
+        assert_eq!(stack_class(&g(10, 5)), 0, "upside down");
+        assert_eq!(stack_class(&g(0, 1024)), 0, "under _StackMin");
+        let mut group = Group::new(0, "chan send".into(), vec![1].into(), 0, NO_LABELS);
+        group.count_stack(11, true);
+        group.count_stack(13, true);
+        group.count_stack(0, true);
+        assert_eq!((group.stacks, group.stack_bytes), (2, 2048 + 8192));
+        group.count_stack(13, false);
+        group.count_stack(0, false);
+        assert_eq!((group.stacks, group.stack_bytes), (1, 2048));
     }
 }

@@ -74,7 +74,10 @@ impl TaskIterator {
         self.buf.clear();
         file.read_to_end(&mut self.buf)
             .map_err(|e| SourceError::Scan(format!("read: {e}")))?;
-        Ok(parse_records(&self.buf))
+        Ok(ThreadRecords {
+            lists_every_process: true,
+            ..parse_records(&self.buf)
+        })
     }
 }
 

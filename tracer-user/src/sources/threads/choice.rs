@@ -66,14 +66,14 @@ impl fmt::Display for ThreadSourceKind {
 /// Where a watch's thread records come from.
 pub enum RecordSource {
     Bpf(Box<TaskIterator>),
-    Procfs(ProcfsThreads),
+    Procfs(Box<ProcfsThreads>),
 }
 
 impl RecordSource {
     /// Opens the source `choice` asks for. `Auto` falls back to /proc when the kernel
     /// lacks a feature or refuses the program; the reason comes back as one line.
     pub fn open(choice: ThreadSourceChoice) -> Result<(Self, String), SourceError> {
-        let procfs = || RecordSource::Procfs(ProcfsThreads::new());
+        let procfs = || RecordSource::Procfs(Box::default());
         match choice {
             ThreadSourceChoice::Procfs => Ok((procfs(), "procfs (--thread-source procfs)".into())),
             ThreadSourceChoice::Bpf => {

@@ -14,6 +14,7 @@
 pub mod bpf;
 pub mod choice;
 pub mod facts;
+pub mod holdings;
 pub mod procfs;
 pub mod record;
 pub mod syscalls;
@@ -46,6 +47,7 @@ use crate::{
     host::kubelet::KubeletLogDirs,
     isolate::{self, Faults, ProcessFault, Step},
     model::{ProcessFacts, ProcessKey, SiteKey, WaiterKind},
+    resources::ProcessUsage,
 };
 
 /// The thread side of a watch: its record source and what it keeps between scans (each
@@ -81,6 +83,10 @@ pub struct ThreadScan<'a> {
     pub blocked: Vec<BlockedThread>,
     /// The watched processes whose threads could not be read at this scan, and why.
     pub unreadable: HashMap<ProcessKey, ProcessFault>,
+    /// What each watched process holds (tasks, mappings, memory) now.
+    pub usage: HashMap<ProcessKey, ProcessUsage>,
+    /// Tasks per real uid on the host, when the source listed every process.
+    pub tasks_by_uid: Option<HashMap<u32, u64>>,
     /// Names a thread site's frames, while this scan's processes still run.
     pub symbolizer: ThreadSymbolizer<'a>,
 }
@@ -140,6 +146,10 @@ impl ThreadSource {
             );
         }
         let live: HashSet<ProcessKey> = facts.keys().copied().collect();
+        let usage = (records.processes.iter())
+            .filter(|r| watches(r.tgid))
+            .map(|r| (ProcessKey::of(r), ProcessUsage::of(r)))
+            .collect();
         let mut parked_at = HashSet::new();
         let mut blocked = Vec::new();
         for (process, waiters) in by_process(records.waiters.iter().filter(|r| watches(r.tgid))) {
@@ -167,6 +177,8 @@ impl ThreadSource {
         self.facts.retain(|process| facts.contains_key(process));
         Ok(ThreadScan {
             at_mono_ns: records.at_mono_ns(),
+            tasks_by_uid: tasks_by_uid(&records),
+            usage,
             processes: records.processes,
             live,
             facts,
@@ -223,7 +235,7 @@ impl ThreadSource {
         Ok(classified
             .into_iter()
             .filter_map(|(rec, (wait, detail))| {
-                let stack = self.stacks.get(thread_key(rec), user_regs(rec))?;
+                let (stack, stack_bytes) = self.stacks.get(thread_key(rec), user_regs(rec))?;
                 Some(BlockedThread {
                     process,
                     site: SiteKey {
@@ -231,7 +243,7 @@ impl ThreadSource {
                         wait,
                         stack,
                     },
-                    waiter: ThreadWaiter::of(rec, detail),
+                    waiter: ThreadWaiter::of(rec, detail, stack_bytes),
                 })
             })
             .collect())
@@ -280,4 +292,19 @@ fn listed_facts(comm: &[u8]) -> Arc<ProcessFacts> {
         comm: String::from_utf8_lossy(comm).into_owned(),
         ..ProcessFacts::default()
     })
+}
+
+/// Tasks per real uid over the processes the records list, when they list them all.
+fn tasks_by_uid(records: &record::ThreadRecords) -> Option<HashMap<u32, u64>> {
+    if !records.lists_every_process {
+        return None;
+    }
+    let mut tasks = HashMap::new();
+    for r in &records.processes {
+        let usage = ProcessUsage::of(r);
+        if let Some(uid) = usage.uid {
+            *tasks.entry(uid).or_insert(0) += u64::from(usage.threads);
+        }
+    }
+    Some(tasks)
 }

@@ -30,7 +30,7 @@ use tracer_common::{
     ThreadWaiterRecord, WAITER_IN_FUTEX_WAITV, fd_kind,
 };
 
-use super::record::ThreadRecords;
+use super::{holdings::Holdings, record::ThreadRecords};
 use crate::isolate::{self, Step};
 
 /// `task->flags` bit of kernel threads (include/linux/sched.h).
@@ -76,6 +76,8 @@ pub struct ProcfsThreads {
     suspended_ns: u64,
     /// Each wait's facts, by (tid, thread start, nvcsw): valid while nvcsw stays put.
     waits: HashMap<(u32, u64, u64), WaitFacts>,
+    /// Each process's uid and mapping count.
+    holdings: Holdings,
     buf: String,
     /// Processes whose reading panicked: left out while their pid is listed.
     panicked: HashSet<u32>,
@@ -95,6 +97,7 @@ impl ProcfsThreads {
             ticks_per_s: u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100),
             suspended_ns: 0,
             waits: HashMap::new(),
+            holdings: Holdings::default(),
             buf: String::with_capacity(4096),
             panicked: HashSet::new(),
         }
@@ -110,6 +113,8 @@ impl ProcfsThreads {
         let Ok(entries) = fs::read_dir("/proc") else {
             return out;
         };
+        // Only leakscope itself left out: what the processes hold adds up to the host's.
+        out.lists_every_process = true;
         for entry in entries.flatten() {
             let Some(pid) = entry
                 .file_name()
@@ -120,6 +125,7 @@ impl ProcfsThreads {
             };
             listed.insert(pid);
             if !watches(pid) || self.panicked.contains(&pid) {
+                out.lists_every_process &= pid == std::process::id();
                 continue;
             }
             // Its /proc files are the process's to shape (its name, ...): a bug they
@@ -148,6 +154,7 @@ impl ProcfsThreads {
         } else {
             self.waits.clear();
         }
+        self.holdings.end_scan();
         out
     }
 
@@ -156,6 +163,9 @@ impl ProcfsThreads {
         if stat.flags & PF_KTHREAD != 0 || (stat.state == b'Z' && stat.num_threads <= 1) {
             return None;
         }
+        let (uid, map_count) =
+            self.holdings
+                .of(pid, stat.start_ticks, stat.num_threads, clock.mono_now_ns);
         Some(ProcessRecord {
             header: header(RECORD_PROCESS, size_of::<ProcessRecord>()),
             tgid: pid,
@@ -164,6 +174,9 @@ impl ProcfsThreads {
             exec_id: exec_id(pid),
             mono_now_ns: clock.mono_now_ns,
             comm: stat.comm,
+            map_count,
+            uid,
+            rss_pages: stat.rss_pages,
         })
     }
 
@@ -355,6 +368,8 @@ struct Stat {
     flags: u64,
     num_threads: u32,
     start_ticks: u64,
+    /// Resident pages.
+    rss_pages: u64,
 }
 
 /// Parses `/proc/PID/stat`: "pid (comm) state ppid ...". The comm may hold spaces and
@@ -375,6 +390,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
         flags: field(9)?.parse().ok()?,
         num_threads: field(20)?.parse().ok()?,
         start_ticks: field(22)?.parse().ok()?,
+        rss_pages: field(24)?.parse().ok()?,
     })
 }
 
@@ -515,7 +531,8 @@ mod tests {
     use super::*;
 
     /// Check that stat parsing copes with a comm holding spaces and parentheses, and
-    /// reads state, flags, thread count and start time from the right fields.
+    /// reads state, flags, thread count, start time and resident pages from the right
+    /// fields.
     #[test]
     fn stat_fields_after_the_last_paren() {
         let text = "4242 (we (ird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 \
@@ -526,6 +543,7 @@ mod tests {
         assert_eq!(stat.flags, 4194560);
         assert_eq!(stat.num_threads, 7);
         assert_eq!(stat.start_ticks, 123456);
+        assert_eq!(stat.rss_pages, 50);
         assert_eq!(parse_stat("4242 (cut"), None);
     }
 

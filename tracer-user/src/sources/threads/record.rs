@@ -9,6 +9,7 @@ use tracer_common::{ProcessRecord, ThreadWaiterRecord};
 use super::wait::WaitDetail;
 use crate::{
     model::{MemberId, ProcessKey, SiteKey, ThreadKey, WaitId},
+    resources::StackBytes,
     stacks::unwind::UserRegs,
 };
 
@@ -19,6 +20,10 @@ pub struct ThreadRecords {
     pub processes: Vec<ProcessRecord>,
     /// Every user thread asleep inside a system call.
     pub waiters: Vec<ThreadWaiterRecord>,
+    /// Whether `processes` lists every user process on the host (the iterator's always
+    /// do; `/proc`'s only when every process is watched), so that what they hold adds
+    /// up to the host's.
+    pub lists_every_process: bool,
 }
 
 impl ThreadRecords {
@@ -45,6 +50,8 @@ pub struct ThreadWaiter {
     /// before leakscope started.
     pub blocked_for_ns: Option<u64>,
     pub detail: WaitDetail,
+    /// What its stack mapping holds (nothing counted where not recognised).
+    pub stack_bytes: StackBytes,
 }
 
 /// A watched thread asleep in a system call: which process, where it blocks (a thread
@@ -83,8 +90,9 @@ pub fn user_regs(rec: &ThreadWaiterRecord) -> UserRegs {
 }
 
 impl ThreadWaiter {
-    /// The waiter a record describes, waiting as `detail` says.
-    pub fn of(rec: &ThreadWaiterRecord, detail: WaitDetail) -> Self {
+    /// The waiter a record describes, waiting as `detail` says, its stack holding
+    /// `stack_bytes`.
+    pub fn of(rec: &ThreadWaiterRecord, detail: WaitDetail, stack_bytes: StackBytes) -> Self {
         Self {
             id: MemberId::Thread(WaitId {
                 thread: thread_key(rec),
@@ -93,6 +101,7 @@ impl ThreadWaiter {
             born: rec.thread_start_mono_ns,
             blocked_for_ns: Some(rec.sched_now_ns.saturating_sub(rec.last_arrival_ns)),
             detail,
+            stack_bytes,
         }
     }
 }

@@ -1,11 +1,14 @@
-//! Blocked threads' stacks: unwound once per wait and named once per site.
+//! Blocked threads' stacks: unwound once per wait and named once per site, and the
+//! memory each one's stack holds.
 //!
 //! A thread that stays parked keeps its saved registers, so its stack is unwound when
 //! the wait is first seen and kept while the thread parks there (a pool worker that
 //! wakes and re-parks at the same place keeps it too): [`ThreadStacks`] remembers them.
 //! What reads the process — its `/proc/PID/maps` (read at most once per scan, for
 //! unwinding and naming alike), its binaries, its stack — is [`StackReads`], which one
-//! process's analysis step drives at a time.
+//! process's analysis step drives at a time. With each stack, the size of its stack
+//! mapping and what of it is resident are read once (a blocked thread's stack does
+//! not move).
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,6 +17,7 @@ use crate::{
     host::procfs::{self, MemoryMap},
     isolate::ProcessFault,
     model::{Frame, ProcessKey, StackKey, ThreadKey},
+    resources::StackBytes,
     stacks::{
         symbolize::StackSymbolizer,
         unwind::{StackUnwinder, UserRegs},
@@ -40,8 +44,15 @@ pub struct StackReads {
 
 impl StackReads {
     /// The stacks of threads of process `pid` parked at `regs` (one each, in order),
-    /// as of scan `scan`: frame addresses, innermost first.
-    pub fn unwind(&mut self, scan: u64, pid: u32, regs: &[UserRegs]) -> Vec<StackKey> {
+    /// as of scan `scan`: frame addresses, innermost first, and what each one's stack
+    /// mapping holds (nothing counted when the mapping holding its stack pointer is not
+    /// recognisably a thread stack).
+    pub fn unwind(
+        &mut self,
+        scan: u64,
+        pid: u32,
+        regs: &[UserRegs],
+    ) -> Vec<(StackKey, StackBytes)> {
         let Self {
             unwinder,
             scan: maps_of,
@@ -51,9 +62,16 @@ impl StackReads {
         match scan_maps(maps, maps_of, scan, pid) {
             Some(maps) => regs
                 .iter()
-                .map(|&r| unwinder.unwind(pid, maps, r).into())
+                .map(|&r| {
+                    (
+                        unwinder.unwind(pid, maps, r).into(),
+                        stack_bytes(pid, maps, r.sp),
+                    )
+                })
                 .collect(),
-            None => regs.iter().map(|r| StackKey::from(vec![r.ip])).collect(),
+            None => (regs.iter())
+                .map(|r| (StackKey::from(vec![r.ip]), StackBytes::default()))
+                .collect(),
         }
     }
 
@@ -89,19 +107,20 @@ fn scan_maps<'m>(
         .as_deref()
 }
 
-/// Each parked thread's stack, by where it parked.
+/// Each parked thread's stack and what its stack mapping holds, by where it parked.
 #[derive(Default)]
 pub struct ThreadStacks {
-    stacks: IntMap<(ThreadKey, UserRegs), StackKey>,
+    stacks: IntMap<(ThreadKey, UserRegs), (StackKey, StackBytes)>,
 }
 
 impl ThreadStacks {
-    /// The stack of a thread parked at `regs`, when it was unwound before.
-    pub fn get(&self, thread: ThreadKey, regs: UserRegs) -> Option<StackKey> {
+    /// The stack of a thread parked at `regs` and what its stack mapping holds, when it
+    /// was unwound before.
+    pub fn get(&self, thread: ThreadKey, regs: UserRegs) -> Option<(StackKey, StackBytes)> {
         self.stacks.get(&(thread, regs)).cloned()
     }
 
-    pub fn insert(&mut self, thread: ThreadKey, regs: UserRegs, stack: StackKey) {
+    pub fn insert(&mut self, thread: ThreadKey, regs: UserRegs, stack: (StackKey, StackBytes)) {
         self.stacks.insert((thread, regs), stack);
     }
 
@@ -109,6 +128,15 @@ impl ThreadStacks {
     /// be seen there again.
     pub fn keep_only(&mut self, parked_at: &HashSet<(ThreadKey, UserRegs)>) {
         self.stacks.retain(|at, _| parked_at.contains(at));
+    }
+}
+
+/// What the stack mapping holding `sp` in process `pid` holds: its size and resident
+/// bytes.
+fn stack_bytes(pid: u32, maps: &[MemoryMap], sp: u64) -> StackBytes {
+    match procfs::thread_stack_mapping(maps, sp) {
+        Some(m) => StackBytes::thread(m.end - m.start, procfs::resident_bytes(pid, m.start, m.end)),
+        None => StackBytes::default(),
     }
 }
 

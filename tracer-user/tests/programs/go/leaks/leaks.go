@@ -20,6 +20,9 @@
 //	                                                                "chan receive"
 //	select   main.leakSelectContext    select on a never-cancelled context's
 //	                                   Done() and a never-ready chan  "select"
+//	hold     main.leakHoldingBuffer    <-ch on a chan nobody sends on, holding a
+//	                                   256 KiB buffer it filled: the leak grows
+//	                                   the heap by 1 MiB a second  "chan receive"
 //	cgoread  main.leakCgoRead          (cgo builds only) a cgo call blocked in C
 //	                                   read(2) on a silent pipe, in
 //	                                   leak_cgo_read_never_answered: a leak of
@@ -156,6 +159,22 @@ func leakSelectContext(ctx context.Context, reply <-chan int) {
 // that never becomes ready.
 var neverCancelled, cancelNeverCalled = context.WithCancel(context.Background())
 
+// heldBufferBytes is what each "hold" goroutine keeps alive.
+const heldBufferBytes = 256 << 10
+
+// leakHoldingBuffer fills a buffer (so its pages are really in memory) and then
+// waits, buffer in hand, for a value nobody will ever send.
+//
+//go:noinline
+func leakHoldingBuffer(ch <-chan int) {
+	buf := make([]byte, heldBufferBytes)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	v := <-ch
+	sink.Add(int64(buf[v%len(buf)]))
+}
+
 // leakCgoRead blocks in C code that waits for an answer never sent.
 //
 //go:noinline
@@ -184,12 +203,14 @@ func spawnLeak(pattern string, i int) {
 		go leakRangeNeverClosed(results)
 	case "select":
 		go leakSelectContext(neverCancelled, make(chan int))
+	case "hold":
+		go leakHoldingBuffer(make(chan int))
 	case "cgoread":
 		go leakCgoRead()
 	}
 }
 
-var leakPatterns = []string{"send", "recv", "nilchan", "mutex", "waitgroup", "range", "select", "cgoread"}
+var leakPatterns = []string{"send", "recv", "nilchan", "mutex", "waitgroup", "range", "select", "hold", "cgoread"}
 
 func isLeakPattern(pattern string) bool {
 	for _, p := range leakPatterns {
