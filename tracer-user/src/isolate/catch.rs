@@ -41,11 +41,13 @@ pub enum Step {
     GoTable,
     /// Folding a Go process's goroutines into the census.
     GoCensus,
+    /// Reading the limits on a process (its cgroups' limit files, its rlimits).
+    Limits,
 }
 
 impl Step {
     /// Every step, in the order a scan reaches them.
-    pub const ALL: [Step; 11] = [
+    pub const ALL: [Step; 12] = [
         Step::Threads,
         Step::Facts,
         Step::Waits,
@@ -57,6 +59,7 @@ impl Step {
         Step::GoProgram,
         Step::GoTable,
         Step::GoCensus,
+        Step::Limits,
     ];
 
     /// Its name in messages and in `LEAKSCOPE_INJECT_PANIC_STEP`.
@@ -73,6 +76,7 @@ impl Step {
             Step::GoProgram => "go-program",
             Step::GoTable => "go-table",
             Step::GoCensus => "go-census",
+            Step::Limits => "limits",
         }
     }
 }

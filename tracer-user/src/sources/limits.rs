@@ -8,7 +8,9 @@
 //! but only its latest value is needed (the growth comes from the process's own
 //! records, see [`crate::resources::ProcessUsage`]): at each scan, the host's task
 //! count and memory (two small files) and each limited cgroup's usage (one or two files
-//! per cgroup, not per process).
+//! per cgroup, not per process). Reading one process's limits is a step of its
+//! analysis ([`Step::Limits`]): a bug it reaches costs that process, which is then
+//! reported unreadable, not the scan.
 
 use std::{
     collections::HashMap,
@@ -23,6 +25,7 @@ use crate::{
         procfs::read_text,
         sysinfo::{HostCounters, KernelLimits, read_nproc_limit},
     },
+    isolate::{Faults, Step},
     model::ProcessKey,
     resources::{HostSample, ProcessLimits, ResourceScan},
 };
@@ -59,16 +62,13 @@ pub struct LimitSource {
     cgroups: HashMap<(Controller, Arc<str>), Dated<CgroupChain>>,
     /// How long what was read is kept.
     refresh: Duration,
-}
-
-impl Default for LimitSource {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// The processes whose analysis failed (shared with the sources and the census).
+    faults: Arc<Faults>,
 }
 
 impl LimitSource {
-    pub fn new() -> Self {
+    /// A source that records a process whose limits cannot be read in `faults`.
+    pub fn new(faults: Arc<Faults>) -> Self {
         let now = Instant::now();
         Self {
             mounts: Dated::now(CgroupMounts::discover(), now),
@@ -76,6 +76,7 @@ impl LimitSource {
             processes: HashMap::new(),
             cgroups: HashMap::new(),
             refresh: DEFAULT_REFRESH,
+            faults,
         }
     }
 
@@ -99,8 +100,12 @@ impl LimitSource {
         self.cgroups
             .retain(|_, dated| now.duration_since(dated.read_at) < refresh);
         let mut limits = HashMap::new();
+        let faults = self.faults.clone();
         for &process in processes {
-            limits.insert(process, self.limits_of(process, now));
+            // A process whose limits cannot be read has none (and is unreadable).
+            if let Ok(read) = faults.guard(process, Step::Limits, || self.limits_of(process, now)) {
+                limits.insert(process, read);
+            }
         }
         self.processes.retain(|p, _| limits.contains_key(p));
         let host = HostSample {
@@ -201,7 +206,7 @@ mod tests {
             start_mono_ns: 1,
             exec_id: 1,
         };
-        let mut source = LimitSource::new();
+        let mut source = LimitSource::new(Arc::default());
         let first = source.scan([&own], None);
         let again = source.scan([&own], Some(HashMap::from([(0, 3)])));
         assert!(Arc::ptr_eq(&first.limits[&own], &again.limits[&own]));

@@ -62,7 +62,7 @@ impl Watcher {
         Ok(Self {
             threads: ThreadSource::open(thread_source, faults.clone())?,
             goroutines: GoroutineSource::new(pacing, faults.clone()),
-            limits: LimitSource::new(),
+            limits: LimitSource::new(faults.clone()),
             taker: CensusTaker::new(scope, faults.clone()),
             faults,
             history: History::new(),

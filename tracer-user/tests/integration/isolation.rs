@@ -14,15 +14,17 @@ use crate::common::{
     program_path, require_root, run_leakscope_env,
 };
 
-/// The steps of a C program's analysis (facts, waits, stacks, names, binaries) and of a
-/// Go program's (its runtime's threads, its executable, its goroutine table, its fold).
-const NATIVE_STEPS: [&str; 6] = [
+/// The steps of a C program's analysis (facts, waits, stacks, names, binaries, limits)
+/// and of a Go program's (its runtime's threads, its executable, its goroutine table,
+/// its fold).
+const NATIVE_STEPS: [&str; 7] = [
     "facts",
     "waits",
     "unwind",
     "symbolize",
     "build-id",
     "hold-binary",
+    "limits",
 ];
 const GO_STEPS: [&str; 4] = ["runtime-threads", "go-program", "go-table", "go-census"];
 
@@ -37,7 +39,8 @@ fn own_copy(dir: &TempDir, program: &std::path::Path, name: &str) -> std::path::
 }
 
 /// Check that a panic in each step of a process's analysis — the thread pass (its
-/// facts, waits, unwinding, naming, build-id reads, holding its binary) and the Go
+/// facts, waits, unwinding, naming, build-id reads, holding its binary), reading its
+/// limits, and the Go
 /// reader (hiding runtime threads, the executable, the goroutine table, the census
 /// fold) — marks only that process unreadable, naming the step, while `diagnose`
 /// finishes normally and finds the leak of the process beside them.
