@@ -1,6 +1,7 @@
 //! The blocked waiters of a window as a flame graph (SVG, rendered by `inferno`): one
 //! tower per process, its stacks from the outermost frame up to the wait, each as wide
-//! as its waiters. The frame each leak site is named after is marked `(leak)` and red;
+//! as its waiters (a leaking process's tower also says when it will hit its first
+//! limit). The frame each leak site is named after is marked `(leak)` and red;
 //! everything else is blue.
 
 use std::fmt::Write as _;
@@ -42,9 +43,20 @@ fn frame_name(frame: &Frame) -> String {
     }
 }
 
+/// A process's tower: its name and pid, and for a leak the first limit it will hit.
 fn process_name(p: &ProcessSummary) -> String {
     let tag = if p.is_leak() { "LEAK " } else { "" };
-    format!("{tag}{} (pid {})", graph_text(&p.facts.comm), p.key.pid)
+    let forecast = p
+        .exhaustion
+        .as_ref()
+        .and_then(|e| e.first())
+        .map(|first| graph_text(&format!(": {first}")))
+        .unwrap_or_default();
+    format!(
+        "{tag}{} (pid {}){forecast}",
+        graph_text(&p.facts.comm),
+        p.key.pid
+    )
 }
 
 /// One folded line: `process;outermost;...;innermost;[wait] count`.
@@ -108,8 +120,8 @@ mod tests {
     use super::*;
     use crate::summary::testutil::native_window;
 
-    /// Check that the SVG names the leak site (marked and red), the leaking process and
-    /// the healthy pool, with the leak's file and line.
+    /// Check that the SVG names the leak site (marked and red), the leaking process (and
+    /// when it hits its first limit) and the healthy pool, with the leak's file and line.
     #[test]
     fn svg_names_the_leak_sites() {
         let svg = String::from_utf8(to_svg(&native_window()).unwrap()).unwrap();
@@ -118,7 +130,7 @@ mod tests {
             svg.contains("leak_on_mutex leak.c:12 (leak)"),
             "leak site marked"
         );
-        assert!(svg.contains("LEAK p9 (pid 9)"));
+        assert!(svg.contains("LEAK p9 (pid 9): will hit pids.max (600) in ~1.6 min at +120/min"));
         assert!(svg.contains("pool_worker pool.c:7"));
         assert!(svg.contains("rgb(230,40,40)"), "leak site red");
         let empty = crate::summary::testutil::window(Vec::new());
