@@ -228,7 +228,7 @@ impl CensusTaker {
         };
         self.live = live;
         let mut failed: Unreadable = (unreadable.into_iter())
-            .map(|(process, fault)| (process, (fault.into(), None)))
+            .map(|(process, reason)| (process, (reason, None)))
             .collect();
         self.add_threads(blocked, &facts, &mut symbolizer, &mut census, &mut failed);
         let faults = self.faults.clone();
@@ -302,8 +302,8 @@ impl CensusTaker {
                     Ok(frames) => {
                         named.insert(frames.into());
                     }
-                    Err(fault) => {
-                        failed.insert(process, (fault.into(), None));
+                    Err(reason) => {
+                        failed.insert(process, (reason, None));
                         continue;
                     }
                 }

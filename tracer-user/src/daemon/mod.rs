@@ -271,6 +271,7 @@ fn scanner(
     };
     let watcher = driver.watcher();
     exporter.set_thread_source(watcher.thread_source());
+    shared.watch_stuck_reads(watcher.faults());
     let _ = ready.send(Ok(watcher.thread_source_reason().to_string()));
     let mut sink = Publisher::new(&opts, exporter, shared, stop);
     let Ok(()) = driver.run(&mut sink);

@@ -1,11 +1,10 @@
-//! Reading another process's memory without stopping it (process_vm_readv).
+//! Reading another process's memory without stopping it (process_vm_readv), and
+//! without ever making the kernel fault a page in for it: only resident pages are read
+//! ([`super::pagemap`] says which, and why), so no read waits on a file system.
 
 use std::io;
 
-/// Page granularity of the remote iovecs: the kernel stops a transfer at the first remote
-/// iovec that faults, so splitting at page boundaries makes a read stop exactly at the
-/// first unmapped page instead of failing as a whole.
-const PAGE: u64 = 4096;
+use super::pagemap::{self, PAGE};
 
 /// The most iovecs one process_vm_readv call accepts (IOV_MAX on Linux).
 const MAX_IOVECS: usize = 1024;
@@ -50,14 +49,62 @@ fn vm_readv(pid: libc::pid_t, local: &mut [u8], remote: &[libc::iovec]) -> io::R
     }
 }
 
+/// Why a remote read stopped before the first byte: the page is not resident (see
+/// [`super::pagemap`]); [`is_not_resident`] tells this error.
+#[derive(Debug, thiserror::Error)]
+#[error("the page at {0:#x} is not in memory (unmapped, or not faulted in): not read")]
+pub struct NotResident(pub u64);
+
+/// Whether a read failed because its first page was not resident.
+pub fn is_not_resident(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NotResident>())
+}
+
+/// How many of the `len` bytes at `addr` of process `pid` lie on resident pages before
+/// the first one that is not.
+fn resident_prefix(pid: u32, addr: u64, len: usize) -> io::Result<usize> {
+    #[cfg(feature = "fuzzing")]
+    if pid == fake::FAKE_PID {
+        return Ok(len);
+    }
+    if len == 0 {
+        return Ok(0);
+    }
+    let first = addr / PAGE;
+    let last = (addr + (len as u64 - 1)) / PAGE;
+    let resident = pagemap::resident_pages(pid, first, (last - first + 1) as usize)?;
+    Ok(match resident.iter().position(|&r| !r) {
+        None => len,
+        Some(0) => 0,
+        Some(i) => ((first + i as u64) * PAGE - addr) as usize,
+    })
+}
+
 /// Reads up to `buf.len()` bytes at `addr` in process `pid`; returns how many were read
-/// (a short read stops at the first unmapped page).
+/// (a short read stops at the first unmapped or not resident page).
 ///
 /// Fails only when not even the first byte can be read (the page is unmapped: EFAULT;
-/// the process is gone: ESRCH; not permitted: EPERM).
+/// not resident: [`NotResident`]; the process is gone: ESRCH; not permitted: EPERM).
 pub fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
     // Never wrap around the address space.
     let len = (buf.len() as u64).min(u64::MAX - addr) as usize;
+    let len = match resident_prefix(pid, addr, len)? {
+        0 if len > 0 => return Err(io::Error::other(NotResident(addr))),
+        resident => resident,
+    };
+    read_unchecked(pid, addr, &mut buf[..len])
+}
+
+/// Reads a mapping of the kernel's own (the `[vdso]`): its pages are the kernel's,
+/// faulting one in never waits on a file system, so residency is not asked.
+pub fn read_kernel_mapping(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let len = (buf.len() as u64).min(u64::MAX - addr) as usize;
+    read_unchecked(pid, addr, &mut buf[..len])
+}
+
+/// [`read_memory`] of pages known to be safe to read.
+fn read_unchecked(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let len = buf.len();
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     };
@@ -88,16 +135,61 @@ pub fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
     Ok(done)
 }
 
+/// Pages whose residency one `pagemap` read covers when ranges lie this close.
+const RESIDENCY_GAP_PAGES: u64 = 64;
+
+/// Whether each range lies on resident pages only: ranges are looked up in spans of
+/// nearby pages, one `pagemap` read each (a batch's ranges cluster in a few spans).
+fn ranges_resident(pid: u32, ranges: &[(u64, usize)]) -> Vec<bool> {
+    #[cfg(feature = "fuzzing")]
+    if pid == fake::FAKE_PID {
+        return vec![true; ranges.len()];
+    }
+    let pages = |&(addr, len): &(u64, usize)| {
+        let last = addr.saturating_add((len as u64).max(1) - 1);
+        (addr / PAGE, last / PAGE)
+    };
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_unstable_by_key(|&i| ranges[i].0);
+    let mut ok = vec![false; ranges.len()];
+    let mut i = 0;
+    while i < order.len() {
+        // One span: ranges (in address order) each starting near the span's end.
+        let (first, mut last) = pages(&ranges[order[i]]);
+        let mut j = i + 1;
+        while j < order.len() {
+            let (start, end) = pages(&ranges[order[j]]);
+            if start > last.saturating_add(RESIDENCY_GAP_PAGES) || end - first >= 1 << 20 {
+                break;
+            }
+            last = last.max(end);
+            j += 1;
+        }
+        let count = (last - first + 1) as usize;
+        if let Ok(resident) = pagemap::resident_pages(pid, first, count) {
+            for &k in &order[i..j] {
+                let (start, end) = pages(&ranges[k]);
+                let span = &resident[(start - first) as usize..=(end - first) as usize];
+                ok[k] = ranges[k].1 == 0 || span.iter().all(|&r| r);
+            }
+        }
+        i = j;
+    }
+    ok
+}
+
 /// Reads many remote ranges with few syscalls: process_vm_readv takes up to IOV_MAX ranges
 /// per call, so a census of 100,000 goroutines costs ~100 syscalls, not 100,000. Range `i`
 /// lands at `out[offsets[i]..offsets[i] + len_i]` where ranges are packed back to back.
 /// Returns per range whether it was read whole; a range that faults (freed memory, a
-/// process that exited) is marked unread and the batch goes on past it.
+/// process that exited) or lies on a page that is not resident is marked unread and the
+/// batch goes on past it.
 pub fn read_batch(pid: u32, ranges: &[(u64, usize)], out: &mut Vec<u8>) -> Vec<bool> {
     let total: usize = ranges.iter().map(|r| r.1).sum();
     out.clear();
     out.resize(total, 0);
     let mut ok = vec![false; ranges.len()];
+    let readable = ranges_resident(pid, ranges);
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return ok;
     };
@@ -109,7 +201,13 @@ pub fn read_batch(pid: u32, ranges: &[(u64, usize)], out: &mut Vec<u8>) -> Vec<b
     }
     let mut next = 0usize;
     while next < ranges.len() {
-        let end = (next + MAX_IOVECS).min(ranges.len());
+        if !readable[next] {
+            next += 1;
+            continue;
+        }
+        // A run of readable ranges, read by one call.
+        let run = readable[next..].iter().take_while(|&&r| r).count();
+        let end = (next + MAX_IOVECS.min(run)).min(ranges.len());
         let remote: Vec<libc::iovec> = ranges[next..end]
             .iter()
             .map(|&(addr, len)| libc::iovec {
@@ -196,7 +294,7 @@ pub mod fake {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     /// Check that a batched read returns every readable range, marks a faulting range
     /// unread and goes on past it.
     #[test]
@@ -234,15 +332,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn short_read_stops_at_unmapped_page() {
-        // Map two pages and unmap the second: a read across both stops at the boundary.
-        let page = PAGE as usize;
-        // SAFETY: a fresh anonymous mapping, unmapped below; no references escape.
+    /// Two fresh private anonymous pages of this process, neither touched yet (the
+    /// caller unmaps them).
+    pub(crate) fn two_fresh_pages() -> *mut libc::c_void {
+        // SAFETY: a fresh anonymous mapping; no references escape.
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                2 * page,
+                2 * PAGE as usize,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
@@ -250,6 +347,47 @@ mod tests {
             )
         };
         assert_ne!(base, libc::MAP_FAILED);
+        base
+    }
+
+    /// Check that a read stops at the first page not in memory (never touched), and
+    /// one that starts there fails saying so, faulting nothing in.
+    #[test]
+    fn reads_stop_at_pages_not_in_memory() {
+        let page = PAGE as usize;
+        let base = two_fresh_pages();
+        // SAFETY: the first page is ours and writable.
+        unsafe { std::ptr::write_bytes(base.cast::<u8>(), 0xcd, page) };
+        let mut buf = vec![0u8; 2 * page];
+        let got = read_memory(std::process::id(), base as u64 + 8, &mut buf);
+        let untouched = read_memory(std::process::id(), base as u64 + PAGE, &mut buf);
+        let batch = read_batch(
+            std::process::id(),
+            &[(base as u64, 16), (base as u64 + PAGE, 16)],
+            &mut Vec::new(),
+        );
+        let second_resident =
+            pagemap::resident_pages(std::process::id(), base as u64 / PAGE + 1, 1);
+        // SAFETY: unmapping the pages mapped above.
+        unsafe { libc::munmap(base, 2 * page) };
+        assert_eq!(got.unwrap(), page - 8);
+        assert!(
+            untouched.as_ref().is_err_and(is_not_resident),
+            "{untouched:?}"
+        );
+        assert_eq!(batch, vec![true, false]);
+        assert_eq!(
+            second_resident.unwrap(),
+            vec![false],
+            "still not faulted in"
+        );
+    }
+
+    #[test]
+    fn short_read_stops_at_unmapped_page() {
+        // Map two pages and unmap the second: a read across both stops at the boundary.
+        let page = PAGE as usize;
+        let base = two_fresh_pages();
         // SAFETY: the first page is ours and writable; the second is unmapped as a whole.
         unsafe {
             std::ptr::write_bytes(base.cast::<u8>(), 0xab, page);

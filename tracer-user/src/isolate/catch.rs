@@ -167,6 +167,12 @@ fn inject(step: Step) {
     }
 }
 
+/// Says that the analysis of `pid` runs now (0: none), for a step run on another
+/// thread while the scan waits for it.
+pub(super) fn set_current_pid(pid: u32) {
+    CURRENT_PID.store(pid, Ordering::Relaxed);
+}
+
 /// The process whose analysis runs now, if any.
 pub fn current_pid() -> Option<u32> {
     match CURRENT_PID.load(Ordering::Relaxed) {

@@ -8,6 +8,9 @@
 //!   (the release profile keeps `panic = "unwind"` for this); [`Faults`] remembers the
 //!   processes whose analysis failed, so that a process that panicked is not analysed
 //!   again while it lives, by any source.
+//! - [`Reader`] runs the steps that can block (reading a process's files and memory) on
+//!   a thread the scan can stop waiting for: a read stuck in the kernel costs that
+//!   process's result, not the scan.
 //! - It says which process is being analysed ([`current_pid`]), so a stalled scan can
 //!   be blamed on one.
 //! - It carries the fault injection the tests use to prove both:
@@ -17,13 +20,15 @@
 
 mod catch;
 mod faults;
+mod reader;
 
 pub use self::{
     catch::{
         AnalysisPanic, MAX_PANIC_MESSAGE, Step, current_pid, on_this_thread, panic_message,
         per_process, within,
     },
-    faults::{Faults, ProcessFault},
+    faults::{Faults, MAX_STUCK_READS, ProcessFault, StuckRead, StuckReads},
+    reader::{COMPUTE_FACTOR, Reader},
 };
 
 /// Makes a panic leave one line on stderr, its message escaped (it may quote what a

@@ -3,7 +3,10 @@
 //! JSON `error`, the text report's `unreadable: ...`, the daemon's log line and metric).
 //! Tests assert on its kinds, not on text.
 
-use crate::{isolate::ProcessFault, sources::go::error::GoReadError};
+use crate::{
+    isolate::ProcessFault,
+    sources::go::{error::GoReadError, g::GoroutineReadError},
+};
 
 /// Why a process is reported unreadable (its verdict is then "ok", never a leak, and
 /// never silently healthy: the reason is shown).
@@ -12,17 +15,51 @@ pub enum ReadError {
     /// A Go program whose goroutines could not be read.
     #[error(transparent)]
     Go(#[from] GoReadError),
+    /// A blocked thread's stack is not in memory (so it is not read).
+    #[error(transparent)]
+    Stack(#[from] StackNotResident),
     /// A step of its analysis failed, whatever it runs.
     #[error(transparent)]
     Fault(#[from] ProcessFault),
 }
 
+/// Every [`ReadError::kind`], in order.
+pub const READ_ERROR_KINDS: [&str; 5] = ["go", "not_resident", "panic", "stuck", "stuck_limit"];
+
 impl ReadError {
-    /// A short name of the kind of reason, for metric labels.
+    /// Where [`ReadError::kind`] is in [`READ_ERROR_KINDS`].
+    pub fn kind_index(&self) -> usize {
+        let kind = self.kind();
+        READ_ERROR_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0)
+    }
+
+    /// A short name of the kind of reason, for metric labels: `go` (its goroutine table
+    /// or executable), `not_resident` (memory it keeps only on a file's pages not in
+    /// memory), `panic`, `stuck` (a read abandoned, blocked in the kernel),
+    /// `stuck_limit` (not read: too many reads stuck).
     pub fn kind(&self) -> &'static str {
         match self {
+            Self::Go(GoReadError::Table(GoroutineReadError::NotResident(_))) | Self::Stack(_) => {
+                "not_resident"
+            }
             Self::Go(_) => "go",
             Self::Fault(ProcessFault::Panic(_)) => "panic",
+            Self::Fault(ProcessFault::Stuck(_)) => "stuck",
+            Self::Fault(ProcessFault::TooManyStuck(_)) => "stuck_limit",
         }
     }
+}
+
+/// A blocked thread whose stack pointer is on a page that is not in memory: its
+/// process is reported unreadable with this reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the stack of thread {tid} at {sp:#x} is not in memory (a file's page never faulted in?): not read, since faulting it in could wait on its file system for good"
+)]
+pub struct StackNotResident {
+    pub tid: u32,
+    pub sp: u64,
 }

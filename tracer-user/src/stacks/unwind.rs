@@ -34,7 +34,7 @@ use crate::host::{
         BinaryKey, FileIdent, LoadSegment, MAX_HEADER_ENTRIES, elf_build_id, load_bias,
         open_mapped_binary,
     },
-    memory::read_memory,
+    memory::{read_kernel_mapping, read_memory},
     procfs::{MemoryMap, map_containing},
 };
 
@@ -175,7 +175,7 @@ impl StackUnwinder {
             return None;
         }
         let mut image = vec![0u8; len as usize];
-        let n = read_memory(pid, map.start, &mut image).ok()?;
+        let n = read_kernel_mapping(pid, map.start, &mut image).ok()?;
         image.truncate(n);
         let key = match elf_build_id(image.as_slice()) {
             Some(id) => BinaryKey::BuildId(id),

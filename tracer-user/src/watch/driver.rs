@@ -20,8 +20,9 @@ use super::{
 use crate::{
     census::Scope,
     error::{ScanError, SourceError, WatchError},
+    host::cpu::scan_cpu_time,
     isolate,
-    sources::go::reader::{ReadPacing, thread_cpu_time},
+    sources::go::reader::ReadPacing,
 };
 
 /// When a command scans.
@@ -187,12 +188,12 @@ impl Driver {
             if sink.before_scan()? == Flow::Stop {
                 return Ok(());
             }
-            let (started, cpu) = (Instant::now(), thread_cpu_time());
+            let (started, cpu) = (Instant::now(), scan_cpu_time());
             let scan = self.scan();
             if sink.scanned(&mut self.watcher, scan)? == Flow::Stop {
                 return Ok(());
             }
-            let cost = thread_cpu_time().saturating_sub(cpu);
+            let cost = scan_cpu_time().saturating_sub(cpu);
             let next = beat.after_scan(self.schedule, self.interval, started, cost, Instant::now());
             let Some(deadline) = next else {
                 return Ok(());

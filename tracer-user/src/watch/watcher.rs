@@ -13,8 +13,9 @@ use crate::{
     error::SourceError,
     history::History,
     host::kubelet::KubeletLogDirs,
-    isolate::Faults,
+    isolate::{Faults, StuckReads},
     sources::{
+        error::READ_ERROR_KINDS,
         go::reader::{GoroutineSource, ReadPacing},
         limits::LimitSource,
         threads::{ThreadSource, ThreadSourceChoice, ThreadSourceKind},
@@ -31,6 +32,11 @@ pub struct ScanStats {
     pub waiters: usize,
     /// Go processes whose goroutines could not be read.
     pub go_errors: usize,
+    /// Processes the scan could not read, by [`crate::sources::error::ReadError::kind`] (as
+    /// [`READ_ERROR_KINDS`] lists them).
+    pub unreadable: [usize; READ_ERROR_KINDS.len()],
+    /// The reads stuck in the kernel after the scan.
+    pub stuck: StuckReads,
 }
 
 /// Watches the host (or some processes) scan by scan.
@@ -60,7 +66,7 @@ impl Watcher {
         // What failed in one process's analysis, for every stage of the watch.
         let faults = Arc::new(Faults::default());
         Ok(Self {
-            threads: ThreadSource::open(thread_source, faults.clone())?,
+            threads: ThreadSource::open(thread_source, faults.clone(), pacing.time_budget)?,
             goroutines: GoroutineSource::new(pacing, faults.clone()),
             limits: LimitSource::new(faults.clone()),
             taker: CensusTaker::new(scope, faults.clone()),
@@ -117,11 +123,21 @@ impl Watcher {
             t4.elapsed()
         );
         self.last_scan_at = Some((SystemTime::now(), Instant::now()));
+        let mut unreadable = [0; READ_ERROR_KINDS.len()];
+        for reason in census
+            .processes
+            .values()
+            .filter_map(|p| p.unreadable.as_ref())
+        {
+            unreadable[reason.kind_index()] += 1;
+        }
         Ok(ScanStats {
             duration: t0.elapsed(),
             processes: census.processes.len(),
             waiters: census.processes.values().map(|p| p.waiters()).sum(),
             go_errors,
+            unreadable,
+            stuck: self.faults.stuck_reads(),
         })
     }
 
@@ -132,6 +148,12 @@ impl Watcher {
         let history = &self.history;
         self.taker
             .retain_sites(|process, site| history.has_site(process, site));
+    }
+
+    /// The processes whose analysis failed, and the reads stuck now (shared: a read
+    /// may get stuck, and return, between scans).
+    pub fn faults(&self) -> Arc<Faults> {
+        self.faults.clone()
     }
 
     /// The thread source in use.

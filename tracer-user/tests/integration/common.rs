@@ -348,7 +348,8 @@ pub fn run_leakscope_env(
     }
 }
 
-fn drain_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+/// Reads `pipe` to its end on a thread of its own: its text, once joined.
+pub fn drain_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut bytes = Vec::new();
         let _ = pipe.read_to_end(&mut bytes);

@@ -15,6 +15,7 @@ mod fallback;
 mod forecast;
 mod go;
 mod goservice;
+mod hangs;
 mod hardening;
 mod hostile;
 mod isolation;

@@ -14,15 +14,22 @@
  *   sites    20,000 parked goroutines, each at a stack of its own
  *   deep     4,096 parked goroutines each claiming a 256 KiB used stack
  *   huge     allglen of 15 million over a table of 4096 pointers
- *   all      every attack above but `huge` (which makes the whole table unreadable)
+ *   fuse     the table on a page of FILE (`hostile_go fuse FILE`) never touched: a file
+ *            of a FUSE file system that does not answer makes a reader of it wait
+ *   all      every attack above but `huge` and `fuse` (which make the whole table
+ *            unreadable)
  *
- * Usage: hostile_go [MODE]   (default: all). Runs until killed; touches nothing else.
+ * Usage: hostile_go [MODE [FILE]]   (default: all). Runs until killed; touches nothing
+ * else.
  * Built by the integration tests with -O0 -g -no-pie (absolute addresses, so the
  * pclntab can name its own code without relocations).
  */
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -238,6 +245,16 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "huge") == 0) {
         for (int i = 0; i < 4096; i++) parked_g(text(0x41), 0, 0, 0, 0);
         publish(15u * 1000 * 1000);
+    } else if (strcmp(mode, "fuse") == 0) {
+        int fd = argc > 2 ? open(argv[2], O_RDONLY) : -1;
+        uint8_t *map = fd < 0 ? MAP_FAILED : mmap(NULL, 64 * 1024, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            perror("hostile_go fuse FILE");
+            return 1;
+        }
+        madvise(map, 64 * 1024, MADV_RANDOM); /* only the page read is asked for */
+        publish(16);
+        fake_allgs[0] = (uint64_t)(uintptr_t)(map + 8192);
     } else {
         publish(ngs);
     }

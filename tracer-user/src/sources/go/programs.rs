@@ -10,11 +10,12 @@ use crate::{
         binary::{self, FileIdent, LoadSegment},
         procfs,
     },
+    isolate::ProcessFault,
     model::GoRelease,
     sources::go::{
         elf::PF_X,
         error::GoReadError,
-        executable::{GoProgram, analyse_executable, open_executable},
+        executable::{GoProgram, OpenedExecutable, analyse_executable, open_executable},
     },
 };
 
@@ -50,42 +51,54 @@ pub struct Programs {
     executables: HashMap<FileIdent, Executable>,
 }
 
+/// Runs the reads of a classification, which may block (opening and reading an
+/// executable, reading `/proc/PID/maps`), where the caller can stop waiting for them.
+pub trait BlockingReads {
+    fn run<R: Send + 'static>(
+        &mut self,
+        read: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, ProcessFault>;
+}
+
 impl Programs {
-    /// Decides what process `pid` runs (once per process instance: the caller keeps it).
-    pub fn classify(&mut self, pid: u32) -> ProcessProgram {
-        let exe_path = format!("/proc/{pid}/exe");
+    /// Decides what process `pid` runs (once per process instance: the caller keeps it),
+    /// its reads made through `reads`; fails when one of them does (it blocked).
+    pub fn classify(
+        &mut self,
+        pid: u32,
+        reads: &mut impl BlockingReads,
+    ) -> Result<ProcessProgram, ProcessFault> {
         // Opened once: identity and bytes come from the same file, whatever the process
         // execs or renames meanwhile.
-        let Some(opened) = open_executable(pid) else {
-            return ProcessProgram::Native;
+        let Some(opened) = reads.run(move || open_executable(pid))? else {
+            return Ok(ProcessProgram::Native);
         };
         let id = opened.ident;
-        let exe = self
-            .executables
-            .entry(id)
-            .or_insert_with(|| match analyse_executable(&opened) {
-                Ok(None) => Executable::Native,
-                Ok(Some(program)) => Executable::Go(Arc::new(program)),
-                Err(e) => {
-                    log::debug!("{exe_path}: unreadable Go binary: {e}");
-                    Executable::Unreadable(e.release, GoReadError::Executable(Arc::new(e.kind)))
-                }
-            })
-            .clone();
-        match exe {
+        let exe = match self.executables.get(&id) {
+            Some(exe) => exe.clone(),
+            None => {
+                let exe = reads.run(move || analyse(pid, &opened))?;
+                self.executables.insert(id, exe.clone());
+                exe
+            }
+        };
+        Ok(match exe {
             Executable::Native => ProcessProgram::Native,
             Executable::Unreadable(release, reason) => ProcessProgram::Unreadable(release, reason),
-            Executable::Go(program) => match load_bias(pid, &program, id.ino) {
-                Some(bias) => ProcessProgram::Go {
-                    program,
-                    bias,
-                    exe: std::fs::read_link(&exe_path)
+            Executable::Go(program) => {
+                let go = program.clone();
+                let (bias, exe) = reads.run(move || {
+                    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
                         .map(|p| p.to_string_lossy().into())
-                        .unwrap_or_else(|_| "".into()),
-                },
-                None => ProcessProgram::Unreadable(program.release, GoReadError::NoMapping),
-            },
-        }
+                        .unwrap_or_else(|_| "".into());
+                    (load_bias(pid, &go, id.ino), exe)
+                })?;
+                match bias {
+                    Some(bias) => ProcessProgram::Go { program, bias, exe },
+                    None => ProcessProgram::Unreadable(program.release, GoReadError::NoMapping),
+                }
+            }
+        })
     }
 
     /// Forgets analysed Go executables no live process runs (each holds its pclntab, a
@@ -98,6 +111,18 @@ impl Programs {
         if self.executables.len() > MAX_KNOWN_EXECUTABLES {
             self.executables
                 .retain(|_, exe| matches!(exe, Executable::Go(_)));
+        }
+    }
+}
+
+/// What the executable process `pid` runs turns out to be, from its opened file.
+fn analyse(pid: u32, opened: &OpenedExecutable) -> Executable {
+    match analyse_executable(opened) {
+        Ok(None) => Executable::Native,
+        Ok(Some(program)) => Executable::Go(Arc::new(program)),
+        Err(e) => {
+            log::debug!("/proc/{pid}/exe: unreadable Go binary: {e}");
+            Executable::Unreadable(e.release, GoReadError::Executable(Arc::new(e.kind)))
         }
     }
 }

@@ -17,13 +17,14 @@ use std::{
 use tracer_common::ProcessRecord;
 
 use crate::{
-    isolate::{Faults, ProcessFault, Step},
+    host::cpu::thread_cpu_time,
+    isolate::{Faults, ProcessFault, Reader, Step},
     model::{GoRelease, ProcessKey},
     sources::error::ReadError,
     sources::go::{
         executable::GoProgram,
         parked::{GoroutineTable, ParkedTable, ReadBuffers},
-        programs::{ProcessProgram, Programs},
+        programs::{BlockingReads, ProcessProgram, Programs},
         symbolize::{GoSymbolizer, bare_symbolizer, symbolize},
     },
 };
@@ -95,22 +96,6 @@ impl Default for ReadPacing {
     }
 }
 
-/// CPU time this thread has used: what a read cost, whatever else runs on the machine.
-pub fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write to.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(
-        ts.tv_sec.max(0) as u64,
-        ts.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
-}
-
 /// One Go process being read.
 struct GoProcess {
     program: Arc<GoProgram>,
@@ -153,20 +138,28 @@ impl From<ProcessProgram> for Watched {
 pub struct GoroutineSource {
     programs: Programs,
     processes: HashMap<ProcessKey, Watched>,
-    bufs: ReadBuffers,
+    /// Reads executables and goroutine tables on a thread the scan can stop waiting
+    /// for; it keeps the read buffers.
+    reads: Reader<ReadBuffers>,
     pacing: ReadPacing,
     /// The processes whose analysis failed (shared with the other sources and the census).
     faults: Arc<Faults>,
 }
 
 impl GoroutineSource {
-    /// A source reading as `pacing` says; a process whose analysis fails is recorded in
+    /// A source reading as `pacing` says (a read that blocks is abandoned after its
+    /// time budget, see [`Reader`]); a process whose analysis fails is recorded in
     /// `faults` (and one recorded there by another source is not read).
     pub fn new(pacing: ReadPacing, faults: Arc<Faults>) -> Self {
         Self {
             programs: Programs::default(),
             processes: HashMap::new(),
-            bufs: ReadBuffers::default(),
+            reads: Reader::new(
+                "goroutines",
+                ReadBuffers::default,
+                faults.clone(),
+                pacing.time_budget,
+            ),
             pacing,
             faults,
         }
@@ -187,18 +180,20 @@ impl GoroutineSource {
             let key = ProcessKey::of(rec);
             live.insert(key);
             if !self.processes.contains_key(&key) {
-                let programs = &mut self.programs;
-                let watched = match self.faults.of(&key) {
-                    // Failed in another source before it was known to be Go: that
-                    // source reports it.
-                    Some(_) => continue,
-                    None => self
-                        .faults
-                        .guard(key, Step::GoProgram, || programs.classify(key.pid))
-                        .map_or_else(
-                            |fault| Watched::Unreadable(GoRelease::Unknown, fault.into()),
-                            Watched::from,
-                        ),
+                // Failed in another source before it was known to be Go: that source
+                // reports it.
+                if self.faults.of(&key).is_some() {
+                    continue;
+                }
+                let mut reads = ClassifyReads {
+                    reader: &mut self.reads,
+                    key,
+                };
+                let watched = match self.programs.classify(key.pid, &mut reads) {
+                    Ok(program) => Watched::from(program),
+                    // Not known to be Go (a read of it blocked, or failed): unreadable
+                    // all the same, the runtime unknown.
+                    Err(fault) => Watched::Unreadable(GoRelease::Unknown, fault.into()),
                 };
                 self.processes.insert(key, watched);
             }
@@ -230,7 +225,7 @@ impl GoroutineSource {
             Watched::Native => None,
             Watched::Unreadable(release, reason) => Some(unreadable(*release, reason.clone())),
             Watched::Go(process) => {
-                let read = read_paced(key, process, &mut self.bufs, &self.pacing, &self.faults);
+                let read = read_paced(key, process, &mut self.reads, &self.pacing);
                 match read {
                     Ok(scan) => Some(scan),
                     Err(fault) => {
@@ -245,30 +240,43 @@ impl GoroutineSource {
     }
 }
 
+/// The reads of one process's classification, on the goroutine source's reader.
+struct ClassifyReads<'r> {
+    reader: &'r mut Reader<ReadBuffers>,
+    key: ProcessKey,
+}
+
+impl BlockingReads for ClassifyReads<'_> {
+    fn run<R: Send + 'static>(
+        &mut self,
+        read: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, ProcessFault> {
+        self.reader.run(self.key, Step::GoProgram, move |_| read())
+    }
+}
+
 /// Reads a Go process's goroutines when its pacing allows (else a scan that is not
-/// fresh), in its own step of the process's analysis: a failure is returned, not
-/// spread.
+/// fresh), on the reader thread, in its own step of the process's analysis: a failure
+/// (a panic, a read that blocked) is returned, not spread.
 fn read_paced(
     key: ProcessKey,
     process: &mut GoProcess,
-    bufs: &mut ReadBuffers,
+    reads: &mut Reader<ReadBuffers>,
     pacing: &ReadPacing,
-    faults: &Faults,
 ) -> Result<GoroutineScan, ProcessFault> {
     let now = Instant::now();
     let fresh = process.next_read.is_none_or(|at| now >= at);
     let goroutines = if fresh {
-        let cpu = thread_cpu_time();
-        let read = faults.guard(key, Step::GoTable, || {
-            process.table.read(
-                key.pid,
-                &process.program,
-                process.bias,
-                bufs,
-                pacing.time_budget,
-            )
+        // The table goes to the reader and comes back with the read; a read abandoned
+        // keeps it (the process is read afresh once it answers).
+        let mut table = std::mem::take(&mut process.table);
+        let (program, bias, budget) = (process.program.clone(), process.bias, pacing.time_budget);
+        let (table, read, cost) = reads.run(key, Step::GoTable, move |bufs| {
+            let cpu = thread_cpu_time();
+            let read = table.read(key.pid, &program, bias, bufs, budget);
+            (table, read, thread_cpu_time().saturating_sub(cpu))
         })?;
-        let cost = thread_cpu_time().saturating_sub(cpu);
+        process.table = table;
         process.next_read = Some(now + pacing.pause_after(cost));
         log::debug!(
             "goroutines of {}: {} read in {cost:?} of CPU",

@@ -8,8 +8,10 @@
 //! new process's name, executable and cgroup ([`facts`]). The census folds what it gives
 //! and names a site's frames, the first time it sees the site, through the pass's
 //! [`ThreadSymbolizer`]. Every step that reads or parses one process (its facts, its
-//! waits, its stacks, its frames' names) runs isolated ([`crate::isolate`]): a process
-//! whose analysis fails is reported unreadable, the rest of the pass goes on.
+//! waits, its stacks, its frames' names) runs isolated ([`crate::isolate`]), and those
+//! that read its maps, binaries and memory run on a reader thread the scan stops
+//! waiting for past a deadline: a process whose analysis fails, or whose read blocks,
+//! is reported unreadable, the rest of the pass goes on.
 
 pub mod bpf;
 pub mod choice;
@@ -24,7 +26,7 @@ pub mod wait;
 use std::{
     collections::{HashMap, HashSet, hash_map::Entry},
     sync::Arc,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use tracer_common::{ProcessRecord, ThreadWaiterRecord};
@@ -45,9 +47,10 @@ pub use self::{
 use crate::{
     error::SourceError,
     host::kubelet::KubeletLogDirs,
-    isolate::{self, Faults, ProcessFault, Step},
+    isolate::{Faults, ProcessFault, Reader, Step},
     model::{ProcessFacts, ProcessKey, SiteKey, WaiterKind},
     resources::ProcessUsage,
+    sources::error::ReadError,
 };
 
 /// The thread side of a watch: its record source and what it keeps between scans (each
@@ -58,7 +61,9 @@ pub struct ThreadSource {
     reason: String,
     waits: WaitClassifier,
     stacks: ThreadStacks,
-    reads: StackReads,
+    /// Reads the processes' maps, binaries and stacks, on a thread the scan can stop
+    /// waiting for.
+    reads: Reader<StackReads>,
     facts: FactsReader,
     /// The processes whose analysis failed (shared with the other sources and the census).
     faults: Arc<Faults>,
@@ -82,7 +87,7 @@ pub struct ThreadScan<'a> {
     /// those of the processes in `unreadable`.
     pub blocked: Vec<BlockedThread>,
     /// The watched processes whose threads could not be read at this scan, and why.
-    pub unreadable: HashMap<ProcessKey, ProcessFault>,
+    pub unreadable: HashMap<ProcessKey, ReadError>,
     /// What each watched process holds (tasks, mappings, memory) now.
     pub usage: HashMap<ProcessKey, ProcessUsage>,
     /// Tasks per real uid on the host, when the source listed every process.
@@ -94,15 +99,20 @@ pub struct ThreadScan<'a> {
 impl ThreadSource {
     /// Opens the record source `choice` asks for (loads the kernel program, or falls
     /// back to /proc as `choice` allows); nothing is scanned yet. A process whose
-    /// analysis fails is recorded in `faults`.
-    pub fn open(choice: ThreadSourceChoice, faults: Arc<Faults>) -> Result<Self, SourceError> {
+    /// analysis fails is recorded in `faults`; a read of one that blocks is abandoned
+    /// after `deadline` (see [`Reader`]).
+    pub fn open(
+        choice: ThreadSourceChoice,
+        faults: Arc<Faults>,
+        deadline: Duration,
+    ) -> Result<Self, SourceError> {
         let (records, reason) = RecordSource::open(choice)?;
         Ok(Self {
             records,
             reason,
             waits: WaitClassifier::default(),
             stacks: ThreadStacks::default(),
-            reads: StackReads::default(),
+            reads: Reader::new("threads", StackReads::default, faults.clone(), deadline),
             facts: FactsReader::default(),
             faults,
             scans: 0,
@@ -140,7 +150,7 @@ impl ThreadSource {
             facts.insert(
                 key,
                 read.unwrap_or_else(|fault| {
-                    unreadable.insert(key, fault);
+                    unreadable.insert(key, fault.into());
                     listed_facts(r.comm_bytes())
                 }),
             );
@@ -158,7 +168,7 @@ impl ThreadSource {
                 let comm = waiters[0].comm_bytes();
                 let read = self.process_facts(process, comm, now);
                 unlisted.insert(read.unwrap_or_else(|fault| {
-                    unreadable.insert(process, fault);
+                    unreadable.insert(process, fault.into());
                     listed_facts(comm)
                 }));
             }
@@ -167,8 +177,8 @@ impl ThreadSource {
             }
             match self.blocked_threads(process, &waiters) {
                 Ok(threads) => blocked.extend(threads),
-                Err(fault) => {
-                    unreadable.insert(process, fault);
+                Err(reason) => {
+                    unreadable.insert(process, reason);
                 }
             }
         }
@@ -201,12 +211,13 @@ impl ThreadSource {
     }
 
     /// The blocked threads of one process: what each waits on, and its stack (unwound
-    /// when the wait is new), each in its own step of the process's analysis.
+    /// when the wait is new, on the reader thread), each in its own step of the
+    /// process's analysis.
     fn blocked_threads(
         &mut self,
         process: ProcessKey,
         waiters: &[&ThreadWaiterRecord],
-    ) -> Result<Vec<BlockedThread>, ProcessFault> {
+    ) -> Result<Vec<BlockedThread>, ReadError> {
         let (faults, waits) = (&self.faults, &mut self.waits);
         let classified: Vec<_> = faults.guard(process, Step::Waits, || {
             (waiters.iter())
@@ -218,16 +229,11 @@ impl ThreadSource {
             .filter(|&(thread, regs)| self.stacks.get(thread, regs).is_none())
             .collect();
         if !new.is_empty() {
-            let regs: Vec<_> = new.iter().map(|&(_, regs)| regs).collect();
-            let (reads, scan) = (&mut self.reads, self.scans);
-            let unwound = isolate::per_process(process.pid, Step::Unwind, || {
-                reads.unwind(scan, process.pid, &regs)
-            });
-            let stacks = unwound.map_err(|panic| {
-                // Its caches may be half-updated: start afresh.
-                self.reads = StackReads::default();
-                self.faults.panicked(process, panic)
-            })?;
+            let scan = self.scans;
+            let at = new.clone();
+            let stacks = self.reads.run(process, Step::Unwind, move |reads| {
+                reads.unwind(scan, process.pid, &at)
+            })??;
             for ((thread, regs), stack) in new.into_iter().zip(stacks) {
                 self.stacks.insert(thread, regs, stack);
             }
@@ -249,22 +255,17 @@ impl ThreadSource {
             .collect())
     }
 
-    /// Names thread sites' frames for the census, each in its own step of its
-    /// process's analysis.
+    /// Names thread sites' frames for the census, each on the reader thread, in its own
+    /// step of its process's analysis.
     fn symbolizer(&mut self) -> ThreadSymbolizer<'_> {
-        let (faults, reads, scan) = (&self.faults, &mut self.reads, self.scans);
+        let (reads, scan) = (&mut self.reads, self.scans);
         Box::new(move |process, stack| {
-            if let Some(fault) = faults.of(&process) {
-                return Err(fault);
-            }
-            isolate::per_process(process.pid, Step::Symbolize, || {
-                reads.symbolize(scan, process.pid, stack)
-            })
-            .map_err(|panic| {
-                // Its caches may be half-updated: start afresh.
-                *reads = StackReads::default();
-                faults.panicked(process, panic)
-            })
+            let stack = stack.to_vec();
+            reads
+                .run(process, Step::Symbolize, move |reads| {
+                    reads.symbolize(scan, process.pid, &stack)
+                })
+                .map_err(ReadError::from)
         })
     }
 }

@@ -22,7 +22,7 @@ use std::{
     collections::{HashMap, HashSet},
     fs,
     io::Read,
-    os::unix::fs::MetadataExt,
+    path::Path,
 };
 
 use tracer_common::{
@@ -31,7 +31,10 @@ use tracer_common::{
 };
 
 use super::{holdings::Holdings, record::ThreadRecords};
-use crate::isolate::{self, Step};
+use crate::{
+    host::stat::{self, stat_cached},
+    isolate::{self, Step},
+};
 
 /// `task->flags` bit of kernel threads (include/linux/sched.h).
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -353,10 +356,11 @@ fn read_small<'a>(path: &str, buf: &'a mut String) -> Option<&'a str> {
     Some(buf.as_str())
 }
 
-/// An executable's identity as a stand-in for the kernel's exec counter.
+/// An executable's identity as a stand-in for the kernel's exec counter (without
+/// asking its file system, which may not answer).
 fn exec_id(pid: u32) -> u64 {
-    fs::metadata(format!("/proc/{pid}/exe"))
-        .map(|meta| meta.ino() ^ meta.dev().rotate_left(40))
+    stat_cached(Path::new(&format!("/proc/{pid}/exe")))
+        .map(|st| st.ino ^ st.dev.rotate_left(40))
         .unwrap_or(0)
 }
 
@@ -468,7 +472,9 @@ fn fd_facts(pid: u32, syscall: &SyscallLine) -> FdFacts {
     let fd = syscall.args[0] as i32;
     let path = format!("/proc/{pid}/fd/{fd}");
     let (kind, detail) = match fs::read_link(&path) {
-        Ok(target) => classify_fd_link(&target.to_string_lossy(), || fs::metadata(&path).ok()),
+        Ok(target) => classify_fd_link(&target.to_string_lossy(), || {
+            stat_cached(Path::new(&path)).ok()
+        }),
         Err(_) => (fd_kind::UNKNOWN, 0),
     };
     FdFacts { fd, kind, detail }
@@ -476,7 +482,7 @@ fn fd_facts(pid: u32, syscall: &SyscallLine) -> FdFacts {
 
 /// Tells an fd's kind from its /proc/PID/fd link text, and for paths from the file's
 /// metadata (`stat` follows the link to the open file itself).
-fn classify_fd_link(link: &str, stat: impl FnOnce() -> Option<fs::Metadata>) -> (u32, u32) {
+fn classify_fd_link(link: &str, stat: impl FnOnce() -> Option<stat::Stat>) -> (u32, u32) {
     if link.starts_with("socket:") {
         return (fd_kind::SOCKET, 0);
     }
@@ -499,12 +505,10 @@ fn classify_fd_link(link: &str, stat: impl FnOnce() -> Option<fs::Metadata>) -> 
     if link.starts_with("pidfd:") {
         return (fd_kind::PIDFD, 0);
     }
-    let Some(meta) = stat() else {
+    let Some(file_type) = stat() else {
         return (fd_kind::UNKNOWN, 0);
     };
-    use std::os::unix::fs::FileTypeExt;
-    let file_type = meta.file_type();
-    let rdev = meta.rdev();
+    let rdev = file_type.rdev;
     // The kernel's own encoding of a device number, as the iterator reports it.
     let device = (libc::major(rdev) << 20) | libc::minor(rdev);
     if file_type.is_file() {
@@ -609,9 +613,9 @@ mod tests {
             fd_kind::ANON
         );
         assert_eq!(classify_fd_link("/gone/file", none).0, fd_kind::UNKNOWN);
-        let null = classify_fd_link("/dev/null", || fs::metadata("/dev/null").ok());
+        let null = classify_fd_link("/dev/null", || stat_cached(Path::new("/dev/null")).ok());
         assert_eq!(null, (fd_kind::CHARDEV, (1 << 20) | 3));
-        let dir = classify_fd_link("/", || fs::metadata("/").ok());
+        let dir = classify_fd_link("/", || stat_cached(Path::new("/")).ok());
         assert_eq!(dir.0, fd_kind::DIR);
     }
 

@@ -5,19 +5,23 @@
 //! the wait is first seen and kept while the thread parks there (a pool worker that
 //! wakes and re-parks at the same place keeps it too): [`ThreadStacks`] remembers them.
 //! What reads the process — its `/proc/PID/maps` (read at most once per scan, for
-//! unwinding and naming alike), its binaries, its stack — is [`StackReads`], which one
-//! process's analysis step drives at a time. With each stack, the size of its stack
-//! mapping and what of it is resident are read once (a blocked thread's stack does
-//! not move).
+//! unwinding and naming alike), its binaries, its stack — is [`StackReads`], the state
+//! of the thread source's reader thread ([`crate::isolate::Reader`]): any of those reads
+//! may block, and the scan must be able to stop waiting. With each stack, the size of
+//! its stack mapping and what of it is resident are read once (a blocked thread's stack
+//! does not move).
 
 use std::collections::{HashMap, HashSet};
 
 use crate::{
     fasthash::IntMap,
-    host::procfs::{self, MemoryMap},
-    isolate::ProcessFault,
+    host::{
+        pagemap,
+        procfs::{self, MemoryMap},
+    },
     model::{Frame, ProcessKey, StackKey, ThreadKey},
     resources::StackBytes,
+    sources::error::{ReadError, StackNotResident},
     stacks::{
         symbolize::StackSymbolizer,
         unwind::{StackUnwinder, UserRegs},
@@ -28,7 +32,7 @@ use crate::{
 /// first), or says why that process cannot be read: valid for the scan that produced
 /// it, while its processes still run.
 pub type ThreadSymbolizer<'a> =
-    Box<dyn FnMut(ProcessKey, &[u64]) -> Result<Vec<Frame>, ProcessFault> + 'a>;
+    Box<dyn FnMut(ProcessKey, &[u64]) -> Result<Vec<Frame>, ReadError> + 'a>;
 
 /// Everything that reads a process to unwind and name its threads' stacks: the
 /// unwinder's and the symbolizer's caches (kept across scans), and the maps of the
@@ -46,33 +50,40 @@ impl StackReads {
     /// The stacks of threads of process `pid` parked at `regs` (one each, in order),
     /// as of scan `scan`: frame addresses, innermost first, and what each one's stack
     /// mapping holds (nothing counted when the mapping holding its stack pointer is not
-    /// recognisably a thread stack).
+    /// recognisably a thread stack). Fails when a thread's stack pointer is on a page
+    /// that is not resident (see [`crate::host::pagemap`]): a real thread wrote the page
+    /// it blocks on; only a process that keeps its "stack" on a file's page it never
+    /// touched has such a one, and reading it could wait for ever.
     pub fn unwind(
         &mut self,
         scan: u64,
         pid: u32,
-        regs: &[UserRegs],
-    ) -> Vec<(StackKey, StackBytes)> {
+        regs: &[(ThreadKey, UserRegs)],
+    ) -> Result<Vec<(StackKey, StackBytes)>, StackNotResident> {
         let Self {
             unwinder,
             scan: maps_of,
             maps,
             ..
         } = self;
-        match scan_maps(maps, maps_of, scan, pid) {
-            Some(maps) => regs
-                .iter()
-                .map(|&r| {
-                    (
-                        unwinder.unwind(pid, maps, r).into(),
-                        stack_bytes(pid, maps, r.sp),
-                    )
-                })
-                .collect(),
-            None => (regs.iter())
-                .map(|r| (StackKey::from(vec![r.ip]), StackBytes::default()))
-                .collect(),
+        let Some(maps) = scan_maps(maps, maps_of, scan, pid) else {
+            return Ok((regs.iter())
+                .map(|(_, r)| (StackKey::from(vec![r.ip]), StackBytes::default()))
+                .collect());
+        };
+        let mut stacks = Vec::with_capacity(regs.len());
+        for &(thread, r) in regs {
+            let resident = pagemap::resident_pages(pid, r.sp / pagemap::PAGE, 1);
+            if r.sp != 0 && resident.is_ok_and(|page| page == [false]) {
+                return Err(StackNotResident {
+                    tid: thread.tid,
+                    sp: r.sp,
+                });
+            }
+            let stack = unwinder.unwind(pid, maps, r).into();
+            stacks.push((stack, stack_bytes(pid, maps, r.sp)));
         }
+        Ok(stacks)
     }
 
     /// The frames of a stack of process `pid`, named with its maps as of scan `scan`.
