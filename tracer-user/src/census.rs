@@ -9,17 +9,19 @@
 //! whose analysis failed (here or in a source) unreadable.
 
 use std::{
-    collections::{HashMap, HashSet, hash_map::Entry},
+    collections::{HashMap, HashSet},
     sync::Arc,
 };
 
 use crate::{
+    budget::degraded::{self, Degradation, Degradations},
     fasthash::IntMap,
     isolate::{Faults, Step},
     model::{
         Frame, GoroutineMember, LabelSet, ProcessFacts, ProcessKey, Runtime, SiteKey, WaiterKind,
     },
     resources::{ProcessUsage, ResourceScan, StackBytes},
+    site_names::SiteNames,
     sources::{
         error::ReadError,
         go::{reader::GoroutineScan, symbolize::GoSymbolizer},
@@ -78,6 +80,8 @@ pub struct ProcessCensus {
     /// What the process holds now of what the kernel limits (its threads, mappings,
     /// memory), when the thread source listed it.
     pub usage: Option<ProcessUsage>,
+    /// What a memory or CPU budget cut from its analysis so far.
+    pub degraded: Degradations,
 }
 
 impl ProcessCensus {
@@ -127,10 +131,11 @@ impl Scope {
 pub struct CensusTaker {
     scope: Scope,
     own_pid: u32,
-    /// Each site's symbolized frames, named once while its process was alive.
-    sites: IntMap<(ProcessKey, SiteKey), Arc<[Frame]>>,
-    /// Each goroutine creator's frame (gopc), named once.
-    creators: IntMap<(ProcessKey, u64), Frame>,
+    /// Each site's symbolized frames and each goroutine creator's, named once while
+    /// its process was alive, within the budget.
+    names: SiteNames,
+    /// What a budget cut from each process's analysis so far.
+    degraded: HashMap<ProcessKey, Degradations>,
     /// Each process's facts as reported (with its Go runtime, once known).
     facts: HashMap<ProcessKey, ReportedFacts>,
     /// The watched processes alive at the newest census (with waiters or not).
@@ -144,9 +149,6 @@ pub struct CensusTaker {
     runtime_thread_sites: IntMap<(ProcessKey, SiteKey), bool>,
 }
 
-/// Goroutine creator frames remembered across all processes.
-const MAX_CREATORS: usize = 65_536;
-
 impl CensusTaker {
     /// A census taker of the processes in `scope`; one whose analysis fails is recorded
     /// in `faults` (and one recorded there by a source is reported unreadable).
@@ -154,8 +156,8 @@ impl CensusTaker {
         Self {
             scope,
             own_pid: std::process::id(),
-            sites: IntMap::default(),
-            creators: IntMap::default(),
+            names: SiteNames::default(),
+            degraded: HashMap::new(),
             facts: HashMap::new(),
             live: HashSet::new(),
             faults,
@@ -183,18 +185,19 @@ impl CensusTaker {
     /// Forgets symbolized sites (and creators of processes) that `keep` rejects: the
     /// daemon's caches must not grow with every site a host ever had.
     pub fn retain_sites(&mut self, keep: impl Fn(&ProcessKey, &SiteKey) -> bool) {
-        self.sites.retain(|(process, site), _| keep(process, site));
         self.runtime_thread_sites
             .retain(|(process, site), _| keep(process, site));
-        let live: HashSet<ProcessKey> = self.sites.keys().map(|(p, _)| *p).collect();
-        self.creators
-            .retain(|(process, _), _| live.contains(process));
+        let live = self.names.retain(keep);
         self.facts.retain(|process, _| live.contains(process));
+        let alive = &self.live;
+        self.degraded
+            .retain(|process, _| live.contains(process) || alive.contains(process));
     }
 
-    /// The symbolized frames of a site seen in an earlier census.
+    /// The symbolized frames of a site seen in an earlier census (`None`: not named,
+    /// its names were over the budget).
     pub fn frames(&self, process: &ProcessKey, site: &SiteKey) -> Option<Arc<[Frame]>> {
-        self.sites.get(&(*process, site.clone())).cloned()
+        self.names.frames(process, site)
     }
 
     /// Whether the process was alive at the newest census.
@@ -204,7 +207,35 @@ impl CensusTaker {
 
     /// The frame of a goroutine creator (`gopc`) seen in an earlier census.
     pub fn creator(&self, process: &ProcessKey, gopc: u64) -> Option<&Frame> {
-        self.creators.get(&(*process, gopc))
+        self.names.creator(process, gopc)
+    }
+
+    /// Adds what the thread source's budgets cut from processes' stacks and names this
+    /// scan (by pid) to those processes, in `census` and from now on.
+    pub fn note_degraded(&mut self, census: &mut Census, cut: Vec<(u32, Degradation)>) {
+        if cut.is_empty() {
+            return;
+        }
+        let by_pid: HashMap<u32, ProcessKey> =
+            census.processes.keys().map(|k| (k.pid, *k)).collect();
+        for (pid, reason) in cut {
+            if let Some(key) = by_pid.get(&pid) {
+                degraded::note(self.degraded.entry(*key).or_default(), reason);
+            }
+        }
+        self.attach_degraded(census);
+    }
+
+    /// Gives each process of `census` what budgets cut from its analysis so far.
+    fn attach_degraded(&mut self, census: &mut Census) {
+        for (key, reason) in self.names.take_cut() {
+            degraded::note(self.degraded.entry(key).or_default(), reason);
+        }
+        for (key, process) in census.processes.iter_mut() {
+            if let Some(reasons) = self.degraded.get(key) {
+                process.degraded = reasons.clone();
+            }
+        }
     }
 
     /// Builds the census of one scan: the blocked threads the thread source found and
@@ -259,6 +290,7 @@ impl CensusTaker {
         for (key, process) in &mut census.processes {
             process.usage = usage.get(key).copied();
         }
+        self.attach_degraded(&mut census);
         census
     }
 
@@ -297,16 +329,12 @@ impl CensusTaker {
             if failed.contains_key(&process) {
                 continue;
             }
-            if let Entry::Vacant(named) = self.sites.entry((process, site.clone())) {
-                match symbolizer(process, &site.stack) {
-                    Ok(frames) => {
-                        named.insert(frames.into());
-                    }
-                    Err(reason) => {
-                        failed.insert(process, (reason, None));
-                        continue;
-                    }
-                }
+            let named = self
+                .names
+                .name_site(process, &site, || symbolizer(process, &site.stack));
+            if let Err(reason) = named {
+                failed.insert(process, (reason, None));
+                continue;
             }
             let facts = self.facts_of(process, scan_facts, None);
             let entry = census
@@ -356,9 +384,10 @@ impl CensusTaker {
                 wait: group.wait_reason,
                 stack: group.stack,
             };
-            self.sites
-                .entry((process, site.clone()))
-                .or_insert_with(|| (scan.symbolizer)(&site.stack).into());
+            let named = self.names.name_site(process, &site, || {
+                Ok::<_, std::convert::Infallible>((scan.symbolizer)(&site.stack))
+            });
+            named.unwrap_or_else(|never| match never {});
             self.name_creator(process, group.gopc, &scan.symbolizer);
             // Groups differing only by creator share a site.
             let site = entry.sites.entry(site).or_insert_with(|| SiteCensus {
@@ -387,12 +416,7 @@ impl CensusTaker {
 
     /// Names a goroutine creator (`gopc`) once.
     fn name_creator(&mut self, process: ProcessKey, gopc: u64, symbolizer: &GoSymbolizer) {
-        if self.creators.len() >= MAX_CREATORS && !self.creators.contains_key(&(process, gopc)) {
-            // A process whose goroutines come from ever new creators (a hostile one):
-            // it thrashes its own entries, never grows the cache or evicts others'.
-            self.creators.retain(|(p, _), _| *p != process);
-        }
-        self.creators.entry((process, gopc)).or_insert_with(|| {
+        self.names.name_creator(process, gopc, || {
             // Symbolized as a caller frame (pc - 1): gopc is the return address of
             // the call that created the goroutine.
             let mut frame = symbolizer(&[0, gopc]).pop().unwrap_or_default();
@@ -473,6 +497,7 @@ mod tests {
     use std::cell::RefCell;
 
     use super::*;
+    use crate::site_names::MAX_CREATORS;
     use crate::{
         model::{MemberId, ThreadKey, WaitId},
         sources::threads::WaitDetail,
@@ -693,7 +718,7 @@ mod tests {
             let start = 100 + round * MAX_CREATORS as u64;
             let go = vec![scan(2, start..start + MAX_CREATORS as u64)];
             taker.take(threads(Vec::new(), &|_, _| {}), go);
-            assert!(taker.creators.len() <= MAX_CREATORS);
+            assert!(taker.names.creators() <= MAX_CREATORS);
         }
         assert!(taker.creator(&key(1), 5).is_some());
     }

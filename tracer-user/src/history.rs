@@ -1,12 +1,18 @@
 //! The censuses of a watch window, folded per process and per site: how many waiters
 //! each scan saw, and when each member was first and last seen.
 
+mod budget;
+
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     sync::Arc,
 };
 
 use crate::{
+    budget::{
+        MemoryBudget, MemoryKind,
+        degraded::{self, Degradations},
+    },
     census::{Census, GoroutineChanges, SiteMembers},
     fasthash::{IntHasher, IntMap},
     model::{
@@ -273,6 +279,11 @@ pub struct ProcessHistory {
     pub uid: Option<u32>,
     /// The limits on it, as last read (once per window).
     pub limits: Option<Arc<ProcessLimits>>,
+    /// What a memory or CPU budget cut from its analysis (the census's reasons, and
+    /// the history's own cuts).
+    pub degraded: Degradations,
+    /// Heap bytes its history held when last measured (see [`History::record`]).
+    bytes: u64,
 }
 
 /// Goroutine ids a process must create during the window before ids date births: four
@@ -284,8 +295,9 @@ const MIN_DATING_GOIDS: u64 = 64;
 const MAX_GC_STARTS: usize = 4096;
 
 /// Everything seen during one watch window. Scans are numbered from the first ever
-/// recorded; a rolling window (the daemon) drops old scans with [`History::trim`].
-#[derive(Clone, Debug, Default)]
+/// recorded; a rolling window (the daemon) drops old scans with [`History::trim`]. It
+/// stays within the memory budget's `history` share (see [`budget`]).
+#[derive(Debug)]
 pub struct History {
     /// CLOCK_MONOTONIC time of each scan in the window, oldest first.
     scan_times_ns: VecDeque<u64>,
@@ -295,11 +307,38 @@ pub struct History {
     /// The host's limits and counters, and its limited cgroups' usage, at the newest
     /// scan.
     pub host: HostSample,
+    budget: &'static MemoryBudget,
+    /// Bytes charged to the budget.
+    held: u64,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self::with_budget(crate::budget::global())
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        self.budget.release(MemoryKind::History, self.held);
+    }
 }
 
 impl History {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A history that counts against `budget`.
+    pub fn with_budget(budget: &'static MemoryBudget) -> Self {
+        Self {
+            scan_times_ns: VecDeque::new(),
+            first_scan: 0,
+            processes: HashMap::new(),
+            host: HostSample::default(),
+            budget,
+            held: 0,
+        }
     }
 
     /// Scans in the window.
@@ -367,6 +406,7 @@ impl History {
                 site.member_count() > 0
             });
         }
+        self.keep_within_budget(None);
     }
 
     /// Seconds from a Go process's latest goroutine read to the newest scan: how fresh
@@ -428,8 +468,13 @@ impl History {
                     usage: UsageSeries::default(),
                     uid: None,
                     limits: None,
+                    degraded: Degradations::default(),
+                    bytes: 0,
                 });
             entry.last_scan = scan;
+            for reason in process.degraded.iter() {
+                degraded::note(&mut entry.degraded, reason.clone());
+            }
             entry.facts = process.facts.clone();
             entry.unreadable.clone_from(&process.unreadable);
             if let Some(usage) = &process.usage {
@@ -469,6 +514,8 @@ impl History {
                 entry.gc_starts.pop_first();
             }
         }
+        let touched: Vec<ProcessKey> = census.processes.keys().copied().collect();
+        self.keep_within_budget(Some(&touched));
     }
 
     /// The narrow, pure view of one site that the verdict judges: the scans from the

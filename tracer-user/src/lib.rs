@@ -7,6 +7,7 @@
 //! - [`sources`]: where waiters come from (the kernel task iterator for threads, each Go
 //!   process's goroutine table).
 //! - [`stacks`]: unwinding (DWARF CFI, frame-pointer fallback) and symbolization.
+//! - [`site_names`]: each site's frames, named once and kept within the budget.
 //! - [`census`]: one scan's waiters keyed by process and site, with member ids.
 //! - [`history`]: the censuses of a watch window, per site.
 //! - [`verdict`]: pure judgement of a site's history.
@@ -19,8 +20,11 @@
 //!   and the scan loop each command runs on its own schedule with its own sink.
 //! - [`diagnose`], [`top`], [`daemon`]: the commands, each a schedule and a sink.
 //! - [`isolate`]: panic isolation per process.
+//! - [`budget`]: one memory budget for what leakscope keeps of the host, CPU budgets on
+//!   binary analysis, and the reasons a process's analysis was cut.
 //! - [`sanitize`]: process-controlled text on its way to logs, reports and labels.
 
+pub mod budget;
 pub mod census;
 pub mod daemon;
 pub mod diagnose;
@@ -36,6 +40,7 @@ pub mod pprof;
 pub mod report;
 pub mod resources;
 pub mod sanitize;
+pub mod site_names;
 pub mod sources;
 pub mod stacks;
 pub mod summary;

@@ -11,11 +11,17 @@ use std::{
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracer_user::{
+    budget::alloc::CountingAlloc,
     daemon,
     diagnose::{DiagnoseOptions, diagnose, stderr_is_terminal},
     report, top,
     watch::{WatchArgs, WindowArgs},
 };
+
+/// The system allocator, counting live bytes: what leakscope holds, as a whole
+/// (`leakscope_memory_heap_bytes`), and what a library keeps after a call.
+#[global_allocator]
+static ALLOCATOR: CountingAlloc = CountingAlloc;
 
 /// Finds goroutine and thread leaks on this host: processes whose population of blocked
 /// waiters grows without bound, and the stacks where they block.

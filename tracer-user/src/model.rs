@@ -218,6 +218,42 @@ pub struct Frame {
     pub module: Option<String>,
 }
 
+/// The longest function or file name a frame keeps, in bytes: a hostile binary's names
+/// run to 64 KiB each, and every named site keeps its frames; longer names are cut and
+/// end in `…`. Real names are far shorter (Go's longest generic instantiations and C++
+/// templates run to a few hundred bytes).
+pub const MAX_FRAME_NAME: usize = 1024;
+
+/// `name` as a frame keeps it: lossy UTF-8, at most [`MAX_FRAME_NAME`] bytes, cut at a
+/// character boundary and marked with `…`.
+pub fn frame_name(name: &[u8]) -> String {
+    const CUT: &str = "\u{2026}";
+    if name.len() <= MAX_FRAME_NAME {
+        return String::from_utf8_lossy(name).into_owned();
+    }
+    let mut text = String::from_utf8_lossy(&name[..MAX_FRAME_NAME - CUT.len()]).into_owned();
+    // Lossy replacement may have grown it: cut again at a character boundary.
+    let mut end = text.len().min(MAX_FRAME_NAME - CUT.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(CUT);
+    text
+}
+
+/// Frames known by their address alone (not named: the process is gone, or its names
+/// were over the budget).
+pub fn bare_frames(stack: &[u64]) -> Vec<Frame> {
+    stack
+        .iter()
+        .map(|&address| Frame {
+            address,
+            ..Frame::default()
+        })
+        .collect()
+}
+
 fn hex_address<S: serde::Serializer>(address: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{address:#x}"))
 }
@@ -225,6 +261,23 @@ fn hex_address<S: serde::Serializer>(address: &u64, s: S) -> Result<S::Ok, S::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Check that frame names are kept whole up to the cap, cut with a mark past it,
+    /// never split inside a character, and never over the cap.
+    #[test]
+    fn frame_names_are_capped() {
+        assert_eq!(frame_name(b"main.f"), "main.f");
+        let long = "é".repeat(MAX_FRAME_NAME);
+        let cut = frame_name(long.as_bytes());
+        assert!(
+            cut.len() <= MAX_FRAME_NAME && cut.ends_with('\u{2026}'),
+            "{}",
+            cut.len()
+        );
+        assert!(cut.starts_with("éé"));
+        let bad = vec![0xffu8; 4 * MAX_FRAME_NAME];
+        assert!(frame_name(&bad).len() <= MAX_FRAME_NAME);
+    }
 
     /// Check that runtimes render as the report and the metrics have always named them
     /// (JSON too), and that releases order by version.

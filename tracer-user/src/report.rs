@@ -74,6 +74,10 @@ struct ProcessJson<'a> {
     /// reached first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     limits: Vec<ForecastJson<'a>>,
+    /// Addition to version 1: what a memory or CPU budget cut from its analysis, one
+    /// sentence each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    degraded: Vec<String>,
     sites: Vec<SiteJson<'a>>,
 }
 
@@ -256,6 +260,7 @@ impl<'a> ProcessJson<'a> {
                 .flat_map(|e| &e.forecasts)
                 .map(ForecastJson::of)
                 .collect(),
+            degraded: p.degraded.iter().map(ToString::to_string).collect(),
             sites: p.sites.iter().map(SiteJson::of).collect(),
         }
     }
@@ -417,6 +422,7 @@ fn write_leaking_process(out: &mut String, p: &ProcessSummary, style: TextStyle)
         };
         let _ = writeln!(out, "  {said}");
     }
+    write_degraded(out, p, style);
     for s in p.sites.iter().filter(|s| s.is_leak()) {
         let ops = if s.ops.is_empty() {
             String::new()
@@ -501,6 +507,20 @@ fn write_other_process(out: &mut String, p: &ProcessSummary, style: TextStyle) {
         p.waiters,
         p.sites.len()
     );
+    write_degraded(out, p, style);
+}
+
+/// What a budget cut from a process's analysis, one line each (a process so cut never
+/// reads as complete).
+fn write_degraded(out: &mut String, p: &ProcessSummary, style: TextStyle) {
+    for reason in p.degraded.iter() {
+        let _ = writeln!(
+            out,
+            "    {} {}",
+            style.yellow("degraded:"),
+            sanitize::log_text(&reason.to_string())
+        );
+    }
 }
 
 /// What a goroutine site's members say of themselves: how many the Go runtime proved

@@ -16,10 +16,11 @@ use std::{
 };
 
 use crate::{
+    budget::degraded::Degradations,
     census::CensusTaker,
     forecast::{Exhaustion, ForecastInput, ForecastPolicy, exhaustion},
     history::{History, ProcessHistory, SiteHistory},
-    model::{Frame, LabelSet, ProcessFacts, ProcessKey, SiteKey, WaiterKind},
+    model::{Frame, LabelSet, ProcessFacts, ProcessKey, SiteKey, WaiterKind, bare_frames},
     resources::StackBytes,
     sanitize,
     sources::error::ReadError,
@@ -82,6 +83,8 @@ pub struct ProcessSummary {
     /// Leaking processes still running: when each limit their leak runs into is
     /// reached, the first first; `None` for every other process.
     pub exhaustion: Option<Exhaustion>,
+    /// What a memory or CPU budget cut from its analysis (the sinks say what).
+    pub degraded: Degradations,
 }
 
 /// One site (where waiters block) of one process.
@@ -248,7 +251,9 @@ pub fn summarize(
             if count == 0 && !judgement.is_leak() {
                 continue;
             }
-            let stack = catalog.frames(key, site_key).unwrap_or_default();
+            let stack = catalog
+                .frames(key, site_key)
+                .unwrap_or_else(|| bare_frames(&site_key.stack).into());
             if let Some(observation) = obs.filter(|_| record) {
                 recorded.push(RecordedSite {
                     pid: key.pid,
@@ -331,6 +336,7 @@ fn summarize_process(
         goroutines_read_age_s: history.goroutine_read_age_s(process),
         unreadable: process.unreadable.clone(),
         exhaustion,
+        degraded: process.degraded.clone(),
     }
 }
 
@@ -753,6 +759,7 @@ pub(crate) mod testutil {
             }),
             goroutines_read_age_s: None,
             unreadable: None,
+            degraded: Default::default(),
             alive: true,
             uptime_s: 3725.0,
             outcome,

@@ -20,6 +20,7 @@ use prometheus::{
 };
 
 use crate::{
+    budget::{MemoryBudget, alloc::live_heap_bytes},
     history::History,
     host::cgroup::PodIdentity,
     isolate::StuckReads,
@@ -57,6 +58,9 @@ pub const RULE_LABEL: &str = "rule";
 pub const LIMIT_LABEL: &str = "limit";
 /// Why a process could not be read: a [`crate::sources::error::ReadError::kind`].
 pub const REASON_LABEL: &str = "reason";
+/// The label `leakscope_process_degraded` adds to the process's: the budget that cut
+/// its analysis.
+pub const BUDGET_LABEL: &str = "budget";
 
 /// Which labels a family's series carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +79,8 @@ enum Labels {
     SiteVerdict,
     /// The process's and [`REASON_LABEL`].
     ProcessReason,
+    /// The process's, and [`BUDGET_LABEL`].
+    ProcessBudget,
     /// These, set once.
     Fixed(&'static [&'static str]),
 }
@@ -102,6 +108,11 @@ impl Labels {
                 .copied()
                 .chain([REASON_LABEL])
                 .collect(),
+            Self::ProcessBudget => PROCESS_LABELS
+                .iter()
+                .copied()
+                .chain([BUDGET_LABEL])
+                .collect(),
             Self::Fixed(names) => names.to_vec(),
         }
     }
@@ -116,6 +127,7 @@ impl Labels {
                 | Self::Site
                 | Self::SiteVerdict
                 | Self::ProcessReason
+                | Self::ProcessBudget
         )
     }
 }
@@ -176,6 +188,12 @@ enum Family {
     ThreadSource,
     CpuSeconds,
     ResidentBytes,
+    ProcessDegraded,
+    MemoryBudget,
+    MemoryHeld,
+    MemoryEvicted,
+    MemoryRefused,
+    MemoryHeap,
 }
 
 /// One family: what it is called, what it means, its labels and its type.
@@ -212,7 +230,7 @@ const SCAN_BUCKETS: &[f64] = &[
 
 /// Every family the daemon exports (the README's metrics table says the same).
 #[rustfmt::skip]
-const METRICS: [Metric; 44] = [
+const METRICS: [Metric; 50] = [
     metric(F::ProcessWaiters, "leakscope_process_blocked_waiters", L::Process, T::Gauge,
         "Blocked waiters (threads in futex waits, parked goroutines) of the process at the last scan, all sites."),
     metric(F::ProcessGrowth, "leakscope_process_growth_per_minute", L::Process, T::Gauge,
@@ -299,6 +317,18 @@ const METRICS: [Metric; 44] = [
         "CPU time (user and system) leakscope has used, in seconds."),
     metric(F::ResidentBytes, "process_resident_memory_bytes", L::None, T::Gauge,
         "leakscope's resident memory, in bytes."),
+    metric(F::ProcessDegraded, "leakscope_process_degraded", L::ProcessBudget, T::Gauge,
+        "1 when what leakscope reports of the process was cut by a budget (budget: programs, symbols, unwind, maps, sites, history, cpu): frames unnamed or without lines, stacks by frame pointers, history cut; the JSON report's degraded says what."),
+    metric(F::MemoryBudget, "leakscope_memory_budget_bytes", L::Fixed(&["kind"]), T::Gauge,
+        "The share of --memory-budget each kind of what leakscope keeps of the host may hold, bytes."),
+    metric(F::MemoryHeld, "leakscope_memory_held_bytes", L::Fixed(&["kind"]), T::Gauge,
+        "Bytes each kind holds now (programs, symbols, unwind, maps, sites, goroutines, history)."),
+    metric(F::MemoryEvicted, "leakscope_memory_evicted_bytes_total", L::Fixed(&["kind"]), T::Counter,
+        "Bytes each kind let go of to stay within its share."),
+    metric(F::MemoryRefused, "leakscope_memory_refused_total", L::Fixed(&["kind"]), T::Counter,
+        "Items (a Go program, a binary, its debug info or unwind tables, a process's maps, names, goroutine table or history) refused or cut because they did not fit the budget."),
+    metric(F::MemoryHeap, "leakscope_memory_heap_bytes", L::None, T::Gauge,
+        "Heap bytes leakscope holds now, measured by its allocator (everything, not only what the budget counts)."),
 ];
 
 // Each family sits at its own index of the table: checked when compiling.
@@ -515,9 +545,22 @@ impl Exporter {
     }
 
     fn counter(&self, family: Family) -> Option<Counter> {
+        self.labelled_counter(family, NO_LABELS)
+    }
+
+    fn labelled_counter(&self, family: Family, labels: &[&str]) -> Option<Counter> {
         match self.series(family) {
-            Series::Counter(v) => v.get_metric_with_label_values(NO_LABELS).ok(),
+            Series::Counter(v) => v.get_metric_with_label_values(labels).ok(),
             _ => None,
+        }
+    }
+
+    /// Moves a counter up to `total` (a count kept elsewhere, which only grows).
+    fn count_up_to(&self, family: Family, labels: &[&str], total: f64) {
+        if let Some(counter) = self.labelled_counter(family, labels)
+            && total > counter.get()
+        {
+            counter.inc_by(total - counter.get());
         }
     }
 
@@ -559,6 +602,20 @@ impl Exporter {
             history.processes.len() as f64,
         );
         self.set(F::HistoryMembers, NO_LABELS, history.members() as f64);
+    }
+
+    /// Records what each kind of the memory budget holds, evicted and refused.
+    pub fn observe_memory(&self, budget: &MemoryBudget) {
+        for usage in budget.usage() {
+            let kind = [usage.kind.name()];
+            self.set(F::MemoryBudget, &kind, usage.share as f64);
+            self.set(F::MemoryHeld, &kind, usage.held as f64);
+            self.count_up_to(F::MemoryEvicted, &kind, usage.evicted_bytes as f64);
+            self.count_up_to(F::MemoryRefused, &kind, usage.refused as f64);
+        }
+        if let Some(heap) = live_heap_bytes() {
+            self.set(F::MemoryHeap, NO_LABELS, heap as f64);
+        }
     }
 
     /// Records one scan's outcome.
@@ -664,6 +721,11 @@ impl Exporter {
             self.set(F::ProcessUnreadable, &l, 1.0);
         }
         self.observe_waits(process, &labels);
+        for budget in process.degraded.iter().map(|d| d.budget()) {
+            let mut l = labels.to_vec();
+            l.push(budget);
+            self.set(F::ProcessDegraded, &l, 1.0);
+        }
         let (sites, omitted) = capped_sites(process, self.limits.max_sites);
         self.set(F::ProcessSites, &labels, process.sites.len() as f64);
         self.set(F::ProcessSitesOmitted, &labels, omitted as f64);
@@ -913,9 +975,11 @@ mod tests {
                 container_id: "0123456789abcdef".repeat(4),
             });
             p.facts = std::sync::Arc::new(facts);
+            p.degraded = degraded_by_symbols();
         }
         exporter.observe_scan(Ok(&stuck_read_of(&mut summary, 11)), 1.0);
         exporter.observe_history(&History::new());
+        exporter.observe_memory(&crate::budget::MemoryBudget::new(96 << 20));
         exporter.dump_counters().written.inc();
         exporter.set_thread_source(ThreadSourceKind::Procfs);
         exporter.observe_summary(&summary, 0.01);
@@ -1073,6 +1137,59 @@ mod tests {
                 .any(|l| l.starts_with("leakscope_process_stack_bytes{")
                     && l.contains(r#"pid="10""#)
                     && l.ends_with(&format!(" {}", 28 * 256 * 1024))),
+            "{text}"
+        );
+    }
+
+    /// A process whose symbols of one binary were over the budget.
+    fn degraded_by_symbols() -> crate::budget::degraded::Degradations {
+        let mut set = crate::budget::degraded::Degradations::default();
+        crate::budget::degraded::note(
+            &mut set,
+            crate::budget::degraded::Degradation::Symbols {
+                module: "/usr/lib/big.so".into(),
+                cause: crate::budget::degraded::Cause::Memory {
+                    kind: crate::budget::MemoryKind::Symbols,
+                    needed: 1 << 30,
+                    limit: 24 << 20,
+                },
+            },
+        );
+        set
+    }
+
+    /// Check that the memory budget's figures become series by kind (its share, what it
+    /// holds, what was evicted and refused, counters that only grow) and that a process
+    /// a budget cut has a series naming the budget.
+    #[test]
+    fn memory_budget_and_degraded_processes_become_series() {
+        use crate::budget::{MemoryBudget, MemoryKind};
+        let exporter = Exporter::new(Limits::default());
+        let budget = MemoryBudget::new(96 << 20);
+        budget.charge(MemoryKind::History, 1000);
+        budget.evicted(MemoryKind::History, 400);
+        budget.refused(MemoryKind::Maps);
+        exporter.observe_memory(&budget);
+        budget.evicted(MemoryKind::History, 100);
+        exporter.observe_memory(&budget);
+        let mut p = process(11, "native", sites(&[("pool", 16, false)]));
+        p.degraded = degraded_by_symbols();
+        exporter.observe_summary(&window(vec![p]), 0.01);
+        let text = String::from_utf8(exporter.render().to_vec()).unwrap();
+        for line in [
+            r#"leakscope_memory_budget_bytes{kind="history"} 29360128"#,
+            r#"leakscope_memory_held_bytes{kind="history"} 500"#,
+            r#"leakscope_memory_evicted_bytes_total{kind="history"} 500"#,
+            r#"leakscope_memory_refused_total{kind="maps"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line}:\n{text}");
+        }
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("leakscope_process_degraded{")
+                    && l.contains(r#"budget="symbols""#)
+                    && l.contains(r#"pid="11""#)
+                    && l.ends_with(" 1")),
             "{text}"
         );
     }

@@ -329,6 +329,7 @@ impl<'a> Publisher<'a> {
         // The window remembers processes that exited; the metrics should not.
         let summary = summary.only(|p| p.alive);
         exporter.observe_history(watcher.history());
+        exporter.observe_memory(crate::budget::global());
         exporter.observe_summary(&summary, t.elapsed().as_secs_f64());
         let plan = self
             .planner

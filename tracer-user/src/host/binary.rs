@@ -11,10 +11,13 @@ use std::{
 use object::{
     Endianness, ReadCache, ReadRef,
     elf::{self, FileHeader64},
-    read::elf::{FileHeader, ProgramHeader},
+    read::elf::{FileHeader, ProgramHeader, SectionHeader},
 };
 
-use crate::host::procfs::MemoryMap;
+use crate::host::{
+    mapped::{WholeFileHeld, may_map},
+    procfs::MemoryMap,
+};
 
 /// Largest header tables accepted (program headers, section headers, notes).
 pub const MAX_HEADER_ENTRIES: usize = 1 << 16;
@@ -100,73 +103,194 @@ fn open_regular(path: PathBuf) -> Option<MappedBinary> {
     })
 }
 
-/// Largest binary copied into memory for a mapping reader (see [`HeldBinary`]).
-pub const MAX_COPIED_BINARY_BYTES: u64 = 64 << 20;
-
 /// A binary held open for a library that opens and maps files by path (blazesym): the
 /// path it is given is `/proc/self/fd/N` of a file leakscope opened and checked itself,
 /// so it cannot be swapped for a FIFO (an open that blocks forever) between a check and
-/// the library's open. A file an unprivileged user could truncate while it is mapped
-/// (SIGBUS in leakscope) is first copied into a sealed memfd that nobody can shrink.
+/// the library's open. A file only root can write, on a local file system, is held
+/// itself (see [`may_map`]); another (which an unprivileged user could truncate while it
+/// is mapped: SIGBUS in leakscope) is held as a sealed memory file nobody can change,
+/// holding only the parts the library reads ([`SymbolSections`]): never the whole file.
 pub struct HeldBinary {
     file: File,
     /// Bytes of memory the copy holds (0 when the file itself is held).
     pub copied_bytes: u64,
-    /// Whether its compressed debug sections may be inflated: only in files no
-    /// unprivileged user wrote, and then only up to a declared size (a library
-    /// inflating them reserves the declared size and inflates without a limit).
-    pub debug_info_safe: bool,
+    /// Whether its debug info is held for the library to read.
+    pub debug_info: bool,
+    /// The file registered as mapped whole by the library (see
+    /// [`crate::host::mapped::release_resident_pages`]).
+    _whole: Option<WholeFileHeld>,
 }
 
-/// Largest declared size of a compressed debug section a library may inflate.
-pub const MAX_INFLATED_SECTION_BYTES: u64 = 256 << 20;
+/// Where the parts of an ELF file a symbolizer reads are, and what reading them costs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SymbolSections {
+    /// Byte ranges (offset, length) needed to name functions from the symbol tables:
+    /// the ELF, program and section headers, the section names, the symbol and string
+    /// tables, notes (the build id) and the debug link.
+    pub symbols: Vec<(u64, u64)>,
+    /// Byte ranges of the debug sections (`.debug_*`, `.zdebug_*`).
+    pub debug: Vec<(u64, u64)>,
+    /// Bytes the compressed debug sections declare they inflate to.
+    pub debug_inflated: u64,
+    /// Whether any debug section is compressed (it inflates to whatever it likes: the
+    /// size it declares is only a hint to the library that inflates it).
+    pub debug_compressed: bool,
+}
 
-/// Whether every compressed section of the ELF in `file` declares at most
-/// [`MAX_INFLATED_SECTION_BYTES`] (`None`: no compressed section at all).
-fn compressed_sections_bounded(file: &File) -> Option<bool> {
-    use object::{Object, ObjectSection};
-    let cache = ReadCache::new(file);
-    let obj = object::File::parse(&cache).ok()?;
-    let mut any = false;
-    for section in obj.sections() {
-        let Ok(range) = section.compressed_file_range() else {
-            return Some(false);
+/// Largest section accepted in a plan: anything bigger is corrupt or hostile.
+const MAX_PLANNED_SECTION: u64 = 1 << 40;
+
+impl SymbolSections {
+    /// Reads the plan off an ELF file's headers (read on demand: nothing but the
+    /// headers is read); `None` for what is not a 64-bit ELF with sane headers.
+    pub fn of(file: &File) -> Option<Self> {
+        let data = ReadCache::new(file);
+        let data = &data;
+        let header = FileHeader64::<Endianness>::parse(data).ok()?;
+        let endian = header.endian().ok()?;
+        if header.phnum(endian, data).ok()? > MAX_HEADER_ENTRIES
+            || header.shnum(endian, data).ok()? > MAX_HEADER_ENTRIES
+        {
+            return None;
+        }
+        let file_len = data.len().ok()?;
+        let mut plan = Self {
+            symbols: vec![(0, u64::from(header.e_ehsize(endian)).max(64))],
+            ..Self::default()
         };
-        if range.format != object::CompressionFormat::None {
-            any = true;
-            if range.uncompressed_size > MAX_INFLATED_SECTION_BYTES {
-                return Some(false);
+        let phnum = header.phnum(endian, data).ok()? as u64;
+        plan.symbols.push((
+            header.e_phoff(endian),
+            phnum * u64::from(header.e_phentsize(endian)),
+        ));
+        let shnum = header.shnum(endian, data).ok()? as u64;
+        plan.symbols.push((
+            header.e_shoff(endian),
+            shnum * u64::from(header.e_shentsize(endian)),
+        ));
+        let sections = header.sections(endian, data).ok()?;
+        let strings = header.section_strings_index(endian, data).ok()?;
+        for (index, section) in sections.enumerate() {
+            let Some((offset, size)) = section.file_range(endian) else {
+                continue;
+            };
+            if size > MAX_PLANNED_SECTION || offset.saturating_add(size) > file_len {
+                continue;
+            }
+            let name = sections.section_name(endian, section).unwrap_or_default();
+            let is_names = index == strings;
+            if is_names || is_symbol_section(name) {
+                plan.symbols.push((offset, size));
+            } else if name.starts_with(b".debug_") || name.starts_with(b".zdebug_") {
+                plan.debug.push((offset, size));
+                let compressed = name.starts_with(b".zdebug_")
+                    || section.sh_flags(endian) & u64::from(elf::SHF_COMPRESSED) != 0;
+                if compressed {
+                    plan.debug_compressed = true;
+                    plan.debug_inflated = plan
+                        .debug_inflated
+                        .saturating_add(declared_size(section, endian, data).unwrap_or(u64::MAX));
+                }
             }
         }
+        Some(plan)
     }
-    any.then_some(true)
+
+    /// Bytes the symbol-table parts span.
+    pub fn symbol_bytes(&self) -> u64 {
+        span(&self.symbols)
+    }
+
+    /// What reading the debug info would take: the debug sections, and what the
+    /// compressed ones declare they inflate to.
+    pub fn debug_bytes(&self) -> u64 {
+        span(&self.debug).saturating_add(self.debug_inflated)
+    }
+}
+
+fn span(ranges: &[(u64, u64)]) -> u64 {
+    ranges
+        .iter()
+        .fold(0u64, |n, &(_, len)| n.saturating_add(len))
+}
+
+/// The sections a symbolizer names functions from (besides the section names).
+fn is_symbol_section(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b".symtab" | b".strtab" | b".dynsym" | b".dynstr" | b".gnu_debuglink"
+    ) || name.starts_with(b".note")
+}
+
+/// The size a compressed section declares it inflates to.
+fn declared_size<'a, R: ReadRef<'a>>(
+    section: &object::elf::SectionHeader64<Endianness>,
+    endian: Endianness,
+    data: R,
+) -> Option<u64> {
+    use object::read::elf::CompressionHeader;
+    let (offset, size) = section.file_range(endian)?;
+    if section.sh_flags(endian) & u64::from(elf::SHF_COMPRESSED) != 0 {
+        let header = data
+            .read_at::<object::elf::CompressionHeader64<Endianness>>(offset)
+            .ok()?;
+        return Some(header.ch_size(endian));
+    }
+    // `.zdebug_*`: "ZLIB" and the size, big-endian.
+    let head = data.read_bytes_at(offset, 12.min(size)).ok()?;
+    (head.len() == 12 && &head[..4] == b"ZLIB")
+        .then(|| u64::from_be_bytes(head[4..12].try_into().unwrap_or_default()))
+}
+
+/// Why a binary is not held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldRefused {
+    /// Its copy would not fit (`needed` bytes).
+    TooLarge { needed: u64 },
+    /// It could not be read or copied.
+    Unreadable,
 }
 
 impl HeldBinary {
-    /// Holds `binary`: the file itself when only root can write it, else a sealed copy
-    /// of at most [`MAX_COPIED_BINARY_BYTES`].
-    pub fn hold(binary: MappedBinary) -> Option<Self> {
-        let meta = binary.file.metadata().ok()?;
-        use std::os::unix::fs::PermissionsExt;
-        let only_root_writes = meta.uid() == 0 && meta.permissions().mode() & 0o022 == 0;
-        let compressed = compressed_sections_bounded(&binary.file);
-        if only_root_writes {
-            return Some(Self {
-                file: binary.file,
-                copied_bytes: 0,
-                debug_info_safe: compressed != Some(false),
-            });
+    /// Holds `binary` for a symbolizer: the file itself when it may be mapped, else a
+    /// sealed copy of the parts `plan` lists: the symbol tables, and the debug info when
+    /// `with_debug` (never compressed debug info of such a file). `max_copy` bounds the
+    /// copy.
+    pub fn hold(
+        binary: MappedBinary,
+        plan: &SymbolSections,
+        with_debug: bool,
+        max_copy: u64,
+    ) -> Result<Self, HoldRefused> {
+        if may_map(&binary.file) {
+            return Ok(Self::registered(binary.file, 0, with_debug));
         }
-        if meta.len() > MAX_COPIED_BINARY_BYTES {
-            return None;
+        let debug_info = with_debug && !plan.debug_compressed;
+        let mut ranges = plan.symbols.clone();
+        if debug_info {
+            ranges.extend_from_slice(&plan.debug);
         }
-        let copy = sealed_copy(&binary.file, meta.len())?;
-        Some(Self {
-            file: copy,
-            copied_bytes: meta.len(),
-            // A user's file may be a decompression bomb under any declared size.
-            debug_info_safe: compressed.is_none(),
-        })
+        let needed = span(&ranges);
+        if needed > max_copy {
+            return Err(HoldRefused::TooLarge { needed });
+        }
+        let copy =
+            sealed_copy(&binary.file, binary.ident.size, &ranges).ok_or(HoldRefused::Unreadable)?;
+        Ok(Self::registered(copy, needed, debug_info))
+    }
+
+    /// Holds `file`, registered as mapped whole.
+    fn registered(file: File, copied_bytes: u64, debug_info: bool) -> Self {
+        let whole = file
+            .metadata()
+            .ok()
+            .map(|meta| WholeFileHeld::new((meta.dev(), meta.ino(), meta.len())));
+        Self {
+            file,
+            copied_bytes,
+            debug_info,
+            _whole: whole,
+        }
     }
 
     /// The path to open the held file by.
@@ -176,9 +300,10 @@ impl HeldBinary {
     }
 }
 
-/// A memfd holding `len` bytes of `file` read with pread (never mapped), sealed against
+/// A memory file as long as `file` (`len` bytes) holding only `ranges` of it, read with
+/// pread (never mapped); the rest is holes, which cost no memory. Sealed against
 /// shrinking, growing and writing.
-fn sealed_copy(file: &File, len: u64) -> Option<File> {
+fn sealed_copy(file: &File, len: u64, ranges: &[(u64, u64)]) -> Option<File> {
     use std::os::{fd::FromRawFd, unix::fs::FileExt};
     // SAFETY: memfd_create with a NUL-terminated name; the fd returned is owned below.
     let fd = unsafe {
@@ -192,16 +317,20 @@ fn sealed_copy(file: &File, len: u64) -> Option<File> {
     }
     // SAFETY: `fd` is a fresh descriptor nothing else owns.
     let copy = unsafe { File::from_raw_fd(fd) };
+    copy.set_len(len).ok()?;
     let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    while at < len {
-        let want = (len - at).min(buf.len() as u64) as usize;
-        let n = file.read_at(&mut buf[..want], at).ok()?;
-        if n == 0 {
-            break; // truncated meanwhile: the copy is what was there
+    for &(start, size) in ranges {
+        let end = start.saturating_add(size).min(len);
+        let mut at = start;
+        while at < end {
+            let want = (end - at).min(buf.len() as u64) as usize;
+            let n = file.read_at(&mut buf[..want], at).ok()?;
+            if n == 0 {
+                break; // truncated meanwhile: the copy is what was there
+            }
+            copy.write_all_at(&buf[..n], at).ok()?;
+            at += n as u64;
         }
-        copy.write_all_at(&buf[..n], at).ok()?;
-        at += n as u64;
     }
     let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
     // SAFETY: fcntl on a descriptor we own.
@@ -327,8 +456,10 @@ mod tests {
     }
 
     /// Check that a binary an unprivileged user owns is held as a sealed in-memory copy
-    /// (truncating the file afterwards changes nothing a mapping of the copy could see:
-    /// no SIGBUS), while a root-only file is held itself; both through /proc/self/fd.
+    /// of only the parts a symbolizer reads (its headers and symbol tables, not its
+    /// code: truncating the file afterwards changes nothing a mapping of the copy could
+    /// see, no SIGBUS), that a copy over its bound is refused, and that a root-only file
+    /// is held itself; both through /proc/self/fd.
     #[test]
     fn user_writable_binaries_are_held_as_sealed_copies() {
         let dir = std::env::temp_dir().join(format!("leakscope-held-{}", std::process::id()));
@@ -346,8 +477,17 @@ mod tests {
             }
         };
         std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
-        let held = HeldBinary::hold(open(&path)).expect("held");
-        assert_eq!(held.copied_bytes, original.len() as u64);
+        let plan = SymbolSections::of(&File::open(&path).unwrap()).expect("an ELF");
+        assert!(plan.symbol_bytes() > 0 && plan.symbol_bytes() < original.len() as u64 / 2);
+        let refused = HeldBinary::hold(open(&path), &plan, false, 100).err();
+        assert_eq!(
+            refused,
+            Some(HoldRefused::TooLarge {
+                needed: plan.symbol_bytes()
+            })
+        );
+        let held = HeldBinary::hold(open(&path), &plan, true, u64::MAX).expect("held");
+        assert_eq!(held.copied_bytes, plan.symbol_bytes());
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
@@ -356,7 +496,13 @@ mod tests {
             .unwrap();
         let via_held = held.path();
         assert!(via_held.starts_with("/proc/self/fd"));
-        assert_eq!(std::fs::read(&via_held).unwrap(), original);
+        let copy = std::fs::read(&via_held).unwrap();
+        assert_eq!(copy.len(), original.len());
+        for &(start, len) in &plan.symbols {
+            let range = start as usize..(start + len) as usize;
+            assert_eq!(copy[range.clone()], original[range]);
+        }
+        assert_ne!(copy, original, "the code is not copied");
         // SAFETY: F_GET_SEALS on a descriptor the held copy owns.
         let seals = unsafe {
             use std::os::fd::AsRawFd;
@@ -368,9 +514,9 @@ mod tests {
         std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let held = HeldBinary::hold(open(&path)).expect("held");
+        let held = HeldBinary::hold(open(&path), &plan, true, 0).expect("held");
         assert_eq!(held.copied_bytes, 0, "a root-only file is held itself");
-        assert!(held.debug_info_safe);
+        assert!(held.debug_info);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

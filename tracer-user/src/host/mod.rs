@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod cgroupfs;
 pub mod cpu;
 pub mod kubelet;
+pub mod mapped;
 pub mod memory;
 pub mod pagemap;
 pub mod procfs;

@@ -162,6 +162,68 @@ pub fn read_text(path: &std::path::Path, max: u64) -> Option<String> {
     Some(text)
 }
 
+/// Heap bytes one parsed mapping takes (the entry in its list, and its strings).
+impl MemoryMap {
+    pub fn heap_bytes(&self) -> u64 {
+        (size_of::<MemoryMap>()
+            + self.perms.capacity()
+            + self.path.as_ref().map_or(0, String::capacity)) as u64
+    }
+}
+
+/// Why a process's maps were not read within a bound.
+#[derive(Debug)]
+pub enum BoundedMapsError {
+    /// They could not be read (the process is gone, or not permitted).
+    Io(io::Error),
+    /// Parsed, they would take more than the bound: `needed` bytes by the time the
+    /// reading stopped.
+    TooLarge { needed: u64 },
+}
+
+/// Reads and parses /proc/PID/maps a line at a time, keeping the path of the mappings
+/// `keep_path` accepts (others keep only their range, permissions and identity), and
+/// stops as soon as the parsed list would take more than `max_bytes`: a process chooses
+/// how many mappings it has and how long their names are, and no whole text is held.
+pub fn read_maps_bounded(
+    pid: u32,
+    max_bytes: u64,
+    keep_path: impl Fn(&MemoryMap) -> bool,
+) -> Result<Vec<MemoryMap>, BoundedMapsError> {
+    use std::io::{BufRead, BufReader, Read};
+    let file = std::fs::File::open(format!("/proc/{pid}/maps")).map_err(BoundedMapsError::Io)?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file.take(MAX_MAPS_BYTES + 1));
+    let (mut maps, mut bytes, mut read) = (Vec::new(), 0u64, 0u64);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(BoundedMapsError::Io)?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        if read > MAX_MAPS_BYTES {
+            return Err(BoundedMapsError::TooLarge { needed: bytes });
+        }
+        let Some(mut map) = parse_line(String::from_utf8_lossy(&line).trim_end_matches('\n'))
+        else {
+            continue;
+        };
+        if !keep_path(&map) {
+            map.path = None;
+        }
+        bytes += map.heap_bytes();
+        if bytes > max_bytes {
+            return Err(BoundedMapsError::TooLarge { needed: bytes });
+        }
+        maps.push(map);
+    }
+    maps.shrink_to_fit();
+    Ok(maps)
+}
+
 /// Splits off the next space-separated field, skipping leading spaces.
 fn next_field(rest: &str) -> Option<(&str, &str)> {
     let rest = rest.trim_start_matches(' ');
@@ -348,6 +410,23 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         let maps = parse_maps(text);
         assert_eq!(maps.len(), 1);
         assert_eq!(maps[0].path.as_deref(), Some("/ok"));
+    }
+
+    /// Check that bounded reading keeps the paths asked for, drops the others, and stops
+    /// with the size reached when the list would pass the bound.
+    #[test]
+    fn bounded_maps_keep_asked_paths_and_stop_at_the_bound() {
+        let pid = std::process::id();
+        let all = read_maps(pid).unwrap();
+        let exec = read_maps_bounded(pid, u64::MAX, MemoryMap::is_executable).unwrap();
+        assert_eq!(exec.len(), all.len());
+        assert!(exec.iter().all(|m| m.path.is_none() || m.is_executable()));
+        assert!(exec.iter().any(|m| m.path.is_some()));
+        let small = 3 * size_of::<MemoryMap>() as u64;
+        match read_maps_bounded(pid, small, |_| true) {
+            Err(BoundedMapsError::TooLarge { needed }) => assert!(needed > small),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

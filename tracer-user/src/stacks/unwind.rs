@@ -9,6 +9,12 @@
 //! Nothing here trusts its input: binaries may be gone, replaced, truncated or hostile, and
 //! the stack of a running process may change under us. Every failure only shortens the
 //! stack.
+//!
+//! Unwind tables count against the memory budget's `unwind` share: a binary only root
+//! can write is mapped, its tables cost no heap; another's are read, their size checked
+//! against the per-binary quota before a byte is read, and the cache evicts the least
+//! recently used to stay within the share. A binary whose tables do not fit is unwound
+//! by frame pointers, and the processes mapping it say so ([`Degradation::Unwind`]).
 
 use std::{
     collections::HashMap,
@@ -18,6 +24,8 @@ use std::{
     panic::{AssertUnwindSafe, catch_unwind},
     sync::Arc,
 };
+
+use bytes::Bytes;
 
 use framehop::{
     ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder,
@@ -29,13 +37,20 @@ use object::{
     read::elf::{FileHeader, ProgramHeader, SectionHeader},
 };
 
-use crate::host::{
-    binary::{
-        BinaryKey, FileIdent, LoadSegment, MAX_HEADER_ENTRIES, elf_build_id, load_bias,
-        open_mapped_binary,
+use crate::{
+    budget::{
+        self, MemoryBudget, MemoryKind, OverBudget,
+        degraded::{Cause, Degradation},
     },
-    memory::{read_kernel_mapping, read_memory},
-    procfs::{MemoryMap, map_containing},
+    host::{
+        binary::{
+            BinaryKey, FileIdent, LoadSegment, MAX_HEADER_ENTRIES, elf_build_id, load_bias,
+            open_mapped_binary,
+        },
+        mapped::{MappedFile, may_map},
+        memory::{read_kernel_mapping, read_memory},
+        procfs::{MemoryMap, map_containing},
+    },
 };
 
 /// The user registers saved when a thread entered the kernel.
@@ -54,39 +69,59 @@ const STACK_WINDOW: u64 = 256 * 1024;
 /// First read of the stack; the window grows by doubling, so a deep walk costs at most
 /// log2(STACK_WINDOW / FIRST_STACK_READ) + 1 syscalls.
 const FIRST_STACK_READ: u64 = 8 * 1024;
-/// Binaries whose unwind info is kept (least recently used beyond that are dropped).
+/// Binaries whose unwind info is kept (least recently used beyond that are dropped; the
+/// bytes they hold are bounded by the budget's `unwind` share).
 const MAX_CACHED_BINARIES: usize = 64;
-/// Bytes of unwind sections kept across all cached binaries.
-const MAX_CACHED_BYTES: usize = 64 << 20;
-/// Largest unwind section accepted; real ones are a few MiB even for browsers, so anything
-/// bigger is corrupt or hostile and must not make us allocate it.
+/// Largest unwind section accepted, mapped or read; real ones are a few MiB even for
+/// browsers, so anything bigger is corrupt or hostile.
 const MAX_SECTION_BYTES: u64 = 64 << 20;
 /// Largest [vdso] image read from a process (it is two pages today).
 const MAX_VDSO_BYTES: u64 = 1 << 20;
 /// Executable mappings given unwind info per process (real processes have a few hundred
 /// at most); beyond that, frame pointers.
 const MAX_MODULES: usize = 4096;
-/// Unwind section bytes held by one process's modules together.
-const MAX_PROCESS_UNWIND_BYTES: usize = 128 << 20;
 /// Return addresses below this are never code (the zero page and low mmap_min_addr).
 const MIN_CODE_ADDRESS: u64 = 0x1000;
 
-/// Section bytes shared between the cache and every framehop module built from them.
-type SectionBytes = Arc<[u8]>;
+/// Section bytes shared between the cache and every framehop module built from them: a
+/// slice of the mapped file, or bytes read into memory.
+type SectionBytes = Bytes;
 
 /// Unwinds user stacks; caches parsed unwind info per binary.
-#[derive(Default)]
 pub struct StackUnwinder {
     binaries: BinaryCache,
     /// The framehop unwinder of the last process walked: all threads of a process are
     /// usually walked one after the other, and its module list and rule cache are reused
     /// as long as the process's executable mappings are unchanged.
     process: Option<ProcessUnwinder>,
+    /// Processes whose stacks lost a binary's unwind tables to the budget, and why.
+    degraded: Vec<(u32, Degradation)>,
+}
+
+impl Default for StackUnwinder {
+    fn default() -> Self {
+        Self::with_budget(budget::global())
+    }
 }
 
 impl StackUnwinder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An unwinder whose tables count against `budget`.
+    pub fn with_budget(budget: &'static MemoryBudget) -> Self {
+        Self {
+            binaries: BinaryCache::new(budget),
+            process: None,
+            degraded: Vec::new(),
+        }
+    }
+
+    /// Takes the processes whose stacks lost unwind tables to the budget since the last
+    /// call, with the reason.
+    pub fn take_degraded(&mut self) -> Vec<(u32, Degradation)> {
+        std::mem::take(&mut self.degraded)
     }
 
     /// Frame addresses, innermost first: `regs.ip`, then each caller's return address.
@@ -107,7 +142,7 @@ impl StackUnwinder {
         }));
         if walked.is_err() {
             self.process = None;
-            self.binaries = BinaryCache::default();
+            self.binaries = BinaryCache::new(self.binaries.budget);
         }
         frames.truncate(MAX_FRAMES);
         frames
@@ -125,14 +160,22 @@ impl StackUnwinder {
         self.process = None;
         let mut unwinder = UnwinderX86_64::new();
         // Modules keep their sections alive after the cache drops them: a process mapping
-        // thousands of binaries with large unwind tables is bounded here as a whole.
-        let mut held = 0usize;
+        // thousands of binaries with large unwind tables is bounded here as a whole, by
+        // the share.
+        let mut held = 0u64;
+        let limit = self.binaries.budget.share(MemoryKind::Unwind);
         for map in maps.iter().filter(|m| m.is_executable()).take(MAX_MODULES) {
-            if let Some((module, bytes)) =
-                self.module_for(pid, map, MAX_PROCESS_UNWIND_BYTES - held)
-            {
-                held += bytes;
-                unwinder.add_module(module);
+            match self.module_for(pid, map, limit.saturating_sub(held)) {
+                Ok(Some((module, bytes))) => {
+                    held += bytes;
+                    unwinder.add_module(module);
+                }
+                Ok(None) => {}
+                Err(cause) => {
+                    let module = map.path.as_deref().unwrap_or("?").into();
+                    self.degraded
+                        .push((pid, Degradation::Unwind { module, cause }));
+                }
             }
         }
         self.process = Some(ProcessUnwinder {
@@ -146,26 +189,37 @@ impl StackUnwinder {
         });
     }
 
-    /// A framehop module for one executable mapping, or None when its binary cannot be
-    /// read (framehop then uses frame pointers for its addresses).
-    /// Past `budget` bytes of unwind sections, none (frame pointers).
+    /// A framehop module for one executable mapping and the heap bytes it holds, or None
+    /// when its binary cannot be read (framehop then uses frame pointers for its
+    /// addresses); an error when its tables were left out for the budget (past `room`
+    /// bytes of this process's modules, or over the per-binary quota).
     fn module_for(
         &mut self,
         pid: u32,
         map: &MemoryMap,
-        budget: usize,
-    ) -> Option<(Module<SectionBytes>, usize)> {
+        room: u64,
+    ) -> Result<Option<(Module<SectionBytes>, u64)>, Cause> {
         let info = if map.path.as_deref() == Some("[vdso]") {
-            self.vdso_info(pid, map)?
+            self.vdso_info(pid, map)
         } else {
-            let binary = open_mapped_binary(pid, map)?;
-            self.binaries.get_or_load(&binary.file, &binary.ident)
+            open_mapped_binary(pid, map)
+                .map(|binary| self.binaries.get_or_load(&binary.file, &binary.ident))
         };
-        let bytes = info.held_bytes();
-        if bytes > budget {
-            return None;
+        let Some(info) = info else {
+            return Ok(None);
+        };
+        if let Some(refused) = info.refused {
+            return Err(refused.into());
         }
-        Some((info.module_for(map)?, bytes))
+        let bytes = info.heap_bytes;
+        if bytes > room {
+            return Err(Cause::Memory {
+                kind: MemoryKind::Unwind,
+                needed: bytes,
+                limit: room,
+            });
+        }
+        Ok(info.module_for(map).map(|module| (module, bytes)))
     }
 
     /// The [vdso] is not a file: its ELF image is read from the process.
@@ -191,11 +245,13 @@ impl StackUnwinder {
         if let Some(info) = self.binaries.get(&key) {
             return Some(info);
         }
-        let info = Arc::new(BinaryUnwindInfo::parse(image.as_slice(), |off, size| {
+        let quota = |needed| self.binaries.budget.check_item(MemoryKind::Unwind, needed);
+        let info = BinaryUnwindInfo::parse(image.as_slice(), quota, |off, size| {
             let start = usize::try_from(off).ok()?;
             let end = start.checked_add(usize::try_from(size).ok()?)?;
-            image.get(start..end).map(SectionBytes::from)
-        }));
+            image.get(start..end).map(Bytes::copy_from_slice)
+        });
+        let info = Arc::new(info.read_into_memory());
         self.binaries.insert(key, info.clone());
         Some(info)
     }
@@ -265,11 +321,15 @@ impl ProcessUnwinder {
 /// targets.
 #[cfg(feature = "fuzzing")]
 pub fn fuzz_unwind(elf: &[u8], maps: &[MemoryMap], regs: UserRegs) -> Vec<u64> {
-    let info = BinaryUnwindInfo::parse(elf, |off, size| {
-        let start = usize::try_from(off).ok()?;
-        let end = start.checked_add(usize::try_from(size).ok()?)?;
-        elf.get(start..end).map(SectionBytes::from)
-    });
+    let info = BinaryUnwindInfo::parse(
+        elf,
+        |_| Ok(()),
+        |off, size| {
+            let start = usize::try_from(off).ok()?;
+            let end = start.checked_add(usize::try_from(size).ok()?)?;
+            elf.get(start..end).map(Bytes::copy_from_slice)
+        },
+    );
     let mut unwinder = UnwinderX86_64::new();
     for map in maps.iter().filter(|m| m.is_executable()) {
         if let Some(module) = info.module_for(map) {
@@ -374,14 +434,37 @@ struct BinaryUnwindInfo {
     eh_frame: Option<(Range<u64>, SectionBytes)>,
     eh_frame_hdr: Option<(Range<u64>, SectionBytes)>,
     debug_frame: Option<SectionBytes>,
+    /// Heap bytes its sections hold (0 when they are slices of the mapped file).
+    heap_bytes: u64,
+    /// Its tables were not read: they would not fit the budget.
+    refused: Option<OverBudget>,
+}
+
+/// A binary's unwind sections, where they are in the file: (svma range, offset, size).
+#[derive(Default)]
+struct SectionPlan {
+    eh_frame: Option<(Range<u64>, u64, u64)>,
+    eh_frame_hdr: Option<(Range<u64>, u64, u64)>,
+    debug_frame: Option<(u64, u64)>,
+}
+
+impl SectionPlan {
+    fn bytes(&self) -> u64 {
+        self.eh_frame.as_ref().map_or(0, |s| s.2)
+            + self.eh_frame_hdr.as_ref().map_or(0, |s| s.2)
+            + self.debug_frame.map_or(0, |s| s.1)
+    }
 }
 
 impl BinaryUnwindInfo {
     /// Parses what unwinding needs; whatever is missing or invalid is left out (a binary
     /// that is not a valid x86_64 ELF has no CFI and gets frame-pointer unwinding).
-    /// `read_section(offset, size)` copies a section's bytes (sizes are checked first).
+    /// `admit(bytes)` decides, before any is read, whether the sections' `bytes` may be
+    /// held; `read_section(offset, size)` then gets each one's bytes (sizes are checked
+    /// first).
     fn parse<'a, R: ReadRef<'a>>(
         data: R,
+        admit: impl FnOnce(u64) -> Result<(), OverBudget>,
         mut read_section: impl FnMut(u64, u64) -> Option<SectionBytes>,
     ) -> Self {
         let mut info = Self::default();
@@ -422,28 +505,27 @@ impl BinaryUnwindInfo {
         let Ok(sections) = header.sections(endian, data) else {
             return info;
         };
+        let plan = plan_sections(&sections, endian, data, file_len);
+        if let Err(refused) = admit(plan.bytes()) {
+            info.refused = Some(refused);
+            return info;
+        }
         let svma = |name: &[u8]| {
             let (_, s) = sections.section_by_name(endian, name)?;
             let start = s.sh_addr(endian);
             Some(start..start.checked_add(s.sh_size(endian))?)
         };
-        let mut bytes = |name: &[u8]| {
-            let (_, s) = sections.section_by_name(endian, name)?;
-            if s.sh_flags(endian) & u64::from(elf::SHF_COMPRESSED) != 0 {
-                return None; // would need decompression; frame pointers will do
-            }
-            let (offset, size) = s.file_range(endian)?;
-            if size == 0 || size > MAX_SECTION_BYTES || offset.checked_add(size)? > file_len {
-                return None;
-            }
-            read_section(offset, size)
-        };
         info.text_svma = svma(b".text");
         info.got_svma = svma(b".got");
-        info.eh_frame = svma(b".eh_frame").zip(bytes(b".eh_frame"));
-        info.eh_frame_hdr = svma(b".eh_frame_hdr").zip(bytes(b".eh_frame_hdr"));
+        let mut read = |(offset, size): (u64, u64)| read_section(offset, size);
+        info.eh_frame = plan
+            .eh_frame
+            .and_then(|(svma, off, size)| Some((svma, read((off, size))?)));
+        info.eh_frame_hdr = plan
+            .eh_frame_hdr
+            .and_then(|(svma, off, size)| Some((svma, read((off, size))?)));
         if info.eh_frame.is_none() {
-            info.debug_frame = bytes(b".debug_frame");
+            info.debug_frame = plan.debug_frame.and_then(&mut read);
         }
         // The index is useless without the table it indexes.
         if info.eh_frame.is_none() {
@@ -452,11 +534,17 @@ impl BinaryUnwindInfo {
         info
     }
 
-    /// Bytes held, for the cache budget.
-    fn held_bytes(&self) -> usize {
-        self.eh_frame.as_ref().map_or(0, |(_, b)| b.len())
+    /// Bytes its sections span (mapped or read).
+    fn section_bytes(&self) -> u64 {
+        (self.eh_frame.as_ref().map_or(0, |(_, b)| b.len())
             + self.eh_frame_hdr.as_ref().map_or(0, |(_, b)| b.len())
-            + self.debug_frame.as_ref().map_or(0, |b| b.len())
+            + self.debug_frame.as_ref().map_or(0, |b| b.len())) as u64
+    }
+
+    /// The same, its sections read into memory (counted against the budget).
+    fn read_into_memory(mut self) -> Self {
+        self.heap_bytes = self.section_bytes();
+        self
     }
 
     /// A framehop module for one executable mapping of this binary. framehop needs
@@ -482,14 +570,55 @@ impl BinaryUnwindInfo {
     }
 }
 
+/// Where a binary's unwind sections are, from its section headers: compressed ones,
+/// empty ones and ones past the end of the file or over [`MAX_SECTION_BYTES`] are left
+/// out (frame pointers will do).
+fn plan_sections<'a, R: ReadRef<'a>>(
+    sections: &object::read::elf::SectionTable<'a, FileHeader64<Endianness>, R>,
+    endian: Endianness,
+    data: R,
+    file_len: u64,
+) -> SectionPlan {
+    let _ = data;
+    let place = |name: &[u8]| {
+        let (_, s) = sections.section_by_name(endian, name)?;
+        if s.sh_flags(endian) & u64::from(elf::SHF_COMPRESSED) != 0 {
+            return None; // would need decompression; frame pointers will do
+        }
+        let (offset, size) = s.file_range(endian)?;
+        if size == 0 || size > MAX_SECTION_BYTES || offset.checked_add(size)? > file_len {
+            return None;
+        }
+        let start = s.sh_addr(endian);
+        Some((start..start.checked_add(s.sh_size(endian))?, offset, size))
+    };
+    let eh_frame = place(b".eh_frame");
+    SectionPlan {
+        eh_frame_hdr: eh_frame.as_ref().and_then(|_| place(b".eh_frame_hdr")),
+        debug_frame: if eh_frame.is_none() {
+            place(b".debug_frame").map(|(_, off, size)| (off, size))
+        } else {
+            None
+        },
+        eh_frame,
+    }
+}
+
 /// Parsed unwind info per binary, least recently used dropped beyond the bounds.
-#[derive(Default)]
 struct BinaryCache {
     entries: HashMap<BinaryKey, CachedBinary>,
     /// Files already identified: saves re-reading the build id of a file seen before.
     aliases: HashMap<FileIdent, BinaryKey>,
-    held_bytes: usize,
+    /// Heap bytes the entries hold, charged to the budget's `unwind` share.
+    held_bytes: u64,
     tick: u64,
+    budget: &'static MemoryBudget,
+}
+
+impl Drop for BinaryCache {
+    fn drop(&mut self) {
+        self.budget.release(MemoryKind::Unwind, self.held_bytes);
+    }
 }
 
 struct CachedBinary {
@@ -498,6 +627,16 @@ struct CachedBinary {
 }
 
 impl BinaryCache {
+    fn new(budget: &'static MemoryBudget) -> Self {
+        Self {
+            entries: HashMap::new(),
+            aliases: HashMap::new(),
+            held_bytes: 0,
+            tick: 0,
+            budget,
+        }
+    }
+
     fn get(&mut self, key: &BinaryKey) -> Option<Arc<BinaryUnwindInfo>> {
         self.tick += 1;
         let entry = self.entries.get_mut(key)?;
@@ -507,7 +646,8 @@ impl BinaryCache {
 
     /// The unwind info of an opened file: cached by build id (or identity), parsed on a
     /// miss. A file that cannot be parsed is cached too, with no CFI, so that garbage is
-    /// not parsed again for every process.
+    /// not parsed again for every process; and so is one whose tables were refused for
+    /// the budget, so that they are not read again (and evicted at once) either.
     fn get_or_load(&mut self, file: &File, ident: &FileIdent) -> Arc<BinaryUnwindInfo> {
         if let Some(key) = self.aliases.get(ident).cloned()
             && let Some(info) = self.get(&key)
@@ -526,24 +666,53 @@ impl BinaryCache {
         if let Some(info) = self.get(&key) {
             return info;
         }
-        let info = Arc::new(BinaryUnwindInfo::parse(&cache, |offset, size| {
-            read_exact_at(file, offset, size)
-        }));
+        let info = Arc::new(self.parse(file, ident, &cache));
         self.insert(key, info.clone());
         info
     }
 
+    /// Parses an opened file's unwind info: a file only root can write is mapped, its
+    /// sections slices of the mapping; another's sections are read, if they fit the
+    /// per-binary quota.
+    fn parse(&self, file: &File, ident: &FileIdent, cache: &ReadCache<&File>) -> BinaryUnwindInfo {
+        let mapped = may_map(file)
+            .then(|| MappedFile::map(file, ident.size))
+            .flatten()
+            .map(MappedFile::into_bytes);
+        if let Some(image) = mapped {
+            return BinaryUnwindInfo::parse(
+                &image[..],
+                |_| Ok(()),
+                |offset, size| {
+                    let start = usize::try_from(offset).ok()?;
+                    let end = start.checked_add(usize::try_from(size).ok()?)?;
+                    (end <= image.len()).then(|| image.slice(start..end))
+                },
+            );
+        }
+        let quota = |needed| self.budget.check_item(MemoryKind::Unwind, needed);
+        let info = BinaryUnwindInfo::parse(cache, quota, |offset, size| {
+            read_exact_at(file, offset, size)
+        })
+        .read_into_memory();
+        if info.refused.is_some() {
+            self.budget.refused(MemoryKind::Unwind);
+        }
+        info
+    }
+
+    /// Caches `info`, evicting the least recently used until its heap bytes fit the
+    /// share (an entry over the per-binary quota was refused before it was read).
     fn insert(&mut self, key: BinaryKey, info: Arc<BinaryUnwindInfo>) {
         self.tick += 1;
-        self.held_bytes += info.held_bytes();
-        let entry = CachedBinary {
-            info,
-            last_used: self.tick,
-        };
-        if let Some(old) = self.entries.insert(key, entry) {
-            self.held_bytes -= old.info.held_bytes();
+        if let Some(old) = self.entries.remove(&key) {
+            self.held_bytes -= old.info.heap_bytes;
+            self.budget.release(MemoryKind::Unwind, old.info.heap_bytes);
         }
-        while self.entries.len() > MAX_CACHED_BINARIES || self.held_bytes > MAX_CACHED_BYTES {
+        let bytes = info.heap_bytes;
+        while self.entries.len() >= MAX_CACHED_BINARIES
+            || (self.budget.shortfall(MemoryKind::Unwind, bytes) > 0 && !self.entries.is_empty())
+        {
             let Some(oldest) = self
                 .entries
                 .iter()
@@ -553,9 +722,17 @@ impl BinaryCache {
                 break;
             };
             if let Some(old) = self.entries.remove(&oldest) {
-                self.held_bytes -= old.info.held_bytes();
+                self.held_bytes -= old.info.heap_bytes;
+                self.budget.evicted(MemoryKind::Unwind, old.info.heap_bytes);
             }
         }
+        self.held_bytes += bytes;
+        self.budget.charge(MemoryKind::Unwind, bytes);
+        let entry = CachedBinary {
+            info,
+            last_used: self.tick,
+        };
+        self.entries.insert(key, entry);
     }
 }
 
@@ -862,7 +1039,7 @@ mod tests {
         let tmp = TempFile::with("elf", bytes);
         let file = File::open(&tmp.0).unwrap();
         let ident = FileIdent::of(&file.metadata().unwrap());
-        BinaryCache::default().get_or_load(&file, &ident)
+        BinaryCache::new(budget::global()).get_or_load(&file, &ident)
     }
 
     #[test]
@@ -930,7 +1107,7 @@ mod tests {
             TempFile::with("copy-a", &own),
             TempFile::with("copy-b", &own),
         );
-        let mut cache = BinaryCache::default();
+        let mut cache = BinaryCache::new(budget::global());
         let mut load = |path: &PathBuf| {
             let file = File::open(path).unwrap();
             let ident = FileIdent::of(&file.metadata().unwrap());

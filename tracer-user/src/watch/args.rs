@@ -1,13 +1,15 @@
 //! The flags every watching command (`diagnose`, `run`, `top`) shares, declared once so
 //! that each means the same and has one valid range in every command: which processes,
 //! how often, which thread source, how long one Go read may take, the Go runtime's own
-//! threads, where the kubelet names pods. `run` and `top` also share the rolling
+//! threads, where the kubelet names pods, how much memory what leakscope keeps of the
+//! host may take. `run` and `top` also share the rolling
 //! `--window`. Commands differ only in defaults (`run` scans every 2 s, `top` and
 //! `diagnose` every second), which each sets on its own subcommand.
 
 use std::{path::PathBuf, time::Duration};
 
 use crate::{
+    budget::{self, DEFAULT_MEMORY_BUDGET, MAX_MEMORY_BUDGET, MIN_MEMORY_BUDGET},
     host::kubelet::{DEFAULT_CONTAINER_LOG_DIR, DEFAULT_POD_LOG_DIR, KubeletLogDirs},
     sources::{go::reader::DEFAULT_READ_TIME_BUDGET, threads::ThreadSourceChoice},
 };
@@ -42,6 +44,12 @@ pub struct WatchArgs {
     /// to 3600); past it the process is reported unreadable for that scan, with the reason.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_read_budget)]
     pub read_budget: Duration,
+    /// Memory for everything leakscope keeps or builds from what the host runs
+    /// (binaries, names, unwind tables, maps, goroutine tables, history), e.g. 96M or
+    /// 1G, from 16M to 1T; what does not fit is evicted or refused, and a process whose
+    /// analysis was cut says why.
+    #[arg(long, value_name = "SIZE", default_value = "96M", value_parser = parse_memory_budget)]
+    pub memory_budget: u64,
     #[command(flatten)]
     pub kubelet_logs: KubeletLogArgs,
 }
@@ -54,6 +62,7 @@ impl Default for WatchArgs {
             show_runtime_threads: false,
             thread_source: ThreadSourceChoice::Auto,
             read_budget: DEFAULT_READ_TIME_BUDGET,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
             kubelet_logs: KubeletLogArgs::default(),
         }
     }
@@ -121,6 +130,16 @@ pub fn parse_read_budget(secs: &str) -> Result<Duration, String> {
     parse_seconds(secs, READ_BUDGET_RANGE_S)
 }
 
+/// `--memory-budget`: a size from 16 MiB to 1 TiB.
+pub fn parse_memory_budget(size: &str) -> Result<u64, String> {
+    match budget::parse_size(size) {
+        Some(bytes) if (MIN_MEMORY_BUDGET..=MAX_MEMORY_BUDGET).contains(&bytes) => Ok(bytes),
+        _ => Err(format!(
+            "{size:?} is not a size between 16M and 1T (bytes, or with K, M, G, T)"
+        )),
+    }
+}
+
 /// `--window` and `--duration`: whole seconds, from 1 to a day.
 pub fn parse_window(secs: &str) -> Result<Duration, String> {
     match secs.parse::<u64>() {
@@ -174,6 +193,8 @@ mod tests {
             "procfs",
             "--read-budget",
             "0.25",
+            "--memory-budget",
+            "200MiB",
             "--show-runtime-threads",
             "--window",
             "60",
@@ -183,11 +204,13 @@ mod tests {
         assert_eq!(c.watch.interval, Duration::from_millis(500));
         assert_eq!(c.watch.thread_source, ThreadSourceChoice::Procfs);
         assert_eq!(c.watch.read_budget, Duration::from_millis(250));
+        assert_eq!(c.watch.memory_budget, 200 << 20);
         assert!(c.watch.show_runtime_threads);
         assert_eq!(c.window.window, Duration::from_secs(60));
         let defaults = parse(&[]).unwrap();
         assert_eq!(defaults.watch.interval, WatchArgs::default().interval);
         assert_eq!(defaults.watch.read_budget, DEFAULT_READ_TIME_BUDGET);
+        assert_eq!(defaults.watch.memory_budget, DEFAULT_MEMORY_BUDGET);
         assert_eq!(defaults.watch.thread_source, ThreadSourceChoice::Auto);
         assert_eq!(
             defaults.watch.kubelet_logs.dirs(),
@@ -206,6 +229,8 @@ mod tests {
             ["--read-budget", "3600"],
             ["--window", "1"],
             ["--window", "86400"],
+            ["--memory-budget", "16M"],
+            ["--memory-budget", "1T"],
         ] {
             assert!(parse(&ok).is_ok(), "{ok:?}");
         }
@@ -219,6 +244,9 @@ mod tests {
             ["--window", "0"],
             ["--window", "86401"],
             ["--window", "1.5"],
+            ["--memory-budget", "15M"],
+            ["--memory-budget", "2T"],
+            ["--memory-budget", "lots"],
             ["--thread-source", "kprobes"],
             ["--pid", "x"],
         ] {

@@ -157,6 +157,8 @@ impl Driver {
     /// Opens the sources as `args` ask (loads the kernel program, or falls back to
     /// /proc as `--thread-source` allows); nothing is scanned yet.
     pub fn open(args: &WatchArgs, schedule: Schedule) -> Result<Self, SourceError> {
+        // Before any cache charges it (false only when a test opened a driver before).
+        crate::budget::configure(args.memory_budget);
         let mut watcher = Watcher::new(
             Scope::of_pids(&args.pids),
             args.thread_source,

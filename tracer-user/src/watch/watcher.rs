@@ -108,12 +108,18 @@ impl Watcher {
         let go_errors = go_scans.iter().filter(|s| s.goroutines.is_err()).count();
         let tasks_by_uid = threads.tasks_by_uid.take();
         let mut census = self.taker.take(threads, go_scans);
+        self.taker
+            .note_degraded(&mut census, self.threads.take_degraded());
         let taker = &self.taker;
         self.faults.retain(|process| taker.is_live(process));
         let t3 = Instant::now();
         census.resources = self.limits.scan(census.processes.keys(), tasks_by_uid);
         let t4 = Instant::now();
         self.history.record(&census);
+        // The pages of the binaries leakscope maps (its own mappings and the
+        // symbolizer's) leave its resident set after every scan, so that they do not
+        // stay resident with every binary it ever read.
+        crate::host::mapped::release_resident_pages();
         log::debug!(
             "scan: threads {:?}, goroutines {:?}, census {:?}, limits {:?}, history {:?}",
             t1 - t0,

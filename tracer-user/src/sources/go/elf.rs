@@ -4,13 +4,61 @@
 
 use std::collections::HashMap;
 
-use object::{Object, ObjectSegment, ObjectSymbol, SegmentFlags};
+use object::{
+    Endianness, Object, ObjectSegment, SegmentFlags,
+    elf::{FileHeader64, SHN_UNDEF, SHT_SYMTAB},
+    read::elf::{FileHeader, SectionHeader, Sym},
+};
+
+use crate::budget::cpu::Ticker;
+
+/// The symbols the Go analysis looks up (by name) in a binary's `.symtab`: only these
+/// are kept. A symbol table may hold a million names, all pointing into one megabyte
+/// string: copying every name would take terabytes.
+pub const LOOKED_UP_SYMBOLS: [&str; 9] = [
+    "runtime.text",
+    "runtime.pclntab",
+    "runtime.epclntab",
+    "runtime.firstmoduledata",
+    "runtime.allgs",
+    "runtime.allglen",
+    "runtime.waitReasonStrings",
+    "go:func.*",
+    "go.func.*",
+];
 
 /// `p_flags` bits.
 pub const PF_X: u32 = 1;
 pub const PF_W: u32 = 2;
 /// x86-64 relative relocation: the word at `offset` is `load bias + addend`.
 pub const R_X86_64_RELATIVE: u32 = 8;
+
+/// How the analysis keeps the parts of a file it needs afterwards (the pclntab, the
+/// inline trees): copied out of bytes read into memory (counted against the memory
+/// budget), or as slices of a mapped file that only root can write (page cache, no
+/// copy: see [`crate::host::mapped`]).
+#[derive(Clone, Copy)]
+pub enum Retain<'a> {
+    Copy,
+    Share(&'a bytes::Bytes),
+}
+
+impl Retain<'_> {
+    /// `part` kept, and the heap bytes that costs.
+    pub fn keep(&self, part: &[u8]) -> (bytes::Bytes, u64) {
+        if let Self::Share(whole) = self {
+            let (start, end) = (
+                whole.as_ptr() as usize,
+                whole.as_ptr() as usize + whole.len(),
+            );
+            let at = part.as_ptr() as usize;
+            if at >= start && at + part.len() <= end {
+                return (whole.slice_ref(part), 0);
+            }
+        }
+        (bytes::Bytes::copy_from_slice(part), part.len() as u64)
+    }
+}
 
 /// One `PT_LOAD` segment.
 #[derive(Debug, Clone, Copy)]
@@ -27,11 +75,60 @@ pub struct Segment {
 pub struct ElfImage<'a> {
     data: &'a [u8],
     pub segments: Vec<Segment>,
-    /// `.symtab` definitions: name → (address, size).
+    /// `.symtab` definitions of [`LOOKED_UP_SYMBOLS`]: name → (address, size).
     pub symbols: HashMap<String, (u64, u64)>,
     /// `R_X86_64_RELATIVE` addends by the address they relocate (PIE):
     /// linkers that leave relocated words zero in the file need them.
     relocs: HashMap<u64, u64>,
+}
+
+/// The [`LOOKED_UP_SYMBOLS`] defined in `.symtab` (name → address, size), and whether
+/// the table has any symbol at all: each name is compared in place, a few bytes of it,
+/// so a table of endless names costs a pass over the entries and no copy. `None`
+/// without a symbol table (or with one that does not parse).
+pub fn looked_up_symbols(data: &[u8]) -> Option<HashMap<String, (u64, u64)>> {
+    let header = FileHeader64::<Endianness>::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    let sections = header.sections(endian, data).ok()?;
+    let table = sections.symbols(endian, data, SHT_SYMTAB).ok()?;
+    let strings = sections
+        .section(table.string_section())
+        .ok()?
+        .data(endian, data)
+        .ok()?;
+    let longest = LOOKED_UP_SYMBOLS.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mut found = HashMap::new();
+    let mut ticker = Ticker::new(1 << 16);
+    for sym in table.symbols() {
+        if ticker.exhausted() {
+            break;
+        }
+        let defined = sym.st_shndx(endian) != SHN_UNDEF || sym.st_value(endian) != 0;
+        let Some(name) = usize::try_from(sym.st_name(endian))
+            .ok()
+            .and_then(|at| strings.get(at..))
+        else {
+            continue;
+        };
+        let name = &name[..name.len().min(longest + 1)];
+        let Some(end) = name.iter().position(|&b| b == 0) else {
+            continue;
+        };
+        if let Some(&wanted) = LOOKED_UP_SYMBOLS
+            .iter()
+            .find(|w| w.as_bytes() == &name[..end])
+            && defined
+        {
+            found
+                .entry(wanted.to_string())
+                .or_insert((sym.st_value(endian), sym.st_size(endian)));
+        }
+    }
+    // An empty entry marks a table that had symbols (`has_symbols`), found or not.
+    if table.symbols().len() > 1 {
+        found.entry(String::new()).or_insert((0, 0));
+    }
+    Some(found)
 }
 
 impl<'a> ElfImage<'a> {
@@ -57,11 +154,7 @@ impl<'a> ElfImage<'a> {
                 }
             })
             .collect();
-        let symbols = file
-            .symbols()
-            .filter(|s| s.is_definition())
-            .filter_map(|s| Some((s.name().ok()?.to_string(), (s.address(), s.size()))))
-            .collect();
+        let symbols = looked_up_symbols(data).unwrap_or_default();
         let relocs = file
             .dynamic_relocations()
             .map(|relocs| {

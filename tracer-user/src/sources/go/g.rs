@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use crate::{
+    budget::OverBudget,
     fasthash::IntMap,
     host::memory::{is_not_resident, read_memory},
     sources::go::{
@@ -155,6 +156,10 @@ pub enum GoroutineReadError {
         seconds(*.0)
     )]
     OverTimeBudget(Duration),
+    /// The table of this many goroutines would take more of the memory budget than is
+    /// left to it; read afresh (within the budget) next time.
+    #[error("its table of {goroutines} goroutines {over}")]
+    OverMemoryBudget { goroutines: u64, over: OverBudget },
 }
 
 /// A duration as seconds with up to three decimals, for messages.

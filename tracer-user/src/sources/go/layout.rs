@@ -484,12 +484,21 @@ fn read_dwarf(file: &object::File<'_>) -> Result<Option<DwarfFindings>, LayoutEr
     if !has_info {
         return Ok(None);
     }
-    let sections = gimli::DwarfSections::load(|id| load_dwarf_section(file, id))?;
+    // What the compressed sections inflate to, together: each is bounded alone, and
+    // together by the memory budget's per-program quota.
+    let inflated = std::cell::Cell::new(0u64);
+    let limit = crate::budget::global().quota(crate::budget::MemoryKind::Programs);
+    let sections =
+        gimli::DwarfSections::load(|id| load_dwarf_section(file, id, (&inflated, limit)))?;
     let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
 
     let mut found = DwarfFindings::default();
     let mut units = dwarf.units();
+    let mut ticker = crate::budget::cpu::Ticker::new(64);
     while let Some(header) = units.next().map_err(gimli_err)? {
+        if ticker.exhausted() {
+            return Err(LayoutError::Dwarf("over the CPU budget".into()));
+        }
         let unit = dwarf.unit(header).map_err(gimli_err)?;
         let mut tree = unit.entries_tree(None).map_err(gimli_err)?;
         let root = tree.root().map_err(gimli_err)?;
@@ -522,6 +531,7 @@ fn gimli_err(e: gimli::Error) -> LayoutError {
 fn load_dwarf_section<'a>(
     file: &object::File<'a>,
     id: gimli::SectionId,
+    (inflated, limit): (&std::cell::Cell<u64>, u64),
 ) -> Result<Cow<'a, [u8]>, LayoutError> {
     let name = id.name();
     let zname = name
@@ -536,10 +546,18 @@ fn load_dwarf_section<'a>(
     // The declared size is checked before inflating: a hostile binary may declare
     // terabytes behind a few compressed bytes.
     let compressed = s.compressed_data().map_err(dwarf_err)?;
-    if compressed.uncompressed_size > MAX_DWARF_SECTION_BYTES {
+    let size = compressed.uncompressed_size;
+    if compressed.format != object::CompressionFormat::None {
+        inflated.set(inflated.get().saturating_add(size));
+    }
+    if size > MAX_DWARF_SECTION_BYTES || inflated.get() > limit {
         return Err(LayoutError::DwarfTooLarge {
             section: name,
-            size: compressed.uncompressed_size,
+            size: if size > MAX_DWARF_SECTION_BYTES {
+                size
+            } else {
+                inflated.get()
+            },
         });
     }
     s.uncompressed_data().map_err(dwarf_err)

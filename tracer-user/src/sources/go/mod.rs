@@ -59,12 +59,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use object::{Object, ObjectSection, ObjectSymbol};
+use object::{Object, ObjectSection};
 use thiserror::Error;
 
+use crate::budget::cpu::Ticker;
+
 pub use buildinfo::{BuildInfo, BuildInfoError, GoVersion};
-pub use elf::Segment;
 use elf::{ElfImage, PF_W, PF_X};
+pub use elf::{Retain, Segment};
 pub use pclntab::{Frame, FuncInfo, GoFuncCheck, Pclntab, PclntabError};
 
 /// Inline trees sampled to accept a `go:func.*` candidate.
@@ -147,13 +149,19 @@ impl GoBinary {
 
     /// Analyses a Go executable's bytes.
     pub fn parse(data: &[u8]) -> Result<GoBinary, GoBinaryError> {
+        Self::parse_retained(data, Retain::Copy)
+    }
+
+    /// [`Self::parse`], keeping the tables it needs afterwards as `retain` says
+    /// (copied, or slices of a mapped file).
+    pub fn parse_retained(data: &[u8], retain: Retain<'_>) -> Result<GoBinary, GoBinaryError> {
         let (image, file) = ElfImage::parse(data).map_err(GoBinaryError::NotElf)?;
         let pie = file.kind() == object::ObjectKind::Dynamic;
 
-        let symbols: HashMap<String, u64> = file
-            .symbols()
-            .filter(|s| s.is_definition() || s.address() != 0)
-            .filter_map(|s| Some((s.name().ok()?.to_string(), s.address())))
+        let symbols: HashMap<String, u64> = image
+            .symbols
+            .iter()
+            .map(|(name, &(addr, _))| (name.clone(), addr))
             .collect();
         let symbol = |name: &str| symbols.get(name).copied();
 
@@ -168,10 +176,10 @@ impl GoBinary {
         } else {
             (None, Provenance::PclntabHeader)
         };
-        let mut pclntab = match Pclntab::parse(pclntab_bytes, provisional) {
+        let mut pclntab = match Pclntab::parse_retained(pclntab_bytes, provisional, retain) {
             Err(PclntabError::NoTextStart) => {
                 text_start_from = Provenance::TextSection;
-                Pclntab::parse(pclntab_bytes, Some(text_section.unwrap_or(0)))?
+                Pclntab::parse_retained(pclntab_bytes, Some(text_section.unwrap_or(0)), retain)?
             }
             other => other?,
         };
@@ -210,8 +218,8 @@ impl GoBinary {
                     .map(|g| (g, Provenance::PclntabLayout))
             });
         let gofunc_from = gofunc.map(|(g, from)| {
-            let tail = image.tail(g).unwrap_or(&[]).to_vec();
-            pclntab.set_gofunc(g, tail);
+            let (tail, heap_bytes) = retain.keep(image.tail(g).unwrap_or(&[]));
+            pclntab.set_gofunc_retained(g, tail, heap_bytes);
             from
         });
         if gofunc_from.is_none() {
@@ -269,12 +277,21 @@ impl GoBinary {
 
     /// The address of an ELF symbol (`.symtab`), when the binary has one.
     pub fn symbol(&self, name: &str) -> Option<u64> {
-        self.symbols.get(name).copied()
+        self.symbols.get(name).copied().filter(|_| !name.is_empty())
     }
 
     /// True when the binary has a symbol table (it was not built with `-s`).
     pub fn has_symbols(&self) -> bool {
         !self.symbols.is_empty()
+    }
+
+    /// Heap bytes the analysis keeps: the tables copied out of the file (none when
+    /// they are slices of a mapped file), the symbols looked up, the segments.
+    pub fn heap_bytes(&self) -> u64 {
+        let symbols: usize = self.symbols.keys().map(|name| name.capacity() + 48).sum();
+        self.pclntab.heap_bytes()
+            + symbols as u64
+            + (self.segments.capacity() * size_of::<Segment>()) as u64
     }
 
     /// True for a position-independent executable (`ET_DYN`): its addresses
@@ -340,10 +357,11 @@ fn locate_pclntab<'a>(
     }
     // No section headers: scan non-executable segments for a header that
     // parses.
+    let mut ticker = Ticker::new(1 << 16);
     for s in image.segments.iter().filter(|s| s.flags & PF_X == 0) {
         let bytes = image.segment_bytes(s);
         let mut off = (s.addr.wrapping_neg() % 8) as usize;
-        while off + 8 <= bytes.len() {
+        while off + 8 <= bytes.len() && !ticker.exhausted() {
             let magic = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap());
             if [
                 pclntab::MAGIC_GO120,
@@ -353,7 +371,7 @@ fn locate_pclntab<'a>(
             .contains(&magic)
                 && bytes[off + 4] == 0
                 && bytes[off + 5] == 0
-                && Pclntab::parse(&bytes[off..], Some(0)).is_ok()
+                && Pclntab::check(&bytes[off..], Some(0)).is_ok()
             {
                 return Ok((s.addr + off as u64, &bytes[off..]));
             }
@@ -390,10 +408,11 @@ fn find_moduledata(
 
     // Pass 1: values as stored in the file (the Go linker and GNU ld both
     // write them, even where a dynamic relocation also applies).
+    let mut ticker = Ticker::new(1 << 16);
     for s in image.segments.iter().filter(|s| s.flags & PF_X == 0) {
         let bytes = image.segment_bytes(s);
         let mut off = (s.addr.wrapping_neg() % 8) as usize;
-        while off + 5 * 8 <= bytes.len() {
+        while off + 5 * 8 <= bytes.len() && !ticker.exhausted() {
             let word = |i: usize| -> Option<u64> {
                 let o = off.checked_add(i * 8)?;
                 Some(u64::from_le_bytes(bytes.get(o..o + 8)?.try_into().ok()?))

@@ -16,6 +16,7 @@ use std::{
 };
 
 use crate::{
+    budget::{MemoryKind, OverBudget},
     host::memory::read_batch,
     model::{GoroutineMember, LabelSet, StackKey},
     resources::StackBytes,
@@ -193,7 +194,13 @@ pub struct ParkedTable {
     statuses: StatusTable,
     /// The label sets of the groups.
     labels: LabelSets,
+    /// Bytes the table may take (its share of the memory budget); unbounded by default.
+    max_bytes: Option<u64>,
 }
+
+/// Bytes the table keeps per goroutine it follows: its `g` pointer, its place in the
+/// address order, its slot.
+pub const TABLE_BYTES_PER_G: u64 = 8 + 4 + size_of::<Slot>() as u64;
 
 /// A park's identity in one word: goroutine id and park sequence.
 fn member_key(goid: u64, seq: u8) -> u64 {
@@ -236,6 +243,32 @@ impl ParkedTable {
         self.slots.len()
     }
 
+    /// Bounds what the table may take, bytes (checked before a read from the declared
+    /// table length: a table over it is not read).
+    pub fn set_max_bytes(&mut self, max_bytes: u64) {
+        self.max_bytes = Some(max_bytes);
+    }
+
+    /// Heap bytes the table holds (in use: the goroutines it follows, its read ranges,
+    /// its groups of parked goroutines).
+    pub fn heap_bytes(&self) -> u64 {
+        let groups: usize = self
+            .groups
+            .iter()
+            .flatten()
+            .map(|g| {
+                size_of::<Group>()
+                    + size_of::<u64>() * g.stack.len()
+                    + size_of::<GoroutineMember>()
+                        * (g.arrived.len() + g.departed.len() + g.dated.len())
+            })
+            .sum();
+        self.slots.len() as u64 * TABLE_BYTES_PER_G
+            + (self.ranges.len() * size_of::<MergedRange>()) as u64
+            + groups as u64
+            + (self.group_of.len() * 64) as u64
+    }
+
     /// Reads the table once; reports what changed since the previous read.
     pub fn read(
         &mut self,
@@ -251,6 +284,24 @@ impl ParkedTable {
         let allglen = read_word(pid, program.addrs.allglen.wrapping_add(bias))?;
         let allgs = read_word(pid, program.addrs.allgs.wrapping_add(bias))?;
         check_allglen(allglen)?;
+        if let Some(limit) = self.max_bytes {
+            let needed = allglen.saturating_mul(TABLE_BYTES_PER_G);
+            if needed > limit {
+                *self = Self {
+                    max_bytes: self.max_bytes,
+                    ..Self::default()
+                };
+                let over = OverBudget {
+                    kind: MemoryKind::Goroutines,
+                    needed,
+                    limit,
+                };
+                return Err(GoroutineReadError::OverMemoryBudget {
+                    goroutines: allglen,
+                    over,
+                });
+            }
+        }
         if allglen > 0 {
             let gptrs = read_allgs(pid, allgs, allglen)?;
             self.refresh_pointers(gptrs, program.layout.g_size);
@@ -260,7 +311,10 @@ impl ParkedTable {
         self.labels.start_read();
         let Some(max_goid) = self.read_all(pid, program, bias, bufs, deadline) else {
             // Part of the table was compared, part not: start over next time.
-            *self = Self::default();
+            *self = Self {
+                max_bytes: self.max_bytes,
+                ..Self::default()
+            };
             return Err(GoroutineReadError::OverTimeBudget(time_budget));
         };
         Ok(self.take_changes(max_goid))

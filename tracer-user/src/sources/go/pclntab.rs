@@ -50,7 +50,11 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use thiserror::Error;
+
+use super::elf::Retain;
+use crate::model::frame_name;
 
 /// Go 1.16 and 1.17.
 pub const MAGIC_GO116: u32 = 0xffff_fffa;
@@ -162,7 +166,8 @@ impl fmt::Display for Frame {
 #[derive(Clone)]
 struct GoFunc {
     addr: u64,
-    data: Vec<u8>,
+    data: Bytes,
+    heap_bytes: u64,
 }
 
 /// The result of checking a candidate `go:func.*` base against the inline
@@ -180,7 +185,9 @@ pub enum GoFuncCheck {
 /// A parsed `.gopclntab`.
 #[derive(Clone)]
 pub struct Pclntab {
-    data: Vec<u8>,
+    data: Bytes,
+    /// Heap bytes `data` and the inline trees hold (0 for slices of a mapped file).
+    heap_bytes: u64,
     format: Format,
     quantum: u64,
     ptr_size: usize,
@@ -215,6 +222,28 @@ impl Pclntab {
     /// `runtime.text` symbol): it wins over the header's `textStart`, which
     /// Go 1.26+ no longer fills in and which is the only choice otherwise.
     pub fn parse(bytes: &[u8], text_start_hint: Option<u64>) -> Result<Pclntab, PclntabError> {
+        Self::parse_retained(bytes, text_start_hint, Retain::Copy)
+    }
+
+    /// Whether `bytes` hold a pclntab that parses, without keeping anything of it.
+    pub fn check(bytes: &[u8], text_start_hint: Option<u64>) -> Result<(), PclntabError> {
+        Self::parse_header(bytes, text_start_hint).map(drop)
+    }
+
+    /// [`Self::parse`], keeping the table as `retain` says (copied, or a slice of a
+    /// mapped file).
+    pub fn parse_retained(
+        bytes: &[u8],
+        text_start_hint: Option<u64>,
+        retain: Retain<'_>,
+    ) -> Result<Pclntab, PclntabError> {
+        let mut tab = Self::parse_header(bytes, text_start_hint)?;
+        (tab.data, tab.heap_bytes) = retain.keep(bytes);
+        Ok(tab)
+    }
+
+    /// The header and its checks, over borrowed bytes (`data` left empty).
+    fn parse_header(bytes: &[u8], text_start_hint: Option<u64>) -> Result<Pclntab, PclntabError> {
         let (format, quantum, ptr_size) = parse_fixed_header(bytes)?;
         let word = |i: usize| -> Result<u64, PclntabError> {
             let off = 8 + i * ptr_size;
@@ -281,7 +310,8 @@ impl Pclntab {
         // would be quadratic.
         check_functab(bytes, functab, nfunc as usize, format, ptr_size)?;
         Ok(Pclntab {
-            data: bytes.to_vec(),
+            data: Bytes::new(),
+            heap_bytes: 0,
             format,
             quantum: u64::from(quantum),
             ptr_size,
@@ -378,8 +408,27 @@ impl Pclntab {
 
     /// Tells the table where `go:func.*` (moduledata.gofunc) is: `data` is
     /// the image's bytes from `addr` on. Needed only for [`Self::inline_frames`].
-    pub fn set_gofunc(&mut self, addr: u64, data: Vec<u8>) {
-        self.gofunc = Some(GoFunc { addr, data });
+    pub fn set_gofunc(&mut self, addr: u64, data: impl Into<Bytes>) {
+        self.set_gofunc_retained(addr, data.into(), 0);
+    }
+
+    /// [`Self::set_gofunc`] with bytes kept as [`Retain::keep`] gives them, holding
+    /// `heap_bytes` of heap.
+    pub fn set_gofunc_retained(&mut self, addr: u64, data: Bytes, heap_bytes: u64) {
+        if let Some(old) = self.gofunc.take() {
+            self.heap_bytes = self.heap_bytes.saturating_sub(old.heap_bytes);
+        }
+        self.heap_bytes += heap_bytes;
+        self.gofunc = Some(GoFunc {
+            addr,
+            data,
+            heap_bytes,
+        });
+    }
+
+    /// Heap bytes the table holds (its copies; nothing for slices of a mapped file).
+    pub fn heap_bytes(&self) -> u64 {
+        self.heap_bytes
     }
 
     /// Where `go:func.*` is, if known.
@@ -544,7 +593,7 @@ impl Pclntab {
             return None;
         }
         let name = self.cstr(self.filetab, name_off as i32)?;
-        Some(String::from_utf8_lossy(name).into_owned())
+        Some(frame_name(name))
     }
 
     /// The logical frames at `pc` in `func`, innermost first: one per inlined
@@ -573,14 +622,17 @@ impl Pclntab {
         });
         if let Some((data, tree_off, table)) = tree {
             let mut ix = self.pcvalue(table, func.entry, pc).unwrap_or(-1);
-            while ix >= 0 && frames.len() < MAX_INLINE_DEPTH {
+            // A real tree goes from a call to its caller, never back: an index seen
+            // before is a loop (a hostile table), and ends the expansion.
+            let mut seen: Vec<i32> = Vec::new();
+            while ix >= 0 && frames.len() < MAX_INLINE_DEPTH && !seen.contains(&ix) {
+                seen.push(ix);
                 let Some(call) = self.inlined_call(data, tree_off, ix as usize) else {
                     break;
                 };
-                let name = self.cstr(self.funcnametab, call.name_off).map_or_else(
-                    || "?".to_string(),
-                    |n| String::from_utf8_lossy(n).into_owned(),
-                );
+                let name = self
+                    .cstr(self.funcnametab, call.name_off)
+                    .map_or_else(|| "?".to_string(), frame_name);
                 let (file, line) = position(pc);
                 frames.push(Frame {
                     function: name,
@@ -692,10 +744,9 @@ impl Pclntab {
     fn func_at(&self, i: usize) -> Option<FuncInfo> {
         let mut func = self.func_record_at(i)?;
         let name_off = self.field_u32(func.func_off, 4)? as i32;
-        func.name = self.cstr(self.funcnametab, name_off).map_or_else(
-            || "?".to_string(),
-            |n| String::from_utf8_lossy(n).into_owned(),
-        );
+        func.name = self
+            .cstr(self.funcnametab, name_off)
+            .map_or_else(|| "?".to_string(), frame_name);
         Some(func)
     }
 

@@ -17,12 +17,14 @@ use std::{
 use tracer_common::ProcessRecord;
 
 use crate::{
+    budget::{self, MemoryBudget, MemoryKind},
     host::cpu::thread_cpu_time,
     isolate::{Faults, ProcessFault, Reader, Step},
     model::{GoRelease, ProcessKey},
     sources::error::ReadError,
     sources::go::{
         executable::GoProgram,
+        g::GoroutineReadError,
         parked::{GoroutineTable, ParkedTable, ReadBuffers},
         programs::{BlockingReads, ProcessProgram, Programs},
         symbolize::{GoSymbolizer, bare_symbolizer, symbolize},
@@ -104,9 +106,35 @@ struct GoProcess {
     exe: Arc<str>,
     /// Its goroutine table as of the previous read.
     table: ParkedTable,
+    /// What its table holds of the budget's `goroutines` share.
+    charged: u64,
     /// When the process may be read again: a read that cost much CPU is followed by a
     /// longer pause (see [`ReadPacing`]).
     next_read: Option<Instant>,
+}
+
+impl GoProcess {
+    /// Bounds the table by what the `goroutines` share leaves it (at most the
+    /// per-process quota); a table over it is not read, and says so.
+    fn bound_table(&mut self, budget: &MemoryBudget) {
+        let kind = MemoryKind::Goroutines;
+        let others = budget.held(kind).saturating_sub(self.charged);
+        let room = budget.share(kind).saturating_sub(others);
+        self.table.set_max_bytes(room.min(budget.quota(kind)));
+    }
+
+    /// Charges what the table holds after a read.
+    fn charge_table(&mut self, budget: &MemoryBudget) {
+        let now = self.table.heap_bytes();
+        budget.adjust(MemoryKind::Goroutines, self.charged, now);
+        self.charged = now;
+    }
+}
+
+impl Drop for GoProcess {
+    fn drop(&mut self) {
+        budget::global().release(MemoryKind::Goroutines, self.charged);
+    }
 }
 
 /// One watched process instance.
@@ -125,6 +153,7 @@ impl From<ProcessProgram> for Watched {
                 bias,
                 exe,
                 table: ParkedTable::default(),
+                charged: 0,
                 next_read: None,
             })),
             ProcessProgram::Unreadable(release, reason) => {
@@ -267,16 +296,23 @@ fn read_paced(
     let now = Instant::now();
     let fresh = process.next_read.is_none_or(|at| now >= at);
     let goroutines = if fresh {
+        let budget = budget::global();
+        process.bound_table(budget);
         // The table goes to the reader and comes back with the read; a read abandoned
         // keeps it (the process is read afresh once it answers).
         let mut table = std::mem::take(&mut process.table);
-        let (program, bias, budget) = (process.program.clone(), process.bias, pacing.time_budget);
+        let (program, bias, time_budget) =
+            (process.program.clone(), process.bias, pacing.time_budget);
         let (table, read, cost) = reads.run(key, Step::GoTable, move |bufs| {
             let cpu = thread_cpu_time();
-            let read = table.read(key.pid, &program, bias, bufs, budget);
+            let read = table.read(key.pid, &program, bias, bufs, time_budget);
             (table, read, thread_cpu_time().saturating_sub(cpu))
         })?;
         process.table = table;
+        process.charge_table(budget);
+        if matches!(read, Err(GoroutineReadError::OverMemoryBudget { .. })) {
+            budget.refused(MemoryKind::Goroutines);
+        }
         process.next_read = Some(now + pacing.pause_after(cost));
         log::debug!(
             "goroutines of {}: {} read in {cost:?} of CPU",

@@ -4,6 +4,10 @@
 
 use crate::{model::Frame, sources::go::executable::GoProgram};
 
+/// Most frames one stack is named with, inlined calls included (a real stack has a few
+/// dozen; each kept frame costs its names, which the memory budget counts).
+pub const MAX_SYMBOLIZED_FRAMES: usize = 256;
+
 /// Names the frames of one process's goroutine stacks.
 pub type GoSymbolizer = Box<dyn Fn(&[u64]) -> Vec<Frame>>;
 
@@ -28,6 +32,9 @@ pub fn symbolize(program: &GoProgram, bias: u64, exe: &str, pcs: &[u64]) -> Vec<
         if pc == 0 {
             continue;
         }
+        if frames.len() >= MAX_SYMBOLIZED_FRAMES {
+            break;
+        }
         // A return address points after the call: look up the call itself.
         let lookup = pc.wrapping_sub(bias).wrapping_sub(u64::from(i > 0));
         let Some(func) = pclntab.find_func(lookup) else {
@@ -42,6 +49,9 @@ pub fn symbolize(program: &GoProgram, bias: u64, exe: &str, pcs: &[u64]) -> Vec<
             continue;
         }
         for f in pclntab.inline_frames(&func, lookup) {
+            if frames.len() >= MAX_SYMBOLIZED_FRAMES {
+                break;
+            }
             frames.push(Frame {
                 function: Some(f.function),
                 file: Some(f.file),

@@ -45,6 +45,7 @@ pub use self::{
     wait::{FdKind, FutexWait, SocketKind, WaitDetail, prevailing_fd_kind},
 };
 use crate::{
+    budget::degraded::Degradation,
     error::SourceError,
     host::kubelet::KubeletLogDirs,
     isolate::{Faults, ProcessFault, Reader, Step},
@@ -64,6 +65,10 @@ pub struct ThreadSource {
     /// Reads the processes' maps, binaries and stacks, on a thread the scan can stop
     /// waiting for.
     reads: Reader<StackReads>,
+    /// Processes whose stacks or names lost something to a budget (their maps, a
+    /// binary's unwind tables, debug info or symbols), and why, as the reader's jobs
+    /// told them (until taken).
+    degraded: Vec<(u32, Degradation)>,
     facts: FactsReader,
     /// The processes whose analysis failed (shared with the other sources and the census).
     faults: Arc<Faults>,
@@ -113,6 +118,7 @@ impl ThreadSource {
             waits: WaitClassifier::default(),
             stacks: ThreadStacks::default(),
             reads: Reader::new("threads", StackReads::default, faults.clone(), deadline),
+            degraded: Vec::new(),
             facts: FactsReader::default(),
             faults,
             scans: 0,
@@ -122,6 +128,12 @@ impl ThreadSource {
     /// Where the kubelet's log directories are, which name pods and containers.
     pub fn set_kubelet_log_dirs(&mut self, dirs: KubeletLogDirs) {
         self.facts = FactsReader::new(dirs);
+    }
+
+    /// Takes the processes whose stacks or names lost something to a budget since the
+    /// last call, and why.
+    pub fn take_degraded(&mut self) -> Vec<(u32, Degradation)> {
+        std::mem::take(&mut self.degraded)
     }
 
     /// The record source in use.
@@ -231,9 +243,11 @@ impl ThreadSource {
         if !new.is_empty() {
             let scan = self.scans;
             let at = new.clone();
-            let stacks = self.reads.run(process, Step::Unwind, move |reads| {
-                reads.unwind(scan, process.pid, &at)
-            })??;
+            let (stacks, cut) = self.reads.run(process, Step::Unwind, move |reads| {
+                (reads.unwind(scan, process.pid, &at), reads.take_degraded())
+            })?;
+            self.degraded.extend(cut);
+            let stacks = stacks?;
             for ((thread, regs), stack) in new.into_iter().zip(stacks) {
                 self.stacks.insert(thread, regs, stack);
             }
@@ -258,14 +272,17 @@ impl ThreadSource {
     /// Names thread sites' frames for the census, each on the reader thread, in its own
     /// step of its process's analysis.
     fn symbolizer(&mut self) -> ThreadSymbolizer<'_> {
-        let (reads, scan) = (&mut self.reads, self.scans);
+        let (reads, degraded, scan) = (&mut self.reads, &mut self.degraded, self.scans);
         Box::new(move |process, stack| {
             let stack = stack.to_vec();
-            reads
-                .run(process, Step::Symbolize, move |reads| {
-                    reads.symbolize(scan, process.pid, &stack)
-                })
-                .map_err(ReadError::from)
+            let (frames, cut) = reads.run(process, Step::Symbolize, move |reads| {
+                (
+                    reads.symbolize(scan, process.pid, &stack),
+                    reads.take_degraded(),
+                )
+            })?;
+            degraded.extend(cut);
+            Ok(frames)
         })
     }
 }

@@ -9,17 +9,23 @@
 //! of the thread source's reader thread ([`crate::isolate::Reader`]): any of those reads
 //! may block, and the scan must be able to stop waiting. With each stack, the size of
 //! its stack mapping and what of it is resident are read once (a blocked thread's stack
-//! does not move).
+//! does not move). The maps a scan holds stay within the budget's `maps` share
+//! (beyond it, the least recently read are dropped and read again when needed); a
+//! process whose maps alone are over the per-process quota is not unwound, and says so.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::{
+    budget::{
+        self, MemoryBudget, MemoryKind,
+        degraded::{Cause, Degradation},
+    },
     fasthash::IntMap,
     host::{
         pagemap,
-        procfs::{self, MemoryMap},
+        procfs::{self, BoundedMapsError, MemoryMap},
     },
-    model::{Frame, ProcessKey, StackKey, ThreadKey},
+    model::{Frame, ProcessKey, StackKey, ThreadKey, bare_frames},
     resources::StackBytes,
     sources::error::{ReadError, StackNotResident},
     stacks::{
@@ -36,14 +42,12 @@ pub type ThreadSymbolizer<'a> =
 
 /// Everything that reads a process to unwind and name its threads' stacks: the
 /// unwinder's and the symbolizer's caches (kept across scans), and the maps of the
-/// processes the scan under way touched (each read at most once per scan; `None`: gone).
+/// processes the scan under way touched.
 #[derive(Default)]
 pub struct StackReads {
     unwinder: StackUnwinder,
     symbolizer: StackSymbolizer,
-    /// The scan the maps are of.
-    scan: u64,
-    maps: HashMap<u32, Option<Vec<MemoryMap>>>,
+    maps: ScanMaps,
 }
 
 impl StackReads {
@@ -60,13 +64,8 @@ impl StackReads {
         pid: u32,
         regs: &[(ThreadKey, UserRegs)],
     ) -> Result<Vec<(StackKey, StackBytes)>, StackNotResident> {
-        let Self {
-            unwinder,
-            scan: maps_of,
-            maps,
-            ..
-        } = self;
-        let Some(maps) = scan_maps(maps, maps_of, scan, pid) else {
+        let Self { unwinder, maps, .. } = self;
+        let Some(maps) = maps.of(scan, pid) else {
             return Ok((regs.iter())
                 .map(|(_, r)| (StackKey::from(vec![r.ip]), StackBytes::default()))
                 .collect());
@@ -89,33 +88,116 @@ impl StackReads {
     /// The frames of a stack of process `pid`, named with its maps as of scan `scan`.
     pub fn symbolize(&mut self, scan: u64, pid: u32, stack: &[u64]) -> Vec<Frame> {
         let Self {
-            symbolizer,
-            scan: maps_of,
-            maps,
-            ..
+            symbolizer, maps, ..
         } = self;
-        match scan_maps(maps, maps_of, scan, pid) {
+        match maps.of(scan, pid) {
             Some(maps) => symbolizer.symbolize(pid, maps, stack),
             None => bare_frames(stack),
         }
     }
+
+    /// Takes the processes whose stacks or names lost something to a budget since the
+    /// last call (their maps, a binary's unwind tables, debug info or symbols), and why.
+    pub fn take_degraded(&mut self) -> Vec<(u32, Degradation)> {
+        let mut all = std::mem::take(&mut self.maps.degraded);
+        all.append(&mut self.unwinder.take_degraded());
+        all.append(&mut self.symbolizer.take_degraded());
+        all
+    }
 }
 
-/// The maps of process `pid` as of scan `scan`, read at most once per scan (`maps`
-/// holds those of scan `maps_of`).
-fn scan_maps<'m>(
-    maps: &'m mut HashMap<u32, Option<Vec<MemoryMap>>>,
-    maps_of: &mut u64,
+/// The maps of the processes one scan touched, each read at most once per scan while
+/// they fit the `maps` share (`None`: gone, or over the quota).
+pub struct ScanMaps {
+    /// The scan the maps are of.
     scan: u64,
-    pid: u32,
-) -> Option<&'m [MemoryMap]> {
-    if *maps_of != scan {
-        *maps_of = scan;
-        maps.clear();
+    maps: HashMap<u32, Option<(Vec<MemoryMap>, u64)>>,
+    /// The order they were read in, to drop the oldest first.
+    order: Vec<u32>,
+    held: u64,
+    budget: &'static MemoryBudget,
+    /// Processes whose maps were over the quota, and why (until taken).
+    degraded: Vec<(u32, Degradation)>,
+}
+
+impl Default for ScanMaps {
+    fn default() -> Self {
+        Self::with_budget(budget::global())
     }
-    maps.entry(pid)
-        .or_insert_with(|| procfs::read_maps(pid).ok())
-        .as_deref()
+}
+
+impl Drop for ScanMaps {
+    fn drop(&mut self) {
+        self.budget.release(MemoryKind::Maps, self.held);
+    }
+}
+
+impl ScanMaps {
+    pub fn with_budget(budget: &'static MemoryBudget) -> Self {
+        Self {
+            scan: 0,
+            maps: HashMap::new(),
+            order: Vec::new(),
+            held: 0,
+            budget,
+            degraded: Vec::new(),
+        }
+    }
+
+    /// The maps of process `pid` as of scan `scan`, read at most once per scan.
+    fn of(&mut self, scan: u64, pid: u32) -> Option<&[MemoryMap]> {
+        if self.scan != scan {
+            self.scan = scan;
+            self.maps.clear();
+            self.order.clear();
+            self.budget.release(MemoryKind::Maps, self.held);
+            self.held = 0;
+        }
+        if !self.maps.contains_key(&pid) {
+            let read = self.read(pid);
+            self.maps.insert(pid, read);
+            self.order.push(pid);
+        }
+        self.maps.get(&pid)?.as_ref().map(|(m, _)| m.as_slice())
+    }
+
+    /// Reads one process's maps within the quota (only executable mappings and the
+    /// kernel's pseudo mappings such as `[stack]` keep their paths: nothing else needs
+    /// them), dropping the maps read longest ago until they fit the share.
+    fn read(&mut self, pid: u32) -> Option<(Vec<MemoryMap>, u64)> {
+        let quota = self.budget.quota(MemoryKind::Maps);
+        let keep_path = |m: &MemoryMap| {
+            m.is_executable() || m.path.as_deref().is_some_and(|p| p.starts_with('['))
+        };
+        let maps = match procfs::read_maps_bounded(pid, quota, keep_path) {
+            Ok(maps) => maps,
+            Err(BoundedMapsError::Io(_)) => return None,
+            Err(BoundedMapsError::TooLarge { needed }) => {
+                self.budget.refused(MemoryKind::Maps);
+                let cause = Cause::Memory {
+                    kind: MemoryKind::Maps,
+                    needed,
+                    limit: quota,
+                };
+                self.degraded.push((pid, Degradation::Maps { cause }));
+                return None;
+            }
+        };
+        let bytes: u64 = maps.iter().map(MemoryMap::heap_bytes).sum();
+        let mut oldest = 0;
+        while self.budget.shortfall(MemoryKind::Maps, bytes) > 0 && oldest < self.order.len() {
+            let old = self.order[oldest];
+            oldest += 1;
+            if let Some(Some((_, freed))) = self.maps.remove(&old) {
+                self.held -= freed;
+                self.budget.evicted(MemoryKind::Maps, freed);
+            }
+        }
+        self.order.drain(..oldest);
+        self.held += bytes;
+        self.budget.charge(MemoryKind::Maps, bytes);
+        Some((maps, bytes))
+    }
 }
 
 /// Each parked thread's stack and what its stack mapping holds, by where it parked.
@@ -149,15 +231,4 @@ fn stack_bytes(pid: u32, maps: &[MemoryMap], sp: u64) -> StackBytes {
         Some(m) => StackBytes::thread(m.end - m.start, procfs::resident_bytes(pid, m.start, m.end)),
         None => StackBytes::default(),
     }
-}
-
-/// Frames known by their address alone (the process is gone).
-fn bare_frames(stack: &[u64]) -> Vec<Frame> {
-    stack
-        .iter()
-        .map(|&address| Frame {
-            address,
-            ..Frame::default()
-        })
-        .collect()
 }
