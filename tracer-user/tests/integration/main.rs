@@ -11,6 +11,7 @@ mod busy;
 mod cli;
 mod common;
 mod daemon;
+mod elfedit;
 mod fallback;
 mod forecast;
 mod go;
