@@ -3,9 +3,17 @@
 //! unwinder, the symbolizer and the Go reader all identify binaries through here.
 
 use std::{
+    ffi::CString,
     fs::File,
-    os::unix::fs::{MetadataExt, OpenOptionsExt},
-    path::PathBuf,
+    io,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::{
+            ffi::OsStrExt,
+            fs::{MetadataExt, OpenOptionsExt},
+        },
+    },
+    path::{Path, PathBuf},
 };
 
 use object::{
@@ -16,7 +24,8 @@ use object::{
 
 use crate::host::{
     mapped::{WholeFileHeld, may_map},
-    procfs::MemoryMap,
+    procfs::{self, MemoryMap},
+    stat,
 };
 
 /// Largest header tables accepted (program headers, section headers, notes).
@@ -37,6 +46,17 @@ pub struct FileIdent {
 }
 
 impl FileIdent {
+    /// The identity `statx` gave.
+    pub fn of_stat(st: &stat::Stat) -> Self {
+        Self {
+            dev: st.dev,
+            ino: st.ino,
+            size: st.size,
+            mtime_sec: st.mtime_sec,
+            mtime_nsec: st.mtime_nsec,
+        }
+    }
+
     pub fn of(meta: &std::fs::Metadata) -> Self {
         Self {
             dev: meta.dev(),
@@ -69,39 +89,153 @@ pub struct MappedBinary {
     pub opened: PathBuf,
 }
 
-/// Opens the file behind a mapping: through /proc/PID/map_files (which reaches the mapped
-/// file itself even when it was deleted, replaced, or lives in another mount namespace),
-/// else through the process's root, only if that still is the same inode.
-/// Only regular files are opened: opening a mapped device could have side effects.
+/// Opens the file behind a mapping, only if it is the very file mapped (the device and
+/// inode the maps say) and a regular file: through /proc/PID/map_files (which reaches
+/// the mapped file itself even when it was deleted, replaced, or lives in another mount
+/// namespace), else by its path inside the process's root, following no symbolic link
+/// (see [`open_in_root`]). Either is first opened `O_PATH` (no file system's or
+/// device's `open` runs), checked, then reopened for reading through that descriptor:
+/// what was checked is what is read, whatever is renamed or swapped meanwhile.
 pub fn open_mapped_binary(pid: u32, map: &MemoryMap) -> Option<MappedBinary> {
     let path = map.file_path()?;
     let via_map_files = PathBuf::from(format!("/proc/{pid}/map_files/{}", map.map_files_name()));
-    if let Some(binary) = open_regular(via_map_files) {
-        return Some(binary);
-    }
-    if map.is_deleted() {
-        return None;
-    }
-    let binary = open_regular(PathBuf::from(format!("/proc/{pid}/root{path}")))?;
-    (binary.ident.ino == map.inode).then_some(binary)
+    let located = open_path(libc::AT_FDCWD, &via_map_files, libc::O_PATH)
+        .ok()
+        .map(|fd| (fd, via_map_files));
+    let (fd, opened) = match located {
+        Some(found) => found,
+        None if map.is_deleted() => return None,
+        None => (
+            open_in_root(pid, path).ok()?,
+            format!("/proc/{pid}/root{path}").into(),
+        ),
+    };
+    reopen_mapped(pid, &fd, map, opened)
 }
 
-fn open_regular(path: PathBuf) -> Option<MappedBinary> {
-    if !std::fs::metadata(&path).ok()?.is_file() {
+/// Opens `path` (absolute, as the process at `pid` sees it) `O_PATH` inside the
+/// process's root, following no symbolic link (`openat2` with `RESOLVE_IN_ROOT`,
+/// `RESOLVE_NO_SYMLINKS`, `RESOLVE_NO_MAGICLINKS`): a path in the maps is already
+/// resolved, so a link on it is a component swapped since. Without `openat2` (before
+/// 5.6, or refused by a seccomp filter), `O_PATH | O_NOFOLLOW` through
+/// `/proc/PID/root`; either way the device and inode check after it is what keeps
+/// another file out.
+pub fn open_in_root(pid: u32, path: &str) -> io::Result<OwnedFd> {
+    let root = open_path(
+        libc::AT_FDCWD,
+        Path::new(&format!("/proc/{pid}/root")),
+        libc::O_PATH | libc::O_DIRECTORY,
+    )?;
+    let inside = CString::new(path.trim_start_matches('/'))?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: a NUL-terminated path and an open_how of the size passed, both outliving
+    // the call; the descriptor returned is owned below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            inside.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: a fresh descriptor nothing else owns.
+        return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    }
+    match io::Error::last_os_error() {
+        // No openat2 (before 5.6), or a seccomp filter that refuses it.
+        e if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+            let whole = format!("/proc/{pid}/root{path}");
+            open_path(
+                libc::AT_FDCWD,
+                Path::new(&whole),
+                libc::O_PATH | libc::O_NOFOLLOW,
+            )
+        }
+        e => Err(e),
+    }
+}
+
+/// `struct open_how` of `openat2(2)` (libc's cannot be built: it may grow).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `openat(dirfd, path, flags | O_CLOEXEC)`.
+fn open_path(dirfd: i32, path: &Path, flags: i32) -> io::Result<OwnedFd> {
+    let path = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: a NUL-terminated path that outlives the call; the descriptor returned is
+    // owned below.
+    let fd = unsafe { libc::openat(dirfd, path.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens for reading the file `located` (an `O_PATH` descriptor) refers to, if it is a
+/// regular file and the one `map` maps.
+fn reopen_mapped(
+    pid: u32,
+    located: &OwnedFd,
+    map: &MemoryMap,
+    opened: PathBuf,
+) -> Option<MappedBinary> {
+    let st = stat::fstat_cached(located).ok()?;
+    if !st.is_file() || !is_mapped_file(pid, &st, map) {
         return None;
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(&path)
+        .open(format!("/proc/self/fd/{}", located.as_raw_fd()))
         .ok()?;
-    let meta = file.metadata().ok()?;
-    meta.is_file().then(|| MappedBinary {
-        ident: FileIdent::of(&meta),
+    let again = stat::fstat_cached(&file).ok()?;
+    (again.dev == st.dev && again.ino == st.ino).then(|| MappedBinary {
+        ident: FileIdent::of_stat(&again),
         file,
-        opened: path,
+        opened,
     })
 }
+
+/// Whether `st` is the file `map` maps: the same inode on the same device. The maps
+/// give the device of the file system itself, `statx` the one it reports (btrfs
+/// reports each subvolume's own): then the device of the mount it was reached through
+/// (from the process's mountinfo) must be the maps' one.
+fn is_mapped_file(pid: u32, st: &stat::Stat, map: &MemoryMap) -> bool {
+    if st.ino != map.inode {
+        return false;
+    }
+    st.dev_pair() == map.dev || (st.mnt_id != 0 && mount_device(pid, st.mnt_id) == Some(map.dev))
+}
+
+/// The device (major, minor) of mount `mnt_id` of process `pid`'s mount namespace.
+fn mount_device(pid: u32, mnt_id: u64) -> Option<(u32, u32)> {
+    let path = PathBuf::from(format!("/proc/{pid}/mountinfo"));
+    let mountinfo = procfs::read_text(&path, MAX_MOUNTINFO_BYTES)?;
+    mountinfo.lines().find_map(|line| {
+        let mut fields = line.split(' ');
+        let id: u64 = fields.next()?.parse().ok()?;
+        let dev = fields.nth(1)?;
+        if id != mnt_id {
+            return None;
+        }
+        let (major, minor) = dev.split_once(':')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
+    })
+}
+
+/// Largest mountinfo read (a node with thousands of container mounts).
+const MAX_MOUNTINFO_BYTES: u64 = 16 << 20;
 
 /// A binary held open for a library that opens and maps files by path (blazesym): the
 /// path it is given is `/proc/self/fd/N` of a file leakscope opened and checked itself,

@@ -11,6 +11,7 @@ pub mod kubelet;
 pub mod mapped;
 pub mod memory;
 pub mod pagemap;
+pub mod pidfd;
 pub mod procfs;
 pub mod stat;
 pub mod sysinfo;

@@ -26,6 +26,9 @@ pub struct Stat {
     pub size: u64,
     pub mtime_sec: i64,
     pub mtime_nsec: i64,
+    /// The mount it was reached through (its id in `/proc/PID/mountinfo`; 0 when the
+    /// kernel does not say, before 5.8).
+    pub mnt_id: u64,
 }
 
 impl Stat {
@@ -65,7 +68,8 @@ fn statx(dirfd: i32, path: &CStr, flags: i32) -> io::Result<Stat> {
         | libc::STATX_INO
         | libc::STATX_UID
         | libc::STATX_SIZE
-        | libc::STATX_MTIME;
+        | libc::STATX_MTIME
+        | libc::STATX_MNT_ID;
     // SAFETY: a NUL-terminated path and a statx buffer that outlive the call.
     let rc = unsafe {
         libc::statx(
@@ -88,6 +92,10 @@ fn statx(dirfd: i32, path: &CStr, flags: i32) -> io::Result<Stat> {
         size: st.stx_size,
         mtime_sec: st.stx_mtime.tv_sec,
         mtime_nsec: i64::from(st.stx_mtime.tv_nsec),
+        mnt_id: match st.stx_mask & libc::STATX_MNT_ID {
+            0 => 0,
+            _ => st.stx_mnt_id,
+        },
     })
 }
 

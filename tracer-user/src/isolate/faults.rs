@@ -16,7 +16,7 @@ use std::{
 use thiserror::Error;
 
 use super::catch::{AnalysisPanic, Step, per_process};
-use crate::model::ProcessKey;
+use crate::{host::pidfd::ProcessGone, model::ProcessKey};
 
 /// Reader threads that may be stuck at once (each keeps what it held, its caches
 /// included, until its read returns); with this many stuck, the reads that would need a
@@ -44,6 +44,10 @@ pub enum ProcessFault {
         "not read: {0} reads of other processes are stuck in the kernel, the most leakscope leaves waiting"
     )]
     TooManyStuck(usize),
+    /// It exited while being read, or its pid is another process's now: what was read
+    /// is not its own (nothing to remember: a pid's next process is another one).
+    #[error(transparent)]
+    Gone(#[from] ProcessGone),
 }
 
 impl ProcessFault {
@@ -52,7 +56,7 @@ impl ProcessFault {
         match self {
             Self::Panic(panic) => Some(panic.step),
             Self::Stuck(stuck) => Some(stuck.step),
-            Self::TooManyStuck(_) => None,
+            Self::TooManyStuck(_) | Self::Gone(_) => None,
         }
     }
 }
@@ -237,21 +241,17 @@ impl Faults {
     }
 }
 
-/// A process key of pid `pid`, for the tests of the isolation.
-#[cfg(test)]
-pub(super) fn test_key(pid: u32) -> ProcessKey {
-    ProcessKey {
-        pid,
-        start_mono_ns: 1,
-        exec_id: 1,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use super::test_key as key;
+    fn key(pid: u32) -> ProcessKey {
+        ProcessKey {
+            pid,
+            start_mono_ns: 1,
+            exec_id: 1,
+        }
+    }
 
     /// Check that a process whose analysis panicked is not analysed again (its work is
     /// not run, the first panic is its reason) until it is gone, while others are.

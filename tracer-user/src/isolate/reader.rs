@@ -20,8 +20,11 @@
 //!   need a new one are not made.
 //!
 //! Every job also runs isolated ([`super::on_this_thread`]: a panic costs its process,
-//! and the thread's state is rebuilt since it may be half-updated) and reads the
-//! process's memory only where it is resident ([`crate::host::pagemap::scoped`]).
+//! and the thread's state is rebuilt since it may be half-updated), reads the
+//! process's memory only where it is resident ([`crate::host::pagemap::scoped`]), and
+//! holds the process by pidfd from before to after ([`crate::host::pidfd`]): a job of
+//! a process whose pid is another's now is not run, and what one read of a process
+//! that exited meanwhile (its pid free for another) is dropped.
 
 use std::{
     sync::{
@@ -38,7 +41,10 @@ use super::{
     faults::{Faults, ProcessFault, StuckRead},
 };
 use crate::{
-    host::{cpu, pagemap},
+    host::{
+        cpu, pagemap,
+        pidfd::{PinnedProcess, ProcessGone},
+    },
     model::ProcessKey,
 };
 
@@ -131,15 +137,15 @@ impl<S: 'static> Reader<S> {
         let faults = self.faults.clone();
         let worker = self.worker()?;
         let progress = (worker.tid, worker.cpu_clock);
-        let (tx, rx) = mpsc::sync_channel::<Result<R, AnalysisPanic>>(1);
+        let (tx, rx) = mpsc::sync_channel::<Result<R, Failed>>(1);
         let settled = Arc::new(AtomicU8::new(RUNNING));
         let job: Job<S> = {
             let settled = settled.clone();
             Box::new(move |state: &mut S| {
                 let cpu = cpu::thread_cpu_time();
-                let out = pagemap::scoped(key.pid, || on_this_thread(key.pid, step, || job(state)));
+                let out = pagemap::scoped(key.pid, || pinned(key, step, || job(state)));
                 cpu::add_delegated(cpu::thread_cpu_time().saturating_sub(cpu));
-                let panicked = out.is_err();
+                let panicked = matches!(out, Err(Failed::Panic(_)));
                 let _ = tx.send(out);
                 if settled
                     .compare_exchange(RUNNING, DONE, Ordering::AcqRel, Ordering::Acquire)
@@ -171,7 +177,8 @@ impl<S: 'static> Reader<S> {
         set_current_pid(0);
         match waited {
             Ok(Ok(out)) => Ok(out),
-            Ok(Err(panic)) => Err(self.faults.panicked(key, panic)),
+            Ok(Err(Failed::Panic(panic))) => Err(self.faults.panicked(key, panic)),
+            Ok(Err(Failed::Gone(gone))) => Err(ProcessFault::Gone(gone)),
             Err(after) => {
                 // Left to finish on its own, with what it holds.
                 self.live = None;
@@ -228,6 +235,22 @@ impl<S: 'static> Reader<S> {
     }
 }
 
+/// Why a job gave nothing.
+enum Failed {
+    Panic(AnalysisPanic),
+    Gone(ProcessGone),
+}
+
+/// Runs `read` of process `key` (step `step`, isolated) with the process pinned from
+/// before it to after it (see [`crate::host::pidfd`]): what it read is dropped unless
+/// it was the process `key` names all along.
+fn pinned<R>(key: ProcessKey, step: Step, read: impl FnOnce() -> R) -> Result<R, Failed> {
+    let process = PinnedProcess::open(key.pid, key.start_mono_ns).map_err(Failed::Gone)?;
+    let out = on_this_thread(key.pid, step, read).map_err(Failed::Panic)?;
+    process.check().map_err(Failed::Gone)?;
+    Ok(out)
+}
+
 /// Starts a reader thread with a fresh state; returns it once it runs.
 fn spawn<S: 'static>(name: &'static str, new_state: fn() -> S) -> std::io::Result<Worker<S>> {
     let (jobs, inbox) = mpsc::channel::<Job<S>>();
@@ -279,7 +302,22 @@ fn thread_running(tid: i32) -> bool {
 mod tests {
     use std::sync::mpsc::{Receiver, Sender};
 
-    use super::{super::faults::test_key as key, *};
+    use std::process::Command;
+
+    use super::*;
+    use crate::host::pidfd::start_mono_ns;
+
+    /// A key of this process, the `n`th (keys that differ by their exec id only; the
+    /// start read once, as the scan dates a process once).
+    fn key(n: u32) -> ProcessKey {
+        static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let pid = std::process::id();
+        ProcessKey {
+            pid,
+            start_mono_ns: *START.get_or_init(|| start_mono_ns(pid).expect("this process")),
+            exec_id: u64::from(n),
+        }
+    }
 
     /// A reader whose state counts the jobs its thread ran.
     fn counting(faults: &Arc<Faults>, deadline: Duration) -> Reader<u32> {
@@ -368,6 +406,40 @@ mod tests {
             "{refused:?}"
         );
         drop(releases);
+    }
+
+    /// Check that a job of a process whose pid is another's now (a key of another start)
+    /// is not run, and that what a job read of a process that exited during it is
+    /// dropped, the process not remembered as failed.
+    #[test]
+    fn a_process_that_is_not_the_one_keyed_is_not_read() {
+        let faults = Arc::new(Faults::default());
+        let mut reader = counting(&faults, Duration::from_secs(5));
+        let mut reused = key(1);
+        reused.start_mono_ns -= 5_000_000_000;
+        let ran = Arc::new(AtomicU8::new(0));
+        let flag = ran.clone();
+        let out = reader.run(reused, Step::Unwind, move |_| {
+            flag.store(1, Ordering::SeqCst)
+        });
+        assert_eq!(out, Err(ProcessFault::Gone(ProcessGone::PidReused)));
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "not run");
+
+        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id();
+        let child_key = ProcessKey {
+            pid,
+            start_mono_ns: start_mono_ns(pid).unwrap(),
+            exec_id: 1,
+        };
+        assert_eq!(reader.run(child_key, Step::GoTable, |_| 7), Ok(7));
+        let exits = reader.run(child_key, Step::GoTable, move |_| {
+            let _ = child.kill();
+            let _ = child.wait();
+            7
+        });
+        assert_eq!(exits, Err(ProcessFault::Gone(ProcessGone::Exited)));
+        assert_eq!(faults.of(&child_key), None, "nothing remembered");
     }
 
     /// Check that a job that computes past the deadline is waited for (up to the

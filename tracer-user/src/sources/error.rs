@@ -24,7 +24,14 @@ pub enum ReadError {
 }
 
 /// Every [`ReadError::kind`], in order.
-pub const READ_ERROR_KINDS: [&str; 5] = ["go", "not_resident", "panic", "stuck", "stuck_limit"];
+pub const READ_ERROR_KINDS: [&str; 6] = [
+    "go",
+    "not_resident",
+    "panic",
+    "stuck",
+    "stuck_limit",
+    "gone",
+];
 
 impl ReadError {
     /// Where [`ReadError::kind`] is in [`READ_ERROR_KINDS`].
@@ -39,7 +46,8 @@ impl ReadError {
     /// A short name of the kind of reason, for metric labels: `go` (its goroutine table
     /// or executable), `not_resident` (memory it keeps only on a file's pages not in
     /// memory), `panic`, `stuck` (a read abandoned, blocked in the kernel),
-    /// `stuck_limit` (not read: too many reads stuck).
+    /// `stuck_limit` (not read: too many reads stuck), `gone` (it exited while being
+    /// read, or its pid is another process's now).
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Go(GoReadError::Table(GoroutineReadError::NotResident(_))) | Self::Stack(_) => {
@@ -49,6 +57,7 @@ impl ReadError {
             Self::Fault(ProcessFault::Panic(_)) => "panic",
             Self::Fault(ProcessFault::Stuck(_)) => "stuck",
             Self::Fault(ProcessFault::TooManyStuck(_)) => "stuck_limit",
+            Self::Fault(ProcessFault::Gone(_)) => "gone",
         }
     }
 }

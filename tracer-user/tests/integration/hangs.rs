@@ -46,27 +46,32 @@ const SLACK: Duration = Duration::from_secs(20);
 /// The test's own programs, built from `tests/programs` into `dir`: hangfs (the FUSE
 /// server, against Debian's libfuse3-dev) and fuse_victim.
 fn build_programs(dir: &Path) -> (PathBuf, PathBuf) {
-    let sources = test_support::paths::programs_dir();
     assert!(
         Path::new("/usr/include/fuse3/fuse_lowlevel.h").exists(),
         "libfuse3-dev is missing: `cargo xtask setup` installs fuse3 and libfuse3-dev"
     );
-    let fuse_flags = ["-I/usr/include/fuse3", "-lfuse3"].map(String::from);
-    let build = |name: &str, flags: &[String]| {
-        let output = dir.join(name);
-        test_support::programs::build_into(&output, |temp| {
-            let mut cc = Command::new(test_support::programs::cc());
-            cc.args(["-O1", "-g", "-Wall", "-pthread", "-o"])
-                .arg(temp)
-                .arg(sources.join(format!("{name}.c")))
-                .args(flags);
-            Ok(cc)
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
-        fs::set_permissions(&output, fs::Permissions::from_mode(0o755)).expect("chmod");
-        output
-    };
-    (build("hangfs", &fuse_flags), build("fuse_victim", &[]))
+    let fuse_flags = ["-I/usr/include/fuse3", "-lfuse3"];
+    (
+        build_program(dir, "hangfs", &fuse_flags),
+        build_program(dir, "fuse_victim", &[]),
+    )
+}
+
+/// Builds `tests/programs/NAME.c` into `dir/NAME` (executable by anyone), with `flags`
+/// after the source.
+pub fn build_program(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
+    let output = dir.join(name);
+    test_support::programs::build_into(&output, |temp| {
+        let mut cc = Command::new(test_support::programs::cc());
+        cc.args(["-O1", "-g", "-Wall", "-pthread", "-o"])
+            .arg(temp)
+            .arg(test_support::paths::programs_dir().join(format!("{name}.c")))
+            .args(flags);
+        Ok(cc)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    fs::set_permissions(&output, fs::Permissions::from_mode(0o755)).expect("chmod");
+    output
 }
 
 /// A FUSE file system of [`USER`]'s, served by hangfs, which holds every read of its

@@ -23,5 +23,6 @@ mod isolation;
 mod kubernetes;
 mod native;
 mod pods;
+mod races;
 mod reports;
 mod web;
