@@ -1,8 +1,12 @@
 //! DWARF CFI unwinding (.eh_frame, .eh_frame_hdr, .debug_frame) of a fake thread: the
 //! input is an ELF image mapped executable at its own addresses, then the registers,
 //! then the stack (in a fake process memory).
+//!
+//! Input (after [`grow`], up to 32 MiB): `[elf length u32][ip, sp offset, bp u64 x3]
+//! [elf][stack]`.
 #![no_main]
 
+use leakscope_fuzz::grow;
 use libfuzzer_sys::fuzz_target;
 use tracer_user::{
     host::{memory::fake::set_memory, procfs::MemoryMap},
@@ -16,7 +20,8 @@ fn word(b: &[u8], i: usize) -> u64 {
 }
 
 fuzz_target!(|data: &[u8]| {
-    // [elf length u32][ip, sp-offset, bp u64 x3][elf][stack]
+    let data = grow(data, 32 << 20);
+    let data = &data[..];
     if data.len() < 28 {
         return;
     }

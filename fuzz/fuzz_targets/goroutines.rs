@@ -2,10 +2,17 @@
 //! compiled by build.rs) gives the binary (its pclntab, go1.26 layout and the addresses
 //! of `runtime.allgs` / `runtime.allglen`); the input is that process's memory: the
 //! slice header and length words, then one region the table, `g`s and stacks point into.
+//!
+//! Input (after [`grow`], up to 48 MiB: a table of the reader's 4M goroutines at most,
+//! 32 MiB of pointers, and the `g`s and stacks they lead to): the header, then the heap.
 #![no_main]
 
-use std::sync::{Arc, LazyLock};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
+use leakscope_fuzz::grow;
 use libfuzzer_sys::fuzz_target;
 use tracer_user::{
     host::memory::fake::set_memory,
@@ -24,15 +31,19 @@ static PROGRAM: LazyLock<Arc<GoProgram>> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
+    let data = grow(data, 48 << 20);
     if data.len() < 32 {
         return;
     }
     let program = PROGRAM.clone();
-    let (header, heap) = data.split_at(32);
+    let mut heap = data.into_owned();
+    let header: Vec<u8> = heap.drain(..32).collect();
     set_memory(vec![
         (program.addrs.allgs, header[..24].to_vec()),
         (program.addrs.allglen, header[24..32].to_vec()),
-        (HEAP, heap.to_vec()),
+        (HEAP, heap),
     ]);
-    let _ = fuzz_read_goroutines(program, 0);
+    // The reader's time budget, as `--read-budget` gives it (a second here, under the
+    // fuzzer's instrumentation): a read that takes longer must end as over budget.
+    let _ = fuzz_read_goroutines(program, 0, Duration::from_secs(1));
 });

@@ -8,9 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use tracer_user::{
     host::memory::fake::{FAKE_PID, set_memory},
-    sources::go::labels::{
-        LabelRepr, MAX_KEY_BYTES, MAX_LABELS, MAX_VALUE_BYTES, read_label_sets,
-    },
+    sources::go::labels::{LabelRepr, MAX_KEY_BYTES, MAX_LABELS, MAX_VALUE_BYTES, read_label_sets},
 };
 
 /// Where the input's memory is mapped.

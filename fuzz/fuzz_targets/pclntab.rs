@@ -1,10 +1,15 @@
 //! The Go runtime symbol table: parse, then every query the goroutine reader makes.
+//!
+//! Input (after [`grow`], up to 32 MiB): the table, which is also its `go:func.*`.
 #![no_main]
 
+use leakscope_fuzz::grow;
 use libfuzzer_sys::fuzz_target;
 use tracer_user::sources::go::Pclntab;
 
 fuzz_target!(|data: &[u8]| {
+    let data = grow(data, 32 << 20);
+    let data = &data[..];
     let Ok(mut tab) = Pclntab::parse(data, Some(0x40_1000)) else {
         return;
     };

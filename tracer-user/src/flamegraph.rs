@@ -43,7 +43,10 @@ fn frame_name(frame: &Frame) -> String {
     }
 }
 
-/// A process's tower: its name and pid, and for a leak the first limit it will hit.
+/// A process's tower: its name first, so the line starts with it, its pid, and for a
+/// leak the first limit it will hit. inferno skips lines that start with `# ` (comments)
+/// and trims leading blanks, so a name starting with `#` or a blank has that character
+/// escaped: the process keeps its tower.
 fn process_name(p: &ProcessSummary) -> String {
     let tag = if p.is_leak() { "LEAK " } else { "" };
     let forecast = p
@@ -52,11 +55,18 @@ fn process_name(p: &ProcessSummary) -> String {
         .and_then(|e| e.first())
         .map(|first| graph_text(&format!(": {first}")))
         .unwrap_or_default();
-    format!(
-        "{tag}{} (pid {}){forecast}",
-        graph_text(&p.facts.comm),
-        p.key.pid
-    )
+    let comm = graph_text(&p.facts.comm);
+    let comm = match comm.chars().next() {
+        Some(first) if first == '#' || first.is_whitespace() => {
+            let rest = &comm[first.len_utf8()..];
+            match u8::try_from(first) {
+                Ok(byte) => format!("\\x{byte:02x}{rest}"),
+                Err(_) => format!("\\u{{{:x}}}{rest}", first as u32),
+            }
+        }
+        _ => comm,
+    };
+    format!("{tag}{comm} (pid {}){forecast}", p.key.pid)
 }
 
 /// One folded line: `process;outermost;...;innermost;[wait] count`.
@@ -96,7 +106,10 @@ pub fn to_svg(summary: &WindowSummary) -> std::io::Result<Vec<u8>> {
         palette.insert(name, LEAK_RED);
     }
     let mut opts = Options::default();
-    opts.title = format!("leakscope: blocked waiters on {}", summary.host);
+    opts.title = format!(
+        "leakscope: blocked waiters on {}",
+        graph_text(&summary.host)
+    );
     opts.subtitle = Some(format!(
         "over {:.0} s; leak sites in red, marked{LEAK_MARK}",
         summary.duration_s
@@ -135,5 +148,27 @@ mod tests {
         assert!(svg.contains("rgb(230,40,40)"), "leak site red");
         let empty = crate::summary::testutil::window(Vec::new());
         assert!(to_svg(&empty).is_ok(), "an empty window is a graph too");
+    }
+
+    /// Check that a process whose name starts as a comment of the folded format (`# `)
+    /// or with a blank keeps its tower (inferno skipped it: a window of only such a
+    /// process was no graph at all, fuzz seed render/comm-comment).
+    #[test]
+    fn names_that_start_like_comments_keep_their_tower() {
+        use std::sync::Arc;
+        let mut window = native_window();
+        window.processes.retain(|p| !p.is_leak());
+        let pid = window.processes[0].key.pid;
+        window.processes.truncate(1);
+        for (comm, shown) in [("# x", "\\x23 x"), (" y", "\\x20y")] {
+            let shown = format!("{shown} (pid {pid})");
+            let p = &mut window.processes[0];
+            p.facts = Arc::new(crate::model::ProcessFacts {
+                comm: comm.into(),
+                ..(*p.facts).clone()
+            });
+            let svg = String::from_utf8(to_svg(&window).expect("a graph")).unwrap();
+            assert!(svg.contains(&shown), "{comm:?} not shown as {shown:?}");
+        }
     }
 }

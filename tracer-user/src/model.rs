@@ -228,11 +228,13 @@ pub const MAX_FRAME_NAME: usize = 1024;
 /// character boundary and marked with `…`.
 pub fn frame_name(name: &[u8]) -> String {
     const CUT: &str = "\u{2026}";
-    if name.len() <= MAX_FRAME_NAME {
-        return String::from_utf8_lossy(name).into_owned();
+    let mut text = String::from_utf8_lossy(&name[..name.len().min(MAX_FRAME_NAME)]).into_owned();
+    // Lossy replacement may have grown it, a name under the bound too (each invalid
+    // byte takes three: the go_frames fuzz target, seed names-at-64k's 0xff names): cut
+    // again at a character boundary.
+    if name.len() <= MAX_FRAME_NAME && text.len() <= MAX_FRAME_NAME {
+        return text;
     }
-    let mut text = String::from_utf8_lossy(&name[..MAX_FRAME_NAME - CUT.len()]).into_owned();
-    // Lossy replacement may have grown it: cut again at a character boundary.
     let mut end = text.len().min(MAX_FRAME_NAME - CUT.len());
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -277,6 +279,14 @@ mod tests {
         assert!(cut.starts_with("éé"));
         let bad = vec![0xffu8; 4 * MAX_FRAME_NAME];
         assert!(frame_name(&bad).len() <= MAX_FRAME_NAME);
+        // Under the bound in bytes, over it once each invalid byte is U+FFFD.
+        let short_bad = vec![0xffu8; MAX_FRAME_NAME - 1];
+        let cut = frame_name(&short_bad);
+        assert!(
+            cut.len() <= MAX_FRAME_NAME && cut.ends_with('\u{2026}'),
+            "{}",
+            cut.len()
+        );
     }
 
     /// Check that runtimes render as the report and the metrics have always named them

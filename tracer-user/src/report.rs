@@ -366,7 +366,7 @@ pub fn to_text(summary: &WindowSummary, style: TextStyle) -> String {
     let _ = writeln!(
         out,
         "leakscope: watched {} for {:.0} s from {} (threads from {})",
-        summary.host,
+        sanitize::log_text(&summary.host),
         summary.duration_s,
         humantime::format_rfc3339_seconds(summary.started_at),
         match summary.thread_source {
@@ -442,7 +442,7 @@ fn write_leaking_process(out: &mut String, p: &ProcessSummary, style: TextStyle)
             "  site: {} {} {} waiters{ops}{on_fd}, {:+.1}/min, {}{}",
             s.count,
             s.kind.name(),
-            s.wait,
+            sanitize::log_text(&s.wait),
             s.judgement.growth_per_min,
             oldest_wait(s.judgement.oldest_wait_s, s.judgement.oldest_wait_source),
             holds(&s.stack_bytes)
@@ -937,7 +937,11 @@ mod tests {
             }
             p.facts = std::sync::Arc::new(facts);
         }
+        // A Go binary's wait reason (render fuzz target, seed wait-reason-control) and
+        // the host name (seed host-newline).
+        window.host = "node\nLEAK pid 1".into();
         let leak = window.processes.iter_mut().find(|p| p.is_leak()).unwrap();
+        leak.sites[0].wait = "chan\x08receive\x1b[2J".into();
         let mut stack = leak.sites[0].stack.to_vec();
         stack[2].function = Some("evil\n    0x1 fake_frame".into());
         stack[2].file = Some("/src/\x1b[8mhidden.c".into());
@@ -947,7 +951,7 @@ mod tests {
             !text.contains('\x1b') && !text.contains('\u{202e}'),
             "{text}"
         );
-        assert!(!text.contains('\x07'), "{text}");
+        assert!(!text.contains('\x07') && !text.contains('\x08'), "{text}");
         assert!(!text.lines().any(|l| l.starts_with("LEAK pid 1")), "{text}");
         assert!(
             !text.lines().any(|l| l.trim_start().starts_with("0x1 fake")),

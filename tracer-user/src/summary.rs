@@ -619,9 +619,10 @@ fn stack_digest(wait: &str, stack: &[Frame]) -> u64 {
     h.finish()
 }
 
-#[cfg(test)]
-pub(crate) mod testutil {
-    //! Windows built by hand, for the tests of the sinks.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod testutil {
+    //! Windows built by hand, for the tests of the sinks (and the fuzz target that
+    //! renders hostile names through every sink).
 
     use super::*;
     use crate::{

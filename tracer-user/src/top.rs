@@ -146,7 +146,11 @@ pub fn render(
             LineStyle::Heading,
             format!(
                 "leakscope top  {}  window {:.0} s  {} processes, {} waiters  {} leaking  q: quit",
-                summary.host, summary.duration_s, stats.processes, stats.waiters, leaks
+                sanitize::log_text(&summary.host),
+                summary.duration_s,
+                stats.processes,
+                stats.waiters,
+                leaks
             ),
         ),
         (

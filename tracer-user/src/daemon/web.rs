@@ -52,6 +52,11 @@ pub const FAILED_CHECK_PAUSE: Duration = Duration::from_secs(1);
 const MAX_FILE_BYTES: u64 = 1 << 20;
 /// Verified credentials remembered at most (forgotten all at once past it).
 const MAX_VERIFIED: usize = 64;
+/// Highest bcrypt cost accepted: each step doubles a check's CPU time (cost 10 takes
+/// 0.24 s here, 12 a second; checks run one at a time, and one is made at start). A
+/// cost of 31 held the daemon's start for days (the web_config fuzz target times out
+/// on it, seed bcrypt-cost-31).
+pub const MAX_BCRYPT_COST: u32 = 12;
 
 /// Why a web configuration cannot be used. Each stops the daemon at start (exit 2).
 #[derive(Debug, Error)]
@@ -63,6 +68,8 @@ pub enum WebConfigError {
     },
     #[error("{path} is larger than {MAX_FILE_BYTES} bytes")]
     TooLarge { path: PathBuf },
+    #[error("{path} is not a regular file")]
+    NotAFile { path: PathBuf },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{path}: {message}")]
@@ -163,13 +170,25 @@ impl WebSecurity {
     }
 }
 
-/// Reads a configuration or PEM file of at most [`MAX_FILE_BYTES`].
+/// Reads a configuration or PEM file of at most [`MAX_FILE_BYTES`]: a regular file,
+/// opened without blocking (a FIFO or a device named by mistake would hold the daemon's
+/// start, or a handshake, for as long as nobody writes to it).
 fn read_bounded(path: &Path) -> Result<Vec<u8>, WebConfigError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let read_error = |source| WebConfigError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let file = fs::File::open(path).map_err(read_error)?;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(read_error)?;
+    if !file.metadata().map_err(read_error)?.is_file() {
+        return Err(WebConfigError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -449,6 +468,13 @@ impl BasicAuth {
                 format!("basic_auth_users: the hash of {user:?} is not a bcrypt hash ({e})")
             })?;
             cost = parts.get_cost();
+            if cost > MAX_BCRYPT_COST {
+                return Err(format!(
+                    "basic_auth_users: the hash of {user:?} has bcrypt cost {cost}, above \
+                     {MAX_BCRYPT_COST} (each check would take {} s of CPU or more)",
+                    1u64 << (cost - MAX_BCRYPT_COST)
+                ));
+            }
         }
         let dummy_hash = bcrypt::hash("leakscope: no such user", cost)
             .map_err(|e| format!("basic_auth_users: {e}"))?;
@@ -601,12 +627,23 @@ mod tests {
         let refused = |text: &str| load_text(&dir, text).unwrap_err().to_string();
         assert!(refused("http_server_config:\n  http2: false\n").contains("http_server_config"));
         assert!(refused("basic_auth_users:\n  p: plain\n").contains("not a bcrypt hash"));
+        // Refused before any hashing (at cost 31 the dummy hash took days).
+        let costly = "basic_auth_users:\n  p: '$2b$31$N/CYUmc2tRc98lhDkHHvWOSn8s/omwCEELlf0.kW/f6qbMJxnTjA6'\n";
+        assert!(refused(costly).contains("bcrypt cost 31, above 12"));
         assert!(refused("tls_server_config:\n  cert_file: a.crt\n").contains("key_file"));
         let unverified = "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAnyClientCert\n";
         assert!(refused(unverified).contains("RequireAnyClientCert"));
         let old = "tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS11\n";
         assert!(refused(old).contains("TLS11"));
         assert!(refused("tls_server_config:\n  cert_file: a\n  key_file: b\n").contains("a"));
+        // A FIFO where a certificate should be: refused at once, not read (forever).
+        let fifo =
+            std::ffi::CString::new(dir.join("fifo.crt").into_os_string().into_encoded_bytes())
+                .unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let fifo_config = "tls_server_config:\n  cert_file: fifo.crt\n  key_file: b\n";
+        assert!(refused(fifo_config).contains("not a regular file"));
         let none = load_text(&dir, "{}\n").unwrap();
         assert!(none.tls.is_none() && none.auth.is_none());
         let _ = fs::remove_dir_all(&dir);

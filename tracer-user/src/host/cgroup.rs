@@ -410,12 +410,21 @@ pub fn read_cgroup(pid: u32, kubelet: &mut KubeletLogs) -> CgroupLabels {
     if file.take(MAX_FILE_BYTES).read_to_end(&mut bytes).is_err() {
         return CgroupLabels::default();
     }
-    if bytes.len() as u64 == MAX_FILE_BYTES
-        && let Some(end) = bytes.iter().rposition(|&b| b == b'\n')
-    {
-        bytes.truncate(end + 1);
+    ProcCgroup::of_file(&bytes).labels(kubelet, Instant::now())
+}
+
+impl ProcCgroup {
+    /// What the first [`MAX_FILE_BYTES`] of a `/proc/PID/cgroup` file say: a line cut
+    /// at the limit is dropped, bytes that are not UTF-8 are replaced.
+    pub fn of_file(bytes: &[u8]) -> Self {
+        let mut bytes = &bytes[..bytes.len().min(MAX_FILE_BYTES as usize)];
+        if bytes.len() as u64 == MAX_FILE_BYTES
+            && let Some(end) = bytes.iter().rposition(|&b| b == b'\n')
+        {
+            bytes = &bytes[..end + 1];
+        }
+        Self::parse(&String::from_utf8_lossy(bytes))
     }
-    ProcCgroup::parse(&String::from_utf8_lossy(&bytes)).labels(kubelet, Instant::now())
 }
 
 #[cfg(test)]

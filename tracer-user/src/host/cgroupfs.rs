@@ -208,15 +208,19 @@ fn parse_mount(line: &str) -> Option<Mount> {
     })
 }
 
-/// mountinfo writes space, tab, newline and backslash in paths as `\NNN` (octal).
+/// mountinfo writes space, tab, newline and backslash in paths as `\NNN` (octal, one
+/// byte: `\000` to `\377`; anything past it is left as it is, not read as a byte
+/// that overflows: the cgroup fuzz target's mountinfo, seed mountinfo-octal-past-a-byte).
 fn unescape_octal(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        let octal = bytes.get(i + 1..i + 4).filter(|d| {
+            bytes[i] == b'\\'
+                && (b'0'..=b'3').contains(&d[0])
+                && d.iter().all(|b| (b'0'..=b'7').contains(b))
+        });
         match octal {
             Some(d) => {
                 out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
@@ -359,6 +363,16 @@ mod tests {
             CgroupMounts::parse("").own_dir("0::/\n", Controller::Pids),
             None
         );
+    }
+
+    /// Check that octal escapes read back one byte each, `\377` at most, and that one
+    /// past a byte (`\400`-`\777`, which the kernel never writes) stays as written.
+    #[test]
+    fn octal_escapes_past_a_byte_stay_as_written() {
+        assert_eq!(unescape_octal("/a\\040b\\134c\\011"), "/a b\\c\t");
+        assert_eq!(unescape_octal("/\\377"), "/\u{fffd}");
+        assert_eq!(unescape_octal("/a\\512c\\777"), "/a\\512c\\777");
+        assert_eq!(unescape_octal("\\04"), "\\04");
     }
 
     /// Check, on a hierarchy laid out in a scratch directory, that the limits of a

@@ -164,8 +164,34 @@ impl KubeletLogs {
     }
 
     fn relist(&mut self, now: Instant) {
+        self.listing = Listing::of(
+            entry_names(&self.dirs.pods),
+            entry_names(&self.dirs.containers),
+        );
+        self.listed_at = Some(now);
+    }
+
+    /// Names looked up in listings given here rather than read from directories (as
+    /// listed at `now`), for the fuzz targets: at most as many entries as a listing
+    /// reads, each at most as long.
+    #[cfg(feature = "fuzzing")]
+    pub fn with_entries(pods: Vec<String>, containers: Vec<String>, now: Instant) -> Self {
+        let bounded = |names: Vec<String>| bounded_names(names.into_iter().map(Some));
+        let mut logs = Self::new(KubeletLogDirs {
+            pods: PathBuf::from("/nonexistent/leakscope-fuzz/pods"),
+            containers: PathBuf::from("/nonexistent/leakscope-fuzz/containers"),
+        });
+        logs.listing = Listing::of(bounded(pods), bounded(containers));
+        logs.listed_at = Some(now);
+        logs
+    }
+}
+
+impl Listing {
+    /// What the entries of the pod and container log directories name.
+    fn of(pod_dirs: Vec<String>, container_links: Vec<String>) -> Self {
         let mut listing = Listing::default();
-        for entry in entry_names(&self.dirs.pods) {
+        for entry in pod_dirs {
             if let Some((names, uid)) = parse_pod_dir(&entry) {
                 let key = (names.namespace.clone(), names.name.clone());
                 listing
@@ -176,13 +202,12 @@ impl KubeletLogs {
                 listing.pods.insert(uid, names);
             }
         }
-        for entry in entry_names(&self.dirs.containers) {
+        for entry in container_links {
             if let Some((names, id)) = parse_container_link(&entry) {
                 listing.containers.insert(id, names);
             }
         }
-        self.listing = listing;
-        self.listed_at = Some(now);
+        listing
     }
 }
 
@@ -193,9 +218,15 @@ fn entry_names(dir: &Path) -> Vec<String> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
+    bounded_names(entries.map(|entry| entry.ok()?.file_name().into_string().ok()))
+}
+
+/// The first [`MAX_ENTRIES`] entries of a listing (`None`: one that cannot be read or is
+/// not UTF-8), without those longer than [`MAX_NAME_BYTES`].
+fn bounded_names(entries: impl Iterator<Item = Option<String>>) -> Vec<String> {
     entries
         .take(MAX_ENTRIES)
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .flatten()
         .filter(|name| name.len() <= MAX_NAME_BYTES)
         .collect()
 }

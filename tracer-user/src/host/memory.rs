@@ -259,10 +259,11 @@ pub mod fake {
         REGIONS.with(|r| *r.borrow_mut() = regions);
     }
 
-    fn read_byte(regions: &[(u64, Vec<u8>)], addr: u64) -> Option<u8> {
+    /// The bytes from `addr` to the end of the region holding it.
+    fn bytes_at(regions: &[(u64, Vec<u8>)], addr: u64) -> Option<&[u8]> {
         regions.iter().find_map(|(start, bytes)| {
             let off = usize::try_from(addr.checked_sub(*start)?).ok()?;
-            bytes.get(off).copied()
+            bytes.get(off..).filter(|rest| !rest.is_empty())
         })
     }
 
@@ -274,17 +275,22 @@ pub mod fake {
             let mut done = 0usize;
             for iov in remote {
                 let start = iov.iov_base as u64;
-                for i in 0..iov.iov_len {
-                    let byte = start
-                        .checked_add(i as u64)
-                        .and_then(|a| read_byte(&regions, a));
-                    match byte {
-                        Some(b) => local[done + i] = b,
-                        None if done == 0 => {
-                            return Err(io::Error::from_raw_os_error(libc::EFAULT));
-                        }
-                        None => return Ok(done),
-                    }
+                let mut copied = 0usize;
+                while copied < iov.iov_len {
+                    let bytes = start
+                        .checked_add(copied as u64)
+                        .and_then(|a| bytes_at(&regions, a));
+                    let Some(bytes) = bytes else {
+                        // The kernel never splits a remote iovec: what came before it.
+                        return if done == 0 {
+                            Err(io::Error::from_raw_os_error(libc::EFAULT))
+                        } else {
+                            Ok(done)
+                        };
+                    };
+                    let n = bytes.len().min(iov.iov_len - copied);
+                    local[done + copied..done + copied + n].copy_from_slice(&bytes[..n]);
+                    copied += n;
                 }
                 done += iov.iov_len;
             }

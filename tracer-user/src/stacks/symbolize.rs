@@ -560,6 +560,37 @@ fn plan_binary(sections: &SymbolSections, mapped: bool, budget: &MemoryBudget) -
     plan
 }
 
+/// Names file offsets of a held binary as a scan would (a fresh symbolizer), for the
+/// fuzz targets; `None` when blazesym failed or panicked.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_symbolize_held(held: &HeldBinary, offsets: &[u64]) -> Option<Vec<Frame>> {
+    let src = Source::Elf(Elf {
+        debug_syms: held.debug_info,
+        ..Elf::new(held.path())
+    });
+    let symbolizer = new_symbolizer();
+    let infos = catch_unwind(AssertUnwindSafe(|| {
+        symbolizer
+            .symbolize(&src, Input::FileOffset(offsets))
+            .map(|syms| syms.iter().map(sym_info).collect::<Vec<_>>())
+    }))
+    .ok()?
+    .ok()?;
+    let frames = infos
+        .into_iter()
+        .zip(offsets)
+        .map(|(info, &address)| {
+            let mut frame = Frame {
+                address,
+                ..Frame::default()
+            };
+            apply(&mut frame, info.unwrap_or_default());
+            frame
+        })
+        .collect();
+    Some(frames)
+}
+
 /// The answer for one offset; `None` when blazesym folded an error into it. Names are
 /// capped ([`frame_name`]): the cache and every site keep them.
 fn sym_info(sym: &Symbolized<'_>) -> Option<SymInfo> {

@@ -348,6 +348,28 @@ pub fn fuzz_unwind(elf: &[u8], maps: &[MemoryMap], regs: UserRegs) -> Vec<u64> {
     frames
 }
 
+/// The unwind info of an opened file, read as that of a mapped binary is (through the
+/// file, section by section), and its framehop module for a mapping of the whole file
+/// at `start`, for the fuzz targets: the bytes of unwind sections held, and whether a
+/// module was made.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_unwind_info_of_file(file: &File, start: u64) -> (usize, bool) {
+    let Ok(meta) = file.metadata() else {
+        return (0, false);
+    };
+    let info = BinaryCache::new(budget::global()).get_or_load(file, &FileIdent::of(&meta));
+    let map = MemoryMap {
+        start,
+        end: start.saturating_add(meta.len().max(1)),
+        perms: "r-xp".into(),
+        offset: 0,
+        dev: (0, 0),
+        inode: 1,
+        path: Some("/fuzz".into()),
+    };
+    (info.heap_bytes as usize, info.module_for(&map).is_some())
+}
+
 /// Whether a return address can be real: the instruction before it (the call) lies in an
 /// executable mapping. This ends frame-pointer walks that wander into data.
 fn is_code_address(return_address: u64, maps: &[MemoryMap]) -> bool {

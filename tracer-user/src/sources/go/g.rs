@@ -143,6 +143,8 @@ pub enum GoroutineReadError {
     ImplausibleAllglen(u64),
     #[error("short read at {0:#x}")]
     ShortRead(u64),
+    #[error("allgs lists a g at {0:#x} that overlaps another: not a goroutine table")]
+    OverlappingGs(u64),
     #[error("read at {addr:#x}: errno {errno}")]
     Unreadable { addr: u64, errno: i32 },
     #[error("allgs at {addr:#x}: errno {errno}")]

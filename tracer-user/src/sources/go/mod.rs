@@ -371,9 +371,12 @@ fn locate_pclntab<'a>(
             .contains(&magic)
                 && bytes[off + 4] == 0
                 && bytes[off + 5] == 0
+                // A segment said to end past the address space has no table there
+                // (go_binary fuzz target, seed pclntab-past-the-address-space).
+                && let Some(addr) = s.addr.checked_add(off as u64)
                 && Pclntab::check(&bytes[off..], Some(0)).is_ok()
             {
-                return Ok((s.addr + off as u64, &bytes[off..]));
+                return Ok((addr, &bytes[off..]));
             }
             off += 8;
         }

@@ -305,6 +305,10 @@ impl ParkedTable {
         if allglen > 0 {
             let gptrs = read_allgs(pid, allgs, allglen)?;
             self.refresh_pointers(gptrs, program.layout.g_size);
+            if let Some(g) = self.overlapping_g(program.layout.g_size) {
+                *self = Self::default();
+                return Err(GoroutineReadError::OverlappingGs(g));
+            }
         }
         self.stack_budget = STACK_BYTES_PER_READ;
         self.statuses = StatusTable::of(&program.layout);
@@ -342,6 +346,19 @@ impl ParkedTable {
         new.sort_unstable_by_key(|&i| gptrs[i as usize]);
         merge_sorted_into(&mut self.by_address, &new, |i| gptrs[i as usize]);
         self.ranges = merge_ranges(&self.by_address, |i| gptrs[i as usize], g_size);
+    }
+
+    /// A `g` that starts within the `g` before it in address order, if any. Every `g`
+    /// is an allocation of its own, so a real table never has one; a hostile one that
+    /// lists one `g` many times (or `g`s a word apart) would make a few bytes of its
+    /// memory pass for millions of goroutines (4M of them cost 250 MB here: found by the
+    /// goroutines fuzz target, seed grow-4m-goroutines).
+    fn overlapping_g(&self, g_size: u64) -> Option<u64> {
+        let addr = |i: &u32| self.gptrs[*i as usize];
+        self.by_address
+            .windows(2)
+            .find(|pair| addr(&pair[1]) < addr(&pair[0]).saturating_add(g_size))
+            .map(|pair| addr(&pair[1]))
     }
 
     /// Reads every `g`; notes departures and collects the parks to walk. Returns the
@@ -726,6 +743,28 @@ fn reread(
 mod tests {
     use super::*;
     use crate::sources::go::labels::NO_LABELS;
+
+    /// Check that a table listing a `g` twice, or `g`s closer than a `g`'s size, is no
+    /// goroutine table, and that `g`s side by side are one.
+    #[test]
+    fn overlapping_gs_are_found() {
+        let table = |gptrs: Vec<u64>| {
+            let mut table = ParkedTable::default();
+            table.refresh_pointers(gptrs, 456);
+            table.overlapping_g(456)
+        };
+        assert_eq!(table(vec![0xc000_0000, 0xc000_01c8, 0xc000_1000]), None);
+        assert_eq!(
+            table(vec![0xc000_1000, 0xc000_0000, 0xc000_1000]),
+            Some(0xc000_1000)
+        );
+        assert_eq!(table(vec![0xc000_0000, 0xc000_0008]), Some(0xc000_0008));
+        // Appended later (an incremental refresh) counts the same.
+        let mut grown = ParkedTable::default();
+        grown.refresh_pointers(vec![0xc000_0000, 0xc000_1000], 456);
+        grown.refresh_pointers(vec![0xc000_0000, 0xc000_1000, 0xc000_0100], 456);
+        assert_eq!(grown.overlapping_g(456), Some(0xc000_0100));
+    }
 
     /// Check that a park's key keeps goroutine id and sequence apart, that moving the
     /// saved registers changes the fingerprint, and that the fingerprint carries the

@@ -70,7 +70,8 @@ pub const PCDATA_INL_TREE_INDEX: u32 = 2;
 /// `abi.FUNCDATA_InlTree`.
 pub const FUNCDATA_INL_TREE: u32 = 3;
 
-/// Longest name read from the name or file tables.
+/// Longest name read from the name or file tables (a frame keeps at most
+/// [`crate::model::MAX_FRAME_NAME`] bytes of it).
 const MAX_NAME: usize = 1 << 16;
 /// Deepest inlining followed (the compiler's budget keeps real trees shallow).
 const MAX_INLINE_DEPTH: usize = 64;
@@ -582,7 +583,11 @@ impl Pclntab {
     /// File of `pc` in `func`.
     pub fn pc_to_file(&self, func: &FuncInfo, pc: u64) -> Option<String> {
         let table = self.field_u32(func.func_off, 20)?;
-        let fileno = self.pcvalue(table, func.entry, pc)?;
+        self.file_name(func, self.pcvalue(table, func.entry, pc)?)
+    }
+
+    /// File number `fileno` of `func`'s compilation unit.
+    fn file_name(&self, func: &FuncInfo, fileno: i32) -> Option<String> {
         if fileno < 0 {
             return None;
         }
@@ -607,55 +612,77 @@ impl Pclntab {
     /// calls cannot be expanded: the result is then `func` alone, with the
     /// position of `pc` (which is in the innermost inlined body).
     pub fn inline_frames(&self, func: &FuncInfo, pc: u64) -> Vec<Frame> {
-        let mut frames = Vec::new();
-        let mut pc = pc;
-        let position = |pc: u64| {
-            let file = self.pc_to_file(func, pc).unwrap_or_else(|| "?".to_string());
-            let line = self.pc_to_line(func, pc).unwrap_or(0);
-            (file, line)
-        };
         let tree = self.gofunc.as_ref().and_then(|g| {
             let raw = self.funcdata(func.func_off, FUNCDATA_INL_TREE)?;
             let off = self.tree_offset(raw, g.addr)?;
             let table = self.pcdata(func.func_off, PCDATA_INL_TREE_INDEX)?;
             Some((&g.data[..], off, table))
         });
-        if let Some((data, tree_off, table)) = tree {
-            let mut ix = self.pcvalue(table, func.entry, pc).unwrap_or(-1);
-            // A real tree goes from a call to its caller, never back: an index seen
-            // before is a loop (a hostile table), and ends the expansion.
-            let mut seen: Vec<i32> = Vec::new();
-            while ix >= 0 && frames.len() < MAX_INLINE_DEPTH && !seen.contains(&ix) {
-                seen.push(ix);
-                let Some(call) = self.inlined_call(data, tree_off, ix as usize) else {
-                    break;
-                };
-                let name = self
-                    .cstr(self.funcnametab, call.name_off)
-                    .map_or_else(|| "?".to_string(), frame_name);
-                let (file, line) = position(pc);
-                frames.push(Frame {
-                    function: name,
-                    file,
-                    line,
-                });
-                if call.parent_pc < 0 {
-                    break;
-                }
-                pc = func.entry.saturating_add(call.parent_pc as u64);
-                ix = self.pcvalue(table, func.entry, pc).unwrap_or(-1);
+        let Some((data, tree_off, table)) = tree else {
+            if self.gofunc.is_none()
+                && self
+                    .pcdata(func.func_off, PCDATA_INL_TREE_INDEX)
+                    .and_then(|t| self.pcvalue(t, func.entry, pc))
+                    .is_some_and(|ix| ix >= 0)
+            {
+                log::debug!(
+                    "{:#x} is in a call inlined into {}, but go:func.* is unknown: not expanded",
+                    pc,
+                    func.name
+                );
             }
-        } else if self.gofunc.is_none()
-            && self
-                .pcdata(func.func_off, PCDATA_INL_TREE_INDEX)
-                .and_then(|t| self.pcvalue(t, func.entry, pc))
-                .is_some_and(|ix| ix >= 0)
-        {
-            log::debug!(
-                "{:#x} is in a call inlined into {}, but go:func.* is unknown: not expanded",
-                pc,
-                func.name
-            );
+            let file = self.pc_to_file(func, pc).unwrap_or_else(|| "?".to_string());
+            let line = self.pc_to_line(func, pc).unwrap_or(0);
+            return vec![Frame {
+                function: func.name.clone(),
+                file,
+                line,
+            }];
+        };
+        // Each level looks up its parent pc in the same three tables: decoded once, so
+        // a deep tree costs lookups, not a decoding per level.
+        let runs = |field: usize| {
+            self.field_u32(func.func_off, field)
+                .map(|t| PcRuns::decode(self, t, func.entry))
+                .unwrap_or_default()
+        };
+        let (files, lines, index) = (runs(20), runs(24), PcRuns::decode(self, table, func.entry));
+        let position = |pc: u64| {
+            let file = files
+                .value(func.entry, pc)
+                .and_then(|fileno| self.file_name(func, fileno))
+                .unwrap_or_else(|| "?".to_string());
+            let line = lines
+                .value(func.entry, pc)
+                .and_then(|l| u32::try_from(l).ok())
+                .unwrap_or(0);
+            (file, line)
+        };
+        let mut frames = Vec::new();
+        let mut pc = pc;
+        let mut ix = index.value(func.entry, pc).unwrap_or(-1);
+        // A real tree goes from a call to its caller, never back: an index seen before
+        // is a loop (a hostile table), and ends the expansion.
+        let mut seen: Vec<i32> = Vec::new();
+        while ix >= 0 && frames.len() < MAX_INLINE_DEPTH && !seen.contains(&ix) {
+            seen.push(ix);
+            let Some(call) = self.inlined_call(data, tree_off, ix as usize) else {
+                break;
+            };
+            let name = self
+                .cstr(self.funcnametab, call.name_off)
+                .map_or_else(|| "?".to_string(), frame_name);
+            let (file, line) = position(pc);
+            frames.push(Frame {
+                function: name,
+                file,
+                line,
+            });
+            if call.parent_pc < 0 {
+                break;
+            }
+            pc = func.entry.saturating_add(call.parent_pc as u64);
+            ix = index.value(func.entry, pc).unwrap_or(-1);
         }
         let (file, line) = position(pc);
         frames.push(Frame {
@@ -845,13 +872,14 @@ impl Pclntab {
         })
     }
 
-    /// NUL-terminated string at `table + off`.
+    /// NUL-terminated string at `table + off`. Found by `CStr`'s word-at-a-time search:
+    /// a hostile table's names are 64 KiB, looked for once per frame and inlined call
+    /// named (a byte loop made that most of the go_frames fuzz target's time).
     fn cstr(&self, table: usize, off: i32) -> Option<&[u8]> {
         let start = table.checked_add(usize::try_from(off).ok()?)?;
         let rest = self.data.get(start..)?;
         let rest = &rest[..rest.len().min(MAX_NAME)];
-        let nul = rest.iter().position(|&b| b == 0)?;
-        Some(&rest[..nul])
+        Some(std::ffi::CStr::from_bytes_until_nul(rest).ok()?.to_bytes())
     }
 
     /// Value of the pc-value table at pctab offset `table` for `pc`, in the
@@ -878,6 +906,25 @@ impl Pclntab {
             done: table == 0,
             steps: 0,
         }
+    }
+}
+
+/// A pc-value table decoded once: (value, end pc) runs, ends ascending.
+#[derive(Default)]
+struct PcRuns(Vec<(i32, u64)>);
+
+impl PcRuns {
+    fn decode(tab: &Pclntab, table: u32, entry: u64) -> Self {
+        Self(tab.pcvalues(table, entry).collect())
+    }
+
+    /// The value at `pc` (what [`Pclntab::pcvalue`] would say).
+    fn value(&self, entry: u64, pc: u64) -> Option<i32> {
+        if pc < entry {
+            return None;
+        }
+        let i = self.0.partition_point(|&(_, end)| end <= pc);
+        self.0.get(i).map(|&(value, _)| value)
     }
 }
 
@@ -1129,6 +1176,29 @@ mod tests {
         gofunc.extend_from_slice(&9i32.to_le_bytes()); // parentPc: 0x19 is line 11
         gofunc.extend_from_slice(&30i32.to_le_bytes());
         (t, gofunc)
+    }
+
+    /// Check that an inline tree that loops (a call whose parent pc is in itself) is
+    /// followed once, and that a stack of such pcs is named with at most
+    /// `MAX_SYMBOLIZED_FRAMES` frames (go_frames fuzz target: a 64-pc stack of 64 KiB
+    /// names looping 64 deep took 1.6 GB and 6 s to name).
+    #[test]
+    fn hostile_inlining_is_bounded() {
+        use crate::sources::go::symbolize::{MAX_SYMBOLIZED_FRAMES, symbolize_pcs};
+        let (t, mut gofunc) = synthetic();
+        // main.inl's parent pc: 4, where the inline index names main.inl again.
+        gofunc[16..20].copy_from_slice(&4i32.to_le_bytes());
+        let mut tab = Pclntab::parse(&t, None).unwrap();
+        tab.set_gofunc(0x9000, gofunc);
+        let b = tab.find_func(0x1015).unwrap();
+        let names: Vec<String> = tab
+            .inline_frames(&b, 0x1015)
+            .into_iter()
+            .map(|f| f.function)
+            .collect();
+        assert_eq!(names, ["main.inl", "main.b"]);
+        let frames = symbolize_pcs(&tab, 0, "/x", &[0x1015; 300]);
+        assert_eq!(frames.len(), MAX_SYMBOLIZED_FRAMES);
     }
 
     /// Check that functions, lines and inlined calls of a hand-made table

@@ -334,21 +334,22 @@ fn read_paced(
 }
 
 /// The goroutine reader over a fake process memory ([`crate::host::memory::fake`]), for
-/// the fuzz targets: two reads of `program`'s table at load bias `bias` (the second goes
-/// through the incremental state), naming every stack found. Returns how many parked
-/// goroutines the last read reported.
+/// the fuzz targets: two reads of `program`'s table at load bias `bias`, each within
+/// `time_budget` as `--read-budget` bounds a scan's (the second goes through the
+/// incremental state), naming every stack found. Returns how many parked goroutines the
+/// last read reported.
 #[cfg(feature = "fuzzing")]
 pub fn fuzz_read_goroutines(
     program: Arc<GoProgram>,
     bias: u64,
+    time_budget: Duration,
 ) -> Result<usize, crate::sources::go::g::GoroutineReadError> {
     let pid = crate::host::memory::fake::FAKE_PID;
     let mut table = ParkedTable::default();
     let mut bufs = ReadBuffers::default();
     let mut parked = 0;
     for _ in 0..2 {
-        // No time budget: the fuzzer is to find slow inputs, not have them cut short.
-        let read = table.read(pid, &program, bias, &mut bufs, Duration::MAX)?;
+        let read = table.read(pid, &program, bias, &mut bufs, time_budget)?;
         for site in &read.sites {
             symbolize(&program, bias, "fuzz", &site.stack);
         }

@@ -2,7 +2,10 @@
 //! expanding inlined calls: the leak site is often a function inlined into a wrapper
 //! (`main.queryReplica` inside `gowrap1`), which only the inline tree names.
 
-use crate::{model::Frame, sources::go::executable::GoProgram};
+use crate::{
+    model::Frame,
+    sources::go::{Pclntab, executable::GoProgram},
+};
 
 /// Most frames one stack is named with, inlined calls included (a real stack has a few
 /// dozen; each kept frame costs its names, which the memory budget counts).
@@ -26,7 +29,13 @@ pub fn bare_symbolizer() -> GoSymbolizer {
 /// Names `pcs` (absolute, innermost first; callers are return addresses) of a process
 /// running `program` at load bias `bias`; `exe` is the module frames are said to be in.
 pub fn symbolize(program: &GoProgram, bias: u64, exe: &str, pcs: &[u64]) -> Vec<Frame> {
-    let pclntab = program.binary.pclntab();
+    symbolize_pcs(program.binary.pclntab(), bias, exe, pcs)
+}
+
+/// Names `pcs` with `pclntab` (see [`symbolize`]): at most [`MAX_SYMBOLIZED_FRAMES`]
+/// frames (a hostile table inlining deep at every pc stops there, the outermost frames
+/// left out).
+pub fn symbolize_pcs(pclntab: &Pclntab, bias: u64, exe: &str, pcs: &[u64]) -> Vec<Frame> {
     let mut frames = Vec::new();
     for (i, &pc) in pcs.iter().enumerate() {
         if pc == 0 {

@@ -78,7 +78,7 @@ fn read_real_uid(pid: u32) -> Option<u32> {
     parse_real_uid(&status)
 }
 
-fn parse_real_uid(status: &str) -> Option<u32> {
+pub(super) fn parse_real_uid(status: &str) -> Option<u32> {
     status
         .lines()
         .find_map(|line| line.strip_prefix("Uid:"))?

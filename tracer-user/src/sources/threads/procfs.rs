@@ -42,7 +42,7 @@ const PF_KTHREAD: u64 = 0x0020_0000;
 const TASK_INTERRUPTIBLE: u32 = 0x1;
 const TASK_UNINTERRUPTIBLE: u32 = 0x2;
 /// Largest /proc file read; `stat`, `status`, `syscall` and `sched` are a few KiB.
-const MAX_PROC_FILE: u64 = 64 * 1024;
+pub const MAX_PROC_FILE: u64 = 64 * 1024;
 /// Waits remembered across scans; beyond that the cache is rebuilt (a host with more
 /// blocked threads than this pays the full reads every scan, nothing worse).
 const MAX_CACHED_WAITS: usize = 1 << 20;
@@ -163,24 +163,13 @@ impl ProcfsThreads {
 
     fn process_record(&mut self, pid: u32, clock: &ScanClock) -> Option<ProcessRecord> {
         let stat = parse_stat(read_small(&format!("/proc/{pid}/stat"), &mut self.buf)?)?;
-        if stat.flags & PF_KTHREAD != 0 || (stat.state == b'Z' && stat.num_threads <= 1) {
+        if !is_user_process(&stat) {
             return None;
         }
-        let (uid, map_count) =
-            self.holdings
-                .of(pid, stat.start_ticks, stat.num_threads, clock.mono_now_ns);
-        Some(ProcessRecord {
-            header: header(RECORD_PROCESS, size_of::<ProcessRecord>()),
-            tgid: pid,
-            nr_threads: stat.num_threads,
-            start_mono_ns: clock.start_mono_ns(stat.start_ticks),
-            exec_id: exec_id(pid),
-            mono_now_ns: clock.mono_now_ns,
-            comm: stat.comm,
-            map_count,
-            uid,
-            rss_pages: stat.rss_pages,
-        })
+        let held = self
+            .holdings
+            .of(pid, stat.start_ticks, stat.num_threads, clock.mono_now_ns);
+        process_of(pid, &stat, exec_id(pid), held, clock)
     }
 
     fn scan_threads(
@@ -218,48 +207,18 @@ impl ProcfsThreads {
     ) -> Option<(ThreadWaiterRecord, WaitFacts)> {
         let dir = format!("/proc/{}/task/{tid}", process.tgid);
         let stat = parse_stat(read_small(&format!("{dir}/stat"), &mut self.buf)?)?;
-        let state = match stat.state {
-            b'S' => TASK_INTERRUPTIBLE,
-            b'D' => TASK_UNINTERRUPTIBLE,
-            _ => return None,
-        };
+        sleep_state(stat.state)?;
         let switches = parse_switches(read_small(&format!("{dir}/status"), &mut self.buf)?)?;
-        let thread_start = clock.start_mono_ns(stat.start_ticks);
-        let key = (tid, thread_start, switches.voluntary);
+        let key = (
+            tid,
+            clock.start_mono_ns(stat.start_ticks),
+            switches.voluntary,
+        );
         let facts = match self.waits.get(&key) {
             Some(facts) => *facts,
             None => self.new_wait(process.tgid, &dir, switches.voluntary, clock)?,
         };
-        let syscall = facts.syscall;
-        let record = ThreadWaiterRecord {
-            header: header(RECORD_THREAD_WAITER, size_of::<ThreadWaiterRecord>()),
-            tgid: process.tgid,
-            tid,
-            process_start_mono_ns: process.start_mono_ns,
-            thread_start_mono_ns: thread_start,
-            exec_id: process.exec_id,
-            nvcsw: switches.voluntary,
-            nivcsw: switches.involuntary,
-            last_arrival_ns: facts.last_ran_ns,
-            sched_now_ns: clock.sched_now_ns,
-            mono_now_ns: clock.mono_now_ns,
-            ip: syscall.pc,
-            sp: syscall.sp,
-            bp: 0,
-            syscall_nr: syscall.nr,
-            args: syscall.args,
-            state,
-            flags: if syscall.nr == SYS_FUTEX_WAITV {
-                WAITER_IN_FUTEX_WAITV
-            } else {
-                0
-            },
-            fd: facts.fd.fd,
-            fd_kind: facts.fd.kind,
-            fd_detail: facts.fd.detail,
-            reserved: 0,
-            comm: stat.comm,
-        };
+        let record = waiter_record(process, tid, &stat, switches, &facts, clock)?;
         Some((record, facts))
     }
 
@@ -288,6 +247,89 @@ impl ProcfsThreads {
             fd: fd_facts(pid, &syscall),
         })
     }
+}
+
+/// Whether `stat` is a process of user space with a live thread: no kernel thread, no
+/// zombie whose threads are all gone.
+fn is_user_process(stat: &Stat) -> bool {
+    stat.flags & PF_KTHREAD == 0 && !(stat.state == b'Z' && stat.num_threads <= 1)
+}
+
+/// The record of a process from its `stat` and its real uid and mapping count
+/// (`held`); `None` for kernel threads and zombies.
+fn process_of(
+    pid: u32,
+    stat: &Stat,
+    exec_id: u64,
+    (uid, map_count): (u32, u32),
+    clock: &ScanClock,
+) -> Option<ProcessRecord> {
+    if !is_user_process(stat) {
+        return None;
+    }
+    Some(ProcessRecord {
+        header: header(RECORD_PROCESS, size_of::<ProcessRecord>()),
+        tgid: pid,
+        nr_threads: stat.num_threads,
+        start_mono_ns: clock.start_mono_ns(stat.start_ticks),
+        exec_id,
+        mono_now_ns: clock.mono_now_ns,
+        comm: stat.comm,
+        map_count,
+        uid,
+        rss_pages: stat.rss_pages,
+    })
+}
+
+/// The iterator's `task->__state` of a thread asleep (`S`, `D`); `None` otherwise.
+fn sleep_state(state: u8) -> Option<u32> {
+    match state {
+        b'S' => Some(TASK_INTERRUPTIBLE),
+        b'D' => Some(TASK_UNINTERRUPTIBLE),
+        _ => None,
+    }
+}
+
+/// The record the iterator would give for thread `tid` of `process`, asleep in the
+/// wait `facts` describes; `None` when `stat` says it is not asleep.
+fn waiter_record(
+    process: &ProcessRecord,
+    tid: u32,
+    stat: &Stat,
+    switches: Switches,
+    facts: &WaitFacts,
+    clock: &ScanClock,
+) -> Option<ThreadWaiterRecord> {
+    let syscall = facts.syscall;
+    Some(ThreadWaiterRecord {
+        header: header(RECORD_THREAD_WAITER, size_of::<ThreadWaiterRecord>()),
+        tgid: process.tgid,
+        tid,
+        process_start_mono_ns: process.start_mono_ns,
+        thread_start_mono_ns: clock.start_mono_ns(stat.start_ticks),
+        exec_id: process.exec_id,
+        nvcsw: switches.voluntary,
+        nivcsw: switches.involuntary,
+        last_arrival_ns: facts.last_ran_ns,
+        sched_now_ns: clock.sched_now_ns,
+        mono_now_ns: clock.mono_now_ns,
+        ip: syscall.pc,
+        sp: syscall.sp,
+        bp: 0,
+        syscall_nr: syscall.nr,
+        args: syscall.args,
+        state: sleep_state(stat.state)?,
+        flags: if syscall.nr == SYS_FUTEX_WAITV {
+            WAITER_IN_FUTEX_WAITV
+        } else {
+            0
+        },
+        fd: facts.fd.fd,
+        fd_kind: facts.fd.kind,
+        fd_detail: facts.fd.detail,
+        reserved: 0,
+        comm: stat.comm,
+    })
 }
 
 /// The clocks of one scan.
@@ -448,9 +490,14 @@ fn parse_syscall(text: &str) -> Option<SyscallLine> {
 
 /// `se.exec_start` of a `sched` file ("se.exec_start   :   1917123.218812", in ms with
 /// six decimals) in ns: when the task last stopped running (a sleeping task's clock is
-/// not advanced).
+/// not advanced). The file starts with the task's name, any bytes of it: the last such
+/// line is the kernel's (a thread named `se.exec_start` hid its wait's age: the
+/// proc_threads fuzz target's property fails on it, seed sched-comm).
 fn parse_exec_start_ns(sched: &str) -> Option<u64> {
-    let line = sched.lines().find(|l| l.starts_with("se.exec_start"))?;
+    let line = sched
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("se.exec_start"))?;
     let value = line.split(':').nth(1)?.trim();
     let (ms, frac) = value.split_once('.').unwrap_or((value, "0"));
     let frac_ns: u64 = format!("{frac:0<6}").get(..6)?.parse().ok()?;
@@ -462,14 +509,13 @@ fn parse_exec_start_ns(sched: &str) -> Option<u64> {
 
 /// The fd a syscall waits on, and what it is, from /proc/PID/fd/N.
 fn fd_facts(pid: u32, syscall: &SyscallLine) -> FdFacts {
-    if !FD_SYSCALLS.contains(&syscall.nr) {
+    let Some(fd) = waited_fd(syscall) else {
         return FdFacts {
             fd: -1,
             kind: fd_kind::NONE,
             detail: 0,
         };
-    }
-    let fd = syscall.args[0] as i32;
+    };
     let path = format!("/proc/{pid}/fd/{fd}");
     let (kind, detail) = match fs::read_link(&path) {
         Ok(target) => classify_fd_link(&target.to_string_lossy(), || {
@@ -478,6 +524,13 @@ fn fd_facts(pid: u32, syscall: &SyscallLine) -> FdFacts {
         Err(_) => (fd_kind::UNKNOWN, 0),
     };
     FdFacts { fd, kind, detail }
+}
+
+/// The fd a syscall waits on: its first argument, for the syscalls that wait on one.
+fn waited_fd(syscall: &SyscallLine) -> Option<i32> {
+    FD_SYSCALLS
+        .contains(&syscall.nr)
+        .then_some(syscall.args[0] as i32)
 }
 
 /// Tells an fd's kind from its /proc/PID/fd link text, and for paths from the file's
@@ -528,6 +581,58 @@ fn classify_fd_link(link: &str, stat: impl FnOnce() -> Option<stat::Stat>) -> (u
     } else {
         (fd_kind::OTHER, 0)
     }
+}
+
+/// The text of one thread's `/proc` files, for the fuzz target.
+#[cfg(feature = "fuzzing")]
+pub struct ThreadFiles<'a> {
+    /// `/proc/PID/stat` (the process).
+    pub process_stat: &'a str,
+    /// `/proc/PID/task/TID/stat`, `status` (also read for the process's real uid),
+    /// `syscall` and `sched`.
+    pub stat: &'a str,
+    pub status: &'a str,
+    pub syscall: &'a str,
+    pub sched: &'a str,
+    /// The `/proc/PID/fd/N` link of the fd the syscall waits on.
+    pub fd_link: &'a str,
+}
+
+/// What this source makes of one thread's files (the process and waiter records, as the
+/// iterator would give them), with every parser on the way, for the fuzz target. The
+/// scheduler clock reads 0 (a `sched` file that gives no time gives 0).
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_thread_files(files: &ThreadFiles<'_>) -> Option<(ProcessRecord, ThreadWaiterRecord)> {
+    let clock = ScanClock {
+        ticks_per_s: 100,
+        mono_now_ns: 1 << 40,
+        suspended_ns: 1 << 30,
+        sched_now_ns: 0,
+    };
+    let uid = super::holdings::parse_real_uid(files.status).unwrap_or(tracer_common::UNKNOWN_U32);
+    let process = process_of(1, &parse_stat(files.process_stat)?, 1, (uid, 1), &clock)?;
+    let stat = parse_stat(files.stat)?;
+    sleep_state(stat.state)?;
+    let switches = parse_switches(files.status)?;
+    let syscall = parse_syscall(files.syscall)?;
+    let fd = match waited_fd(&syscall) {
+        Some(fd) => {
+            let (kind, detail) = classify_fd_link(files.fd_link, || None);
+            FdFacts { fd, kind, detail }
+        }
+        None => FdFacts {
+            fd: -1,
+            kind: fd_kind::NONE,
+            detail: 0,
+        },
+    };
+    let facts = WaitFacts {
+        syscall,
+        last_ran_ns: parse_exec_start_ns(files.sched).unwrap_or(clock.sched_now_ns),
+        fd,
+    };
+    let record = waiter_record(&process, 2, &stat, switches, &facts, &clock)?;
+    Some((process, record))
 }
 
 #[cfg(test)]
@@ -588,6 +693,11 @@ mod tests {
             parse_exec_start_ns("se.exec_start : 12.5"),
             Some(12_500_000)
         );
+        // A name in the header line (any bytes, newlines too) does not hide the field.
+        for comm in ["se.exec_start", "-\nse.exec_start", "se.exec_start:1"] {
+            let named = format!("{comm} (1, #threads: 1)\n---\nse.exec_start : 12.5\n");
+            assert_eq!(parse_exec_start_ns(&named), Some(12_500_000), "{comm:?}");
+        }
     }
 
     /// Check that fd links name the same kinds the iterator tells from inodes.
