@@ -194,6 +194,10 @@ fn reopen_mapped(
     if !st.is_file() || !is_mapped_file(pid, &st, map) {
         return None;
     }
+    // Not on a file system a read of ours is stuck in (the frames stay unnamed).
+    if !super::hung::opening(st.dev) {
+        return None;
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)

@@ -7,6 +7,7 @@ pub mod capabilities;
 pub mod cgroup;
 pub mod cgroupfs;
 pub mod cpu;
+pub mod hung;
 pub mod kubelet;
 pub mod mapped;
 pub mod memory;

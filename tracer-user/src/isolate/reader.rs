@@ -42,7 +42,7 @@ use super::{
 };
 use crate::{
     host::{
-        cpu, pagemap,
+        cpu, hung, pagemap,
         pidfd::{PinnedProcess, ProcessGone},
     },
     model::ProcessKey,
@@ -144,6 +144,7 @@ impl<S: 'static> Reader<S> {
             Box::new(move |state: &mut S| {
                 let cpu = cpu::thread_cpu_time();
                 let out = pagemap::scoped(key.pid, || pinned(key, step, || job(state)));
+                hung::done();
                 cpu::add_delegated(cpu::thread_cpu_time().saturating_sub(cpu));
                 let panicked = matches!(out, Err(Failed::Panic(_)));
                 let _ = tx.send(out);
@@ -152,6 +153,7 @@ impl<S: 'static> Reader<S> {
                     .is_err()
                 {
                     faults.returned(key);
+                    hung::returned();
                     return After::Exit;
                 }
                 if panicked {
@@ -180,8 +182,10 @@ impl<S: 'static> Reader<S> {
             Ok(Err(Failed::Panic(panic))) => Err(self.faults.panicked(key, panic)),
             Ok(Err(Failed::Gone(gone))) => Err(ProcessFault::Gone(gone)),
             Err(after) => {
-                // Left to finish on its own, with what it holds.
+                // Left to finish on its own, with what it holds; no file is opened on
+                // the file system it is stuck in until it returns.
                 self.live = None;
+                hung::abandoned(progress.0);
                 Err(self.faults.stuck(key, StuckRead { step, after }))
             }
         }
