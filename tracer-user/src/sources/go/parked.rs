@@ -744,6 +744,25 @@ mod tests {
     use super::*;
     use crate::sources::go::labels::NO_LABELS;
 
+    /// A goroutine parked at one place with an 8 KiB stack: the tests' common `g`.
+    fn parked_g(goid: u64, seq: u8, status: GoStatus) -> GFields {
+        GFields {
+            status,
+            goid,
+            seq,
+            wait_reason: 7,
+            sp: 0xc000_1000,
+            pc: 0x40_1000,
+            bp: 0xc000_1040,
+            stack_lo: 0xc000_0000,
+            stack_hi: 0xc000_2000,
+            gopc: 0x40_2000,
+            startpc: 0x40_3000,
+            waitsince: 0,
+            labels: 0,
+        }
+    }
+
     /// Check that a table listing a `g` twice, or `g`s closer than a `g`'s size, is no
     /// goroutine table, and that `g`s side by side are one.
     #[test]
@@ -773,21 +792,7 @@ mod tests {
     fn park_identity_and_movement() {
         assert_eq!(member_key(5, 3) >> 8, 5);
         assert_eq!(member_key(5, 3) as u8, 3);
-        let g = GFields {
-            status: GoStatus::Waiting,
-            goid: 5,
-            seq: 3,
-            wait_reason: 7,
-            sp: 0xc000_1000,
-            pc: 0x40_1000,
-            bp: 0xc000_1040,
-            stack_lo: 0xc000_0000,
-            stack_hi: 0xc000_2000,
-            gopc: 0x40_2000,
-            startpc: 0x40_3000,
-            waitsince: 0,
-            labels: 0,
-        };
+        let g = parked_g(5, 3, GoStatus::Waiting);
         let moved = GFields { sp: g.sp + 64, ..g };
         assert_ne!(fingerprint(&g), fingerprint(&moved));
         assert_eq!(fingerprint(&g) & CLASS_BITS, 13, "an 8 KiB stack");
@@ -816,21 +821,7 @@ mod tests {
             slots: vec![EMPTY; 2],
             ..ParkedTable::default()
         };
-        let g = |goid, status| GFields {
-            status,
-            goid,
-            seq: 1,
-            wait_reason: 7,
-            sp: 0xc000_1000,
-            pc: 0x40_1000,
-            bp: 0xc000_1040,
-            stack_lo: 0xc000_0000,
-            stack_hi: 0xc000_2000,
-            gopc: 0x40_2000,
-            startpc: 0x40_3000,
-            waitsince: 0,
-            labels: 0,
-        };
+        let g = |goid, status| parked_g(goid, 1, status);
         let group = table.group_for(&g(5, GoStatus::Leaked), vec![0x40_1000], NO_LABELS, &layout);
         table.arrive(0, &g(5, GoStatus::Leaked), group);
         table.arrive(1, &g(6, GoStatus::Waiting), group);
