@@ -114,7 +114,8 @@ impl MemoryKind {
             Self::Sites => 4,
             // One huge Go program is legitimate: it may fill the share (a million parked
             // goroutines take about 27 MiB of table and 24 of history; the default
-            // budget follows up to about 1.2 million).
+            // budget follows up to about 1.2 million: see the goroutine table's
+            // `a_million_goroutines_fit_the_default_budget`).
             Self::Goroutines => 32,
             Self::History => 28,
         }

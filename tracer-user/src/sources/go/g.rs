@@ -13,6 +13,7 @@ use crate::{
     fasthash::IntMap,
     host::memory::{is_not_resident, read_memory},
     sources::go::{
+        chunked::Chunked,
         executable::GoProgram,
         layout::{GoRuntimeLayout, GoStatus},
     },
@@ -191,12 +192,21 @@ pub fn read_word(pid: u32, addr: u64) -> Result<u64, GoroutineReadError> {
     }
 }
 
-/// The non-nil `g` pointers of the `allglen`-long array at `allgs`, read in bounded
-/// batches; stops at the first unreadable batch (the rest is not there).
-pub fn read_allgs(pid: u32, allgs: u64, allglen: u64) -> Result<Vec<u64>, GoroutineReadError> {
-    let mut gptrs = Vec::new();
+/// Reads the non-nil `g` pointers of the `allglen`-long array at `allgs` into `gptrs`,
+/// in bounded batches, in place: what `gptrs` held is compared as the array is read and
+/// only what differs is written, so no second copy of a million pointers is made.
+/// Stops at the first unreadable batch (the rest is not there). Returns the index of
+/// the first pointer that changed (`gptrs` is then as read from there on), `None` when
+/// nothing did. On an error nothing was changed.
+pub fn read_allgs_into(
+    pid: u32,
+    allgs: u64,
+    allglen: u64,
+    gptrs: &mut Chunked<u64>,
+) -> Result<Option<usize>, GoroutineReadError> {
     let mut bytes = vec![0u8; ALLGS_BATCH * 8];
-    let mut done = 0u64;
+    let (mut done, mut at_entry) = (0u64, 0usize);
+    let mut changed_from = None;
     while done < allglen {
         let n = (allglen - done).min(ALLGS_BATCH as u64) as usize;
         let Some(at) = done.checked_mul(8).and_then(|o| allgs.checked_add(o)) else {
@@ -215,18 +225,32 @@ pub fn read_allgs(pid: u32, allgs: u64, allglen: u64) -> Result<Vec<u64>, Gorout
             }
             Err(_) => break,
         };
-        gptrs.extend(
-            bytes[..got - got % 8]
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-                .filter(|&p| p != 0 && p < USER_SPACE_END),
-        );
+        let pointers = bytes[..got - got % 8]
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .filter(|&p| p != 0 && p < USER_SPACE_END);
+        for p in pointers {
+            if changed_from.is_none() {
+                if at_entry < gptrs.len() && gptrs[at_entry] == p {
+                    at_entry += 1;
+                    continue;
+                }
+                changed_from = Some(at_entry);
+                gptrs.truncate(at_entry);
+            }
+            gptrs.push(p);
+            at_entry += 1;
+        }
         if got < n * 8 {
             break;
         }
         done += n as u64;
     }
-    Ok(gptrs)
+    if changed_from.is_none() && at_entry < gptrs.len() {
+        changed_from = Some(at_entry);
+        gptrs.truncate(at_entry);
+    }
+    Ok(changed_from)
 }
 
 /// Which goroutines are the runtime's own (GC workers, finalizers, ...: they start in
@@ -302,14 +326,30 @@ mod tests {
             }
             assert_eq!(libc::munmap(base.cast::<u8>().add(page).cast(), page), 0);
         }
-        let got = read_allgs(std::process::id(), base as u64, 50_000_000);
+        let pid = std::process::id();
+        let mut gptrs = Chunked::default();
+        let got = read_allgs_into(pid, base as u64, 50_000_000, &mut gptrs);
+        assert_eq!((got, gptrs.len()), (Ok(Some(0)), page / 16));
+        // Read again, unchanged: nothing written; then the table as if it grew.
+        let unchanged = read_allgs_into(pid, base as u64, 50_000_000, &mut gptrs);
+        assert_eq!((unchanged, gptrs.len()), (Ok(None), page / 16));
+        gptrs.truncate(page / 32);
+        let grew = read_allgs_into(pid, base as u64, 50_000_000, &mut gptrs);
+        assert_eq!((grew, gptrs.len()), (Ok(Some(page / 32)), page / 16));
+        gptrs[3] = 1;
+        let moved = read_allgs_into(pid, base as u64, 50_000_000, &mut gptrs);
+        assert_eq!((moved, gptrs[3]), (Ok(Some(3)), 0x1006));
         // SAFETY: unmapping the page mapped above.
         unsafe { libc::munmap(base, page) };
-        assert_eq!(got.unwrap().len(), page / 16);
         assert_eq!(
-            read_allgs(std::process::id(), 8, 50_000_000),
+            read_allgs_into(pid, 8, 50_000_000, &mut gptrs),
             Err(GoroutineReadError::NotResident(8)),
             "an unmapped page is not in memory: not read"
+        );
+        assert_eq!(
+            gptrs.len(),
+            page / 16,
+            "a table that fails is left as it was"
         );
         assert_eq!(
             check_allglen(50_000_000),

@@ -416,6 +416,9 @@ pub const NO_LABELS: u32 = u32::MAX;
 /// Distinct label sets kept per process at once: a process that labels every goroutine
 /// differently (a request id as a label) gets this many, the rest count without labels.
 pub const MAX_LABEL_SETS: usize = 128;
+/// Label-set pointers remembered per read (about 1 MiB): the cache of which pointer
+/// names which set.
+const MAX_POINTERS_KEPT: usize = 32 * 1024;
 
 /// The distinct label sets of one process's parks, each kept once while a group of
 /// parks uses it, and this read's sets by `g.labels` pointer (goroutines share their
@@ -438,6 +441,12 @@ impl LabelSets {
     /// The ids of the label sets at `ptrs` (0: none), reading those not known in this
     /// read; [`NO_LABELS`] where none was read or kept.
     pub fn ids(&mut self, pid: u32, repr: LabelRepr, ptrs: &[u64], buf: &mut Vec<u8>) -> Vec<u32> {
+        // A process whose every goroutine has a label map of its own would grow this
+        // cache with the table: past its bound it starts over (sets are interned by
+        // content, so only their reads repeat).
+        if self.by_pointer.len() > MAX_POINTERS_KEPT {
+            self.by_pointer.clear();
+        }
         let mut unknown: Vec<u64> = ptrs
             .iter()
             .copied()

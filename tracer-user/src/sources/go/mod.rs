@@ -4,8 +4,9 @@
 //! - binary analysis: `elf`, `buildinfo`, `pclntab`, `layout` (where `runtime.g` keeps
 //!   what leakscope reads), `allgs` (where the goroutine table is), this file
 //!   ([`GoBinary`]), `executable` (one process's executable, opened once);
-//! - the goroutine table in memory: `g` (the `allgs` array and each `g`'s fields),
-//!   `readplan` (few large reads), `stackwalk` (frame-pointer walks of parked stacks),
+//! - the goroutine table in memory: `chunked` (per-`g` arrays that grow without
+//!   copying), `g` (the `allgs` array and each `g`'s fields), `readplan` (few large
+//!   reads), `stackwalk` (frame-pointer walks of parked stacks),
 //!   `symbolize` (frames named from the pclntab), `labels` (pprof label sets, bounded);
 //! - `error`: why a process cannot be read, typed; `programs`: which processes are Go
 //!   programs to read;
@@ -40,6 +41,7 @@
 
 pub mod allgs;
 pub mod buildinfo;
+pub mod chunked;
 pub mod elf;
 pub mod error;
 pub mod executable;

@@ -3,7 +3,8 @@
 //! Every read copies each `g` (only the process's memory has their fields), but a `g`
 //! that has not moved since the previous read (same goroutine id and park sequence,
 //! same saved registers and wait reason) costs one comparison: its stack is not walked
-//! again, nothing is looked up or allocated for it. Per `g` the table keeps 16 bytes.
+//! again, nothing is looked up or allocated for it. Per `g` the table keeps 28 bytes
+//! (see [`TABLE_BYTES_PER_G`]: what it may hold is checked before it grows).
 //! A read reports what changed: the parks that began and ended at each site, and each
 //! site's population and the stack memory it holds (a running sum per site, kept as
 //! parks arrive and leave: a stack's size rides in 5 bits of its park's slot, the
@@ -21,14 +22,17 @@ use crate::{
     model::{GoroutineMember, LabelSet, StackKey},
     resources::StackBytes,
     sources::go::{
+        chunked::Chunked,
         executable::GoProgram,
         g::{
             GFields, GoroutineReadError, StatusTable, SystemGoroutines, check_allglen, is_live,
-            is_parked, parse_g, read_allgs, read_word,
+            is_parked, parse_g, read_allgs_into, read_word,
         },
         labels::{LabelRepr, LabelSets},
         layout::{GoRuntimeLayout, GoStatus},
-        readplan::{BATCH_BYTES, MergedRange, batches, merge_ranges, merge_sorted_into},
+        readplan::{
+            BATCH_BYTES, MergedRange, batches, count_ranges, merge_ranges, merge_sorted_into,
+        },
         stackwalk::{STACK_BYTES_PER_READ, walk_stacks},
     },
 };
@@ -96,6 +100,12 @@ struct Slot {
 impl Slot {
     fn group(&self) -> u32 {
         self.group & GROUP_MASK
+    }
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        EMPTY
     }
 }
 
@@ -175,13 +185,19 @@ pub struct ReadBuffers {
 #[derive(Default)]
 pub struct ParkedTable {
     /// `allgs` as of the previous read.
-    gptrs: Vec<u64>,
+    gptrs: Chunked<u64>,
     /// Indices into `gptrs`, by address: neighbours merge into large reads.
-    by_address: Vec<u32>,
-    /// Merged read ranges: (start, length, the part of `by_address` inside).
+    by_address: Chunked<u32>,
+    /// Merged read ranges, each ending where its part of `by_address` does.
     ranges: Vec<MergedRange>,
-    slots: Vec<Slot>,
+    slots: Chunked<Slot>,
     groups: Vec<Option<Group>>,
+    /// What the groups hold, [`group_bytes`] each.
+    group_bytes: u64,
+    /// Parks dated in this read (at most [`MAX_DATED_PER_READ`]).
+    dated: usize,
+    /// The most the table was checked for: its peak (what the tests measure).
+    peak: u64,
     group_of: HashMap<GroupKey, u32>,
     free_groups: Vec<u32>,
     /// One shared string per wait-reason value.
@@ -198,9 +214,67 @@ pub struct ParkedTable {
     max_bytes: Option<u64>,
 }
 
-/// Bytes the table keeps per goroutine it follows: its `g` pointer, its place in the
-/// address order, its slot.
+/// What the table holds per goroutine it follows: its `g` pointer, its place in the
+/// address order, its slot (28 bytes; each array also holds up to one chunk unused,
+/// see [`Chunked`]). Every allocation of a read that grows with what the process lists
+/// is checked against the table's bound before it is made, at its real size: these
+/// arrays (for the declared length, before the table is read), the sort of new
+/// entries, the read ranges (16 bytes each, at most one per `g`: `g`s far apart cost
+/// 44 bytes each), the groups ([`group_bytes`]); the rest is bounded by constants (read
+/// buffers, stacks walked and label sets read per chunk of [`WALK_CHUNK`] parks, the
+/// retries of one batch). Measured by the unit test
+/// `a_million_goroutines_fit_the_default_budget`: the first read of a million `g`s
+/// side by side peaks at 28.45 bytes per `g`.
 pub const TABLE_BYTES_PER_G: u64 = 8 + 4 + size_of::<Slot>() as u64;
+
+/// What one group of parks holds at most, besides its stack's frames: its place in
+/// `groups`, its entry in `group_of` (a hash map's slack included) and its site in a
+/// read's result, each three times over while its vector or map grows (the old buffer
+/// and the new one, twice as large, live together).
+const GROUP_BYTES: u64 = 3
+    * (size_of::<Option<Group>>()
+        + 3 * (size_of::<(GroupKey, u32)>() + 1)
+        + size_of::<GoroutineSite>()) as u64;
+
+/// What a group whose stack has `frames` frames holds (see [`GROUP_BYTES`]).
+fn group_bytes(frames: usize) -> u64 {
+    GROUP_BYTES + (2 * size_of::<usize>() + frames * size_of::<u64>()) as u64
+}
+
+/// Parks dated per read at most (a GC cycle may date a million at once): the rest are
+/// dated at the next reads, so the records of one read stay bounded.
+const MAX_DATED_PER_READ: usize = 64 * 1024;
+
+/// Why the `g` pointers were not loaded.
+enum Loading {
+    Read(GoroutineReadError),
+    Memory(OverBudget),
+}
+
+impl From<GoroutineReadError> for Loading {
+    fn from(e: GoroutineReadError) -> Self {
+        Self::Read(e)
+    }
+}
+
+impl From<OverBudget> for Loading {
+    fn from(e: OverBudget) -> Self {
+        Self::Memory(e)
+    }
+}
+
+/// Why a read stopped before its end: past its time budget, or its table would pass
+/// its memory bound.
+enum Cut {
+    Time,
+    Memory(OverBudget),
+}
+
+impl From<OverBudget> for Cut {
+    fn from(e: OverBudget) -> Self {
+        Self::Memory(e)
+    }
+}
 
 /// A park's identity in one word: goroutine id and park sequence.
 fn member_key(goid: u64, seq: u8) -> u64 {
@@ -249,24 +323,38 @@ impl ParkedTable {
         self.max_bytes = Some(max_bytes);
     }
 
-    /// Heap bytes the table holds (in use: the goroutines it follows, its read ranges,
-    /// its groups of parked goroutines).
+    /// Heap bytes the table holds: the goroutines it follows, its read ranges, its
+    /// groups of parked goroutines.
     pub fn heap_bytes(&self) -> u64 {
-        let groups: usize = self
-            .groups
-            .iter()
-            .flatten()
-            .map(|g| {
-                size_of::<Group>()
-                    + size_of::<u64>() * g.stack.len()
-                    + size_of::<GoroutineMember>()
-                        * (g.arrived.len() + g.departed.len() + g.dated.len())
-            })
-            .sum();
-        self.slots.len() as u64 * TABLE_BYTES_PER_G
-            + (self.ranges.len() * size_of::<MergedRange>()) as u64
-            + groups as u64
-            + (self.group_of.len() * 64) as u64
+        self.gptrs.heap_bytes()
+            + self.by_address.heap_bytes()
+            + self.slots.heap_bytes()
+            + (self.ranges.capacity() * size_of::<MergedRange>()) as u64
+            + self.group_bytes
+    }
+
+    /// Whether the table may hold `needed` bytes (within its [`Self::set_max_bytes`]):
+    /// asked before every allocation that grows with what the process lists.
+    fn check(&mut self, needed: u64) -> Result<(), OverBudget> {
+        match self.max_bytes {
+            Some(limit) if needed > limit => Err(OverBudget {
+                kind: MemoryKind::Goroutines,
+                needed,
+                limit,
+            }),
+            _ => {
+                self.peak = self.peak.max(needed);
+                Ok(())
+            }
+        }
+    }
+
+    /// Forgets everything but the bound: the next read starts afresh.
+    fn reset(&mut self) {
+        *self = Self {
+            max_bytes: self.max_bytes,
+            ..Self::default()
+        };
     }
 
     /// Reads the table once; reports what changed since the previous read.
@@ -284,68 +372,88 @@ impl ParkedTable {
         let allglen = read_word(pid, program.addrs.allglen.wrapping_add(bias))?;
         let allgs = read_word(pid, program.addrs.allgs.wrapping_add(bias))?;
         check_allglen(allglen)?;
-        if let Some(limit) = self.max_bytes {
-            let needed = allglen.saturating_mul(TABLE_BYTES_PER_G);
-            if needed > limit {
-                *self = Self {
-                    max_bytes: self.max_bytes,
-                    ..Self::default()
-                };
-                let over = OverBudget {
-                    kind: MemoryKind::Goroutines,
-                    needed,
-                    limit,
-                };
-                return Err(GoroutineReadError::OverMemoryBudget {
-                    goroutines: allglen,
-                    over,
-                });
-            }
+        let over = |over| GoroutineReadError::OverMemoryBudget {
+            goroutines: allglen,
+            over,
+        };
+        if let Err(e) = self.load_pointers(pid, (allgs, allglen), program.layout.g_size) {
+            self.reset();
+            return Err(match e {
+                Loading::Read(e) => e,
+                Loading::Memory(e) => over(e),
+            });
         }
-        if allglen > 0 {
-            let gptrs = read_allgs(pid, allgs, allglen)?;
-            self.refresh_pointers(gptrs, program.layout.g_size);
-            if let Some(g) = self.overlapping_g(program.layout.g_size) {
-                *self = Self::default();
-                return Err(GoroutineReadError::OverlappingGs(g));
-            }
+        if let Some(g) = self.overlapping_g(program.layout.g_size) {
+            self.reset();
+            return Err(GoroutineReadError::OverlappingGs(g));
         }
         self.stack_budget = STACK_BYTES_PER_READ;
         self.statuses = StatusTable::of(&program.layout);
         self.labels.start_read();
-        let Some(max_goid) = self.read_all(pid, program, bias, bufs, deadline) else {
+        self.dated = 0;
+        match self.read_all(pid, program, bias, bufs, deadline) {
+            Ok(max_goid) => Ok(self.take_changes(max_goid)),
             // Part of the table was compared, part not: start over next time.
-            *self = Self {
-                max_bytes: self.max_bytes,
-                ..Self::default()
-            };
-            return Err(GoroutineReadError::OverTimeBudget(time_budget));
-        };
-        Ok(self.take_changes(max_goid))
+            Err(cut) => {
+                self.reset();
+                Err(match cut {
+                    Cut::Time => GoroutineReadError::OverTimeBudget(time_budget),
+                    Cut::Memory(e) => over(e),
+                })
+            }
+        }
     }
 
-    /// Takes the `g` pointers just read; `by_address` and the read ranges follow when
-    /// they changed.
-    fn refresh_pointers(&mut self, gptrs: Vec<u64>, g_size: u64) {
-        if gptrs == self.gptrs {
-            return;
-        }
+    /// Reads the `g` pointers of the `allglen`-long `allgs` (in place), and makes the
+    /// address order and the read ranges follow when they changed. Every array that
+    /// grows with the table is checked against the table's bound before it grows: the
+    /// arrays for `allglen` goroutines first (before the process's table is read at
+    /// all), then each one made.
+    fn load_pointers(
+        &mut self,
+        pid: u32,
+        (allgs, allglen): (u64, u64),
+        g_size: u64,
+    ) -> Result<(), Loading> {
+        let n = allglen as usize;
+        let grown = |heap: u64, for_n: u64| heap.max(for_n);
+        let arrays =
+            self.gptrs.heap_bytes() + self.by_address.heap_bytes() + self.slots.heap_bytes();
+        let needed = self.heap_bytes() - arrays
+            + grown(self.gptrs.heap_bytes(), Chunked::<u64>::bytes_for(n))
+            + grown(self.by_address.heap_bytes(), Chunked::<u32>::bytes_for(n))
+            + grown(self.slots.heap_bytes(), Chunked::<Slot>::bytes_for(n));
+        self.check(needed)?;
         let old = self.gptrs.len();
-        let grew_only = gptrs.len() >= old && gptrs[..old] == self.gptrs[..];
-        let from = if grew_only {
+        let Some(changed_from) = read_allgs_into(pid, allgs, allglen, &mut self.gptrs)? else {
+            return Ok(());
+        };
+        let n = self.gptrs.len();
+        // The runtime appends to allgs: sort the new entries and merge them in.
+        let from = if changed_from >= old {
             old
         } else {
             self.by_address.clear();
             0
         };
-        self.gptrs = gptrs;
-        self.slots.resize(self.gptrs.len(), EMPTY);
+        let new_bytes = ((n - from) * size_of::<u32>()) as u64;
+        let by_address = Chunked::<u32>::bytes_for(n).max(self.by_address.heap_bytes());
+        self.check(self.heap_bytes() - self.by_address.heap_bytes() + by_address + new_bytes)?;
         let gptrs = &self.gptrs;
-        // The runtime appends to allgs: sort the new entries and merge them in.
-        let mut new: Vec<u32> = (from as u32..gptrs.len() as u32).collect();
+        let mut new: Vec<u32> = (from as u32..n as u32).collect();
         new.sort_unstable_by_key(|&i| gptrs[i as usize]);
         merge_sorted_into(&mut self.by_address, &new, |i| gptrs[i as usize]);
-        self.ranges = merge_ranges(&self.by_address, |i| gptrs[i as usize], g_size);
+        drop(new);
+        let slots = Chunked::<Slot>::bytes_for(n).max(self.slots.heap_bytes());
+        self.check(self.heap_bytes() - self.slots.heap_bytes() + slots)?;
+        self.slots.resize(n, EMPTY);
+        // The old ranges go before the new are made: never both.
+        self.ranges = Vec::new();
+        let count = count_ranges(n, |i| self.gptrs[self.by_address[i] as usize], g_size);
+        self.check(self.heap_bytes() + (count * size_of::<MergedRange>()) as u64)?;
+        let (gptrs, order) = (&self.gptrs, &self.by_address);
+        self.ranges = merge_ranges(n, |i| gptrs[order[i] as usize], g_size, count);
+        Ok(())
     }
 
     /// A `g` that starts within the `g` before it in address order, if any. Every `g`
@@ -354,11 +462,10 @@ impl ParkedTable {
     /// memory pass for millions of goroutines (4M of them cost 250 MB here: found by the
     /// goroutines fuzz target, seed grow-4m-goroutines).
     fn overlapping_g(&self, g_size: u64) -> Option<u64> {
-        let addr = |i: &u32| self.gptrs[*i as usize];
-        self.by_address
-            .windows(2)
-            .find(|pair| addr(&pair[1]) < addr(&pair[0]).saturating_add(g_size))
-            .map(|pair| addr(&pair[1]))
+        let addr = |i: usize| self.gptrs[self.by_address[i] as usize];
+        (1..self.by_address.len())
+            .find(|&i| addr(i) < addr(i - 1).saturating_add(g_size))
+            .map(addr)
     }
 
     /// Reads every `g`; notes departures and collects the parks to walk. Returns the
@@ -370,29 +477,33 @@ impl ParkedTable {
         bias: u64,
         bufs: &mut ReadBuffers,
         deadline: Instant,
-    ) -> Option<u64> {
+    ) -> Result<u64, Cut> {
         let ReadBuffers { gs: buf, stacks } = bufs;
         let changed = &mut Vec::new();
         let layout = &program.layout;
         let size = layout.g_size as usize;
         let mut max_goid = 0;
+        // The `g`s of the current batch's ranges that faulted: at most a batch's.
         let mut retry = Vec::new();
         let ranges = std::mem::take(&mut self.ranges);
         let by_address = std::mem::take(&mut self.by_address);
-        for batch in batches(&ranges, |r| r.1) {
+        // Where the next range's part of `by_address` begins.
+        let mut first = 0usize;
+        for batch in batches(&ranges, |r| r.len as usize) {
             if Instant::now() > deadline {
-                return None;
+                return Err(Cut::Time);
             }
-            let plan: Vec<(u64, usize)> = batch.iter().map(|r| (r.0, r.1)).collect();
+            let plan: Vec<(u64, usize)> = batch.iter().map(|r| (r.start, r.len as usize)).collect();
             let ok = read_batch(pid, &plan, buf);
             let mut at = 0usize;
-            for (k, (start, len, members)) in batch.iter().enumerate() {
-                for &idx in &by_address[members.clone()] {
+            for (k, range) in batch.iter().enumerate() {
+                for member in first..range.end as usize {
+                    let idx = by_address[member];
                     if !ok[k] {
                         retry.push(idx);
                         continue;
                     }
-                    let off = at + (self.gptrs[idx as usize] - start) as usize;
+                    let off = at + (self.gptrs[idx as usize] - range.start) as usize;
                     if let Some(g) = buf
                         .get(off..off + size)
                         .and_then(|b| parse_g(b, layout, &self.statuses))
@@ -400,19 +511,40 @@ impl ParkedTable {
                         max_goid = max_goid.max(self.observe(idx, &g, program, bias, changed));
                     }
                     if changed.len() >= WALK_CHUNK {
-                        self.add_parks(pid, program, bias, stacks, changed);
+                        self.add_parks(pid, program, bias, stacks, changed)?;
                     }
                 }
-                at += len;
+                first = range.end as usize;
+                at += range.len as usize;
             }
+            // A merged range that faulted (part of it freed): g by g.
+            let goid = self.read_each(pid, (program, bias), (buf, stacks), &retry, changed)?;
+            max_goid = max_goid.max(goid);
+            retry.clear();
         }
         self.ranges = ranges;
         self.by_address = by_address;
-        // A merged range that faulted (part of it freed): g by g.
-        for chunk in retry.chunks(1024) {
-            if Instant::now() > deadline {
-                return None;
-            }
+        self.add_parks(pid, program, bias, stacks, changed)?;
+        if Instant::now() > deadline {
+            return Err(Cut::Time);
+        }
+        Ok(max_goid)
+    }
+
+    /// Reads the `g`s at `idxs` one by one (their merged range faulted), walking new
+    /// parks as it goes. Returns the newest live goroutine id among them.
+    fn read_each(
+        &mut self,
+        pid: u32,
+        (program, bias): (&GoProgram, u64),
+        (buf, stacks): (&mut Vec<u8>, &mut Vec<u8>),
+        idxs: &[u32],
+        changed: &mut Vec<(u32, GFields)>,
+    ) -> Result<u64, Cut> {
+        let layout = &program.layout;
+        let size = layout.g_size as usize;
+        let mut max_goid = 0;
+        for chunk in idxs.chunks(1024) {
             let plan: Vec<(u64, usize)> = chunk
                 .iter()
                 .map(|&i| (self.gptrs[i as usize], size))
@@ -427,10 +559,9 @@ impl ParkedTable {
                     max_goid = max_goid.max(self.observe(idx, &g, program, bias, changed));
                 }
             }
-            self.add_parks(pid, program, bias, stacks, changed);
+            self.add_parks(pid, program, bias, stacks, changed)?;
         }
-        self.add_parks(pid, program, bias, stacks, changed);
-        (Instant::now() <= deadline).then_some(max_goid)
+        Ok(max_goid)
     }
 
     /// Compares one `g` with what its slot saw: unmoved costs nothing more; an ended
@@ -488,6 +619,11 @@ impl ParkedTable {
 
     /// A park that goes on was found by a GC cycle: its `g.waitsince` dates it.
     fn date(&mut self, idx: u32, g: &GFields) {
+        if self.dated >= MAX_DATED_PER_READ {
+            // Dated at a next read (its flag stays clear).
+            return;
+        }
+        self.dated += 1;
         let slot = &mut self.slots[idx as usize];
         if let Some(Some(group)) = self.groups.get_mut(slot.group() as usize) {
             group.dated.push(GoroutineMember {
@@ -525,9 +661,9 @@ impl ParkedTable {
         bias: u64,
         buf: &mut Vec<u8>,
         changed: &mut Vec<(u32, GFields)>,
-    ) {
+    ) -> Result<(), OverBudget> {
         if changed.is_empty() {
-            return;
+            return Ok(());
         }
         let walked = walk_stacks(
             pid,
@@ -551,7 +687,7 @@ impl ParkedTable {
                 // Torn: the next read walks it again (a moved park stays counted).
                 continue;
             }
-            let group = self.group_for(&g, stack, labels, &program.layout);
+            let group = self.group_for(&g, stack, labels, &program.layout)?;
             let old = self.slots[idx as usize];
             if old.group() == group {
                 // The same park at the same site, its registers (and maybe the size of
@@ -572,6 +708,7 @@ impl ParkedTable {
             }
             self.arrive(idx, &g, group);
         }
+        Ok(())
     }
 
     /// A new park joins `group`.
@@ -648,11 +785,16 @@ impl ParkedTable {
         stack: Vec<u64>,
         labels: u32,
         layout: &GoRuntimeLayout,
-    ) -> u32 {
+    ) -> Result<u32, OverBudget> {
         let key = (g.wait_reason, StackKey::from(stack), g.gopc, labels);
         if let Some(&group) = self.group_of.get(&key) {
-            return group;
+            return Ok(group);
         }
+        // A new site: charged before it is made (a hostile process may give every
+        // goroutine a stack of its own).
+        let bytes = group_bytes(key.1.len());
+        self.check(self.heap_bytes() + bytes)?;
+        self.group_bytes += bytes;
         self.labels.hold(labels);
         let wait_label = self
             .wait_labels
@@ -674,7 +816,7 @@ impl ParkedTable {
             }
         };
         self.group_of.insert(key, index);
-        index
+        Ok(index)
     }
 
     /// Every group's population and changes; empty groups are forgotten.
@@ -702,6 +844,9 @@ impl ParkedTable {
                     group.labels,
                 );
                 self.group_of.remove(&key);
+                self.group_bytes = self
+                    .group_bytes
+                    .saturating_sub(group_bytes(group.stack.len()));
                 self.labels.release(group.labels);
                 *slot = None;
                 self.free_groups.push(i as u32);
@@ -717,7 +862,7 @@ fn reread(
     pid: u32,
     (layout, statuses): (&GoRuntimeLayout, &StatusTable),
     gs: &[(u32, GFields)],
-    gptrs: &[u64],
+    gptrs: &Chunked<u64>,
     buf: &mut Vec<u8>,
 ) -> Vec<Option<GFields>> {
     let size = layout.g_size as usize;
@@ -769,7 +914,7 @@ mod tests {
     fn overlapping_gs_are_found() {
         let table = |gptrs: Vec<u64>| {
             let mut table = ParkedTable::default();
-            table.refresh_pointers(gptrs, 456);
+            assert!(load(&mut table, &gptrs).is_ok());
             table.overlapping_g(456)
         };
         assert_eq!(table(vec![0xc000_0000, 0xc000_01c8, 0xc000_1000]), None);
@@ -780,9 +925,106 @@ mod tests {
         assert_eq!(table(vec![0xc000_0000, 0xc000_0008]), Some(0xc000_0008));
         // Appended later (an incremental refresh) counts the same.
         let mut grown = ParkedTable::default();
-        grown.refresh_pointers(vec![0xc000_0000, 0xc000_1000], 456);
-        grown.refresh_pointers(vec![0xc000_0000, 0xc000_1000, 0xc000_0100], 456);
+        // (On the heap: a constant's page of this test's file may not be resident.)
+        assert!(load(&mut grown, &Vec::from([0xc000_0000, 0xc000_1000])).is_ok());
+        assert!(
+            load(
+                &mut grown,
+                &Vec::from([0xc000_0000, 0xc000_1000, 0xc000_0100])
+            )
+            .is_ok()
+        );
         assert_eq!(grown.overlapping_g(456), Some(0xc000_0100));
+    }
+
+    /// Loads `gptrs` (an `allgs` array in this process's memory, read back through
+    /// process_vm_readv like any other process's) as the table's `g` pointers, of go1.26
+    /// `g`s (456 bytes).
+    fn load(table: &mut ParkedTable, gptrs: &[u64]) -> Result<(), Loading> {
+        let table_at = (gptrs.as_ptr() as u64, gptrs.len() as u64);
+        table.load_pointers(std::process::id(), table_at, 456)
+    }
+
+    /// The default budget's `goroutines` quota.
+    fn default_quota() -> u64 {
+        let budget = crate::budget::MemoryBudget::new(crate::budget::DEFAULT_MEMORY_BUDGET);
+        budget.quota(MemoryKind::Goroutines)
+    }
+
+    /// Check that a table of `g`s far apart (each its own read range: 16 bytes more per
+    /// `g` than the table's arrays, which the declared length is checked against) is
+    /// refused when its ranges would pass the bound, before they are made, with the
+    /// typed over-budget error; and that what was checked is what the table then holds.
+    #[test]
+    fn ranges_past_the_bound_are_refused_before_they_are_made() {
+        let n = 100_000usize;
+        // 1 MiB apart: no two merge.
+        let gptrs: Vec<u64> = (0..n as u64).map(|i| 0x10_0000_0000 + (i << 20)).collect();
+        let mut fits = ParkedTable::default();
+        assert!(load(&mut fits, &gptrs).is_ok());
+        assert_eq!(fits.ranges.len(), n);
+        let arrays = fits.heap_bytes() - (n * size_of::<MergedRange>()) as u64;
+        assert_eq!(fits.peak, fits.heap_bytes(), "the peak is the table read");
+        let mut table = ParkedTable::default();
+        table.set_max_bytes(arrays + (n * size_of::<MergedRange>() / 2) as u64);
+        let Err(Loading::Memory(over)) = load(&mut table, &gptrs) else {
+            panic!("a table past its bound must be refused");
+        };
+        assert_eq!(over.kind, MemoryKind::Goroutines);
+        assert_eq!(over.needed, fits.heap_bytes());
+        assert_eq!(
+            table.ranges.capacity(),
+            0,
+            "refused before the ranges were made"
+        );
+        assert!(table.peak <= arrays, "nothing past the bound was allocated");
+        // A new site past the bound is refused the same way, before it is made.
+        let layout = GoRuntimeLayout::for_version(1, 26).expect("go1.26 layout");
+        let g = parked_g(1, 0, GoStatus::Waiting);
+        let mut small = ParkedTable::default();
+        small.set_max_bytes(GROUP_BYTES);
+        let refused = small.group_for(&g, vec![0x40_1000; 64], NO_LABELS, &layout);
+        assert_eq!(refused.map_err(|e| e.kind), Err(MemoryKind::Goroutines));
+        assert!(small.groups.is_empty() && small.group_bytes == 0);
+    }
+
+    /// Check the budget arithmetic of the bench's process (`cargo xtask bench`: a
+    /// million goroutines parked at one site, their `g`s side by side) and more: the
+    /// default `--memory-budget` (96 MiB) gives the `goroutines` share 32 MiB
+    /// (33,554,432 bytes); the first read of a million such `g`s peaks at 28.45 bytes
+    /// per `g` (28,452,592 bytes: 28 per `g` and the last chunk of each array), the
+    /// same table grown by 2% stays within it, and so does a table of 1.19 million.
+    #[test]
+    fn a_million_goroutines_fit_the_default_budget() {
+        let quota = default_quota();
+        assert_eq!(quota, 32 << 20);
+        for n in [1_000_000usize, 1_190_000] {
+            let gptrs: Vec<u64> = (0..n as u64).map(|i| 0xc000_0000 + i * 456).collect();
+            let mut table = ParkedTable::default();
+            table.set_max_bytes(quota);
+            assert!(load(&mut table, &gptrs).is_ok(), "{n} goroutines refused");
+            // As a Go program grows: the same table and 2% more.
+            let mut more = gptrs.clone();
+            more.extend((n as u64..n as u64 * 51 / 50).map(|i| 0xc000_0000 + i * 456));
+            let per_g = table.peak as f64 / n as f64;
+            eprintln!(
+                "{n} goroutines: peak {} bytes ({per_g:.2} per g) of a {quota}-byte quota",
+                table.peak
+            );
+            assert!(per_g < 28.5, "{per_g} bytes per g");
+            if n == 1_000_000 {
+                assert!(load(&mut table, &more).is_ok(), "a growing table refused");
+                assert!(table.peak <= quota);
+            }
+        }
+        // Past the share, refused by the declared length alone, before any read.
+        let huge = quota / TABLE_BYTES_PER_G + 100_000;
+        let mut table = ParkedTable::default();
+        table.set_max_bytes(quota);
+        // (Where allgs would be does not matter: nothing is read.)
+        let refused = table.load_pointers(std::process::id(), (0x1000, huge), 456);
+        assert!(matches!(refused, Err(Loading::Memory(o)) if o.kind == MemoryKind::Goroutines));
+        assert_eq!(table.gptrs.heap_bytes(), 0);
     }
 
     /// Check that a park's key keeps goroutine id and sequence apart, that moving the
@@ -818,11 +1060,13 @@ mod tests {
     fn runtime_leak_marks_flip_without_churn() {
         let layout = GoRuntimeLayout::for_version(1, 27).expect("go1.27 layout");
         let mut table = ParkedTable {
-            slots: vec![EMPTY; 2],
+            slots: [EMPTY; 2].into_iter().collect(),
             ..ParkedTable::default()
         };
         let g = |goid, status| parked_g(goid, 1, status);
-        let group = table.group_for(&g(5, GoStatus::Leaked), vec![0x40_1000], NO_LABELS, &layout);
+        let group = table
+            .group_for(&g(5, GoStatus::Leaked), vec![0x40_1000], NO_LABELS, &layout)
+            .unwrap();
         table.arrive(0, &g(5, GoStatus::Leaked), group);
         table.arrive(1, &g(6, GoStatus::Waiting), group);
         let read = |table: &mut ParkedTable| {

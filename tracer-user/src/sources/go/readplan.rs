@@ -4,7 +4,7 @@
 //! range; and every batch of ranges is bounded in bytes, so the read buffer is too,
 //! whatever the process holds.
 
-use std::ops::Range;
+use super::chunked::Chunked;
 
 /// Neighbouring objects closer than this are read as one range.
 const MERGE_GAP: u64 = 4096;
@@ -13,13 +13,19 @@ pub const MAX_MERGED: u64 = 1 << 20;
 /// Bytes read per batch of ranges: bounds the read buffer.
 pub const BATCH_BYTES: usize = 1 << 20;
 
-/// A merged read: its start, its length, and the part of the address-ordered index
-/// inside it.
-pub type MergedRange = (u64, usize, Range<usize>);
+/// A merged read in 16 bytes: its start, its length, and where its part of the
+/// address-ordered index ends (it begins where the previous range's ends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MergedRange {
+    pub start: u64,
+    /// At most [`MAX_MERGED`].
+    pub len: u32,
+    pub end: u32,
+}
 
 /// Merges `new` into `sorted` (both ordered by `key`) in place, from the back: no second
 /// copy of a million entries.
-pub fn merge_sorted_into(sorted: &mut Vec<u32>, new: &[u32], key: impl Fn(u32) -> u64) {
+pub fn merge_sorted_into(sorted: &mut Chunked<u32>, new: &[u32], key: impl Fn(u32) -> u64) {
     let old = sorted.len();
     sorted.resize(old + new.len(), 0);
     let (mut a, mut b, mut to) = (old, new.len(), old + new.len());
@@ -53,16 +59,21 @@ pub fn batches<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
     out
 }
 
-/// Groups `size`-byte objects, listed by address, into ranges covering neighbours.
-pub fn merge_ranges(sorted: &[u32], addr: impl Fn(u32) -> u64, size: u64) -> Vec<MergedRange> {
-    let mut out = Vec::new();
+/// Calls `each` with the ranges covering `size`-byte objects, listed by address
+/// (`count` of them, the `i`th at `addr(i)`), neighbours together.
+fn for_each_range(
+    count: usize,
+    addr: impl Fn(usize) -> u64,
+    size: u64,
+    mut each: impl FnMut(MergedRange),
+) {
     let mut i = 0;
-    while i < sorted.len() {
-        let start = addr(sorted[i]);
+    while i < count {
+        let start = addr(i);
         let mut end = start.saturating_add(size);
         let mut j = i + 1;
-        while j < sorted.len() {
-            let next = addr(sorted[j]);
+        while j < count {
+            let next = addr(j);
             if next > end.saturating_add(MERGE_GAP)
                 || next.saturating_add(size) - start > MAX_MERGED
             {
@@ -71,9 +82,37 @@ pub fn merge_ranges(sorted: &[u32], addr: impl Fn(u32) -> u64, size: u64) -> Vec
             end = end.max(next.saturating_add(size));
             j += 1;
         }
-        out.push((start, (end - start) as usize, i..j));
+        // A range never passes MAX_MERGED (one object alone may: a `g` is far smaller),
+        // and a table never more than u32::MAX objects (MAX_GOROUTINES).
+        let len = (end - start).min(u64::from(u32::MAX)) as u32;
+        each(MergedRange {
+            start,
+            len,
+            end: j as u32,
+        });
         i = j;
     }
+}
+
+/// How many ranges [`merge_ranges`] makes of these objects, without allocating: the
+/// memory budget is asked for them first.
+pub fn count_ranges(count: usize, addr: impl Fn(usize) -> u64, size: u64) -> usize {
+    let mut n = 0;
+    for_each_range(count, addr, size, |_| n += 1);
+    n
+}
+
+/// Groups `size`-byte objects, listed by address (`count` of them, the `i`th at
+/// `addr(i)`), into ranges covering neighbours; `out` gets exactly `expected` of them
+/// ([`count_ranges`]).
+pub fn merge_ranges(
+    count: usize,
+    addr: impl Fn(usize) -> u64,
+    size: u64,
+    expected: usize,
+) -> Vec<MergedRange> {
+    let mut out = Vec::with_capacity(expected);
+    for_each_range(count, addr, size, |r| out.push(r));
     out
 }
 
@@ -86,19 +125,25 @@ mod tests {
     #[test]
     fn neighbouring_gs_merge_into_one_read() {
         let addrs = [0x1000u64, 0x11c8, 0x1390, 0x9000_0000];
-        let order: Vec<u32> = (0..4).collect();
-        let ranges = merge_ranges(&order, |i| addrs[i as usize], 456);
-        assert_eq!(ranges.len(), 2);
+        let addr = |i: usize| addrs[i];
+        assert_eq!(count_ranges(4, addr, 456), 2);
+        let ranges = merge_ranges(4, addr, 456, 2);
+        assert_eq!((ranges.len(), ranges.capacity()), (2, 2));
         assert_eq!(
-            (ranges[0].0, ranges[0].1, ranges[0].2.clone()),
-            (0x1000, 0x1390 + 456 - 0x1000, 0..3)
+            ranges[0],
+            MergedRange {
+                start: 0x1000,
+                len: 0x1390 + 456 - 0x1000,
+                end: 3
+            }
         );
-        assert_eq!(ranges[1].2, 3..4);
-        let many: Vec<u32> = (0..10_000u32).collect();
+        assert_eq!(ranges[1].end, 4);
+        let many = |i: usize| i as u64 * 512;
+        let n = count_ranges(10_000, many, 456);
         assert!(
-            merge_ranges(&many, |i| u64::from(i) * 512, 456)
+            merge_ranges(10_000, many, 456, n)
                 .iter()
-                .all(|r| r.1 as u64 <= MAX_MERGED)
+                .all(|r| u64::from(r.len) <= MAX_MERGED)
         );
     }
 
@@ -106,9 +151,12 @@ mod tests {
     #[test]
     fn merge_keeps_address_order() {
         let addr = [50u64, 10, 30, 20, 40, 5];
-        let mut sorted = vec![1, 2, 0];
+        let mut sorted: Chunked<u32> = [1, 2, 0].into_iter().collect();
         merge_sorted_into(&mut sorted, &[5, 3, 4], |i| addr[i as usize]);
-        assert_eq!(sorted, vec![5, 1, 3, 2, 4, 0]);
+        assert_eq!(
+            sorted.iter().copied().collect::<Vec<_>>(),
+            vec![5, 1, 3, 2, 4, 0]
+        );
     }
 
     /// Check that batches stay within their byte bound and cover every item once.
