@@ -264,7 +264,7 @@ impl CensusTaker {
         self.add_threads(blocked, &facts, &mut symbolizer, &mut census, &mut failed);
         let faults = self.faults.clone();
         for scan in goroutines {
-            let (process, runtime) = (scan.process, Runtime::Go(scan.release));
+            let (process, runtime) = (scan.process, scan.runtime);
             let hidden = match self.show_runtime_threads {
                 true => Ok(()),
                 false => faults.guard(process, Step::RuntimeThreads, || {
@@ -362,7 +362,7 @@ impl CensusTaker {
         if !self.watches(process.pid) {
             return;
         }
-        let facts = self.facts_of(process, scan_facts, Some(Runtime::Go(scan.release)));
+        let facts = self.facts_of(process, scan_facts, Some(scan.runtime));
         let entry = census
             .processes
             .entry(process)
@@ -639,10 +639,10 @@ mod tests {
         let mut taker = CensusTaker::new(Scope::Host, Arc::default());
         let go = || GoroutineScan {
             process: process(10),
-            release: crate::model::GoRelease::Known {
+            runtime: Runtime::Go(crate::model::GoRelease::Known {
                 major: 1,
                 minor: 26,
-            },
+            }),
             fresh: true,
             goroutines: Ok(crate::sources::go::parked::GoroutineTable {
                 sites: Vec::new(),
@@ -682,10 +682,10 @@ mod tests {
         let key = process;
         let scan = |pid: u32, gopcs: std::ops::Range<u64>| GoroutineScan {
             process: key(pid),
-            release: crate::model::GoRelease::Known {
+            runtime: Runtime::Go(crate::model::GoRelease::Known {
                 major: 1,
                 minor: 26,
-            },
+            }),
             fresh: true,
             goroutines: Ok(crate::sources::go::parked::GoroutineTable {
                 sites: gopcs

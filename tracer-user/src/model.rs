@@ -146,6 +146,9 @@ pub enum Runtime {
     #[default]
     Native,
     Go(GoRelease),
+    /// Not known: its executable could not be opened or read to tell (the process is
+    /// reported unreadable, saying why).
+    Unknown,
 }
 
 impl Runtime {
@@ -154,12 +157,14 @@ impl Runtime {
     }
 }
 
-/// `"native"`, `"go1.NN"`, or `"go"`: the names of the JSON report and the metrics.
+/// `"native"`, `"go1.NN"`, `"go"` (a Go program whose version is unknown) or
+/// `"unknown"`: the names of the JSON report and the metrics.
 impl fmt::Display for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Native => f.write_str("native"),
             Self::Go(release) => release.fmt(f),
+            Self::Unknown => f.write_str("unknown"),
         }
     }
 }
@@ -297,6 +302,7 @@ mod tests {
         assert_eq!(Runtime::Native.to_string(), "native");
         assert_eq!(Runtime::Go(go(1, 26)).to_string(), "go1.26");
         assert_eq!(Runtime::Go(GoRelease::Unknown).to_string(), "go");
+        assert_eq!(Runtime::Unknown.to_string(), "unknown");
         assert_eq!(
             serde_json::to_string(&Runtime::Go(go(1, 19))).unwrap(),
             "\"go1.19\""

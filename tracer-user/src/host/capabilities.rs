@@ -58,13 +58,15 @@ impl Capability {
                 "the BPF task iterator cannot load; threads come from /proc (slower)"
             }
             Capability::SysPtrace => {
-                "other processes' memory, maps and blocked threads cannot be read: \
-                 their goroutine leaks are missed, their stacks unnamed, and from /proc \
-                 no thread of theirs is seen"
+                "other processes' memory, maps, executables and blocked threads cannot \
+                 be read: they are reported unreadable (not known whether Go, goroutines \
+                 not read), their stacks unnamed, and from /proc no thread of theirs is \
+                 seen"
             }
             Capability::DacReadSearch => {
-                "binaries root may not read by their mode are not read: a Go program \
-                 among them is taken for a native one and its goroutine leaks missed"
+                "binaries root may not read by their mode are not read: their frames \
+                 are unnamed, and a process running one is reported unreadable (whether \
+                 it is a Go program cannot be told, its goroutines are not read)"
             }
             Capability::CheckpointRestore => {
                 "binaries are not opened through /proc/PID/map_files: programs whose \

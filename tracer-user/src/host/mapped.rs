@@ -168,11 +168,12 @@ impl SparseBuffer {
     }
 
     /// Reads `file`'s bytes `offset..offset + len` (clipped to the buffer) into the
-    /// same place of the buffer, with pread; returns how many were read.
-    pub fn fill_from(&mut self, file: &File, offset: u64, len: u64) -> usize {
+    /// same place of the buffer, with pread; returns how many were read (fewer at the
+    /// end of the file), or the first error (what was not read stays zero).
+    pub fn fill_from(&mut self, file: &File, offset: u64, len: u64) -> std::io::Result<usize> {
         use std::os::unix::fs::FileExt;
         let Ok(start) = usize::try_from(offset) else {
-            return 0;
+            return Ok(0);
         };
         let end = start
             .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
@@ -180,11 +181,13 @@ impl SparseBuffer {
         let mut at = start;
         while at < end {
             match file.read_at(&mut self.as_mut()[at..end], at as u64) {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
                 Ok(n) => at += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
-        at.saturating_sub(start)
+        Ok(at.saturating_sub(start))
     }
 }
 

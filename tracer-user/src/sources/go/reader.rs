@@ -20,7 +20,7 @@ use crate::{
     budget::{self, MemoryBudget, MemoryKind},
     host::cpu::thread_cpu_time,
     isolate::{Faults, ProcessFault, Reader, Step},
-    model::{GoRelease, ProcessKey},
+    model::{ProcessKey, Runtime},
     sources::error::ReadError,
     sources::go::{
         executable::GoProgram,
@@ -34,8 +34,9 @@ use crate::{
 /// The goroutines of one Go process in one scan, as the goroutine source read them.
 pub struct GoroutineScan {
     pub process: ProcessKey,
-    /// The Go release that built it.
-    pub release: GoRelease,
+    /// What it runs: the Go release that built it, or [`Runtime::Unknown`] when its
+    /// executable could not be read to tell (its goroutines are then unreadable).
+    pub runtime: Runtime,
     /// The parked goroutines, or why they could not be read.
     pub goroutines: Result<GoroutineTable, ReadError>,
     /// Whether the goroutines were read at this scan: a huge process is read less often
@@ -141,7 +142,7 @@ impl Drop for GoProcess {
 enum Watched {
     Native,
     Go(Box<GoProcess>),
-    Unreadable(GoRelease, ReadError),
+    Unreadable(Runtime, ReadError),
 }
 
 impl From<ProcessProgram> for Watched {
@@ -156,8 +157,8 @@ impl From<ProcessProgram> for Watched {
                 charged: 0,
                 next_read: None,
             })),
-            ProcessProgram::Unreadable(release, reason) => {
-                Self::Unreadable(release, ReadError::Go(reason))
+            ProcessProgram::Unreadable(runtime, reason) => {
+                Self::Unreadable(runtime, ReadError::Go(reason))
             }
         }
     }
@@ -222,7 +223,7 @@ impl GoroutineSource {
                     Ok(program) => Watched::from(program),
                     // Not known to be Go (a read of it blocked, or failed): unreadable
                     // all the same, the runtime unknown.
-                    Err(fault) => Watched::Unreadable(GoRelease::Unknown, fault.into()),
+                    Err(fault) => Watched::Unreadable(Runtime::Unknown, fault.into()),
                 };
                 self.processes.insert(key, watched);
             }
@@ -238,9 +239,9 @@ impl GoroutineSource {
 
     /// Reads one watched process (when it is Go), or says why it cannot be read.
     fn scan_one(&mut self, key: ProcessKey) -> Option<GoroutineScan> {
-        let unreadable = |release, reason| GoroutineScan {
+        let unreadable = |runtime, reason| GoroutineScan {
             process: key,
-            release,
+            runtime,
             goroutines: Err(reason),
             fresh: true,
             symbolizer: bare_symbolizer(),
@@ -248,20 +249,20 @@ impl GoroutineSource {
         let watched = self.processes.get_mut(&key)?;
         // A step of its analysis failed since (here or in another source).
         if let (Watched::Go(process), Some(fault)) = (&*watched, self.faults.of(&key)) {
-            *watched = Watched::Unreadable(process.program.release, fault.into());
+            *watched = Watched::Unreadable(Runtime::Go(process.program.release), fault.into());
         }
         match watched {
             Watched::Native => None,
-            Watched::Unreadable(release, reason) => Some(unreadable(*release, reason.clone())),
+            Watched::Unreadable(runtime, reason) => Some(unreadable(*runtime, reason.clone())),
             Watched::Go(process) => {
                 let read = read_paced(key, process, &mut self.reads, &self.pacing);
                 match read {
                     Ok(scan) => Some(scan),
                     Err(fault) => {
                         // Never read again: the next read would likely fail alike.
-                        let release = process.program.release;
-                        *watched = Watched::Unreadable(release, fault.clone().into());
-                        Some(unreadable(release, fault.into()))
+                        let runtime = Runtime::Go(process.program.release);
+                        *watched = Watched::Unreadable(runtime, fault.clone().into());
+                        Some(unreadable(runtime, fault.into()))
                     }
                 }
             }
@@ -326,7 +327,7 @@ fn read_paced(
     let (program, bias, exe) = (process.program.clone(), process.bias, process.exe.clone());
     Ok(GoroutineScan {
         process: key,
-        release: process.program.release,
+        runtime: Runtime::Go(process.program.release),
         goroutines,
         fresh,
         symbolizer: Box::new(move |pcs: &[u64]| symbolize(&program, bias, &exe, pcs)),
