@@ -28,7 +28,7 @@ use test_support::http::{Series, parse_exposition};
 
 use crate::common::{
     GO_NEWEST, GoBuild, GoFlavor, Program, Spawned, TempDir, WARM_UP, free_port, go_program_path,
-    program_path, require_root, wait_for,
+    program_path, require_root, sites, wait_for,
 };
 use crate::daemon::{deploy_dir, tool};
 use crate::web::{PASSWORD, USER, curl_tls, write_web_config};
@@ -516,12 +516,22 @@ fn the_daemonset_security_context_is_enough() {
 /// `leakscope ARGS` under `setpriv` with exactly `capabilities` (bounding, inheritable
 /// and so permitted and effective sets) and no new privileges: (exit code, stderr).
 fn run_with_capabilities(capabilities: &[String], args: &[&str]) -> (i32, String) {
+    let out = output_with_capabilities(capabilities, args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What `leakscope ARGS` under `setpriv` with exactly `capabilities` (as
+/// [`run_with_capabilities`]) exits with and prints.
+fn output_with_capabilities(capabilities: &[String], args: &[&str]) -> std::process::Output {
     let set: Vec<String> = capabilities
         .iter()
         .map(|c| format!("+{}", c.to_lowercase()))
         .collect();
     let set = format!("-all,{}", set.join(","));
-    let out = Command::new(tool("setpriv"))
+    Command::new(tool("setpriv"))
         .args([
             "--bounding-set",
             &set,
@@ -533,11 +543,7 @@ fn run_with_capabilities(capabilities: &[String], args: &[&str]) -> (i32, String
         .arg(env!("CARGO_BIN_EXE_leakscope"))
         .args(args)
         .output()
-        .expect("run setpriv");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .expect("run setpriv")
 }
 
 /// Check that leakscope says at start which capability it lacks and what that costs:
@@ -569,4 +575,70 @@ fn a_missing_capability_is_said_at_start() {
             && said[0].contains("Go program"),
         "{stderr}"
     );
+}
+
+/// `leakscope diagnose --json` of `pid` with exactly `capabilities`: its report, and
+/// that process in it (panics, saying why, when either is missing).
+fn diagnose_with_capabilities(capabilities: &[String], pid: u32) -> (Value, Value) {
+    let pid_arg = pid.to_string();
+    let args = ["diagnose", "--duration", "2", "--json", "--pid", &pid_arg];
+    let out = output_with_capabilities(capabilities, &args);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}), exit {:?}:\n{stdout}\n{stderr}",
+            out.status
+        )
+    });
+    let process = crate::common::find_process(&report, pid)
+        .unwrap_or_else(|| panic!("process {pid} not in the report:\n{report:#}\n{stderr}"))
+        .clone();
+    (report, process)
+}
+
+/// Check that a Go program whose executable leakscope may not open (another user's
+/// binary of mode 0700, leakscope without CAP_DAC_READ_SEARCH: opening its
+/// /proc/PID/exe is EACCES) is reported unreadable saying why, its runtime unknown,
+/// rather than watched as a healthy native process; with the capability, the same
+/// program is read as Go.
+#[test]
+fn a_go_program_whose_executable_cannot_be_opened_is_unreadable() {
+    require_root();
+    let scratch = TempDir::new("exe-unreadable");
+    let mut leaker = private_go_leaker(&scratch.0);
+    std::thread::sleep(WARM_UP);
+    leaker.assert_running("during warm-up");
+    let declared = declared_capabilities();
+    let fewer: Vec<String> = declared
+        .iter()
+        .filter(|c| *c != "DAC_READ_SEARCH")
+        .cloned()
+        .collect();
+
+    let (report, process) = diagnose_with_capabilities(&fewer, leaker.pid());
+    assert_eq!(process["runtime"], "unknown", "{report:#}");
+    let error = process["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("could not tell whether it runs Go (cannot open its executable: ")
+            && error.contains("os error 13")
+            && error.ends_with("goroutines not read"),
+        "not said why: {error:?}\n{report:#}"
+    );
+    assert!(
+        sites(&process).iter().all(|s| s["kind"] != "goroutine"),
+        "{report:#}"
+    );
+
+    let (report, process) = diagnose_with_capabilities(&declared, leaker.pid());
+    let runtime = process["runtime"].as_str().unwrap_or_default();
+    assert!(runtime.starts_with("go1."), "{report:#}");
+    assert!(process.get("error").is_none(), "{report:#}");
+    assert!(
+        sites(&process).iter().any(|s| s["kind"] == "goroutine"),
+        "its goroutines were not read:\n{report:#}"
+    );
+    leaker.assert_running("after the diagnoses");
 }
