@@ -376,12 +376,17 @@ impl ParkedTable {
             goroutines: allglen,
             over,
         };
-        if let Err(e) = self.load_pointers(pid, (allgs, allglen), program.layout.g_size) {
-            self.reset();
-            return Err(match e {
-                Loading::Read(e) => e,
-                Loading::Memory(e) => over(e),
-            });
+        // (A length of 0 is a misread: the runtime's table never shrinks.)
+        if allglen > 0 {
+            match self.load_pointers(pid, (allgs, allglen), program.layout.g_size) {
+                Ok(()) => {}
+                // Nothing was changed: the table stays for the next read.
+                Err(Loading::Read(e)) => return Err(e),
+                Err(Loading::Memory(e)) => {
+                    self.reset();
+                    return Err(over(e));
+                }
+            }
         }
         if let Some(g) = self.overlapping_g(program.layout.g_size) {
             self.reset();
@@ -446,6 +451,13 @@ impl ParkedTable {
         drop(new);
         let slots = Chunked::<Slot>::bytes_for(n).max(self.slots.heap_bytes());
         self.check(self.heap_bytes() - self.slots.heap_bytes() + slots)?;
+        // `g`s no longer listed leave their groups.
+        for idx in n..self.slots.len() {
+            let slot = self.slots[idx];
+            if slot.group() != NO_GROUP {
+                self.depart(slot);
+            }
+        }
         self.slots.resize(n, EMPTY);
         // The old ranges go before the new are made: never both.
         self.ranges = Vec::new();
@@ -1025,6 +1037,26 @@ mod tests {
         let refused = table.load_pointers(std::process::id(), (0x1000, huge), 456);
         assert!(matches!(refused, Err(Loading::Memory(o)) if o.kind == MemoryKind::Goroutines));
         assert_eq!(table.gptrs.heap_bytes(), 0);
+    }
+
+    /// Check that a `g` no longer listed (a table read shorter) leaves its group: its
+    /// park is reported ended, not counted on.
+    #[test]
+    fn gs_no_longer_listed_depart() {
+        let layout = GoRuntimeLayout::for_version(1, 26).expect("go1.26 layout");
+        let mut table = ParkedTable::default();
+        let gptrs: Vec<u64> = (0..3).map(|i| 0xc000_0000 + i * 0x1000).collect();
+        assert!(load(&mut table, &gptrs).is_ok());
+        let g = parked_g(9, 1, GoStatus::Waiting);
+        let group = table
+            .group_for(&g, vec![0x40_1000], NO_LABELS, &layout)
+            .unwrap();
+        table.arrive(2, &g, group);
+        assert_eq!(table.take_changes(9).sites[0].parked, 1);
+        assert!(load(&mut table, &gptrs[..2]).is_ok());
+        assert_eq!(table.goroutines(), 2);
+        let site = table.take_changes(9).sites.remove(0);
+        assert_eq!((site.parked, site.departed.len()), (0, 1));
     }
 
     /// Check that a park's key keeps goroutine id and sequence apart, that moving the
