@@ -1039,6 +1039,75 @@ mod tests {
         assert_eq!(table.gptrs.heap_bytes(), 0);
     }
 
+    /// The test program that poses as a go1.26 binary (`hostile_go`, a C program built
+    /// here), analysed.
+    fn posing_go_program() -> GoProgram {
+        let dir = test_support::target_dir().join("unit-programs");
+        let path = test_support::programs::Program::HostileGo
+            .build(&dir)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let data = std::fs::read(path).unwrap();
+        crate::sources::go::executable::analyse_go_bytes(&data)
+            .expect("hostile_go analyses")
+            .expect("hostile_go is taken for Go")
+    }
+
+    /// Check that a whole read (through [`ParkedTable::read`], of `g`s far apart in this
+    /// process's memory, each its own read range) is refused with the typed over-budget
+    /// error when its ranges would pass the table's bound, and read when they fit; and
+    /// that what the read then holds is what was checked.
+    #[test]
+    fn a_read_past_the_bound_is_refused_with_the_typed_error() {
+        let program = posing_go_program();
+        let size = program.layout.g_size as usize;
+        // `g`s (all zero: idle) further apart than reads merge over.
+        let n = 2_000usize;
+        let spacing = size + 4096 + 64;
+        let gs = vec![0u8; n * spacing];
+        let gptrs: Vec<u64> = (0..n)
+            .map(|i| gs.as_ptr() as u64 + (i * spacing) as u64)
+            .collect();
+        // The slice header and length words where the program's symbols say, at a load
+        // bias that puts them in `words`.
+        let (allgs, allglen) = (program.addrs.allgs, program.addrs.allglen);
+        let low = allgs.min(allglen);
+        let mut words = vec![0u64; ((allgs.max(allglen) - low) / 8 + 3) as usize];
+        let at = |addr: u64| ((addr - low) / 8) as usize;
+        words[at(allgs)..at(allgs) + 3].copy_from_slice(&[
+            gptrs.as_ptr() as u64,
+            n as u64,
+            n as u64,
+        ]);
+        words[at(allglen)] = n as u64;
+        let bias = (words.as_ptr() as u64).wrapping_sub(low);
+        let read = |table: &mut ParkedTable| {
+            let mut bufs = ReadBuffers::default();
+            table.read(
+                std::process::id(),
+                &program,
+                bias,
+                &mut bufs,
+                Duration::from_secs(60),
+            )
+        };
+        let mut fits = ParkedTable::default();
+        assert_eq!(read(&mut fits).map(|t| t.sites.len()), Ok(0));
+        assert_eq!((fits.goroutines(), fits.ranges.len()), (n, n));
+        assert_eq!(fits.peak, fits.heap_bytes());
+        let ranges = (n * size_of::<MergedRange>()) as u64;
+        let mut table = ParkedTable::default();
+        table.set_max_bytes(fits.heap_bytes() - ranges / 2);
+        match read(&mut table) {
+            Err(GoroutineReadError::OverMemoryBudget { goroutines, over }) => {
+                assert_eq!((goroutines, over.kind), (n as u64, MemoryKind::Goroutines));
+                assert_eq!(over.needed, fits.heap_bytes());
+            }
+            other => panic!("a read past its bound must be refused, got {other:?}"),
+        }
+        assert_eq!(table.heap_bytes(), 0, "nothing kept of a refused read");
+        drop(gs);
+    }
+
     /// Check that a `g` no longer listed (a table read shorter) leaves its group: its
     /// park is reported ended, not counted on.
     #[test]
