@@ -24,6 +24,36 @@ pub fn usage(pid: u32) -> Option<Usage> {
     })
 }
 
+/// A sample of what `pid` and every process under it cost together (CPU times, resident
+/// and peak memory summed): `leakscope diagnose` does its work in a child process.
+/// None when `pid` is gone.
+pub fn tree_usage(pid: u32) -> Option<Usage> {
+    let mut total = usage(pid)?;
+    for child in children(pid) {
+        if let Some(under) = tree_usage(child) {
+            total.cpu_s += under.cpu_s;
+            total.rss_bytes += under.rss_bytes;
+            total.peak_rss_bytes += under.peak_rss_bytes;
+        }
+    }
+    Some(total)
+}
+
+/// The children of every thread of `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    (tasks.flatten())
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 /// User + system CPU time of `pid`, seconds.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -90,5 +120,31 @@ mod tests {
         assert!(thread_count(me) >= Some(1));
         assert_eq!(status_kib("VmRSS:\t  1234 kB\n", "VmRSS"), Some(1234));
         assert_eq!(usage(u32::MAX), None);
+    }
+
+    /// Check that a tree's sample adds its children's: a child's CPU time counts.
+    #[test]
+    fn tree_usage_adds_children() {
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 30",
+            ])
+            .spawn()
+            .expect("sh");
+        let me = std::process::id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut seen = None;
+        while std::time::Instant::now() < deadline {
+            let (own, tree) = (usage(me).unwrap(), tree_usage(me).unwrap());
+            if tree.cpu_s > own.cpu_s && tree.peak_rss_bytes > own.peak_rss_bytes {
+                seen = Some((own, tree));
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(seen.is_some(), "the child's CPU and memory never counted");
     }
 }

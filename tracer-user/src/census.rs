@@ -177,9 +177,12 @@ impl CensusTaker {
         &self.scope
     }
 
-    /// Whether a process is watched (in scope, and not leakscope itself).
+    /// Whether a process is watched (in scope, and not leakscope itself: this process,
+    /// nor the one waiting for its exit status, see [`crate::isolate::detach`]).
     pub fn watches(&self, pid: u32) -> bool {
-        pid != self.own_pid && self.scope.includes(pid)
+        pid != self.own_pid
+            && Some(pid) != crate::isolate::detach::supervisor_pid()
+            && self.scope.includes(pid)
     }
 
     /// Forgets symbolized sites (and creators of processes) that `keep` rejects: the

@@ -182,14 +182,20 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    match run(cli) {
-        Ok(code) => ExitCode::from(code),
+    let one_shot = matches!(cli.command, Command::Diagnose(_));
+    let work = move || match run(cli) {
+        Ok(code) => code,
         Err(e) => {
             // Each cause once, on one line (see error::one_line).
             eprintln!("leakscope: {}", tracer_user::error::one_line(e.as_ref()));
-            ExitCode::from(EXIT_ERROR)
+            EXIT_ERROR
         }
+    };
+    if one_shot {
+        // Returns to the shell with the report even when a read is stuck for good.
+        tracer_user::isolate::detach::exit_with_child(work);
     }
+    ExitCode::from(work())
 }
 
 /// Creates (truncates) an output file named on the command line.

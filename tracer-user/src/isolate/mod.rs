@@ -11,6 +11,9 @@
 //! - [`Reader`] runs the steps that can block (reading a process's files and memory) on
 //!   a thread the scan can stop waiting for: a read stuck in the kernel costs that
 //!   process's result, not the scan.
+//! - [`detach`] runs `diagnose`'s work in a child process, so that a reader stuck in the
+//!   kernel for good, which keeps its process from finishing its exit, does not keep the
+//!   command from returning.
 //! - It says which process is being analysed ([`current_pid`]), so a stalled scan can
 //!   be blamed on one.
 //! - It carries the fault injection the tests use to prove both:
@@ -19,6 +22,7 @@
 //!   test hooks, read from the environment of the root process only.
 
 mod catch;
+pub mod detach;
 mod faults;
 mod reader;
 

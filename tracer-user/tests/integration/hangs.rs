@@ -230,12 +230,13 @@ fn diagnose_beside(fuse: &mut HungFuse, pids: &[u32]) -> Diagnosis {
     let status = wait_child(&mut child, limit);
     let took = started.elapsed();
     if status.is_none() {
+        let threads = kernel_stacks(child.id());
         fuse.abort();
         let _ = child.kill();
         let _ = child.wait();
         panic!(
             "leakscope diagnose still running {took:?} after it started (--duration \
-             {DIAGNOSE_S}): reads of the hung processes held it; stderr:\n{}",
+             {DIAGNOSE_S}): reads of the hung processes held it; its threads:\n{threads}\nstderr:\n{}",
             stderr.join().unwrap_or_default()
         );
     }
@@ -251,6 +252,23 @@ fn diagnose_beside(fuse: &mut HungFuse, pids: &[u32]) -> Diagnosis {
         report,
         stderr,
     }
+}
+
+/// Each thread of process `pid`: its state and kernel stack, for a failure message.
+fn kernel_stacks(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return format!("(process {pid} has no /proc entry)");
+    };
+    let mut out = String::new();
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let stat = read("stat");
+        out.push_str(stat.lines().next().unwrap_or_default());
+        out.push('\n');
+        out.push_str(&read("stack"));
+    }
+    out
 }
 
 /// Waits up to `limit` for `child` to exit.

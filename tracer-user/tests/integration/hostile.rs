@@ -112,7 +112,8 @@ fn diagnose_measured(pids: &[u32], seconds: u32) -> Measured {
     let deadline = start + Duration::from_secs(2 * u64::from(seconds) + 60);
     let mut most = Usage::default();
     let status = loop {
-        if let Some(usage) = procfs::usage(child.id()) {
+        // The tree: diagnose works in a child process.
+        if let Some(usage) = procfs::tree_usage(child.id()) {
             most.peak_rss_bytes = most.peak_rss_bytes.max(usage.peak_rss_bytes);
             most.cpu_s = most.cpu_s.max(usage.cpu_s);
         }
