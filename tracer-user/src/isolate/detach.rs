@@ -117,25 +117,32 @@ fn wait_for_child(child: libc::pid_t, status_read: libc::c_int) -> ! {
         }
     };
     if got {
-        reap_within(child, REAP_GRACE);
+        if !reap_within(child, REAP_GRACE) {
+            eprintln!(
+                "leakscope: its worker (pid {child}) is still exiting: a read of it is stuck \
+                 in a file system that does not answer; it ends when that file system \
+                 answers or is aborted"
+            );
+        }
         std::process::exit(status[0].into());
     }
     // No status: the child ended (its end of the pipe closes only when it is gone).
     exit_as(wait_blocking(child))
 }
 
-/// Waits up to `grace` for `child` to be gone, reaping it.
-fn reap_within(child: libc::pid_t, grace: Duration) {
+/// Waits up to `grace` for `child` to be gone, reaping it; whether it is.
+fn reap_within(child: libc::pid_t, grace: Duration) -> bool {
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         let mut status = 0;
         // SAFETY: waitpid on our own child, WNOHANG.
         let reaped = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
         if reaped != 0 {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    false
 }
 
 /// Waits for `child` to end; its wait status (`None` when it cannot be waited for).
